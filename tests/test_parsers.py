@@ -1,0 +1,271 @@
+"""Unit tests for the draft and score parsers, on small hand-written judge/draft texts."""
+
+import pytest
+
+from daydream_luigi.parsers import (
+    DRAFT_PARSERS,
+    SCORE_PARSERS,
+    ParseError,
+    parse_draft,
+    parse_score,
+)
+
+
+def test_registries_expose_the_template_names():
+    assert set(DRAFT_PARSERS) == {"essay_idea_last", "essay_block"}
+    assert set(SCORE_PARSERS) == {"in_last_line", "complex"}
+
+
+# ---------------------------------------------------------------- essay_idea_last
+
+def test_essay_idea_last_takes_highest_stage_regardless_of_order():
+    text = (
+        '<essay-idea stage="2">second pass</essay-idea>\n'
+        '<essay-idea stage="3">\n  third pass  \n</essay-idea>\n'
+        '<essay-idea stage="1">first pass</essay-idea>\n'
+    )
+    assert parse_draft("essay_idea_last", text) == "third pass"
+
+
+def test_essay_idea_last_tie_goes_to_the_last_block():
+    text = (
+        "<essay-idea stage='2'>early two</essay-idea>"
+        '<essay-idea id="b" stage="2" lang="en">late two</essay-idea>'
+        '<essay-idea stage="1">one</essay-idea>'
+    )
+    assert parse_draft("essay_idea_last", text) == "late two"
+
+
+def test_essay_idea_last_numeric_not_lexical_stage_order():
+    text = '<essay-idea stage="10">ten</essay-idea><essay-idea stage="9">nine</essay-idea>'
+    assert parse_draft("essay_idea_last", text) == "ten"
+
+
+def test_essay_idea_without_stage_ranks_lowest():
+    text = '<essay-idea stage="1">staged</essay-idea><essay-idea>unstaged</essay-idea>'
+    assert parse_draft("essay_idea_last", text) == "staged"
+
+
+def test_essay_idea_without_any_stage_takes_last_block():
+    text = "<essay-idea>alpha</essay-idea> notes <essay-idea>omega</essay-idea> trailing"
+    assert parse_draft("essay_idea_last", text) == "omega"
+
+
+def test_essay_idea_missing_block():
+    with pytest.raises(ParseError) as err:
+        parse_draft("essay_idea_last", "just prose, no tags")
+    assert str(err.value) == "no <essay-idea> block found"
+
+
+def test_essay_idea_empty_block():
+    with pytest.raises(ParseError) as err:
+        parse_draft("essay_idea_last", '<essay-idea stage="1">  \n </essay-idea>')
+    assert str(err.value) == "<essay-idea> block is empty"
+
+
+# ---------------------------------------------------------------- essay_block
+
+def test_essay_block_takes_first_block_stripped():
+    text = "<thinking>plan</thinking>\n<essay>\n# Title\n\nBody.\n</essay>\n<essay>second</essay>"
+    assert parse_draft("essay_block", text) == "# Title\n\nBody."
+
+
+def test_essay_block_is_not_confused_by_essay_idea_tags():
+    text = '<essay-idea stage="1">idea</essay-idea>\n<essay>the essay</essay>'
+    assert parse_draft("essay_block", text) == "the essay"
+
+
+def test_essay_block_unclosed_keeps_the_rest():
+    text = "preamble\n<essay>\nTruncated essay that ran out of tok"
+    assert parse_draft("essay_block", text) == "Truncated essay that ran out of tok"
+
+
+def test_essay_block_missing():
+    with pytest.raises(ParseError) as err:
+        parse_draft("essay_block", "no essay here")
+    assert str(err.value) == "no <essay> block found"
+
+
+def test_essay_block_empty():
+    with pytest.raises(ParseError) as err:
+        parse_draft("essay_block", "<essay>\n\n</essay>")
+    assert str(err.value) == "<essay> block is empty"
+
+
+# ---------------------------------------------------------------- draft registry
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_draft_parser_returns_text_unchanged(blank):
+    text = "  raw draft\n\n"
+    assert parse_draft(blank, text) == "  raw draft\n\n"
+
+
+def test_unknown_draft_parser_names_known_ones():
+    with pytest.raises(ParseError) as err:
+        parse_draft("essay_first", "<essay>x</essay>")
+    assert str(err.value) == (
+        "unknown draft parser 'essay_first'; known: essay_block, essay_idea_last"
+    )
+
+
+def test_unknown_score_parser_names_known_ones():
+    with pytest.raises(ParseError) as err:
+        parse_score("last_line", "SCORE: 7")
+    assert str(err.value) == "unknown score parser 'last_line'; known: complex, in_last_line"
+
+
+def test_parse_error_is_a_value_error():
+    assert issubclass(ParseError, ValueError)
+
+
+# ---------------------------------------------------------------- in_last_line
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Reasoning here.\nSCORE: 7", 7.0),
+        ("Reasoning here.\n7/10\n\n  ", 7.0),
+        ("Reasoning.\nScore: 6.5", 6.5),
+        ("Reasoning.\n**SCORE:** 8 / 10", 8.0),
+        ("Reasoning.\n## Final score: **9/10**", 9.0),
+        ("Reasoning.\n**5**", 5.0),
+        ("Reasoning.\nI would give it 4 out of 10.", 4.0),
+        ("SCORE: 2/10\nchanged my mind\nSCORE: 10/10", 10.0),
+    ],
+)
+def test_in_last_line_reads_the_last_line(text, expected):
+    assert parse_score("in_last_line", text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SCORE: 7/10\nThanks for reading.",
+        "SCORE: 7/10\n- Connections: 2/5",
+        "",
+    ],
+)
+def test_in_last_line_ignores_everything_but_the_last_line(text):
+    with pytest.raises(ParseError) as err:
+        parse_score("in_last_line", text)
+    assert str(err.value) == "no score found in the last non-empty line"
+
+
+def test_in_last_line_out_of_range():
+    with pytest.raises(ParseError) as err:
+        parse_score("in_last_line", "Reasoning.\nSCORE: 12/10")
+    assert str(err.value) == "score 12 is outside 0..10"
+
+
+# ---------------------------------------------------------------- complex
+
+BOLD_LABEL = """\
+Assessment of the piece.
+- Novelty (2/2 pts): strong.
+**SCORE:** 7/10
+The framing was clear.
+"""
+
+HEADING_THEN_BOLD = """\
+1. **Novelty (1/2)**: partly new.
+### **Final Score**
+**3/10**
+- **Core Concepts:** 2/5 (only one mechanism)
+- **Connections:** 1/5
+Closing remarks without numbers.
+"""
+
+TOTAL_DECIMAL = """\
+- **Ideas Total: 3.5/5**
+- **Links Total: 3/5**
+- **Total Score: 6.5/10**
+"""
+
+REPEATED = """\
+**SCORE:** 7/10
+**Reasoning continued:** the piece is solid, resulting in a score of **7/10**.
+"""
+
+REVISED = """\
+Total score: 4 (ideas) + 3 (links) = 7? Let me reconsider.
+Final Score: **3/10**
+"""
+
+SUBSCORES_AFTER_FINAL = """\
+### SCORE: 4/10
+**Breakdown:**
+- **Ideas:** 3/5 (1 pt for framing, 2 pts for mechanism).
+- **Links Score: 1/5**
+- Narrative: 1/2 pts
+- Economics Score: 1 pt
+(2/5 for Ideas + 2/5 for Links)
+"""
+
+THINK_THEN_ANSWER = """\
+<think>Maybe the score is 9/10. Or lower.</think>
+The answer misses the key terms.
+### **SCORE:**
+**Total Score: 5/10**
+Summary follows.
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(BOLD_LABEL, 7.0, id="bold-label"),
+        pytest.param(HEADING_THEN_BOLD, 3.0, id="heading-then-bold-fraction"),
+        pytest.param(TOTAL_DECIMAL, 6.5, id="total-score-decimal"),
+        pytest.param(REPEATED, 7.0, id="repeated-statement"),
+        pytest.param(REVISED, 3.0, id="revised-intermediate-total"),
+        pytest.param(SUBSCORES_AFTER_FINAL, 4.0, id="subscores-after-final"),
+        pytest.param(THINK_THEN_ANSWER, 5.0, id="think-then-answer"),
+        pytest.param("Analysis.\nSCORE: 7 / 10\nMore prose.", 7.0, id="spaced-fraction"),
+        pytest.param("Analysis.\nFinal Score: **3/10**", 3.0, id="bold-value"),
+        pytest.param("Analysis.\nSCORE: 7\nmore", 7.0, id="bare-integer"),
+        pytest.param("Analysis.\nScore: 8.5\n", 8.5, id="bare-decimal"),
+        pytest.param("Analysis.\nFinal score: 8", 8.0, id="final-score-colon"),
+        pytest.param("Analysis.\nTherefore, the final score is 9.", 9.0, id="final-score-is"),
+        pytest.param("Overall score = 6 in the end.", 6.0, id="overall-score-equals"),
+        pytest.param("It earns a solid **8/10 score** overall.", 8.0, id="fraction-before-keyword"),
+        pytest.param("SCORE: 0/10", 0.0, id="zero"),
+        pytest.param("SCORE: 10/10", 10.0, id="ten"),
+        pytest.param(
+            "Ideas: 2/5\nI would rate this 6/10 overall.\nLinks: 3/5", 6.0, id="fallback-fraction"
+        ),
+        pytest.param(
+            "SCORE: 2/10\nOn reflection I rate it 8/10.", 2.0, id="statement-beats-fraction"
+        ),
+    ],
+)
+def test_complex_finds_the_final_score(text, expected):
+    assert parse_score("complex", text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("A thoughtful essay with no verdict.", id="prose"),
+        pytest.param("- Ideas: 4/5\n- Links Score: 3/5\n- Narrative: 2 pts", id="only-subscores"),
+        pytest.param("### Final Score\nSee above.", id="heading-without-value"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_complex_without_score(text):
+    with pytest.raises(ParseError) as err:
+        parse_score("complex", text)
+    assert str(err.value) == "no score found in judge response"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("SCORE: 11", "score 11 is outside 0..10"),
+        ("Final Score: 10.5/10", "score 10.5 is outside 0..10"),
+        ("Verdict: 12/10", "score 12 is outside 0..10"),
+    ],
+)
+def test_complex_out_of_range(text, message):
+    with pytest.raises(ParseError) as err:
+        parse_score("complex", text)
+    assert str(err.value) == message
