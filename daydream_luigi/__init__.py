@@ -1,0 +1,1 @@
+"""daydream-luigi: a Luigi pipeline for LLM daydreaming experiments."""

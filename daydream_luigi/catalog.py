@@ -1,0 +1,212 @@
+"""Load and validate the raw inputs in data/1_raw (concepts, templates, models) before anything runs."""
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .config import LEVELS, Paths
+from .errors import raise_if
+from .ids import id_problem
+from .parsers import DRAFT_PARSERS, SCORE_PARSERS
+from .render import template_problem
+
+GENERATORS = ("llm", "copy")
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n", ""}
+
+
+@dataclass(frozen=True)
+class Concept:
+    concept_id: str
+    name: str
+    active: bool
+    descriptions: dict  # level -> text, only the levels that have a file
+
+    def content(self, level: str) -> str:
+        """The description at `level`, falling back to paragraph, then sentence, then the name."""
+        for candidate in (level, "paragraph", "sentence"):
+            if self.descriptions.get(candidate):
+                return self.descriptions[candidate]
+        return self.name
+
+
+@dataclass(frozen=True)
+class Template:
+    stage: str
+    template_id: str
+    name: str
+    active: bool
+    kind: str  # parser name for draft/evaluation templates, generator for essay templates
+    path: Path
+    source: str
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Model:
+    model_id: str
+    model: str
+    provider: str
+    display_name: str
+    for_generation: bool
+    for_evaluation: bool
+    pool: str
+    price_per_mtok: float
+
+
+@dataclass(frozen=True)
+class Catalog:
+    concepts: dict
+    templates: dict  # stage -> {template_id: Template}
+    models: dict
+
+    def active_concepts(self) -> list[str]:
+        return sorted(cid for cid, c in self.concepts.items() if c.active)
+
+    def active_templates(self, stage: str) -> list[str]:
+        return sorted(tid for tid, t in self.templates[stage].items() if t.active)
+
+
+_TEMPLATE_CATALOGS = {
+    "draft": ("draft_templates.csv", "parser"),
+    "essay": ("essay_templates.csv", "generator"),
+    "evaluation": ("evaluation_templates.csv", "parser"),
+}
+_MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "for_evaluation", "pool"]
+
+
+def _read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int, dict]]:
+    """Rows of a CSV with their line numbers; collects a problem (and returns []) when the file cannot be used."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            header = reader.fieldnames or []
+            missing = [c for c in columns if c not in header]
+            if missing:
+                problems.append(f"{path}: missing column(s) {', '.join(missing)}; the header must contain "
+                                f"{','.join(columns)}")
+                return []
+            rows = []
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    problems.append(f"{path}: line {reader.line_num}: expected {len(header)} fields, "
+                                    f"found a different number; quote fields that contain commas")
+                    continue
+                rows.append((reader.line_num, {k: v.strip() for k, v in row.items()}))
+            return rows
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found; create it (see the README, 'Inputs')")
+    except (csv.Error, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: not a readable CSV ({exc}); fix the quoting or encoding")
+    return []
+
+
+def _flag(value: str, where: str, column: str, problems: list[str]) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered not in _FALSE:
+        problems.append(f"{where}: {column} {value!r} is not true or false")
+    return False
+
+
+def _check_ids(rows, path: Path, column: str, problems: list[str]) -> list[tuple[int, dict]]:
+    """Keep rows whose id is usable and unique; report the others."""
+    seen: dict[str, int] = {}
+    kept = []
+    for line, row in rows:
+        value = row[column]
+        problem = id_problem(value)
+        if problem:
+            problems.append(f"{path}: line {line}: {column} {value!r} {problem}; rename it")
+        elif value in seen:
+            problems.append(f"{path}: line {line}: duplicate {column} {value!r} (first on line {seen[value]}); "
+                            f"remove or rename one of them")
+        else:
+            seen[value] = line
+            kept.append((line, row))
+    return kept
+
+
+def _load_concepts(paths: Paths, problems: list[str]) -> dict:
+    path = paths.raw / "concepts_metadata.csv"
+    rows = _check_ids(_read_rows(path, ["concept_id", "name", "active"], problems), path, "concept_id", problems)
+    concepts = {}
+    for line, row in rows:
+        where = f"{path}: line {line}"
+        descriptions = {}
+        for level in LEVELS:
+            file = paths.raw / "concepts" / f"descriptions-{level}" / f"{row['concept_id']}.txt"
+            if file.exists():
+                descriptions[level] = file.read_text(encoding="utf-8").strip()
+        if not row["name"]:
+            problems.append(f"{where}: concept {row['concept_id']!r} has an empty name; fill it in")
+        concepts[row["concept_id"]] = Concept(row["concept_id"], row["name"], _flag(row["active"], where, "active",
+                                                                                      problems), descriptions)
+    return concepts
+
+
+def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
+    filename, kind_column = _TEMPLATE_CATALOGS[stage]
+    path = paths.raw / filename
+    columns = ["template_id", "template_name", "description", "active", kind_column]
+    rows = _check_ids(_read_rows(path, columns, problems), path, "template_id", problems)
+    allowed = {"draft": set(DRAFT_PARSERS) | {""}, "essay": set(GENERATORS), "evaluation": set(SCORE_PARSERS)}[stage]
+    templates = {}
+    for line, row in rows:
+        where = f"{path}: line {line}"
+        tid, kind = row["template_id"], row[kind_column]
+        if kind not in allowed:
+            known = ", ".join(sorted(k for k in allowed if k)) + (" or blank" if "" in allowed else "")
+            problems.append(f"{where}: unknown {kind_column} {kind!r} for template {tid!r}; use one of: {known}")
+        file = paths.templates_root / stage / f"{tid}.txt"
+        try:
+            source = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problems.append(f"{where}: template file {file} not found for template {tid!r}; create it or "
+                            f"remove the row")
+            continue
+        problem = template_problem(source, stage)
+        if problem:
+            problems.append(f"{file}: template {tid!r} {problem}; fix the template")
+        templates[tid] = Template(stage, tid, row["template_name"], _flag(row["active"], where, "active", problems),
+                                  kind, file, source)
+    return templates
+
+
+def _load_models(paths: Paths, pools: dict, problems: list[str]) -> dict:
+    path = paths.raw / "llm_models.csv"
+    rows = _check_ids(_read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
+    models = {}
+    for line, row in rows:
+        where = f"{path}: line {line}"
+        if row["pool"] not in pools:
+            problems.append(f"{where}: model {row['id']!r} uses unknown pool {row['pool']!r}; use one of "
+                            f"{', '.join(sorted(pools))} or add it to [resources] in config/luigi.cfg")
+        if not row["model"]:
+            problems.append(f"{where}: model {row['id']!r} has an empty model string; fill in the provider's model name")
+        try:
+            price = float(row.get("price_per_mtok") or 0)
+        except ValueError:
+            problems.append(f"{where}: price_per_mtok {row['price_per_mtok']!r} is not a number")
+            price = 0.0
+        models[row["id"]] = Model(row["id"], row["model"], row["provider"], row["display_name"],
+                                  _flag(row["for_generation"], where, "for_generation", problems),
+                                  _flag(row["for_evaluation"], where, "for_evaluation", problems),
+                                  row["pool"], price)
+    return models
+
+
+def load_catalog(paths: Paths, pools: dict) -> Catalog:
+    """Everything in data/1_raw, validated; raises InputError listing every problem found."""
+    problems: list[str] = []
+    concepts = _load_concepts(paths, problems)
+    templates = {stage: _load_templates(paths, stage, problems) for stage in _TEMPLATE_CATALOGS}
+    models = _load_models(paths, pools, problems)
+    raise_if(problems)
+    return Catalog(concepts, templates, models)

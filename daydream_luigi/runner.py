@@ -1,0 +1,95 @@
+"""Schedule a cohort through Luigi in bounded windows, so scheduling cost per generation stays flat as cohorts grow.
+
+Luigi's scheduler scans every task it knows on each get_work call, so one graph of n tasks costs O(n^2). A cohort is
+therefore built stage by stage in windows of at most `window` generations; only generations that are not complete and
+whose parent is complete are scheduled, so a re-run of a finished cohort schedules nothing.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import luigi
+
+from . import tasks
+from .cohort import Member
+from .config import STAGES, Paths
+from .store import ERROR, METADATA, complete_ids, gen_dir, read_json
+
+log = logging.getLogger("daydream")
+_PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
+
+
+@dataclass
+class RunSummary:
+    done: list = field(default_factory=list)  # gen_ids completed by this run
+    skipped: int = 0  # already complete before the run
+    failed: dict = field(default_factory=dict)  # gen_id -> reason
+    blocked: dict = field(default_factory=dict)  # gen_id -> why it could not start (parent not complete)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+def pending_by_stage(paths: Paths, members: list[Member], stages) -> dict[str, list[Member]]:
+    complete = {stage: complete_ids(paths.gens, stage) for stage in STAGES}
+    return {stage: [m for m in members if m.stage == stage and m.gen_id not in complete[stage]] for stage in stages}
+
+
+def _build(task_list, workers: int, scheduler: str) -> None:
+    luigi.build(task_list, workers=workers, local_scheduler=(scheduler == "local"), log_level="WARNING")
+
+
+def _account(summary: RunSummary, paths: Paths, member: Member) -> None:
+    meta = read_json(gen_dir(paths.gens, member.stage, member.gen_id) / METADATA)
+    summary.done.append(member.gen_id)
+    if meta.get("attempts"):
+        summary.calls += 1
+        summary.prompt_tokens += meta.get("prompt_tokens") or 0
+        summary.completion_tokens += meta.get("completion_tokens") or 0
+        summary.cost += meta.get("cost") or 0.0
+
+
+def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, workers: int, window: int,
+               scheduler: str = "local") -> RunSummary:
+    """Run the not-yet-complete generations of `stages` (in pipeline order) and report what happened to each."""
+    summary = RunSummary()
+    tasks.context(cohort_id)  # load once here; forked Luigi workers inherit it
+    for stage in STAGES:
+        if stage not in stages:
+            continue
+        stage_members = [m for m in members if m.stage == stage]
+        complete = complete_ids(paths.gens, stage)
+        parents_done = complete_ids(paths.gens, _PARENT_STAGE[stage]) if stage in _PARENT_STAGE else None
+        pending = []
+        for member in stage_members:
+            if member.gen_id in complete:
+                summary.skipped += 1
+            elif parents_done is not None and member.parent_gen_id not in parents_done:
+                summary.blocked[member.gen_id] = f"{stage} waits for {_PARENT_STAGE[stage]} {member.parent_gen_id}, " \
+                                                 f"which is not complete"
+            else:
+                pending.append(member)
+        if pending:
+            log.info("%s: %d to run, %d already complete", stage, len(pending), len(stage_members) - len(pending))
+        for start in range(0, len(pending), window):
+            chunk = pending[start:start + window]
+            _build([tasks.STAGE_TASKS[stage](gen_id=m.gen_id, cohort_id=cohort_id) for m in chunk], workers, scheduler)
+            now_complete = complete_ids(paths.gens, stage)
+            for member in chunk:
+                if member.gen_id in now_complete:
+                    _account(summary, paths, member)
+                else:
+                    error = gen_dir(paths.gens, stage, member.gen_id) / ERROR
+                    summary.failed[member.gen_id] = read_json(error)["error"] if error.exists() else \
+                        "did not run (see the Luigi log above)"
+    return summary
+
+
+def build_reports(cohort_id: str, scheduler: str = "local") -> bool:
+    return luigi.build([tasks.Pivot(cohort_id=cohort_id)], workers=1, local_scheduler=(scheduler == "local"),
+                       log_level="WARNING")

@@ -1,0 +1,67 @@
+"""The generation store: data/gens/<stage>/<gen_id>/ with atomic, write-once files.
+
+A generation is complete exactly when metadata.json exists; it is always the last file written.
+"""
+
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .ids import checked_id
+
+PROMPT, RAW, CALL, PARSED, METADATA, ERROR = "prompt.txt", "raw.txt", "call.json", "parsed.txt", "metadata.json", \
+    "error.json"
+
+
+def gen_dir(gens_root: Path, stage: str, gen_id: str) -> Path:
+    return gens_root / stage / checked_id(gen_id, "gen_id")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + fsync + rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / METADATA).exists()
+
+
+def complete_ids(gens_root: Path, stage: str) -> set[str]:
+    """All complete gen_ids of a stage, in one directory scan (fast completion checks for big cohorts)."""
+    root = gens_root / stage
+    if not root.is_dir():
+        return set()
+    return {entry.name for entry in os.scandir(root) if os.path.exists(os.path.join(entry.path, METADATA))}
+
+
+@contextmanager
+def generation_lock(directory: Path):
+    """Exclusive per-generation lock: two runs of the same cohort never call the model twice for one generation."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a throwaway project (data + config) and a real OpenAI-compatible server on 127.0.0.1."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daydream_luigi.fake_endpoint import FakeEndpoint
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_KEY = "sk-or-v1-TESTKEY-abcdef0123456789abcdef"
+
+CONCEPTS = {  # concept_id: (name, active, {level: text})
+    "tidal-power": ("Tidal power", "true", {"sentence": "Energy from the rise and fall of the sea.",
+                                            "paragraph": "Turbines in estuaries turn twice a day as tides move."}),
+    "ant-foraging": ("Ant foraging", "true", {"sentence": "Ants find food by laying and following trails."}),
+    "sourdough": ("Sourdough", "true", {"paragraph": "A starter of wild yeast and bacteria leavens bread."}),
+    "glaciers": ("Glaciers", "false", {"sentence": "Rivers of ice that grind valleys."}),
+}
+TEMPLATES = {
+    "draft": {
+        "ladder": ("essay_idea_last", "true", "Combine:\n{% for c in concepts %}- {{ c.name }}: {{ c.content }}\n"
+                                              "{% endfor %}Write <essay-idea stage=\"N\"> blocks.\n"),
+        "sketch": ("essay_block", "true", "Notes then <essay>...</essay> about "
+                                           "{{ concepts | map(attribute='name') | join(' and ') }}.\n"),
+        "plain": ("", "false", "Brainstorm {{ concepts | length }} concepts.\n"),
+    },
+    "essay": {
+        "polish": ("llm", "true", "Write an essay from this draft:\n{{ draft_block }}\n"),
+        "verbatim": ("copy", "true", "{{ draft_block }}"),
+    },
+    "evaluation": {
+        "judge-a": ("in_last_line", "true", "Judge this:\n{{ response }}\nEnd with SCORE: N\n"),
+        "judge-b": ("complex", "true", "Rate novelty of:\n{{ response }}\nFinish with SCORE: N\n"),
+    },
+}
+MODELS = [  # id, model, provider, display, gen, eval, pool, price
+    ("gen-paid", "vendor/gen-model", "openrouter", "Gen", "true", "false", "paid", "1.5"),
+    ("judge-paid", "vendor/judge-model", "openrouter", "Judge", "false", "true", "paid", "3"),
+    ("free-one", "vendor/free:free", "openrouter", "Free", "false", "false", "free", "0"),
+    ("qwen-local", "qwen2.5-coder-1.5b-instruct", "embedded", "Local", "true", "true", "local", "0"),
+]
+_CATALOG_FILES = {"draft": ("draft_templates.csv", "parser"), "essay": ("essay_templates.csv", "generator"),
+                  "evaluation": ("evaluation_templates.csv", "parser")}
+
+
+def write_raw(raw: Path) -> None:
+    """A small concept pool of our own: 3 active concepts, 2+2+2 active templates, 1 generator, 1 judge."""
+    lines = ["concept_id,name,active"]
+    for cid, (name, active, levels) in CONCEPTS.items():
+        lines.append(f"{cid},{name},{active}")
+        for level, text in levels.items():
+            path = raw / "concepts" / f"descriptions-{level}" / f"{cid}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text + "\n")
+    (raw / "concepts_metadata.csv").write_text("\n".join(lines) + "\n")
+    for stage, templates in TEMPLATES.items():
+        filename, column = _CATALOG_FILES[stage]
+        rows = [f"template_id,template_name,description,active,{column}"]
+        for tid, (kind, active, source) in templates.items():
+            rows.append(f"{tid},{tid.title()},\"A {stage} template, for tests\",{active},{kind}")
+            path = raw / "generation_templates" / stage / f"{tid}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(source)
+        (raw / filename).write_text("\n".join(rows) + "\n")
+    rows = ["id,model,provider,display_name,for_generation,for_evaluation,pool,price_per_mtok"]
+    rows += [",".join(m) for m in MODELS]
+    (raw / "llm_models.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="session")
+def endpoint():
+    with FakeEndpoint() as server:
+        yield server
+
+
+@pytest.fixture
+def project(tmp_path, endpoint, monkeypatch):
+    """A project folder with its own data and config, pointed at the loopback endpoint."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    write_raw(tmp_path / "data" / "1_raw")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAYDREAM_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("DAYDREAM_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", endpoint.base_url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", FAKE_KEY)
+    monkeypatch.delenv("GEN_TEMPLATES_ROOT", raising=False)
+    monkeypatch.delenv("LUIGI_CONFIG_PATH", raising=False)
+    endpoint.reset_stats()
+    return tmp_path
+
+
+def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `daydream` CLI in a subprocess (Luigi forks workers; a subprocess keeps tests isolated)."""
+    return subprocess.run([sys.executable, "-m", "daydream_luigi", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
