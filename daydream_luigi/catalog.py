@@ -85,24 +85,33 @@ def _read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tupl
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, strict=True)
-            header = reader.fieldnames or []
-            missing = [c for c in columns if c not in header]
-            if missing:
-                problems.append(f"{path}: missing column(s) {', '.join(missing)}; the header must contain "
-                                f"{','.join(columns)}")
-                return []
             rows = []
-            for row in reader:
-                if None in row or any(v is None for v in row.values()):
-                    problems.append(f"{path}: line {reader.line_num}: expected {len(header)} fields, "
-                                    f"found a different number; quote fields that contain commas")
-                    continue
-                rows.append((reader.line_num, {k: v.strip() for k, v in row.items()}))
+            try:
+                header = reader.fieldnames or []
+                missing = [c for c in columns if c not in header]
+                if missing:
+                    problems.append(f"{path}: missing column(s) {', '.join(missing)}; the header must contain "
+                                    f"{','.join(columns)}")
+                    return []
+                while True:
+                    start = reader.line_num + 1  # where the record begins (a bad quote can run to the end)
+                    row = next(reader, None)
+                    if row is None:
+                        break
+                    if None in row or any(v is None for v in row.values()):
+                        problems.append(f"{path}: line {start}: expected {len(header)} fields, found "
+                                        f"{len(header) + len(row.get(None, [])) - sum(v is None for v in row.values())}"
+                                        f"; quote fields that contain commas")
+                        continue
+                    rows.append((start, {k: v.strip() for k, v in row.items()}))
+            except csv.Error as exc:
+                problems.append(f"{path}: line {start}: not valid CSV ({exc}); check the quotes on that line")
+                return []
             return rows
     except FileNotFoundError:
         problems.append(f"{path}: file not found; create it (see the README, 'Inputs')")
-    except (csv.Error, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: not a readable CSV ({exc}); fix the quoting or encoding")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8")
     return []
 
 

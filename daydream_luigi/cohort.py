@@ -12,7 +12,7 @@ import yaml
 
 from .catalog import Catalog
 from .combos import Combo, enumerate_combos, make_combo, read_mappings
-from .config import LEVELS, STAGES, Paths, Settings
+from .config import LEVELS, STAGES, Paths, Settings, yaml_problem
 from .errors import InputError, raise_if
 from .ids import checked_id, draft_task_id, evaluation_task_id, gen_id, id_problem
 from .store import METADATA, atomic_write_json, atomic_write_text, gen_dir, read_json
@@ -110,7 +110,7 @@ def load_spec(paths: Paths, name: str, catalog: Catalog, settings: Settings, bac
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
+        raise InputError(f"{path}: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of axes (concepts, k, draft_templates, ...)")
     problems = [f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(_SPEC_KEYS))}" for key in raw
@@ -197,7 +197,12 @@ def _curated(spec: CohortSpec, paths: Paths) -> list[Member]:
                             f"remove it from the list or run its cohort first")
             continue
         meta = read_json(essay_meta)
-        draft_meta = read_json(gen_dir(paths.gens, "draft", meta["parent_gen_id"]) / METADATA)
+        draft_path = gen_dir(paths.gens, "draft", meta["parent_gen_id"]) / METADATA
+        if not draft_path.exists():
+            problems.append(f"{spec.source}: essay {essay} has parent draft {meta['parent_gen_id']}, which has no "
+                            f"complete generation at {draft_path.parent}; remove the essay from the list")
+            continue
+        draft_meta = read_json(draft_path)
         rows.append(Member("draft", draft_meta["gen_id"], spec.cohort_id, "", draft_meta["combo_id"],
                            draft_meta["template_id"], draft_meta["llm_model_id"], draft_meta["replicate"]))
         rows.append(Member("essay", essay, spec.cohort_id, meta["parent_gen_id"], meta["combo_id"],

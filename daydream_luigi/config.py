@@ -93,6 +93,13 @@ class Settings:
 _REQUIRED = ("k", "description_level", "min_draft_lines", "replicates", "stages", "retry", "scheduling")
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A one-line description of a YAML error, with its line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" on line {mark.line + 1}" if mark else ""
+    return f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc}); fix the syntax"
+
+
 def load_settings(paths: Paths) -> Settings:
     path = paths.settings_file
     try:
@@ -100,7 +107,7 @@ def load_settings(paths: Paths) -> Settings:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc}); fix the syntax") from None
+        raise InputError(f"{path}: {yaml_problem(exc)}") from None
     missing = [key for key in _REQUIRED if not isinstance(raw, dict) or key not in raw]
     if missing:
         raise InputError(f"{path}: missing setting(s) {', '.join(missing)}; add them (see the README)")

@@ -22,7 +22,7 @@ def template_problem(source: str, stage: str) -> str | None:
     try:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
-        return f"syntax error on line {exc.lineno}: {exc.message}"
+        return f"syntax error on line {exc.lineno}: {str(exc.message).split('. ')[0]}"
     unknown = sorted(meta.find_undeclared_variables(ast) - STAGE_VARIABLES[stage])
     if unknown:
         available = ", ".join(sorted(STAGE_VARIABLES[stage]))

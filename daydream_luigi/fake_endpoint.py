@@ -1,0 +1,503 @@
+"""A small OpenAI-compatible chat server on loopback, for tests and benchmarks.
+
+It speaks real HTTP/1.1 (keep-alive, Content-Length) so the production client in
+``daydream_luigi.llm`` is exercised end to end, and it can inject the faults real
+providers produce: rate limits, 5xx pages, dropped connections, hangs, broken JSON,
+empty answers, truncated answers and auth/config errors.
+
+Answers are deterministic functions of the prompt (the last user message):
+
+* a prompt containing the word ``SCORE`` gets a judge answer ending ``SCORE: N``
+  with ``N = int(sha256(prompt)) % 10``;
+* any other prompt gets a draft/essay text with two ``<essay-idea>`` blocks and one
+  ``<essay>`` block.
+
+Run standalone::
+
+    python -m daydream_luigi.fake_endpoint --port 8765 --latency 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import email.utils
+import hashlib
+import json
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Sequence
+
+__all__ = ["FakeEndpoint", "DEFAULT_RANDOM_FAULTS", "ALL_FAULTS", "judge_score", "main"]
+
+#: Transient faults a well-behaved client must retry through.
+DEFAULT_RANDOM_FAULTS: tuple[str, ...] = (
+    "429", "500", "502", "503", "504", "html", "reset", "malformed", "no_choices", "empty",
+)
+#: Every fault name accepted by ``script()`` and ``faults=`` ("ok" means no fault).
+ALL_FAULTS: tuple[str, ...] = DEFAULT_RANDOM_FAULTS + ("429-date", "timeout", "length", "401", "400", "ok")
+
+_ERROR_MESSAGES = {
+    "500": "Internal server error (fake)",
+    "502": "Bad gateway: upstream provider error (fake)",
+    "503": "Service temporarily unavailable (fake)",
+    "504": "Gateway timeout (fake)",
+    "429": "Rate limit exceeded (fake)",
+    "429-date": "Rate limit exceeded (fake)",
+    "401": "No auth credentials found",
+    "400": "fake-model is not a valid model ID",
+}
+
+_HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    "<body><center><h1>502 Bad Gateway</h1></center><hr><center>fake-proxy</center></body></html>\n"
+)
+
+_WORDS_RE = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
+_SCORE_RE = re.compile(r"\bSCORE\b")
+
+# Idle keep-alive connections are closed after this many seconds, so a client that
+# never closes its pool cannot pin handler threads forever.
+_IDLE_TIMEOUT_S = 60.0
+_MAX_RECORDED_REQUESTS = 100_000
+
+
+def _digest(prompt: str) -> bytes:
+    return hashlib.sha256(prompt.encode("utf-8")).digest()
+
+
+def judge_score(prompt: str) -> int:
+    """The score the fake judge gives ``prompt``: int(sha256(prompt)) % 10."""
+    return int.from_bytes(_digest(prompt), "big") % 10
+
+
+def _pick_words(prompt: str, digest: bytes, n: int) -> list[str]:
+    words = _WORDS_RE.findall(prompt) or ["nothing", "in", "particular"]
+    return [words[digest[i % len(digest)] % len(words)].lower() for i in range(n)]
+
+
+def judge_answer(prompt: str) -> str:
+    d = _digest(prompt)
+    w = _pick_words(prompt, d, 4)
+    score = judge_score(prompt)
+    return (
+        f"The response connects {w[0]} with {w[1]} in a way that is easy to follow.\n"
+        f"Its treatment of {w[2]} and {w[3]} is {'original' if score >= 5 else 'fairly conventional'}.\n"
+        f"Overall the idea is {'promising' if score >= 5 else 'modest'} (fake judge, digest {d.hex()[:8]}).\n"
+        f"SCORE: {score}"
+    )
+
+
+def draft_answer(prompt: str) -> str:
+    d = _digest(prompt)
+    w = _pick_words(prompt, d, 8)
+    tag = d.hex()[:8]
+    return (
+        f"Thinking about {w[0]} and {w[1]} together (fake draft {tag}).\n"
+        f'<essay-idea stage="1">What if {w[0]} behaved like {w[2]}? The link runs through {w[3]}.</essay-idea>\n'
+        f'<essay-idea stage="2">Combining {w[2]} with {w[4]} suggests a loop where {w[5]} feeds back '
+        f"into {w[1]}.</essay-idea>\n"
+        "<essay>\n"
+        f"Consider {w[0]} as a form of {w[6]}. Seen that way, {w[1]} stops being a constraint and "
+        f"becomes a resource.\n"
+        f"The practical test is whether {w[7]} improves when {w[4]} is varied deliberately.\n"
+        f"If it does, {w[0]} and {w[1]} were never separate problems.\n"
+        "</essay>\n"
+        f"End of draft {tag}."
+    )
+
+
+def _truncate_mid_sentence(text: str) -> str:
+    cut = max(1, int(len(text) * 0.6))
+    # Avoid ending on whitespace or punctuation so the cut is visibly mid-sentence.
+    while cut > 1 and not text[cut - 1].isalnum():
+        cut -= 1
+    return text[:cut]
+
+
+def _last_user_message(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    for msg in reversed(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):  # content parts
+                return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return ""
+    return ""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 256
+    endpoint: "FakeEndpoint"
+
+    def handle_error(self, request, client_address):  # noqa: D401 - socketserver hook
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            return  # clients going away (timeouts, resets) are expected here
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeLLM/1.0"
+    timeout = _IDLE_TIMEOUT_S
+    server: _Server
+
+    # -- plumbing ---------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # silence request logging
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle + delayed ACK
+        # add ~40 ms to every response after the first on a keep-alive connection.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.server.endpoint._track_connection(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.endpoint._track_connection(self.connection, False)
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
+              content_type: str = "application/json") -> None:
+        data = payload if isinstance(payload, bytes) else (
+            payload.encode("utf-8") if isinstance(payload, str) else json.dumps(payload).encode("utf-8"))
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:  # client went away (e.g. it timed out first)
+            self.close_connection = True
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def _reset(self) -> None:
+        """Drop the connection without a response (RST rather than a clean FIN)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.connection.close()  # the real close happens once rfile/wfile are closed in finish()
+
+    # -- routes -----------------------------------------------------------------------
+    def do_GET(self) -> None:
+        ep = self.server.endpoint
+        ep._record(self.path, dict(self.headers.items()), None)
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": f"no route for GET {self.path}"}})
+
+    def do_POST(self) -> None:
+        ep = self.server.endpoint
+        body = self._read_body()
+        ep._record(self.path, dict(self.headers.items()), body)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(404, {"error": {"message": f"no route for POST {self.path}"}})
+            return
+        model = body.get("model") if isinstance(body, dict) else None
+        fault = ep._next_fault(str(model) if model is not None else "")
+        ep._enter()
+        try:
+            if ep.latency > 0:
+                ep._stop_event.wait(ep.latency)
+            if fault == "timeout":
+                ep._stop_event.wait(ep.hang_seconds)
+        finally:
+            ep._leave()
+        self._answer(body, fault)
+
+    def _answer(self, body: Any, fault: str) -> None:
+        ep = self.server.endpoint
+        if fault == "reset":
+            self._reset()
+            return
+        if fault in ("429", "429-date"):
+            if fault == "429":
+                retry_after = "0"
+            else:
+                retry_after = email.utils.formatdate(time.time() + 1.5, usegmt=True)
+            self._send(429, {"error": {"message": _ERROR_MESSAGES[fault], "code": 429}},
+                       headers={"Retry-After": retry_after})
+            return
+        if fault in ("500", "502", "503", "504", "401", "400"):
+            code = int(fault)
+            self._send(code, {"error": {"message": _ERROR_MESSAGES[fault], "code": code}})
+            return
+        if fault == "html":
+            self._send(502, _HTML_PAGE, content_type="text/html; charset=utf-8")
+            return
+        if fault == "malformed":
+            self._send(200, b'{"id": "chatcmpl-fake", "choices": [{"message": {"content": "trunc')
+            return
+        if fault == "no_choices":
+            self._send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "choices": []})
+            return
+
+        if not isinstance(body, dict):
+            self._send(400, {"error": {"message": "request body is not JSON"}})
+            return
+        prompt = _last_user_message(body)
+        text = judge_answer(prompt) if _SCORE_RE.search(prompt) else draft_answer(prompt)
+        finish_reason = "stop"
+        if fault == "empty":
+            text = ""
+        elif fault == "length":
+            text = _truncate_mid_sentence(text)
+            finish_reason = "length"
+        prompt_tokens = len(prompt.split())
+        completion_tokens = len(text.split())
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        usage_req = body.get("usage")
+        if isinstance(usage_req, dict) and usage_req.get("include"):
+            usage["cost"] = 1e-6 * (prompt_tokens + completion_tokens)
+        payload = {
+            "id": "chatcmpl-fake-" + _digest(prompt).hex()[:12],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model", "fake")),
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }],
+            "usage": usage,
+        }
+        if fault == "ok":  # counted before sending, so a client that has its answer sees the count
+            ep._count_ok()
+        self._send(200, payload)
+
+
+class FakeEndpoint:
+    """An OpenAI-compatible chat server on a loopback port, with scripted or random faults.
+
+    Use as a context manager (``with FakeEndpoint() as ep: ep.base_url``) or call
+    ``start()``/``stop()``. ``port`` 0 (the default) picks a free port.
+    """
+
+    def __init__(self, latency: float = 0.0, fault_rate: float = 0.0,
+                 faults: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0,
+                 hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0):
+        unknown = [f for f in faults if f not in ALL_FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError("fault_rate must be within [0, 1]")
+        if fault_rate > 0 and not faults:
+            raise ValueError("fault_rate > 0 needs at least one fault")
+        self.latency = float(latency)
+        self.fault_rate = float(fault_rate)
+        self.faults = tuple(faults)
+        self.seed = seed
+        self.hang_seconds = float(hang_seconds)
+        self.host = host
+        self.port = port
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._script: collections.deque[str] = collections.deque()
+        self._connections: set[socket.socket] = set()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._reset_counters()
+
+    # -- lifecycle --------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeEndpoint is not started")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"http://{host}:{self.port}/v1"
+
+    def start(self) -> "FakeEndpoint":
+        if self._server is not None:
+            return self
+        self._stop_event.clear()
+        server = _Server((self.host, self.port), _Handler)
+        server.endpoint = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"fake-endpoint-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stop_event.set()  # wakes handlers sleeping for latency / hang faults
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:  # unblock handler threads waiting on idle keep-alive connections
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "FakeEndpoint":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- control ----------------------------------------------------------------------
+    def script(self, *faults: str) -> None:
+        """The next ``len(faults)`` chat requests get these faults in order ("ok" = none)."""
+        unknown = [f for f in faults if f not in ALL_FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
+        with self._lock:
+            self._script.extend(faults)
+
+    def reset_stats(self) -> None:
+        """Zero the counters, forget recorded requests and drop any pending script."""
+        with self._lock:
+            self._reset_counters()
+            self._script.clear()
+
+    @property
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "requests": self._n_requests,
+                "completed_ok": self._completed_ok,
+                "max_concurrent": self._max_concurrent,
+                "by_model": dict(self._by_model),
+                "faults_served": dict(self._faults_served),
+            }
+
+    @property
+    def requests(self) -> list[dict]:
+        with self._lock:
+            return list(self._requests)
+
+    # -- internals (called from handler threads) -----------------------------------------
+    def _reset_counters(self) -> None:
+        # Requests still in flight (e.g. a hanging "timeout" fault) keep counting as current.
+        self._current = getattr(self, "_current", 0)
+        self._n_requests = 0
+        self._completed_ok = 0
+        self._max_concurrent = self._current
+        self._by_model: collections.Counter[str] = collections.Counter()
+        self._faults_served: collections.Counter[str] = collections.Counter()
+        self._requests: collections.deque[dict] = collections.deque(maxlen=_MAX_RECORDED_REQUESTS)
+
+    def _record(self, path: str, headers: dict, body: Any) -> None:
+        with self._lock:
+            self._requests.append({"path": path, "headers": headers, "body": body})
+
+    def _next_fault(self, model: str) -> str:
+        with self._lock:
+            self._n_requests += 1
+            self._by_model[model] += 1
+            if self._script:
+                fault = self._script.popleft()
+            elif self.fault_rate > 0 and self._rng.random() < self.fault_rate:
+                fault = self._rng.choice(self.faults)
+            else:
+                fault = "ok"
+            if fault != "ok":
+                self._faults_served[fault] += 1
+            return fault
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._current += 1
+            self._max_concurrent = max(self._max_concurrent, self._current)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._current -= 1
+
+    def _count_ok(self) -> None:
+        with self._lock:
+            self._completed_ok += 1
+
+    def _track_connection(self, conn: socket.socket, opened: bool) -> None:
+        with self._lock:
+            if opened:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m daydream_luigi.fake_endpoint",
+                                description="Serve a fake OpenAI-compatible chat endpoint on loopback.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per chat request")
+    p.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random transient fault")
+    p.add_argument("--faults", default=",".join(DEFAULT_RANDOM_FAULTS),
+                   help="comma-separated faults drawn from when --fault-rate > 0")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hang-seconds", type=float, default=5.0)
+    args = p.parse_args(argv)
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    ep = FakeEndpoint(latency=args.latency, fault_rate=args.fault_rate, faults=faults, seed=args.seed,
+                      hang_seconds=args.hang_seconds, host=args.host, port=args.port)
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit handlers: a shell starting us in the background may have SIGINT ignored,
+    # and a parent process (benchmarks) stops us with SIGTERM.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    ep.start()
+    print(ep.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ep.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

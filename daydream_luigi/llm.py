@@ -1,0 +1,347 @@
+"""The one HTTP client for every chat provider.
+
+OpenRouter, any OpenAI-compatible server (vLLM, Ollama, LM Studio, ...) and the
+embedded llama.cpp server all take the same ``POST {base_url}/chat/completions``
+request, so one function with one small retry loop serves them all:
+
+* transient faults (429, 5xx, HTML error pages, refused/reset connections, read
+  timeouts, 200 responses with broken JSON, no ``choices`` or empty content) are
+  retried with exponential backoff and full jitter (``Retry-After`` wins when the
+  server sends it), bounded by ``RetryPolicy.max_attempts`` and by the total time
+  spent waiting (``RetryPolicy.max_total_seconds``);
+* configuration problems (400, 401, 403 and other non-retryable 4xx) fail at once
+  with a one-line message and a hint;
+* every error message and log line is scrubbed of the API key.
+
+``finish_reason == "length"`` is returned as a normal :class:`Completion`; the
+caller decides whether a truncated answer is acceptable.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+
+__all__ = ["CallSettings", "RetryPolicy", "Completion", "LLMError", "chat_completion"]
+
+log = logging.getLogger("daydream.llm")
+
+# Jitter source; a module attribute so tests can seed or replace it.
+_rng = random.Random()
+
+_MAX_PROVIDER_MSG = 300
+
+# 4xx statuses that are worth retrying; every other 4xx is a permanent (config) error.
+_RETRYABLE_4XX = {408, 409, 425, 429}
+# Statuses whose Retry-After header we honour.
+_RETRY_AFTER_STATUSES = {429, 503}
+
+_HINTS = {
+    400: "check the model string in data/1_raw/llm_models.csv and max_tokens",
+    401: "check OPENROUTER_API_KEY",
+    402: "check the OpenRouter account credits",
+    403: "check OPENROUTER_API_KEY",
+    404: "check the base URL and the model string in data/1_raw/llm_models.csv",
+    413: "the prompt is too large for this endpoint",
+    422: "check the model string in data/1_raw/llm_models.csv and max_tokens",
+}
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    temperature: float = 0.7
+    max_tokens: int = 800
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    grammar: str | None = None  # llama.cpp GBNF; sent as body["grammar"] only when not None
+    system_prompt: str | None = None  # when set, a system message precedes the user message
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    max_total_seconds: float = 300.0  # bound on the total time spent waiting between attempts
+    backoff_base: float = 1.0  # exponential backoff base seconds, full jitter, capped by backoff_max
+    backoff_max: float = 60.0
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str | None
+    model: str  # the model string sent
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost: float | None  # provider-reported usage.cost when present
+    latency_s: float  # wall time of the successful attempt
+    attempts: list[dict] = field(default_factory=list)  # {"n", "outcome", "wait_s", "elapsed_s"}
+
+
+class LLMError(Exception):
+    """Permanent failure: the message is one line, names the model and the cause, never contains the API key."""
+
+    def __init__(self, message: str, attempts: list[dict] | None = None, retryable: bool = False,
+                 status: int | None = None):
+        super().__init__(message)
+        self.attempts: list[dict] = list(attempts or [])
+        self.retryable: bool = retryable  # False: config problem; True: transient retries exhausted
+        self.status: int | None = status  # HTTP status of the last response, if any
+
+
+class _Attempt(Exception):
+    """Internal: one failed attempt. ``outcome`` goes into the attempts log."""
+
+    def __init__(self, outcome: str, detail: str, *, permanent: bool = False, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.permanent = permanent
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _one_line(text: str, limit: int = _MAX_PROVIDER_MSG) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _scrub(text: str, api_key: str | None) -> str:
+    return text.replace(api_key, "***") if api_key else text
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _provider_message(resp: requests.Response) -> str:
+    """The provider's own error text: JSON error.message when present, else a short body excerpt."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            msg = str(err["message"])
+            raw = (err.get("metadata") or {}).get("raw") if isinstance(err.get("metadata"), dict) else None
+            if raw:  # OpenRouter passes the upstream provider's text here
+                msg = f"{msg} ({raw})"
+            return _one_line(msg)
+        if isinstance(err, str) and err:
+            return _one_line(err)
+        for key in ("message", "detail"):
+            if data.get(key):
+                return _one_line(str(data[key]))
+        return _one_line(json.dumps(data))
+    ctype = resp.headers.get("Content-Type", "")
+    body = resp.text or ""
+    if "html" in ctype.lower() or body.lstrip().startswith("<"):
+        return f"non-JSON error page ({ctype or 'no content type'})"
+    return _one_line(body) if body.strip() else "empty body"
+
+
+def _connection_cause(exc: Exception) -> str:
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    if m:
+        return m.group(0).strip()
+    if "Remote end closed connection" in text or "RemoteDisconnected" in text:
+        return "remote end closed connection without response"
+    if "Connection aborted" in text or "Connection reset" in text:
+        return "connection reset"
+    return _one_line(f"{type(exc).__name__}: {text}", 200)
+
+
+def _backoff(policy: RetryPolicy, failures: int) -> float:
+    cap = min(policy.backoff_max, policy.backoff_base * (2 ** (failures - 1)))
+    return _rng.uniform(0.0, max(0.0, cap))
+
+
+def _build_body(model: str, prompt: str, s: CallSettings) -> dict[str, Any]:
+    messages = []
+    if s.system_prompt is not None:
+        messages.append({"role": "system", "content": s.system_prompt})
+    messages.append({"role": "user", "content": prompt})
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "temperature": s.temperature,
+        "max_tokens": s.max_tokens,
+    }
+    if s.top_p is not None:
+        body["top_p"] = s.top_p
+    if s.frequency_penalty is not None:
+        body["frequency_penalty"] = s.frequency_penalty
+    if s.grammar is not None:
+        body["grammar"] = s.grammar
+    body["usage"] = {"include": True}
+    return body
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _attempt(session: requests.Session, url: str, headers: dict, body: dict, model: str,
+             s: CallSettings, started: float) -> Completion:
+    """One HTTP round trip. Returns a Completion or raises _Attempt."""
+    try:
+        resp = session.post(url, headers=headers, json=body, timeout=(s.connect_timeout, s.read_timeout))
+    except requests.exceptions.ConnectTimeout:
+        raise _Attempt("timeout", f"connect timed out after {s.connect_timeout:g}s ({url})")
+    except requests.exceptions.Timeout:
+        raise _Attempt("timeout", f"read timed out after {s.read_timeout:g}s")
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+        raise _Attempt("connection", f"{_connection_cause(e)} ({url})")
+    except requests.exceptions.RequestException as e:  # invalid URL/schema: a config problem
+        raise _Attempt("request_error", f"{type(e).__name__}: {_one_line(str(e), 200)}", permanent=True)
+
+    status = resp.status_code
+    if not 200 <= status < 300:
+        msg = _provider_message(resp)
+        retryable = status >= 500 or status in _RETRYABLE_4XX
+        retry_after = _parse_retry_after(resp.headers.get("Retry-After")) if status in _RETRY_AFTER_STATUSES else None
+        raise _Attempt(f"http_{status}", f"HTTP {status}: {msg}", permanent=not retryable, status=status,
+                       retry_after=retry_after)
+
+    try:
+        data = resp.json()
+    except ValueError:
+        raise _Attempt("malformed_json", f"HTTP {status} with a body that is not JSON", status=status)
+    if not isinstance(data, dict):
+        raise _Attempt("malformed_json", f"HTTP {status} with a JSON {type(data).__name__}, not an object",
+                       status=status)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        err = data.get("error")
+        why = f": {_one_line(err.get('message', ''))}" if isinstance(err, dict) and err.get("message") else ""
+        raise _Attempt("no_choices", f"HTTP {status} without choices{why}", status=status)
+
+    choice = choices[0]
+    finish_reason = choice.get("finish_reason")
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content")
+    if isinstance(content, list):  # content parts
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    text = content if isinstance(content, str) else ""
+    # Empty content is retried, except when the token budget ran out: that is the
+    # caller's call (same as any other finish_reason == "length").
+    if not text.strip() and finish_reason != "length":
+        raise _Attempt("empty_content", f"HTTP {status} with empty content (finish_reason={finish_reason})",
+                       status=status)
+
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    cost = usage.get("cost")
+    return Completion(
+        text=text,
+        finish_reason=finish_reason,
+        model=model,
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        cost=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+        latency_s=time.perf_counter() - started,
+    )
+
+
+def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
+                    settings: CallSettings = CallSettings(), retry: RetryPolicy = RetryPolicy(),
+                    session: requests.Session | None = None) -> Completion:
+    """Send one chat request, retrying transient faults; raise LLMError on permanent failure.
+
+    Pass a ``session`` to reuse connections across calls (one per thread is safest);
+    without one a private session is opened and closed around this call.
+    """
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    body = _build_body(model, prompt, settings)
+    max_attempts = max(1, int(retry.max_attempts))
+
+    own_session = session is None
+    sess = requests.Session() if own_session else session
+    attempts: list[dict] = []
+    waited = 0.0
+    try:
+        n = 0
+        while True:
+            n += 1
+            started = time.perf_counter()
+            try:
+                result = _attempt(sess, url, headers, body, model, settings, started)
+            except _Attempt as fail:
+                record = {"n": n, "outcome": fail.outcome, "wait_s": 0.0,
+                          "elapsed_s": round(time.perf_counter() - started, 4)}
+                attempts.append(record)
+                detail = _scrub(fail.detail, api_key)
+                if fail.permanent:
+                    hint = _HINTS.get(fail.status or 0, "check base_url" if fail.status is None else "")
+                    msg = f"LLM call to {model!r} failed: {detail}" + (f"; {hint}" if hint else "")
+                    raise LLMError(_scrub(_one_line(msg, 1000), api_key), attempts, retryable=False,
+                                   status=fail.status) from None
+
+                give_up = None
+                wait = 0.0
+                if n >= max_attempts:
+                    give_up = "retries exhausted"
+                else:
+                    left = retry.max_total_seconds - waited  # waiting budget still unspent
+                    if fail.retry_after is not None:  # the server said how long; honour it or stop
+                        wait = fail.retry_after
+                        if wait > left:
+                            give_up = f"Retry-After of {wait:.1f}s exceeds the remaining retry budget"
+                    elif left <= 0:
+                        give_up = f"retry budget of {retry.max_total_seconds:g}s spent"
+                    else:
+                        wait = min(_backoff(retry, n), left)
+                if give_up is not None:
+                    plural = "attempt" if n == 1 else "attempts"
+                    msg = (f"LLM call to {model!r} failed after {n} {plural} ({give_up}); "
+                           f"last outcome: {fail.outcome}: {detail}")
+                    raise LLMError(_scrub(_one_line(msg, 1000), api_key), attempts, retryable=True,
+                                   status=fail.status) from None
+
+                record["wait_s"] = round(wait, 4)
+                log.info("%s", _scrub(f"LLM call to {model!r}: attempt {n}/{max_attempts} {fail.outcome} "
+                                      f"({detail}); retrying in {wait:.2f}s", api_key))
+                if wait > 0:
+                    time.sleep(wait)
+                waited += wait
+                continue
+
+            attempts.append({"n": n, "outcome": "ok", "wait_s": 0.0, "elapsed_s": round(result.latency_s, 4)})
+            result.attempts = attempts
+            if n > 1:
+                log.info("LLM call to %r succeeded on attempt %d", model, n)
+            return result
+    finally:
+        if own_session:
+            sess.close()
