@@ -121,6 +121,11 @@ def _scrub(text: str, api_key: str | None) -> str:
     return text.replace(api_key, "***") if api_key else text
 
 
+def _error_text(msg: str, api_key: str | None) -> str:
+    """The final one-line LLMError message: scrubbed before and after truncation."""
+    return _scrub(_one_line(_scrub(msg, api_key), 1000), api_key)
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
     if value is None:
@@ -141,10 +146,14 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _provider_message(resp: requests.Response) -> str:
-    """The provider's own error text: JSON error.message when present, else a short body excerpt."""
+def _provider_message(resp: requests.Response, api_key: str | None) -> str:
+    """The provider's own error text: JSON error.message when present, else a short body excerpt.
+
+    The key is scrubbed before truncating, so a cut can never leave part of it behind.
+    """
+    text = _scrub(resp.text or "", api_key)
     try:
-        data = resp.json()
+        data = json.loads(text)
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -162,14 +171,13 @@ def _provider_message(resp: requests.Response) -> str:
                 return _one_line(str(data[key]))
         return _one_line(json.dumps(data))
     ctype = resp.headers.get("Content-Type", "")
-    body = resp.text or ""
-    if "html" in ctype.lower() or body.lstrip().startswith("<"):
+    if "html" in ctype.lower() or text.lstrip().startswith("<"):
         return f"non-JSON error page ({ctype or 'no content type'})"
-    return _one_line(body) if body.strip() else "empty body"
+    return _one_line(text) if text.strip() else "empty body"
 
 
-def _connection_cause(exc: Exception) -> str:
-    text = str(exc)
+def _connection_cause(exc: Exception, api_key: str | None) -> str:
+    text = _scrub(str(exc), api_key)
     m = re.search(r"\[Errno -?\d+\][^'\")]*", text)
     if m:
         return m.group(0).strip()
@@ -211,22 +219,30 @@ def _int_or_none(v: Any) -> int | None:
 
 
 def _attempt(session: requests.Session, url: str, headers: dict, body: dict, model: str,
-             s: CallSettings, started: float) -> Completion:
-    """One HTTP round trip. Returns a Completion or raises _Attempt."""
+             s: CallSettings, api_key: str | None, started: float) -> Completion:
+    """One HTTP round trip. Returns a Completion or raises _Attempt (whose detail is key-free)."""
+    shown_url = _scrub(url, api_key)  # for messages only
     try:
         resp = session.post(url, headers=headers, json=body, timeout=(s.connect_timeout, s.read_timeout))
     except requests.exceptions.ConnectTimeout:
-        raise _Attempt("timeout", f"connect timed out after {s.connect_timeout:g}s ({url})")
+        raise _Attempt("timeout", f"connect timed out after {s.connect_timeout:g}s ({shown_url})")
     except requests.exceptions.Timeout:
         raise _Attempt("timeout", f"read timed out after {s.read_timeout:g}s")
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-        raise _Attempt("connection", f"{_connection_cause(e)} ({url})")
-    except requests.exceptions.RequestException as e:  # invalid URL/schema: a config problem
-        raise _Attempt("request_error", f"{type(e).__name__}: {_one_line(str(e), 200)}", permanent=True)
+        raise _Attempt("connection", f"{_connection_cause(e, api_key)} ({shown_url})")
+    except requests.exceptions.InvalidHeader:  # its text would quote the Authorization header
+        raise _Attempt("request_error", "invalid request header (stray characters in the API key?)",
+                       permanent=True)
+    except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidURL) as e:  # a config problem: retrying cannot help
+        raise _Attempt("request_error", f"{type(e).__name__}: {_one_line(_scrub(str(e), api_key), 200)}",
+                       permanent=True)
+    except requests.exceptions.RequestException as e:  # e.g. a corrupt compressed body
+        raise _Attempt("connection", f"{type(e).__name__}: {_one_line(_scrub(str(e), api_key), 200)}")
 
     status = resp.status_code
     if not 200 <= status < 300:
-        msg = _provider_message(resp)
+        msg = _provider_message(resp, api_key)
         retryable = status >= 500 or status in _RETRYABLE_4XX
         retry_after = _parse_retry_after(resp.headers.get("Retry-After")) if status in _RETRY_AFTER_STATUSES else None
         raise _Attempt(f"http_{status}", f"HTTP {status}: {msg}", permanent=not retryable, status=status,
@@ -279,6 +295,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
     Pass a ``session`` to reuse connections across calls (one per thread is safest);
     without one a private session is opened and closed around this call.
     """
+    api_key = api_key.strip() if api_key else None  # a stray newline from a .env file is common
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Content-Type": "application/json"}
     if api_key:
@@ -296,7 +313,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
             n += 1
             started = time.perf_counter()
             try:
-                result = _attempt(sess, url, headers, body, model, settings, started)
+                result = _attempt(sess, url, headers, body, model, settings, api_key, started)
             except _Attempt as fail:
                 record = {"n": n, "outcome": fail.outcome, "wait_s": 0.0,
                           "elapsed_s": round(time.perf_counter() - started, 4)}
@@ -305,7 +322,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                 if fail.permanent:
                     hint = _HINTS.get(fail.status or 0, "check base_url" if fail.status is None else "")
                     msg = f"LLM call to {model!r} failed: {detail}" + (f"; {hint}" if hint else "")
-                    raise LLMError(_scrub(_one_line(msg, 1000), api_key), attempts, retryable=False,
+                    raise LLMError(_error_text(msg, api_key), attempts, retryable=False,
                                    status=fail.status) from None
 
                 give_up = None
@@ -326,7 +343,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                     plural = "attempt" if n == 1 else "attempts"
                     msg = (f"LLM call to {model!r} failed after {n} {plural} ({give_up}); "
                            f"last outcome: {fail.outcome}: {detail}")
-                    raise LLMError(_scrub(_one_line(msg, 1000), api_key), attempts, retryable=True,
+                    raise LLMError(_error_text(msg, api_key), attempts, retryable=True,
                                    status=fail.status) from None
 
                 record["wait_s"] = round(wait, 4)

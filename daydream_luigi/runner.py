@@ -14,6 +14,7 @@ from . import tasks
 from .cohort import Member
 from .config import STAGES, Paths
 from .store import ERROR, METADATA, complete_ids, gen_dir, read_json
+from .workers import ThreadedWorkerFactory
 
 log = logging.getLogger("daydream")
 _PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
@@ -40,8 +41,9 @@ def pending_by_stage(paths: Paths, members: list[Member], stages) -> dict[str, l
     return {stage: [m for m in members if m.stage == stage and m.gen_id not in complete[stage]] for stage in stages}
 
 
-def _build(task_list, workers: int, scheduler: str) -> None:
-    luigi.build(task_list, workers=workers, local_scheduler=(scheduler == "local"), log_level="WARNING")
+def _build(task_list, workers: int, scheduler: str) -> bool:
+    return luigi.build(task_list, worker_scheduler_factory=ThreadedWorkerFactory(), workers=workers,
+                       local_scheduler=(scheduler == "local"), log_level="WARNING")
 
 
 def _account(summary: RunSummary, paths: Paths, member: Member) -> None:
@@ -91,5 +93,4 @@ def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, work
 
 
 def build_reports(cohort_id: str, scheduler: str = "local") -> bool:
-    return luigi.build([tasks.Pivot(cohort_id=cohort_id)], workers=1, local_scheduler=(scheduler == "local"),
-                       log_level="WARNING")
+    return _build([tasks.Pivot(cohort_id=cohort_id)], 1, scheduler)

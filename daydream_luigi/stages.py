@@ -6,10 +6,13 @@ generation complete. A kept raw.txt + call.json is reused, so a re-run after a p
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+import requests
 
 from . import llm
 from .catalog import Catalog, Model
@@ -48,6 +51,16 @@ def endpoint(model: Model) -> tuple[str, str | None]:
     return os.environ.get("DAYDREAM_LLM_BASE_URL", OPENROUTER_URL), os.environ.get("OPENROUTER_API_KEY") or None
 
 
+_local = threading.local()
+
+
+def _session():
+    """One HTTP session per worker thread, so calls reuse their connection (keep-alive)."""
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+    return _local.session
+
+
 def call_settings(ctx: Context, stage: str, model: Model) -> llm.CallSettings:
     config = ctx.settings.stage(stage)
     options = {key: config[key] for key in ("temperature", "max_tokens", "connect_timeout", "read_timeout")}
@@ -77,7 +90,8 @@ def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Pa
     base_url, key = endpoint(model)
     settings = call_settings(ctx, member.stage, model)
     try:
-        answer = llm.chat_completion(base_url, key, model.model, prompt, settings, llm.RetryPolicy(**ctx.settings.retry))
+        answer = llm.chat_completion(base_url, key, model.model, prompt, settings, llm.RetryPolicy(**ctx.settings.retry),
+                                     session=_session())
     except llm.LLMError as exc:
         raise _fail(directory, member, str(exc), {"attempts": exc.attempts}) from None
     call = {"model": answer.model, "provider": model.provider, "finish_reason": answer.finish_reason,

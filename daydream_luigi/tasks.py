@@ -1,6 +1,6 @@
 """Luigi task classes: declarations only (parameters, requires, output, resources); the work is in stages/results."""
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import luigi
 
@@ -45,7 +45,7 @@ class GenerationTask(luigi.Task):
     gen_id = luigi.Parameter()
     cohort_id = luigi.Parameter(significant=False)
 
-    @property
+    @cached_property
     def member(self):
         return load_membership(Paths.from_env(), self.cohort_id)[self.gen_id]
 
