@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import click
+import luigi.configuration
 
 from . import runner
 from .catalog import load_catalog
@@ -52,6 +53,11 @@ def prepare(cohort: str | None, backend: str):
     return paths, settings, catalog, spec, members
 
 
+def central_url() -> str:
+    config = luigi.configuration.get_config()
+    return f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
+
+
 def _workers_needed(catalog, members) -> int:
     """Default worker count: the sum of the limits of the pools the pending work uses."""
     limits = pool_limits()
@@ -91,9 +97,11 @@ def _print_summary(spec, summary, paths) -> None:
               "OPENROUTER_API_KEY is set, else local", help="local = embedded offline model; http = OpenRouter or "
               "DAYDREAM_LLM_BASE_URL.")
 @click.option("--scheduler", type=click.Choice(["local", "central"]), default="local", show_default=True,
-              help="central = the luigid of `make ui` (config/luigi.cfg [core]).")
+              help="central = the luigid of `make ui`, shared by every worker process and machine.")
+@click.option("--scheduler-url", envvar="DAYDREAM_SCHEDULER_URL", help="luigid URL for --scheduler central "
+              "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]")
 @click.option("--dry-run", is_flag=True, help="Show what would run, run nothing.")
-def run(cohort, stage, workers, backend, scheduler, dry_run):
+def run(cohort, stage, workers, backend, scheduler, scheduler_url, dry_run):
     """Run a cohort end to end (drafts, essays, evaluations, then the reports)."""
     paths, settings, catalog, spec, members = prepare(cohort, backend)
     stages = [stage] if stage in STAGES else ([] if stage == "results" else list(STAGES))
@@ -105,17 +113,18 @@ def run(cohort, stage, workers, backend, scheduler, dry_run):
             total = sum(1 for m in members if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {len(stage_pending)} to run, {total - len(stage_pending)} done")
         return
+    url = (scheduler_url or central_url()) if scheduler == "central" else None
     summary = runner.RunSummary()
     if pending:
         with _embedded_server(catalog, pending) as server:
             if server is not None:
                 os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
             summary = runner.run_cohort(paths, spec.cohort_id, members, stages,
-                                        workers or _workers_needed(catalog, pending), settings.window, scheduler)
+                                        workers or _workers_needed(catalog, pending), settings.window, url)
     else:
         summary.skipped = sum(1 for m in members if m.stage in stages)
     if stage in (None, "results"):
-        runner.build_reports(spec.cohort_id, scheduler)
+        runner.build_reports(spec.cohort_id, url)
         reports = paths.cohorts / spec.cohort_id / "reports"
         click.echo(f"reports: {reports / 'parsed_scores.csv'}, {reports / 'pivot.csv'}")
     _print_summary(spec, summary, paths)
@@ -150,3 +159,17 @@ def parse_score_cmd(parser, file):
 def parse_draft_cmd(parser, file):
     """Print what the draft parser extracts from FILE."""
     click.echo(_parse_file(parse_draft, parser, file))
+
+
+@main.command()
+@click.option("--port", type=int, default=8082, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True, help="Listen address (keep loopback unless "
+              "workers on other machines must reach it).")
+def ui(port, address):
+    """Start the Luigi central scheduler and its web UI (state and task history under the data folder)."""
+    from .central import luigid_command, luigid_config
+    paths = Paths.from_env()
+    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
+    click.echo(f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True)
+    command = luigid_command(paths, port, address)
+    os.execv(command[0], command)

@@ -6,18 +6,21 @@ whose parent is complete are scheduled, so a re-run of a finished cohort schedul
 """
 
 import logging
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import luigi
 
 from . import tasks
 from .cohort import Member
 from .config import STAGES, Paths
-from .store import ERROR, METADATA, complete_ids, gen_dir, read_json
+from .store import ERROR, METADATA, complete_ids, gen_dir, read_json, wait_unlocked
 from .workers import ThreadedWorkerFactory
 
 log = logging.getLogger("daydream")
 _PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
+_MAX_ROUNDS, _IDLE_WAIT_S = 20, 0.5
 
 
 @dataclass
@@ -41,9 +44,11 @@ def pending_by_stage(paths: Paths, members: list[Member], stages) -> dict[str, l
     return {stage: [m for m in members if m.stage == stage and m.gen_id not in complete[stage]] for stage in stages}
 
 
-def _build(task_list, workers: int, scheduler: str) -> bool:
+def _build(task_list, workers: int, scheduler_url: str | None) -> bool:
+    """One Luigi build: the in-process scheduler, or the central one (luigid) when a URL is given."""
+    options = {"scheduler_url": scheduler_url} if scheduler_url else {"local_scheduler": True}
     return luigi.build(task_list, worker_scheduler_factory=ThreadedWorkerFactory(), workers=workers,
-                       local_scheduler=(scheduler == "local"), log_level="WARNING")
+                       log_level="WARNING", **options)
 
 
 def _account(summary: RunSummary, paths: Paths, member: Member) -> None:
@@ -56,11 +61,50 @@ def _account(summary: RunSummary, paths: Paths, member: Member) -> None:
         summary.cost += meta.get("cost") or 0.0
 
 
+def _settled(directory: Path, since: float) -> bool:
+    """Complete, or failed during this window (a fresh error.json)."""
+    if (directory / METADATA).exists():
+        return True
+    try:
+        return (directory / ERROR).stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
+
+
+def _run_window(paths: Paths, cohort_id: str, stage: str, chunk: list[Member], workers: int,
+                scheduler_url: str | None, summary: RunSummary) -> None:
+    """Build one window; with a central scheduler, also wait for generations another worker process is running.
+
+    Luigi's worker leaves as soon as nothing is left for it, even while another worker still runs some of the window's
+    tasks; so unsettled ones are waited for (their generation lock) and re-submitted until no progress is made.
+    """
+    since = time.time() - 1  # file mtimes can trail the clock slightly
+    unsettled = chunk
+    for _ in range(_MAX_ROUNDS):
+        _build([tasks.STAGE_TASKS[stage](gen_id=m.gen_id, cohort_id=cohort_id) for m in unsettled], workers,
+               scheduler_url)
+        for member in unsettled:
+            wait_unlocked(gen_dir(paths.gens, stage, member.gen_id))
+        left = [m for m in unsettled if not _settled(gen_dir(paths.gens, stage, m.gen_id), since)]
+        if not left:
+            break
+        if len(left) == len(unsettled):
+            time.sleep(_IDLE_WAIT_S)
+        unsettled = left
+    for member in chunk:
+        directory = gen_dir(paths.gens, stage, member.gen_id)
+        if (directory / METADATA).exists():
+            _account(summary, paths, member)
+        else:
+            summary.failed[member.gen_id] = read_json(directory / ERROR)["error"] if (directory / ERROR).exists() \
+                else "did not run (see the Luigi log above)"
+
+
 def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, workers: int, window: int,
-               scheduler: str = "local") -> RunSummary:
+               scheduler_url: str | None = None) -> RunSummary:
     """Run the not-yet-complete generations of `stages` (in pipeline order) and report what happened to each."""
     summary = RunSummary()
-    tasks.context(cohort_id)  # load once here; forked Luigi workers inherit it
+    tasks.context(cohort_id)  # load once here; the worker threads share it
     for stage in STAGES:
         if stage not in stages:
             continue
@@ -79,18 +123,9 @@ def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, work
         if pending:
             log.info("%s: %d to run, %d already complete", stage, len(pending), len(stage_members) - len(pending))
         for start in range(0, len(pending), window):
-            chunk = pending[start:start + window]
-            _build([tasks.STAGE_TASKS[stage](gen_id=m.gen_id, cohort_id=cohort_id) for m in chunk], workers, scheduler)
-            now_complete = complete_ids(paths.gens, stage)
-            for member in chunk:
-                if member.gen_id in now_complete:
-                    _account(summary, paths, member)
-                else:
-                    error = gen_dir(paths.gens, stage, member.gen_id) / ERROR
-                    summary.failed[member.gen_id] = read_json(error)["error"] if error.exists() else \
-                        "did not run (see the Luigi log above)"
+            _run_window(paths, cohort_id, stage, pending[start:start + window], workers, scheduler_url, summary)
     return summary
 
 
-def build_reports(cohort_id: str, scheduler: str = "local") -> bool:
-    return _build([tasks.Pivot(cohort_id=cohort_id)], 1, scheduler)
+def build_reports(cohort_id: str, scheduler_url: str | None = None) -> bool:
+    return _build([tasks.Pivot(cohort_id=cohort_id)], 1, scheduler_url)

@@ -51,6 +51,15 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def remove_stale_temps(directory: Path) -> None:
+    """Delete temp files a killed run left behind (.<name>.<random>.tmp from atomic_write_text).
+
+    Call only while holding the generation's lock: no live writer can then own a temp file in this folder.
+    """
+    for entry in directory.glob(".*.tmp"):
+        entry.unlink(missing_ok=True)
+
+
 def is_complete(directory: Path) -> bool:
     return (directory / METADATA).exists()
 
@@ -73,3 +82,10 @@ def generation_lock(directory: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def wait_unlocked(directory: Path) -> None:
+    """Block while another process works on this generation (e.g. a second worker sharing a central scheduler)."""
+    if (directory / ".lock").exists():
+        with generation_lock(directory):
+            pass

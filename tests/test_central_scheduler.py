@@ -1,0 +1,51 @@
+"""Two worker processes against a real luigid on loopback: the pool limit holds across processes."""
+
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from conftest import daydream
+
+from daydream_luigi.fake_endpoint import FakeEndpoint
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_share_luigid_and_its_pool_limit(project):
+    config = project / "config" / "luigi.cfg"
+    config.write_text(config.read_text().replace("paid = 5", "paid = 2"))
+    port = free_port()
+    luigid = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                if requests.get(url + "api/task_list", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        with FakeEndpoint(latency=0.2) as slow:
+            env = {"DAYDREAM_LLM_BASE_URL": slow.base_url}
+            args = ["run", "--scheduler", "central", "--scheduler-url", url, "--workers", "3"]
+            first = subprocess.Popen([sys.executable, "-m", "daydream_luigi", *args], env={**__import__("os").environ, **env},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            second = daydream(*args, env=env)
+            first_out, first_err = first.communicate(timeout=300)
+            assert first.returncode == 0, first_err
+            assert second.returncode == 0, second.stdout + second.stderr[-3000:]
+            assert slow.stats["requests"] == 36  # each generation called once across both processes
+            assert slow.stats["max_concurrent"] == 2
+        tasks = requests.get(url + "api/task_list", params={"data": '{"status": "DONE"}'}, timeout=5).json()
+        assert sum(1 for task_id in tasks["response"] if task_id.startswith("EvaluationTask")) == 24
+        assert (project / "data" / "luigid" / "history.db").exists()
+    finally:
+        luigid.terminate()
+        luigid.wait(timeout=10)
