@@ -111,11 +111,16 @@ def load_spec(paths: Paths, name: str, catalog: Catalog, settings: Settings, bac
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: {yaml_problem(exc)}") from None
+    return spec_from_mapping(paths, name, raw, str(path), catalog, settings, backend)
+
+
+def spec_from_mapping(paths: Paths, name: str, raw, where: str, catalog: Catalog, settings: Settings,
+                      backend: str) -> CohortSpec:
+    """Validate a cohort spec's axes (as read from YAML); `where` names its source in error messages."""
     if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a mapping of axes (concepts, k, draft_templates, ...)")
-    problems = [f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(_SPEC_KEYS))}" for key in raw
+        raise InputError(f"{where}: expected a mapping of axes (concepts, k, draft_templates, ...)")
+    problems = [f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_SPEC_KEYS))}" for key in raw
                 if key not in _SPEC_KEYS]
-    where = str(path)
     level = raw.get("description_level", settings.description_level)
     if level not in LEVELS:
         problems.append(f"{where}: description_level {level!r} is not one of {', '.join(LEVELS)}")

