@@ -65,11 +65,15 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
             else:
                 missing.append(member.gen_id)
             continue
-        evaluation = meta(directory)
         essay_dir = gen_dir(paths.gens, "essay", member.parent_gen_id)
-        essay = meta(essay_dir)
-        draft_dir = gen_dir(paths.gens, "draft", essay["parent_gen_id"])
-        draft = meta(draft_dir)
+        try:
+            evaluation = meta(directory)
+            essay = meta(essay_dir)
+            draft_dir = gen_dir(paths.gens, "draft", essay["parent_gen_id"])
+            draft = meta(draft_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            failed[member.gen_id] = f"lineage unreadable ({exc}); run `daydream check`"
+            continue
         rows.append({
             "cohort_id": cohort_id, "gen_id": member.gen_id, "parent_gen_id": member.parent_gen_id,
             "evaluation_template": member.template_id, "evaluation_model": member.llm_model_id,
@@ -103,6 +107,13 @@ def write_derived_tables(paths, cohort_id: str) -> None:
                         dtype={"error": str}).fillna({"error": ""})
     results.write_tables(frame, out)
     _stamp(paths, cohort_id, out / "pivot.csv", stamp)
+
+
+def write_report(paths, cohort_id: str) -> None:
+    from .report import write_report as write_html
+    stamp = fingerprint(paths, cohort_id)
+    page = write_html(reports_dir(paths, cohort_id), cohort_id, paths.gens)
+    _stamp(paths, cohort_id, page, stamp)
 
 
 def read_status(paths, cohort_id: str) -> dict:

@@ -128,4 +128,4 @@ def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, work
 
 
 def build_reports(cohort_id: str, scheduler_url: str | None = None) -> bool:
-    return _build([tasks.Pivot(cohort_id=cohort_id)], 1, scheduler_url)
+    return _build([tasks.Report(cohort_id=cohort_id)], 1, scheduler_url)

@@ -23,7 +23,7 @@ from .ids import draft_task_id, essay_task_id, evaluation_task_id
 from .parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from .render import RenderError, render
 from .store import (CALL, ERROR, METADATA, PARSED, PROMPT, RAW, atomic_write_json, atomic_write_text, gen_dir,
-                    generation_lock, read_json)
+                    generation_lock, read_json, remove_stale_temps)
 
 log = logging.getLogger("daydream")
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -193,6 +193,7 @@ def run_generation(ctx: Context, member: Member) -> dict:
     with generation_lock(directory):
         if (directory / METADATA).exists():
             return read_json(directory / METADATA)
+        remove_stale_temps(directory)  # a killed run may have left some; they are never read, only litter
         started = _now(), time.monotonic()
         details = _RUNNERS[member.stage](ctx, member, directory)
         template = ctx.catalog.templates[member.stage][member.template_id]

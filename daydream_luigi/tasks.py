@@ -120,3 +120,15 @@ class Pivot(ReportTask):
 
     def run(self):
         collect.write_derived_tables(Paths.from_env(), self.cohort_id)
+
+
+class Report(ReportTask):
+    """report.html: the cohort's self-contained HTML report."""
+
+    filename = "report.html"
+
+    def requires(self):
+        return Pivot(cohort_id=self.cohort_id)
+
+    def run(self):
+        collect.write_report(Paths.from_env(), self.cohort_id)

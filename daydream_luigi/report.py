@@ -1,0 +1,600 @@
+"""A self-contained HTML report of one cohort, built from its reports folder and the generation store.
+
+Inputs are the files :func:`daydream_luigi.results.write_tables` and :mod:`daydream_luigi.collect` write into
+``data/cohorts/<cohort_id>/reports/`` plus the ``metadata.json`` of the cohort's generations (tokens, cost, latency).
+A derived table that is missing is recomputed from ``parsed_scores.csv``.
+
+The page has no scripts, no external resources and no external links: charts are inline SVG or plain HTML tables,
+all text goes through Jinja2 autoescaping, and links to generation files are relative to the reports folder so the
+folder can be opened in a browser straight from disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+import pandas as pd
+
+from . import results
+from .ids import id_problem
+
+TEMPLATE_DIR = Path(__file__).with_name("templates")
+TEMPLATE_NAME = "report.html.j2"
+REPORT_FILE = "report.html"
+
+SCORE_MIN, SCORE_MAX = 0, 10
+ESSAY_PREVIEW_CHARS = 4000
+#: At most this many (essay, template) units are drawn in the agreement plot (widest judge ranges first).
+AGREEMENT_PLOT_ROWS = 120
+STAGES = ("draft", "essay", "evaluation")
+AGREEMENT_CLASSES = ("high", "moderate", "low", "poor")
+AGREEMENT_COLOURS = {"high": "#2e8b57", "moderate": "#3b7dd8", "low": "#e08a1e", "poor": "#c9352b",
+                     "single": "#9aa0a6"}
+AGREEMENT_RULES = {"high": "range \u2264 1", "moderate": "range \u2264 2", "low": "range \u2264 3",
+                   "poor": "range > 3", "single": "one judge"}
+MARKERS = ("circle", "square", "diamond", "triangle")
+
+# Score colour scale (value on 0..10 -> RGB): warm for low scores, neutral in the middle, blue for high ones.
+_SCALE = ((0.0, (179, 58, 58)), (2.5, (232, 149, 107)), (5.0, (244, 241, 234)), (7.5, (116, 169, 207)),
+          (10.0, (31, 95, 153)))
+
+_ID_COLUMNS = ("cohort_id", "gen_id", "parent_gen_id", "evaluation_template", "evaluation_model", "combo_id",
+               "draft_gen_id", "draft_template", "generation_template", "generation_model", "evaluation_path",
+               "essay_path", "draft_path", "error")
+
+
+# --------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _text(value) -> str:
+    return "" if _missing(value) else str(value)
+
+
+def fmt_score(value) -> str:
+    """A score for display: at most two decimals, no trailing zeros (7, 6.5, 6.33); an en dash when missing."""
+    if _missing(value):
+        return "\u2013"
+    text = f"{float(value):.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def fmt_int(value) -> str:
+    return f"{int(value):,}"
+
+
+def fmt_cost(value: float | None) -> str:
+    if value is None:
+        return "not reported"
+    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+
+
+def score_colour(value) -> tuple[str, str]:
+    """(background, text colour) of a score cell."""
+    if _missing(value):
+        return "#f1f3f4", "#80868b"
+    v = min(max(float(value), SCORE_MIN), SCORE_MAX)
+    for (x0, c0), (x1, c1) in zip(_SCALE, _SCALE[1:]):
+        if v <= x1:
+            t = 0.0 if x1 == x0 else (v - x0) / (x1 - x0)
+            rgb = tuple(round(a + (b - a) * t) for a, b in zip(c0, c1))
+            break
+    luminance = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255
+    return "#%02x%02x%02x" % rgb, ("#ffffff" if luminance < 0.55 else "#202124")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_csv(path: Path, numeric: tuple[str, ...] = ()) -> pd.DataFrame | None:
+    """A CSV with every column as text (ids stay ids), except `numeric` ones; None when the file is absent."""
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    for column in numeric:
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def _read_parsed_scores(reports_dir: Path) -> pd.DataFrame:
+    frame = _read_csv(reports_dir / results.REPORT_FILES["parsed_scores"],
+                      numeric=("score", "score_max", "evaluation_replicate"))
+    if frame is None or frame.empty:
+        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in results.PARSED_SCORES_COLUMNS})
+    for column in results.PARSED_SCORES_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype("float64")
+    frame["score_max"] = pd.to_numeric(frame["score_max"], errors="coerce").astype("float64")
+    frame["error"] = frame["error"].map(_text)
+    return frame
+
+
+def _table(reports_dir: Path, name: str, parsed: pd.DataFrame, compute, numeric=()) -> pd.DataFrame:
+    """A derived table from disk, or computed from the parsed scores when its file is absent."""
+    frame = _read_csv(reports_dir / results.REPORT_FILES[name], numeric=numeric)
+    if frame is None:
+        frame = compute(parsed)
+    return frame
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [] if frame is None or frame.empty else frame.to_dict("records")
+
+
+# --------------------------------------------------------------------------
+# generation metadata (tokens, cost, latency)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class StageUsage:
+    stage: str
+    in_cohort: int = 0
+    complete: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    latency_total: float = 0.0
+    latency_count: int = 0
+
+    @property
+    def mean_latency(self) -> str:
+        return f"{self.latency_total / self.latency_count:.2f} s" if self.latency_count else "\u2013"
+
+
+def _cohort_gen_ids(parsed: pd.DataFrame, status: dict, cohort_dir: Path) -> dict[str, set[str]]:
+    """gen_ids per stage: the lineage in parsed_scores, failed evaluations and the cohort's membership.csv."""
+    ids: dict[str, set[str]] = {stage: set() for stage in STAGES}
+    for stage, column in (("evaluation", "gen_id"), ("essay", "parent_gen_id"), ("draft", "draft_gen_id")):
+        ids[stage].update(_text(v) for v in parsed[column] if _text(v))
+    ids["evaluation"].update(str(k) for k in (status.get("failures") or {}))
+    membership = cohort_dir / "membership.csv"
+    if membership.exists():
+        with membership.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("stage") in ids and row.get("gen_id"):
+                    ids[row["stage"]].add(row["gen_id"])
+    return {stage: {g for g in values if id_problem(g) is None} for stage, values in ids.items()}
+
+
+def _usage(gens_root: Path, gen_ids: dict[str, set[str]]) -> list[StageUsage]:
+    usage = []
+    for stage in STAGES:
+        row = StageUsage(stage, in_cohort=len(gen_ids[stage]))
+        for gen_id in sorted(gen_ids[stage]):
+            meta = _read_json(gens_root / stage / gen_id / "metadata.json")
+            if meta is None:
+                continue
+            row.complete += 1
+            prompt, completion = meta.get("prompt_tokens"), meta.get("completion_tokens")
+            if meta.get("attempts") or prompt or completion:
+                row.calls += 1
+            row.prompt_tokens += int(prompt or 0)
+            row.completion_tokens += int(completion or 0)
+            if isinstance(meta.get("cost"), (int, float)):
+                row.cost = (row.cost or 0.0) + float(meta["cost"])
+            if isinstance(meta.get("latency_s"), (int, float)):
+                row.latency_total += float(meta["latency_s"])
+                row.latency_count += 1
+        usage.append(row)
+    return usage
+
+
+# --------------------------------------------------------------------------
+# charts (geometry only; the template draws it)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Histogram:
+    template: str
+    judge: str
+    n: int
+    mean: float
+    counts: list[int]
+    bars: list[dict] = field(default_factory=list)
+    ticks: list[dict] = field(default_factory=list)
+    mean_x: float = 0.0
+    width: int = 240
+    height: int = 120
+    base_y: float = 0.0
+
+
+def _histogram(template: str, judge: str, scores: list[float]) -> Histogram:
+    bins = SCORE_MAX - SCORE_MIN + 1
+    counts = [0] * bins
+    for score in scores:
+        index = int(math.floor(min(max(score, SCORE_MIN), SCORE_MAX) + 0.5)) - SCORE_MIN
+        counts[min(index, bins - 1)] += 1
+    hist = Histogram(template, judge, len(scores), sum(scores) / len(scores), counts)
+    left, right, top, bottom = 6, 6, 16, 20
+    slot = (hist.width - left - right) / bins
+    hist.base_y = hist.height - bottom
+    tallest = max(counts) or 1
+    for i, count in enumerate(counts):
+        h = (hist.base_y - top) * count / tallest
+        x = left + i * slot
+        fill, _ = score_colour(SCORE_MIN + i)
+        hist.bars.append({"x": round(x + 1.5, 2), "y": round(hist.base_y - h, 2), "w": round(slot - 3, 2),
+                          "h": round(h, 2), "count": count, "cx": round(x + slot / 2, 2),
+                          "label_y": round(hist.base_y - h - 3, 2), "fill": fill, "value": SCORE_MIN + i})
+        hist.ticks.append({"x": round(x + slot / 2, 2), "label": str(SCORE_MIN + i)})
+    hist.mean_x = round(left + (hist.mean - SCORE_MIN + 0.5) * slot, 2)
+    return hist
+
+
+def _histograms(parsed: pd.DataFrame) -> list[dict]:
+    scored = parsed[parsed["score"].notna()]
+    groups = []
+    for template, by_template in scored.groupby("evaluation_template", sort=True):
+        charts = [_histogram(str(template), str(judge), [float(s) for s in g["score"]])
+                  for judge, g in by_template.groupby("evaluation_model", sort=True)]
+        if len(charts) > 1:
+            charts.append(_histogram(str(template), "all judges", [float(s) for s in by_template["score"]]))
+        groups.append({"template": str(template), "charts": charts})
+    return groups
+
+
+def _heatmap(pivot: pd.DataFrame, parsed: pd.DataFrame) -> dict:
+    meta_columns = {"parent_gen_id", *results.ESSAY_META_COLUMNS, "sum"}
+    score_columns = [c for c in pivot.columns if c not in meta_columns]
+    pairs = {f"{t}_{j}": (str(t), str(j)) for t, j in
+             parsed[["evaluation_template", "evaluation_model"]].dropna().drop_duplicates().itertuples(index=False)}
+    columns = []
+    for name in score_columns:
+        template, judge = pairs.get(name, (name, ""))
+        columns.append({"name": name, "template": template, "judge": judge})
+    rows = []
+    for record in _records(pivot):
+        values = [pd.to_numeric(record.get(c), errors="coerce") for c in score_columns]
+        present = [float(v) for v in values if not _missing(v)]
+        mean = sum(present) / len(present) if present else math.nan
+        cells = []
+        for column, value in zip(columns, values):
+            background, colour = score_colour(value)
+            cells.append({"column": column["name"], "value": fmt_score(value), "missing": _missing(value),
+                          "raw": "" if _missing(value) else repr(float(value)),
+                          "background": background, "colour": colour})
+        background, colour = score_colour(mean)
+        rows.append({"essay": _text(record.get("parent_gen_id")), "combo": _text(record.get("combo_id")),
+                     "draft_template": _text(record.get("draft_template")),
+                     "generation_template": _text(record.get("generation_template")),
+                     "generation_model": _text(record.get("generation_model")),
+                     "cells": cells, "mean": mean, "mean_text": fmt_score(mean),
+                     "mean_background": background, "mean_colour": colour})
+    rows.sort(key=lambda r: (-(r["mean"] if not math.isnan(r["mean"]) else -1), r["essay"]))
+    legend = []
+    for v in range(SCORE_MIN, SCORE_MAX + 1):
+        background, colour = score_colour(v)
+        legend.append({"value": v, "background": background, "colour": colour})
+    return {"columns": columns, "rows": rows, "legend": legend}
+
+
+def _agreement_plot(agreement: pd.DataFrame, parsed: pd.DataFrame) -> dict:
+    scored = parsed[parsed["score"].notna() & parsed["parent_gen_id"].notna()]
+    per_judge = (scored.groupby(["parent_gen_id", "evaluation_template", "evaluation_model"], sort=True)["score"]
+                 .mean().reset_index())
+    judges = sorted({str(j) for j in per_judge["evaluation_model"]})
+    marker_of = {j: MARKERS[i % len(MARKERS)] for i, j in enumerate(judges)}
+    values: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    for essay, template, judge, score in per_judge.itertuples(index=False):
+        values[(str(essay), str(template))].append((str(judge), float(score)))
+
+    records = _records(agreement)
+    classes = Counter(_text(r.get("agreement")) for r in records)
+    total = sum(classes.values())
+    summary = []
+    for name in (*AGREEMENT_CLASSES, "single"):
+        if classes.get(name) or name in AGREEMENT_CLASSES:
+            count = classes.get(name, 0)
+            summary.append({"name": name, "count": count, "share": (100.0 * count / total) if total else 0.0,
+                            "colour": AGREEMENT_COLOURS[name], "rule": AGREEMENT_RULES[name]})
+
+    units = []
+    for r in records:
+        count = pd.to_numeric(r.get("judge_count"), errors="coerce")
+        if _missing(count) or count < 2:
+            continue
+        key = (_text(r.get("parent_gen_id")), _text(r.get("evaluation_template")))
+        units.append({"essay": key[0], "template": key[1], "range": float(pd.to_numeric(r.get("range"))),
+                      "mean": float(pd.to_numeric(r.get("mean"))), "class": _text(r.get("agreement")),
+                      "values": values.get(key, [])})
+    units.sort(key=lambda u: (-u["range"], -u["mean"], u["essay"], u["template"]))
+    shown = units[:AGREEMENT_PLOT_ROWS]
+
+    label_w, plot_w, right_w, row_h, top, bottom = 340, 520, 150, 20, 28, 8
+    x0 = label_w
+    scale = plot_w / (SCORE_MAX - SCORE_MIN)
+    height = top + row_h * len(shown) + bottom
+    rows = []
+    for i, unit in enumerate(shown):
+        y = top + row_h * i + row_h / 2
+        xs = [x0 + (v - SCORE_MIN) * scale for _, v in unit["values"]] or [x0 + (unit["mean"] - SCORE_MIN) * scale]
+        colour = AGREEMENT_COLOURS.get(unit["class"], AGREEMENT_COLOURS["single"])
+        dots = [{"x": round(x0 + (v - SCORE_MIN) * scale, 2), "y": round(y, 2), "judge": j, "score": fmt_score(v),
+                 "marker": marker_of.get(j, "circle")} for j, v in unit["values"]]
+        rows.append({"y": round(y, 2), "text_y": round(y + 4, 2), "band_y": round(y - row_h / 2, 2),
+                     "zebra": i % 2 == 0, "essay_label": _shorten(unit["essay"], 24),
+                     "template_label": _shorten(unit["template"], 20), "essay_id": unit["essay"],
+                     "template": unit["template"],
+                     "x_min": round(min(xs), 2), "x_max": round(max(xs), 2), "colour": colour, "dots": dots,
+                     "class": unit["class"], "range": fmt_score(unit["range"]), "mean": fmt_score(unit["mean"])})
+    grid = [{"x": round(x0 + (v - SCORE_MIN) * scale, 2), "label": str(v)}
+            for v in range(SCORE_MIN, SCORE_MAX + 1)]
+    return {"rows": rows, "grid": grid, "width": label_w + plot_w + right_w, "height": height,
+            "plot_top": top - 6, "plot_bottom": height - bottom, "label_w": label_w, "right_x": x0 + plot_w + 14,
+            "total_units": len(units), "shown_units": len(shown), "summary": summary, "summary_total": total,
+            "judges": [{"name": j, "marker": marker_of[j]} for j in judges]}
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _alpha_view(agreement_json: dict | None, parsed: pd.DataFrame) -> dict:
+    data = agreement_json if agreement_json is not None else results.agreement_summary(parsed)
+    alpha = data.get("alpha")
+    if alpha is None:
+        verdict = "undefined: fewer than two judge values per essay, or no variation in the scores"
+        text = "n/a"
+    else:
+        alpha = float(alpha)
+        text = f"{alpha:.3f}"
+        if alpha >= 0.8:
+            verdict = "good reliability (\u03b1 \u2265 0.800)"
+        elif alpha >= 0.667:
+            verdict = "tentative reliability (0.667 \u2264 \u03b1 < 0.800)"
+        elif alpha > 0:
+            verdict = "low reliability (\u03b1 < 0.667): judges often disagree"
+        else:
+            verdict = "no agreement beyond chance (\u03b1 \u2264 0)"
+    return {"text": text, "verdict": verdict, "metric": data.get("metric", "interval"),
+            "pairable_units": data.get("n_pairable_units"), "pairable_values": data.get("n_pairable_values"),
+            "units": data.get("n_units")}
+
+
+# --------------------------------------------------------------------------
+# top essays
+# --------------------------------------------------------------------------
+
+
+def _locate(stored: str, gens_root: Path, stage: str, gen_id: str, name: str) -> Path | None:
+    """The file on disk: looked up under `gens_root` first (the caller's store), else the stored path as is."""
+    candidates = []
+    parts = Path(stored).parts if stored else ()
+    if len(parts) >= 3 and parts[-3] == stage and id_problem(parts[-2]) is None:
+        candidates.append(gens_root / stage / parts[-2] / parts[-1])
+    if gen_id and id_problem(gen_id) is None:
+        candidates.append(gens_root / stage / gen_id / name)
+    if stored:
+        candidates.append(Path(stored))
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
+
+
+def _href(path: Path | None, reports_dir: Path) -> str | None:
+    if path is None:
+        return None
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(reports_dir))
+    return quote(relative.replace(os.sep, "/"))
+
+
+def _read_preview(path: Path | None) -> tuple[str, int, bool]:
+    if path is None:
+        return "", 0, False
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "", 0, False
+    return text[:ESSAY_PREVIEW_CHARS], len(text), len(text) > ESSAY_PREVIEW_CHARS
+
+
+def _top_essays(top: pd.DataFrame, parsed: pd.DataFrame, reports_dir: Path, gens_root: Path) -> list[dict]:
+    essays = {}
+    for record in _records(parsed):
+        essay = _text(record.get("parent_gen_id"))
+        if essay and essay not in essays:
+            essays[essay] = record
+    by_path = {_text(r.get("evaluation_path")): r for r in _records(parsed) if _text(r.get("evaluation_path"))}
+    groups: dict[str, list[dict]] = {}
+    for record in _records(top):
+        template = _text(record.get("evaluation_template"))
+        essay = _text(record.get("parent_gen_id"))
+        info = essays.get(essay, {})
+        essay_file = _locate(_text(record.get("essay_path")), gens_root, "essay", essay, "parsed.txt")
+        draft_id = _text(info.get("draft_gen_id"))
+        draft_file = _locate(_text(record.get("draft_path")), gens_root, "draft", draft_id, "parsed.txt")
+        evaluations = []
+        for stored in filter(None, _text(record.get("evaluation_paths")).split(";")):
+            row = by_path.get(stored, {})
+            gen_id = _text(row.get("gen_id"))
+            path = _locate(stored, gens_root, "evaluation", gen_id, Path(stored).name)
+            judge = _text(row.get("evaluation_model")) or Path(stored).parent.name
+            replicate = row.get("evaluation_replicate")
+            label = judge if _missing(replicate) else f"{judge} #{int(replicate)}"
+            evaluations.append({"label": label, "href": _href(path, reports_dir), "score": fmt_score(row.get("score")),
+                                "stored": stored})
+        text, length, truncated = _read_preview(essay_file)
+        mean = pd.to_numeric(record.get("mean_score"), errors="coerce")
+        background, colour = score_colour(mean)
+        groups.setdefault(template, []).append({
+            "rank": len(groups.get(template, [])) + 1, "essay": essay, "mean": fmt_score(mean),
+            "background": background, "colour": colour,
+            "generation_model": _text(info.get("generation_model")),
+            "generation_template": _text(info.get("generation_template")),
+            "draft_template": _text(info.get("draft_template")), "combo": _text(info.get("combo_id")),
+            "essay_href": _href(essay_file, reports_dir), "draft_href": _href(draft_file, reports_dir),
+            "evaluations": evaluations, "text": text, "length": length, "truncated": truncated,
+            "found": essay_file is not None})
+    return [{"template": t, "essays": rows} for t, rows in groups.items()]
+
+
+# --------------------------------------------------------------------------
+# the page
+# --------------------------------------------------------------------------
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["score"] = fmt_score
+    env.filters["num"] = fmt_int
+    env.filters["cost"] = fmt_cost
+    return env
+
+
+def _summary_tables(summary: pd.DataFrame) -> list[dict]:
+    tables: dict[str, list[dict]] = {}
+    for r in _records(summary):
+        grouping = _text(r.get("grouping"))
+        tables.setdefault(grouping, []).append({
+            "group": _text(r.get("group")), "count": fmt_int(pd.to_numeric(r.get("count"))),
+            "mean": fmt_score(pd.to_numeric(r.get("mean"), errors="coerce")),
+            "sd": fmt_score(pd.to_numeric(r.get("sd"), errors="coerce")),
+            "min": fmt_score(pd.to_numeric(r.get("min"), errors="coerce")),
+            "max": fmt_score(pd.to_numeric(r.get("max"), errors="coerce")),
+            "top_share": _percent(r.get("top_share")), "high_share": _percent(r.get("high_share")),
+            "low_count": _text(r.get("low_count"))})
+    return [{"grouping": g, "rows": rows} for g, rows in tables.items() if g != "overall"]
+
+
+def _percent(value) -> str:
+    number = pd.to_numeric(value, errors="coerce")
+    return "\u2013" if _missing(number) else f"{100 * float(number):.0f}%"
+
+
+def _judge_means(means: pd.DataFrame) -> dict:
+    if means is None or means.empty or "evaluation_model" not in means.columns:
+        return {"templates": [], "rows": []}
+    templates = [c for c in means.columns if c != "evaluation_model"]
+    rows = []
+    for r in _records(means):
+        cells = []
+        for t in templates:
+            value = pd.to_numeric(r.get(t), errors="coerce")
+            background, colour = score_colour(value)
+            cells.append({"value": fmt_score(value), "background": background, "colour": colour})
+        rows.append({"judge": _text(r.get("evaluation_model")), "cells": cells})
+    return {"templates": templates, "rows": rows}
+
+
+def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
+    """Everything the template shows, as plain data."""
+    reports_dir, gens_root = Path(reports_dir), Path(gens_root)
+    parsed = _read_parsed_scores(reports_dir)
+    status_json = _read_json(reports_dir / "status.json")
+    status = status_json or {}
+    scored = parsed[parsed["score"].notna()]
+    n_rows = len(parsed)
+
+    def count(key: str, fallback):
+        value = status.get(key)
+        return int(value) if isinstance(value, (int, float)) else fallback
+
+    errors_rows = parsed[parsed["error"] != ""]
+    failures = status.get("failures") or {}
+    overview = {
+        "evaluations": count("evaluations", n_rows), "on_disk": count("on_disk", n_rows), "scored": len(scored),
+        "score_errors": count("score_errors", len(errors_rows)),
+        "failed": count("failed", len(failures)) if status_json is not None else None,
+        "missing": count("missing", 0) if status_json is not None else None,
+        "mean": float(scored["score"].mean()) if len(scored) else None,
+        "sd": float(scored["score"].std(ddof=1)) if len(scored) >= 2 else None,
+        "essays_scored": scored["parent_gen_id"].dropna().nunique(),
+        "judges": sorted({str(j) for j in parsed["evaluation_model"].dropna()}),
+        "templates": sorted({str(t) for t in parsed["evaluation_template"].dropna()}),
+        "generation_models": sorted({str(m) for m in parsed["generation_model"].dropna()}),
+    }
+    gen_ids = _cohort_gen_ids(parsed, status, reports_dir.parent)
+    usage = _usage(gens_root, gen_ids)
+    by_stage = {u.stage: u for u in usage}
+    costs = [u.cost for u in usage if u.cost is not None]
+    overview.update({
+        "drafts": by_stage["draft"].in_cohort, "essays": by_stage["essay"].in_cohort,
+        "prompt_tokens": sum(u.prompt_tokens for u in usage),
+        "completion_tokens": sum(u.completion_tokens for u in usage),
+        "cost": sum(costs) if costs else None,
+    })
+    overview["tokens"] = overview["prompt_tokens"] + overview["completion_tokens"]
+
+    error_list = [{"gen_id": _text(r.get("gen_id")), "essay": _text(r.get("parent_gen_id")),
+                   "template": _text(r.get("evaluation_template")), "judge": _text(r.get("evaluation_model")),
+                   "error": _text(r.get("error"))} for r in _records(errors_rows)]
+    failure_list = [{"gen_id": str(k), "error": str(v)} for k, v in sorted(failures.items())]
+
+    has_scores = len(scored) > 0
+    context = {"cohort_id": cohort_id, "overview": overview, "usage": usage, "has_scores": has_scores,
+               "has_status": status_json is not None, "error_list": error_list, "failure_list": failure_list,
+               "score_max": SCORE_MAX,
+               "files": [name for name in (*results.REPORT_FILES.values(), "status.json")
+                         if (reports_dir / name).is_file()]}
+    if not has_scores:
+        return context
+
+    pivot = _table(reports_dir, "pivot", parsed, results.pivot_scores)
+    agreement = _table(reports_dir, "judge_agreement", parsed, results.judge_agreement)
+    top = _table(reports_dir, "top_score_paths", parsed, results.top_score_paths)
+    summary = _table(reports_dir, "summary_statistics", parsed, results.summary_statistics)
+    means = _table(reports_dir, "judge_template_means", parsed, results.judge_template_means)
+    context.update({
+        "histograms": _histograms(parsed),
+        "judge_means": _judge_means(means),
+        "summary_tables": _summary_tables(summary),
+        "heatmap": _heatmap(pivot, parsed),
+        "agreement": _agreement_plot(agreement, parsed),
+        "alpha": _alpha_view(_read_json(reports_dir / results.REPORT_FILES["agreement"]), parsed),
+        "top": _top_essays(top, parsed, reports_dir, gens_root),
+        "preview_chars": ESSAY_PREVIEW_CHARS,
+    })
+    return context
+
+
+def build_report(reports_dir: Path, cohort_id: str, gens_root: Path) -> str:
+    """The cohort's report as one self-contained HTML page (inline CSS and SVG, no scripts, no external URLs)."""
+    context = report_context(reports_dir, cohort_id, gens_root)
+    return _environment().get_template(TEMPLATE_NAME).render(**context)
+
+
+def write_report(reports_dir: Path, cohort_id: str, gens_root: Path) -> Path:
+    """Write ``reports_dir / "report.html"`` atomically (temp file in the same folder, then os.replace)."""
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    html = build_report(reports_dir, cohort_id, gens_root)
+    target = reports_dir / REPORT_FILE
+    fd, tmp = tempfile.mkstemp(dir=reports_dir, prefix=f".{REPORT_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be shared
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

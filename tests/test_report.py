@@ -1,0 +1,323 @@
+"""Tests for daydream_luigi.report: the self-contained HTML cohort report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pandas as pd
+import pytest
+
+from daydream_luigi.report import ESSAY_PREVIEW_CHARS, build_report, write_report
+from daydream_luigi.results import PARSED_SCORES_COLUMNS, write_tables
+
+COHORT = "coh-report"
+NOVELTY, COHERENCE = "novelty", "coherence"
+JA, JB = "judge-a", "judge-b"
+SCRIPT = "<script>alert(1)</script>"
+LONG_TAIL = "TAIL-MARKER-NOT-SHOWN"
+
+# essay gen_id: (draft gen_id, combo, draft template, essay template, generation model, essay text)
+ESSAYS = {
+    "essay00000000001": ("draft00000000001", "combo_v1_aaaaaaaaaaaa", "ladder", "polish", "gen-x",
+                         "Tidal turbines and ant trails share a rhythm.\n\nSecond paragraph."),
+    "essay00000000002": ("draft00000000002", "combo_v1_bbbbbbbbbbbb", "sketch", "polish", "gen-y",
+                         f"An essay that quotes markup: {SCRIPT} & more <b>bold</b> claims."),
+    "essay00000000003": ("draft00000000003", "combo_v1_cccccccccccc", "ladder", "verbatim", "gen-x",
+                         "Sourdough starters as distributed caches. " * 150 + LONG_TAIL),
+}
+NAN = math.nan
+# evaluation gen_id, essay, template, judge, score (NaN = the score error)
+EVALS = [
+    ("eval000000000001", "essay00000000001", NOVELTY, JA, 9.0),
+    ("eval000000000002", "essay00000000001", NOVELTY, JB, 8.0),
+    ("eval000000000003", "essay00000000001", COHERENCE, JA, 7.0),
+    ("eval000000000004", "essay00000000001", COHERENCE, JB, 7.0),
+    ("eval000000000005", "essay00000000002", NOVELTY, JA, 2.0),
+    ("eval000000000006", "essay00000000002", NOVELTY, JB, 7.0),
+    ("eval000000000007", "essay00000000002", COHERENCE, JA, 6.5),
+    ("eval000000000008", "essay00000000002", COHERENCE, JB, 4.5),
+    ("eval000000000009", "essay00000000003", NOVELTY, JA, 5.0),
+    ("eval000000000010", "essay00000000003", NOVELTY, JB, 6.0),
+    ("eval000000000011", "essay00000000003", COHERENCE, JA, 4.0),
+    ("eval000000000012", "essay00000000003", COHERENCE, JB, NAN),
+]
+FAILED = {"eval000000000013": "HTTP 500 from provider after 3 attempts"}
+MISSING = ["eval000000000014"]
+# stage: (prompt_tokens, completion_tokens, cost, latency_s) for every generation of that stage
+USAGE = {"draft": (400, 300, 0.002, 2.5), "essay": (350, 500, 0.003, 4.0), "evaluation": (600, 50, 0.001, 1.0)}
+
+
+def _write_gen(gens: Path, stage: str, gen_id: str, text: str, file: str, **extra) -> Path:
+    directory = gens / stage / gen_id
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / file).write_text(text, encoding="utf-8")
+    prompt, completion, cost, latency = USAGE[stage]
+    meta = {"stage": stage, "gen_id": gen_id, "prompt_tokens": prompt, "completion_tokens": completion,
+            "cost": cost, "latency_s": latency, "attempts": [{"n": 1, "outcome": "ok"}], **extra}
+    (directory / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    return directory / file
+
+
+def build_store(root: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """A hand-made generation store and the cohort's report tables; returns (reports_dir, gens_root, frame)."""
+    gens = root / "data" / "gens"
+    reports_dir = root / "data" / "cohorts" / COHORT / "reports"
+    paths = {}
+    for essay, (draft, combo, _dt, _et, _gm, text) in ESSAYS.items():
+        paths[essay] = (_write_gen(gens, "essay", essay, text, "parsed.txt"),
+                        _write_gen(gens, "draft", draft, f"Draft notes for {combo}.", "parsed.txt"))
+    rows = []
+    for gen_id, essay, template, judge, score in EVALS:
+        draft, combo, draft_t, essay_t, model, _text = ESSAYS[essay]
+        error = "no score found in the answer" if math.isnan(score) else ""
+        raw = _write_gen(gens, "evaluation", gen_id, f"Reasoning...\nSCORE: {score:g}\n", "raw.txt",
+                         score=None if error else score, score_max=10.0, error=error or None)
+        rows.append({"cohort_id": COHORT, "gen_id": gen_id, "parent_gen_id": essay, "evaluation_template": template,
+                     "evaluation_model": judge, "evaluation_replicate": 1, "score": score, "score_max": 10.0,
+                     "error": error, "combo_id": combo, "draft_gen_id": draft, "draft_template": draft_t,
+                     "generation_template": essay_t, "generation_model": model, "evaluation_path": str(raw),
+                     "essay_path": str(paths[essay][0]), "draft_path": str(paths[essay][1])})
+    frame = pd.DataFrame(rows, columns=PARSED_SCORES_COLUMNS)
+    write_tables(frame, reports_dir)
+    status = {"evaluations": len(EVALS) + len(FAILED) + len(MISSING), "on_disk": len(EVALS),
+              "score_errors": sum(math.isnan(e[4]) for e in EVALS), "failed": len(FAILED), "missing": len(MISSING),
+              "failures": FAILED}
+    (reports_dir / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    return reports_dir, gens, frame
+
+
+class _Collector(HTMLParser):
+    """Collects heatmap cells, stat cards and link targets."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells: list[dict] = []
+        self.hrefs: list[str] = []
+        self.stats: dict[str, str] = {}
+        self._cell = None
+        self._stat_key = None
+        self._in_value = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        classes = (a.get("class") or "").split()
+        if tag == "a" and "href" in a:
+            self.hrefs.append(a["href"])
+        if tag == "td" and "hm-cell" in classes:
+            self._cell = {"essay": a.get("data-essay"), "column": a.get("data-column"), "text": ""}
+        if tag == "div" and "stat" in classes:
+            self._stat_key = a.get("data-stat")
+        if tag == "div" and "stat-value" in classes and self._stat_key:
+            self._in_value = True
+            self.stats[self._stat_key] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self._cell["text"] = self._cell["text"].strip()
+            self.cells.append(self._cell)
+            self._cell = None
+        if tag == "div" and self._in_value:
+            self._in_value = False
+            self.stats[self._stat_key] = self.stats[self._stat_key].strip()
+            self._stat_key = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+        if self._in_value:
+            self.stats[self._stat_key] += data
+
+
+def parse(html: str) -> _Collector:
+    collector = _Collector()
+    collector.feed(html)
+    return collector
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return build_store(tmp_path)
+
+
+@pytest.fixture()
+def report(store):
+    reports_dir, gens, frame = store
+    path = write_report(reports_dir, COHORT, gens)
+    return path, path.read_text(encoding="utf-8")
+
+
+def _display(value: float) -> str:
+    return "\u2013" if math.isnan(value) else f"{value:g}"
+
+
+def test_write_report_is_atomic_and_in_reports_dir(store, report):
+    reports_dir = store[0]
+    path, html = report
+    assert path == reports_dir / "report.html"
+    assert html.startswith("<!DOCTYPE html>")
+    assert not [p for p in os.listdir(reports_dir) if p.endswith(".tmp")]
+    # Deterministic: the same inputs give the same page.
+    assert build_report(reports_dir, COHORT, store[1]) == html
+
+
+def test_overview_numbers(report):
+    _, html = report
+    stats = parse(html).stats
+    scores = [e[4] for e in EVALS if not math.isnan(e[4])]
+    n_gens = {"draft": len(ESSAYS), "essay": len(ESSAYS), "evaluation": len(EVALS)}
+    prompt = sum(USAGE[s][0] * n for s, n in n_gens.items())
+    completion = sum(USAGE[s][1] * n for s, n in n_gens.items())
+    cost = sum(USAGE[s][2] * n for s, n in n_gens.items())
+    assert (prompt, completion) == (9450, 3000)
+    assert stats["evaluations"] == "14"
+    assert stats["scored"] == str(len(scores)) == "11"
+    assert stats["score_errors"] == "1"
+    assert stats["failed"] == "1"
+    assert stats["missing"] == "1"
+    assert stats["drafts"] == "3"
+    assert stats["essays"] == "3"
+    assert stats["tokens"] == "12,450"
+    assert "9,450 prompt + 3,000 completion" in html
+    assert stats["cost"] == f"${cost:.4f}" == "$0.0270"
+    assert stats["mean_score"] == f"{sum(scores) / len(scores):g}" == "6"
+    # failures and the score error are listed
+    assert "eval000000000013" in html and "HTTP 500 from provider" in html
+    assert "no score found in the answer" in html
+
+
+def test_heatmap_has_one_cell_per_pivot_cell(store, report):
+    reports_dir = store[0]
+    _, html = report
+    pivot = pd.read_csv(reports_dir / "pivot.csv", dtype={"parent_gen_id": str})
+    meta = {"parent_gen_id", "combo_id", "draft_template", "generation_template", "generation_model", "sum"}
+    score_columns = [c for c in pivot.columns if c not in meta]
+    assert score_columns == ["coherence_judge-a", "coherence_judge-b", "novelty_judge-a", "novelty_judge-b"]
+    cells = parse(html).cells
+    assert len(cells) == len(pivot) * len(score_columns) == 12
+    by_key = {}
+    for cell in cells:
+        assert (cell["essay"], cell["column"]) not in by_key, cell
+        by_key[(cell["essay"], cell["column"])] = cell["text"]
+    for _, row in pivot.iterrows():
+        for column in score_columns:
+            assert by_key[(row["parent_gen_id"], column)] == _display(float(row[column])), (row["parent_gen_id"], column)
+    assert by_key[("essay00000000003", "coherence_judge-b")] == "\u2013"  # the score error leaves a hole
+    assert by_key[("essay00000000002", "coherence_judge-a")] == "6.5"
+
+
+def test_text_is_escaped_and_page_is_self_contained(report):
+    _, html = report
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert "http://" not in html and "https://" not in html
+    assert "<link" not in html.lower() and "@import" not in html
+    assert "<svg" in html
+
+
+def test_long_essay_is_truncated(report):
+    _, html = report
+    assert "Sourdough starters as distributed caches." in html
+    assert LONG_TAIL not in html
+    assert f"truncated after {ESSAY_PREVIEW_CHARS:,}" in html
+
+
+def test_links_are_relative_and_resolve(store, report):
+    reports_dir, gens, _ = store
+    _, html = report
+    hrefs = [h for h in parse(html).hrefs if not h.startswith("#")]
+    assert hrefs
+    for href in hrefs:
+        assert "://" not in href and not href.startswith("/"), href
+        assert (reports_dir / unquote(href)).resolve().is_file(), href
+    targets = {(reports_dir / unquote(h)).resolve() for h in hrefs}
+    top_essay = "essay00000000001"  # best mean on both templates
+    assert (gens / "essay" / top_essay / "parsed.txt").resolve() in targets
+    assert (gens / "draft" / "draft00000000001" / "parsed.txt").resolve() in targets
+    assert (gens / "evaluation" / "eval000000000001" / "raw.txt").resolve() in targets
+
+
+def test_links_survive_a_moved_store(store, tmp_path):
+    """Stored absolute paths that no longer exist are looked up under gens_root instead."""
+    reports_dir, gens, _ = store
+    moved = tmp_path / "elsewhere" / "gens"
+    shutil.move(str(gens), str(moved))
+    html = build_report(reports_dir, COHORT, moved)
+    hrefs = [h for h in parse(html).hrefs if not h.startswith("#")]
+    essay_links = [h for h in hrefs if h.endswith("parsed.txt")]
+    assert essay_links
+    for href in hrefs:
+        assert (reports_dir / unquote(href)).resolve().is_file(), href
+    assert parse(html).stats["tokens"] == "12,450"
+
+
+def test_agreement_section(store, report):
+    reports_dir = store[0]
+    _, html = report
+    alpha = json.loads((reports_dir / "agreement.json").read_text())["alpha"]
+    assert f"\u03b1 = {alpha:.3f}" in html
+    classes = pd.read_csv(reports_dir / "judge_agreement.csv")["agreement"].value_counts()
+    # essay 2 / novelty: judges 2 and 7 -> poor; essay 1 / coherence: 7 and 7 -> high
+    assert classes["poor"] >= 1 and classes["high"] >= 1
+    for name, count in classes.items():
+        assert f'data-class="{name}"' in html
+        assert f"{name} (" in html and f"): {count}" in html
+    assert html.count('class="unit-row"') == int((pd.read_csv(reports_dir / "judge_agreement.csv")
+                                                   ["judge_count"] >= 2).sum())
+
+
+def test_empty_cohort(tmp_path):
+    reports_dir = tmp_path / "data" / "cohorts" / "empty" / "reports"
+    write_tables(pd.DataFrame(columns=PARSED_SCORES_COLUMNS), reports_dir)
+    (reports_dir / "status.json").write_text(json.dumps(
+        {"evaluations": 4, "on_disk": 0, "score_errors": 0, "failed": 0, "missing": 4, "failures": {}}))
+    path = write_report(reports_dir, "empty", tmp_path / "data" / "gens")
+    html = path.read_text(encoding="utf-8")
+    assert "No scored evaluations yet" in html
+    stats = parse(html).stats
+    assert stats["evaluations"] == "4" and stats["missing"] == "4" and stats["scored"] == "0"
+    assert stats["tokens"] == "0" and stats["cost"] == "\u2013" and "not reported by the provider" in html
+    assert 'class="hm-cell' not in html and 'id="heatmap"' not in html
+    assert "http://" not in html and "https://" not in html
+
+
+def test_cohort_with_no_report_files_at_all(tmp_path):
+    html = build_report(tmp_path / "nothing" / "reports", "bare", tmp_path / "gens")
+    assert "No scored evaluations yet" in html
+    assert parse(html).stats["failed"] == "n/a"
+
+
+def test_only_errors_is_treated_as_empty(tmp_path):
+    reports_dir, gens, frame = build_store(tmp_path)
+    frame = frame.assign(score=NAN, error="no score found")
+    write_tables(frame, reports_dir)
+    frame.to_csv(reports_dir / "parsed_scores.csv", index=False)
+    html = build_report(reports_dir, COHORT, gens)
+    assert "No scored evaluations yet" in html
+    assert parse(html).stats["scored"] == "0"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium not installed")
+def test_headless_chromium_renders_a_screenshot(report, tmp_path):
+    path, _ = report
+    png = tmp_path / "report.png"
+    profile = tmp_path / "chromium-profile"
+    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", "--window-size=1200,2000", f"--screenshot={png}",
+               path.resolve().as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "HOME": str(tmp_path)})
+    assert png.exists(), f"no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
+    assert png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
