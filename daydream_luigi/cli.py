@@ -16,6 +16,7 @@ from .cohort import active_spec, expand, load_spec, spec_from_mapping, write_coh
 from .config import STAGES, Paths, configure_luigi, load_settings, pool_limits
 from .errors import InputError
 from .parsers import ParseError, parse_draft, parse_score
+from .stages import GenerationFailed
 
 
 class DaydreamGroup(click.Group):
@@ -36,6 +37,12 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     for name in ("luigi", "luigi-interface"):
         logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).addFilter(_skip_reported_failures)
+
+
+def _skip_reported_failures(record: logging.LogRecord) -> bool:
+    """Luigi logs a traceback per failed task; ours are one-line reasons the run summary already lists."""
+    return not (record.exc_info and isinstance(record.exc_info[1], GenerationFailed))
 
 
 def default_backend() -> str:

@@ -23,7 +23,8 @@ class ParseError(ValueError):
 
 # --------------------------------------------------------------------------- drafts
 
-_ESSAY_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)</essay-idea\s*>", re.I | re.S)
+# A block ends at its closing tag, or (small models often forget it) at the next opening tag or the end of the text.
+_ESSAY_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)", re.I | re.S)
 _STAGE_ATTR = re.compile(r"""\bstage\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
 _ESSAY_OPEN = re.compile(r"<essay(?:\s[^>]*)?>", re.I)
 _ESSAY_CLOSE = re.compile(r"</essay\s*>", re.I)
@@ -46,6 +47,7 @@ def parse_essay_idea_last(text: str) -> str:
 
     Drafting templates make the model refine an idea in numbered stages; only
     the final stage is the draft. Without any stage the last block is final.
+    An unclosed block runs to the next block or the end of the text.
     """
     blocks = [(_stage(m.group(1)), i, m.group(2)) for i, m in enumerate(_ESSAY_IDEA.finditer(text))]
     if not blocks:

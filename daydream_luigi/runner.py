@@ -15,7 +15,7 @@ import luigi
 from . import tasks
 from .cohort import Member
 from .config import STAGES, Paths
-from .store import ERROR, METADATA, complete_ids, gen_dir, read_json, wait_unlocked
+from .store import CALL, ERROR, METADATA, complete_ids, gen_dir, read_json, wait_unlocked
 from .workers import ThreadedWorkerFactory
 
 log = logging.getLogger("daydream")
@@ -51,14 +51,14 @@ def _build(task_list, workers: int, scheduler_url: str | None) -> bool:
                        log_level="WARNING", **options)
 
 
-def _account(summary: RunSummary, paths: Paths, member: Member) -> None:
-    meta = read_json(gen_dir(paths.gens, member.stage, member.gen_id) / METADATA)
-    summary.done.append(member.gen_id)
-    if meta.get("attempts"):
+def _account_call(summary: RunSummary, directory: Path, since: float) -> None:
+    """Tokens and cost of a model answer received in this window (paid for whether or not it parsed)."""
+    if (directory / CALL).exists() and (directory / CALL).stat().st_mtime >= since:
+        call = read_json(directory / CALL)
         summary.calls += 1
-        summary.prompt_tokens += meta.get("prompt_tokens") or 0
-        summary.completion_tokens += meta.get("completion_tokens") or 0
-        summary.cost += meta.get("cost") or 0.0
+        summary.prompt_tokens += call.get("prompt_tokens") or 0
+        summary.completion_tokens += call.get("completion_tokens") or 0
+        summary.cost += call.get("cost") or 0.0
 
 
 def _settled(directory: Path, since: float) -> bool:
@@ -93,8 +93,9 @@ def _run_window(paths: Paths, cohort_id: str, stage: str, chunk: list[Member], w
         unsettled = left
     for member in chunk:
         directory = gen_dir(paths.gens, stage, member.gen_id)
+        _account_call(summary, directory, since)
         if (directory / METADATA).exists():
-            _account(summary, paths, member)
+            summary.done.append(member.gen_id)
         else:
             summary.failed[member.gen_id] = read_json(directory / ERROR)["error"] if (directory / ERROR).exists() \
                 else "did not run (see the Luigi log above)"
@@ -111,17 +112,19 @@ def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, work
         stage_members = [m for m in members if m.stage == stage]
         complete = complete_ids(paths.gens, stage)
         parents_done = complete_ids(paths.gens, _PARENT_STAGE[stage]) if stage in _PARENT_STAGE else None
-        pending = []
+        pending, done, blocked = [], 0, 0
         for member in stage_members:
             if member.gen_id in complete:
-                summary.skipped += 1
+                done += 1
             elif parents_done is not None and member.parent_gen_id not in parents_done:
+                blocked += 1
                 summary.blocked[member.gen_id] = f"{stage} waits for {_PARENT_STAGE[stage]} {member.parent_gen_id}, " \
                                                  f"which is not complete"
             else:
                 pending.append(member)
+        summary.skipped += done
         if pending:
-            log.info("%s: %d to run, %d already complete", stage, len(pending), len(stage_members) - len(pending))
+            log.info("%s: %d to run, %d already complete, %d blocked", stage, len(pending), done, blocked)
         for start in range(0, len(pending), window):
             _run_window(paths, cohort_id, stage, pending[start:start + window], workers, scheduler_url, summary)
     return summary

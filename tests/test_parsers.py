@@ -269,3 +269,10 @@ def test_complex_out_of_range(text, message):
     with pytest.raises(ParseError) as err:
         parse_score("complex", text)
     assert str(err.value) == message
+
+
+def test_essay_idea_last_reads_unclosed_blocks_up_to_the_next_block():
+    text = 'Brainstorm\n<essay-idea stage="1">\nfirst idea\n<essay-idea stage="2">\nsecond idea\nmore of it\n'
+    assert parse_draft("essay_idea_last", text) == "second idea\nmore of it"
+    mixed = '<essay-idea stage="3">\nbest\n</essay-idea>\n<essay-idea stage="2">\nworse'
+    assert parse_draft("essay_idea_last", mixed) == "best"
