@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from .catalog import Catalog
-from .combos import Combo, enumerate_combos, make_combo, read_mappings
+from .combos import enumerate_combos, make_combo, read_mappings
 from .config import LEVELS, STAGES, Paths, Settings, yaml_problem
 from .errors import InputError, raise_if
 from .ids import checked_id, draft_task_id, evaluation_task_id, gen_id, id_problem

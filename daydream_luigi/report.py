@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import pandas as pd
 
 from . import results
 from .ids import id_problem
+from .store import atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE_NAME = "report.html.j2"
@@ -583,18 +583,10 @@ def build_report(reports_dir: Path, cohort_id: str, gens_root: Path) -> str:
 
 
 def write_report(reports_dir: Path, cohort_id: str, gens_root: Path) -> Path:
-    """Write ``reports_dir / "report.html"`` atomically (temp file in the same folder, then os.replace)."""
+    """Write ``reports_dir / "report.html"`` atomically."""
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     html = build_report(reports_dir, cohort_id, gens_root)
     target = reports_dir / REPORT_FILE
-    fd, tmp = tempfile.mkstemp(dir=reports_dir, prefix=f".{REPORT_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, html)
     return target

@@ -24,13 +24,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .store import atomic_write_text
 
 PARSED_SCORES_COLUMNS: list[str] = [
     "cohort_id",
@@ -743,22 +743,6 @@ REPORT_FILES: dict[str, str] = {
 }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_tables(scores: pd.DataFrame, reports_dir: Path) -> dict[str, Path]:
     """Write every result table into ``reports_dir`` (created if needed).
 
@@ -786,10 +770,10 @@ def write_tables(scores: pd.DataFrame, reports_dir: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for name, table in tables.items():
         path = reports_dir / REPORT_FILES[name]
-        _atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
+        atomic_write_text(path, table.to_csv(index=False, lineterminator="\n"))
         written[name] = path
     path = reports_dir / REPORT_FILES["agreement"]
     summary = agreement_summary(scores)
-    _atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
     written["agreement"] = path
     return written

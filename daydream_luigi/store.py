@@ -21,6 +21,9 @@ def gen_dir(gens_root: Path, stage: str, gen_id: str) -> Path:
 
 
 FSYNC = os.environ.get("DAYDREAM_FSYNC", "0") == "1"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -32,6 +35,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; outputs are meant to be shared like any file
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             if FSYNC:
