@@ -1,7 +1,9 @@
 """Unit tests for the draft and score parsers, on small hand-written judge/draft texts."""
 
 import pytest
+from click.testing import CliRunner
 
+from daydream_luigi.cli import main as cli_main
 from daydream_luigi.parsers import (
     DRAFT_PARSERS,
     SCORE_PARSERS,
@@ -276,3 +278,12 @@ def test_essay_idea_last_reads_unclosed_blocks_up_to_the_next_block():
     assert parse_draft("essay_idea_last", text) == "second idea\nmore of it"
     mixed = '<essay-idea stage="3">\nbest\n</essay-idea>\n<essay-idea stage="2">\nworse'
     assert parse_draft("essay_idea_last", mixed) == "best"
+
+
+def test_parse_score_cli_reports_a_missing_score_and_exits_1(tmp_path):
+    answer = tmp_path / "answer.txt"
+    answer.write_text("A thoughtful essay, but I will not grade it.\n")
+    result = CliRunner().invoke(cli_main, ["parse", "score", "--parser", "in_last_line", str(answer)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {answer}: no score found in the last non-empty line\n"
+

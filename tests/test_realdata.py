@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from click.testing import CliRunner
+
+from daydream_luigi.cli import main
 from daydream_luigi.parsers import parse_draft, parse_score
 
 SHARED = os.environ.get("DAYDREAM_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
@@ -47,6 +50,12 @@ def test_score_table_is_populated():
 def test_complex_parser_matches_accepted_score(name, accepted):
     text = (REALDATA / name).read_text(encoding="utf-8")
     assert parse_score("complex", text) in accepted
+
+
+@pytest.mark.parametrize(("name", "accepted"), SCORE_CASES)
+def test_parse_score_cli_prints_the_accepted_score(name, accepted):
+    result = CliRunner().invoke(main, ["parse", "score", "--parser", "complex", str(REALDATA / name)])
+    assert result.exit_code == 0 and float(result.stdout) in accepted
 
 
 def test_essay_block_matches_expected_extract():
