@@ -236,11 +236,9 @@ def tasks():
     """Each Luigi task class: its group, parameters, target and where it is defined."""
     import inspect
 
-    import luigi
-
     from . import tasks as task_module
     for cls in (task_module.Combinations, task_module.DraftTask, task_module.EssayTask, task_module.EvaluationTask,
-                task_module.ParseScores, task_module.Pivot):
+                task_module.ParseScores, task_module.Pivot, task_module.Report):
         group = "generation" if issubclass(cls, task_module.GenerationTask) else \
             "results" if issubclass(cls, task_module.ReportTask) else "setup"
         params = ", ".join(name for name, _ in cls.get_params())
@@ -250,7 +248,6 @@ def tasks():
         line = inspect.getsourcelines(cls)[1]
         source = Path(inspect.getsourcefile(cls)).relative_to(Path(__file__).resolve().parents[1])
         click.echo(f"{cls.__name__:15} {group:11} ({params}) -> {target}  {source}:{line}")
-    del luigi
 
 
 @main.group()

@@ -13,10 +13,15 @@ from .stages import Context, run_generation
 from .store import METADATA, gen_dir
 
 
-@lru_cache(maxsize=8)
 def context(cohort_id: str) -> Context:
-    """Everything a task of this cohort needs, loaded once per process (forked workers inherit it)."""
+    """Everything a task of this cohort needs, loaded once per process and cohort version (threads share it)."""
     paths = Paths.from_env()
+    manifest = paths.cohorts / cohort_id / "manifest.json"
+    return _context(paths, cohort_id, manifest.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _context(paths: Paths, cohort_id: str, _version: int) -> Context:
     manifest = load_manifest(paths, cohort_id)
     combos = {cid: Combo(cid, tuple(concepts), manifest["description_level"], manifest["k"])
               for cid, concepts in manifest["combos"].items()}
