@@ -1,48 +1,87 @@
-"""Scheduling overhead per generation at zero model latency, for growing cohorts (should stay flat in n).
+"""P2 scale, P3 no-op re-run and peak memory: full `daydream run` of growing cohorts at zero model latency.
 
-Usage: python bench/scale.py [N ...]   (default 1000 5000 20000)
+Scheduling overhead per generation is given two ways (both should stay flat in n):
+  all-in    = wall / n                                   (everything: interpreter start, validation, cohort expansion,
+                                                          scheduling, the generations' own work, the results tables)
+  marginal  = (wall - wall of a 3-generation run) / (n - 3)   (the fixed start-up cost taken out)
+At zero latency each generation still does its real work (render, one HTTP round trip to the loopback endpoint,
+5 files written, metadata), so both figures are an upper bound on pure scheduling overhead.
+
+Usage: python bench/scale.py [--repeat R] [--workers W] [--window N] [N ...]   (default sizes 1000 5000 20000)
 """
 
-import os
-import subprocess
+import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from project import concepts_for, make_project  # noqa: E402
-
-from daydream_luigi.fake_endpoint import FakeEndpoint  # noqa: E402
-
-
-def run(root: Path, base_url: str, workers: int) -> tuple[float, subprocess.CompletedProcess]:
-    env = {**os.environ, "DAYDREAM_DATA_ROOT": str(root / "data"), "DAYDREAM_CONFIG_DIR": str(root / "config"),
-           "DAYDREAM_LLM_BASE_URL": base_url, "OPENROUTER_API_KEY": "bench"}
-    env.pop("LUIGI_CONFIG_PATH", None)
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "daydream_luigi", "run", "--workers", str(workers)], env=env,
-                          cwd=root, capture_output=True, text=True)
-    return time.perf_counter() - start, done
+from harness import EndpointProcess, daydream, model_calls, run_dir, summarize  # noqa: E402
+from project import concepts_for, generations_of, make_project  # noqa: E402
 
 
-def main(sizes: list[int], workers: int = 8) -> list[dict]:
-    rows = []
-    with FakeEndpoint() as endpoint:
-        for size in sizes:
-            root = make_project(Path("/tmp/daydream-bench") / f"scale-{size}", concepts_for(size), pool_limit=workers)
-            n = concepts_for(size)
-            generations = n * (n - 1) // 2 * 3
-            endpoint.reset_stats()
-            wall, done = run(root, endpoint.base_url, workers)
-            if done.returncode != 0:
-                sys.exit(done.stdout[-2000:] + done.stderr[-2000:])
-            rerun, _ = run(root, endpoint.base_url, workers)
-            rows.append({"generations": generations, "wall_s": wall, "ms_per_gen": 1000 * wall / generations,
-                         "calls": endpoint.stats["requests"], "rerun_s": rerun})
-            print(f"n={generations:>6}  wall {wall:8.1f} s  {1000 * wall / generations:6.2f} ms/generation  "
-                  f"calls {endpoint.stats['requests']}  no-op re-run {rerun:5.1f} s", flush=True)
-    return rows
+def _one_run(size: int, endpoint: EndpointProcess, workers: int, window: int | None, rerun: bool) -> dict:
+    n_concepts = concepts_for(size) if size > 3 else 2
+    root = make_project(run_dir(f"scale-{size}"), n_concepts, pool_limit=workers, window=window)
+    generations = sum(generations_of(n_concepts).values())
+    before = endpoint.stats()["requests"]
+    cpu_before = endpoint.cpu_seconds()
+    run = daydream(root, endpoint.base_url, "run", "--workers", str(workers))
+    requests = endpoint.stats()["requests"] - before
+    row = {"generations": generations, "wall_s": run.wall_s, "user_s": run.user_s, "sys_s": run.sys_s,
+           "maxrss_mb": run.maxrss_mb, "calls": model_calls(run.stdout), "requests": requests,
+           "endpoint_cpu_s": endpoint.cpu_seconds() - cpu_before, "root": str(root)}
+    if row["calls"] != generations or requests != generations:
+        sys.exit(f"expected {generations} model calls, the run reports {row['calls']} and the endpoint saw {requests}")
+    if rerun:
+        again = daydream(root, endpoint.base_url, "run", "--workers", str(workers))
+        if model_calls(again.stdout) != 0:
+            sys.exit("the no-op re-run called the model")
+        row.update(rerun_wall_s=again.wall_s, rerun_maxrss_mb=again.maxrss_mb)
+    return row
+
+
+def run_scale(sizes: list[int], workers: int = 8, window: int | None = None, repeat: int = 1,
+              endpoint: EndpointProcess | None = None, rerun_sizes: tuple = (), log=print) -> dict:
+    """Measure each size `repeat` times (new store each time); returns per-size best/median figures."""
+    if endpoint is None:
+        with EndpointProcess(latency=0.0) as own:
+            return run_scale(sizes, workers, window, repeat, own, rerun_sizes, log)
+    startup = [_one_run(3, endpoint, workers, window, False)["wall_s"] for _ in range(max(3, repeat))]
+    startup_s = summarize(startup)
+    log(f"start-up (3-generation cohort, full run): best {startup_s['best']:.2f} s, median {startup_s['median']:.2f} s")
+    out = {"startup_s": startup_s, "sizes": {}}
+    for size in sizes:
+        rows = []
+        for _ in range(repeat):
+            row = _one_run(size, endpoint, workers, window, rerun=not rerun_sizes or size in rerun_sizes)
+            n = row["generations"]
+            row["ms_per_gen"] = 1000 * row["wall_s"] / n
+            row["marginal_ms_per_gen"] = 1000 * (row["wall_s"] - startup_s["median"]) / (n - 3)
+            rows.append(row)
+            rerun = f"  no-op re-run {row['rerun_wall_s']:5.2f} s" if "rerun_wall_s" in row else ""
+            log(f"n={n:>6}  wall {row['wall_s']:7.1f} s  all-in {row['ms_per_gen']:5.2f} ms/gen  marginal "
+                f"{row['marginal_ms_per_gen']:5.2f} ms/gen  (run process: user {row['user_s']:.1f} s, sys "
+                f"{row['sys_s']:.1f} s, peak RSS {row['maxrss_mb']:.0f} MB; endpoint CPU "
+                f"{1000 * row['endpoint_cpu_s'] / n:.2f} ms/request){rerun}")
+        best = min(rows, key=lambda r: r["wall_s"])
+        out["sizes"][size] = {
+            "generations": best["generations"], "runs": rows,
+            "ms_per_gen": summarize([r["ms_per_gen"] for r in rows]),
+            "marginal_ms_per_gen": summarize([r["marginal_ms_per_gen"] for r in rows]),
+            "maxrss_mb": summarize([r["maxrss_mb"] for r in rows]),
+            "rerun_s": summarize([r["rerun_wall_s"] for r in rows if "rerun_wall_s" in r] or [float("nan")])}
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 20000])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--window", type=int, help="scheduling.window (default: the repository's config)")
+    args = parser.parse_args(argv)
+    run_scale(args.sizes, args.workers, args.window, args.repeat)
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1000, 5000, 20000])
+    main()

@@ -15,6 +15,9 @@ Answers are deterministic functions of the prompt (the last user message):
 Run standalone::
 
     python -m daydream_luigi.fake_endpoint --port 8765 --latency 0.5
+
+It prints its base URL on the first line; ``GET /_stats`` returns its counters as JSON
+(requests, completed_ok, max_concurrent, ...), and ``--no-record`` keeps counters only.
 """
 
 from __future__ import annotations
@@ -216,16 +219,20 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes -----------------------------------------------------------------------
     def do_GET(self) -> None:
         ep = self.server.endpoint
-        ep._record(self.path, dict(self.headers.items()), None)
+        if ep.record_requests:
+            ep._record(self.path, dict(self.headers.items()), None)
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        elif self.path == "/_stats":  # the counters, for a parent process running us standalone (benchmarks)
+            self._send(200, ep.stats)
         else:
             self._send(404, {"error": {"message": f"no route for GET {self.path}"}})
 
     def do_POST(self) -> None:
         ep = self.server.endpoint
         body = self._read_body()
-        ep._record(self.path, dict(self.headers.items()), body)
+        if ep.record_requests:
+            ep._record(self.path, dict(self.headers.items()), body)
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route for POST {self.path}"}})
             return
@@ -315,7 +322,8 @@ class FakeEndpoint:
 
     def __init__(self, latency: float = 0.0, fault_rate: float = 0.0,
                  faults: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0,
-                 hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0):
+                 hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0,
+                 record_requests: bool = True):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
@@ -328,6 +336,7 @@ class FakeEndpoint:
         self.faults = tuple(faults)
         self.seed = seed
         self.hang_seconds = float(hang_seconds)
+        self.record_requests = record_requests  # False: keep counters only (benchmarks send 100,000s of requests)
         self.host = host
         self.port = port
         self._rng = random.Random(seed)
@@ -476,10 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="comma-separated faults drawn from when --fault-rate > 0")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hang-seconds", type=float, default=5.0)
+    p.add_argument("--no-record", action="store_true", help="do not keep request bodies (counters only)")
     args = p.parse_args(argv)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     ep = FakeEndpoint(latency=args.latency, fault_rate=args.fault_rate, faults=faults, seed=args.seed,
-                      hang_seconds=args.hang_seconds, host=args.host, port=args.port)
+                      hang_seconds=args.hang_seconds, host=args.host, port=args.port,
+                      record_requests=not args.no_record)
     def _interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 

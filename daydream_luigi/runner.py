@@ -1,8 +1,10 @@
-"""Schedule a cohort through Luigi in bounded windows, so scheduling cost per generation stays flat as cohorts grow.
+"""Schedule a cohort through Luigi in a sliding window, so scheduling cost per generation stays flat as cohorts grow.
 
-Luigi's scheduler scans every task it knows on each get_work call, so one graph of n tasks costs O(n^2). A cohort is
-therefore built stage by stage in windows of at most `window` generations; only generations that are not complete and
-whose parent is complete are scheduled, so a re-run of a finished cohort schedules nothing.
+Luigi's scheduler scans every pending task it knows on each get_work call, so one graph of n tasks costs O(n^2). A
+cohort is therefore built stage by stage, and each stage is one Luigi build whose worker holds at most `window`
+unfinished generations in the scheduler: it adds the next one each time one finishes (workers.ThreadedWorker). Cost per
+generation is O(window) whatever the cohort size, and the pool never drains between windows. Only generations that
+are not complete and whose parent is complete are scheduled, so a re-run of a finished cohort schedules nothing.
 """
 
 import logging
@@ -15,6 +17,7 @@ import luigi
 from . import tasks
 from .cohort import Member
 from .config import STAGES, Paths
+from .stages import called_here
 from .store import CALL, ERROR, METADATA, complete_ids, gen_dir, read_json, wait_unlocked
 from .workers import ThreadedWorkerFactory
 
@@ -44,16 +47,26 @@ def pending_by_stage(paths: Paths, members: list[Member], stages) -> dict[str, l
     return {stage: [m for m in members if m.stage == stage and m.gen_id not in complete[stage]] for stage in stages}
 
 
-def _build(task_list, workers: int, scheduler_url: str | None) -> bool:
-    """One Luigi build: the in-process scheduler, or the central one (luigid) when a URL is given."""
+def _build(task_list, workers: int, scheduler_url: str | None, feed=None, window: int = 0) -> bool:
+    """One Luigi build: the in-process scheduler, or the central one (luigid) when a URL is given.
+
+    `feed` (an iterator of tasks) is added to the build while it runs, keeping at most `window` unfinished at once.
+    """
     options = {"scheduler_url": scheduler_url} if scheduler_url else {"local_scheduler": True}
-    return luigi.build(task_list, worker_scheduler_factory=ThreadedWorkerFactory(), workers=workers,
-                       log_level="WARNING", **options)
+    try:
+        return luigi.build(task_list, worker_scheduler_factory=ThreadedWorkerFactory(feed, window), workers=workers,
+                           log_level="WARNING", **options)
+    finally:
+        luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every task instance; a big cohort has many
 
 
 def _account_call(summary: RunSummary, directory: Path, since: float) -> None:
-    """Tokens and cost of a model answer received in this window (paid for whether or not it parsed)."""
-    if (directory / CALL).exists() and (directory / CALL).stat().st_mtime >= since:
+    """Tokens and cost of a model answer received in this window (paid for whether or not it parsed).
+
+    Only answers this process asked for count: a second run of the same cohort at the same time (or another worker of a
+    central scheduler) writes call.json files in this window too, and they are that run's calls, not ours.
+    """
+    if (directory / CALL).exists() and (directory / CALL).stat().st_mtime >= since and called_here(directory):
         call = read_json(directory / CALL)
         summary.calls += 1
         summary.prompt_tokens += call.get("prompt_tokens") or 0
@@ -71,18 +84,20 @@ def _settled(directory: Path, since: float) -> bool:
         return False
 
 
-def _run_window(paths: Paths, cohort_id: str, stage: str, chunk: list[Member], workers: int,
-                scheduler_url: str | None, summary: RunSummary) -> None:
-    """Build one window; with a central scheduler, also wait for generations another worker process is running.
+def _run_stage(paths: Paths, cohort_id: str, stage: str, chunk: list[Member], workers: int, window: int,
+               scheduler_url: str | None, summary: RunSummary) -> None:
+    """Build a stage in a sliding window; with a central scheduler, also wait for generations another worker process
+    is running.
 
-    Luigi's worker leaves as soon as nothing is left for it, even while another worker still runs some of the window's
+    Luigi's worker leaves as soon as nothing is left for it, even while another worker still runs some of the stage's
     tasks; so unsettled ones are waited for (their generation lock) and re-submitted until no progress is made.
     """
     since = time.time() - 1  # file mtimes can trail the clock slightly
     unsettled = chunk
+    task_class = tasks.STAGE_TASKS[stage]
     for _ in range(_MAX_ROUNDS):
-        _build([tasks.STAGE_TASKS[stage](gen_id=m.gen_id, cohort_id=cohort_id) for m in unsettled], workers,
-               scheduler_url)
+        _build([], workers, scheduler_url, (task_class(gen_id=m.gen_id, cohort_id=cohort_id) for m in unsettled),
+               max(window, workers))
         for member in unsettled:
             wait_unlocked(gen_dir(paths.gens, stage, member.gen_id))
         left = [m for m in unsettled if not _settled(gen_dir(paths.gens, stage, m.gen_id), since)]
@@ -125,8 +140,8 @@ def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, work
         summary.skipped += done
         if pending:
             log.info("%s: %d to run, %d already complete, %d blocked", stage, len(pending), done, blocked)
-        for start in range(0, len(pending), window):
-            _run_window(paths, cohort_id, stage, pending[start:start + window], workers, scheduler_url, summary)
+        if pending:
+            _run_stage(paths, cohort_id, stage, pending, workers, window, scheduler_url, summary)
     return summary
 
 

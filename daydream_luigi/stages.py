@@ -52,6 +52,14 @@ def endpoint(model: Model) -> tuple[str, str | None]:
 
 
 _local = threading.local()
+_called: set[Path] = set()  # generation folders whose model call this process made and kept
+_called_lock = threading.Lock()
+
+
+def called_here(directory: Path) -> bool:
+    """Whether this process paid for the answer kept in `directory` (another run sharing the store may have)."""
+    with _called_lock:
+        return directory in _called
 
 
 def _session():
@@ -100,6 +108,8 @@ def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Pa
             "temperature": settings.temperature, "max_tokens": settings.max_tokens}
     atomic_write_text(directory / RAW, answer.text)
     atomic_write_json(directory / CALL, call)
+    with _called_lock:
+        _called.add(directory)
     return answer.text, call
 
 
@@ -121,10 +131,10 @@ def _render(directory: Path, member: Member, template, variables: dict) -> str:
     return prompt
 
 
-def _truncated(call: dict) -> str | None:
+def _truncated(call: dict, gen_id: str) -> str | None:
     if call.get("finish_reason") == "length":
         return (f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "
-                f"in config/daydream.yaml, then `daydream gens rm <gen_id> --yes` and re-run")
+                f"in config/daydream.yaml, then `daydream gens rm {gen_id} --yes` and re-run")
     return None
 
 
@@ -137,7 +147,7 @@ def _draft(ctx: Context, member: Member, directory: Path) -> dict:
     prompt = _render(directory, member, template, {"concepts": concepts})
     raw, call = _call(ctx, member, model, prompt, directory)
     lines = sum(1 for line in raw.splitlines() if line.strip())
-    problem = _truncated(call)
+    problem = _truncated(call, member.gen_id)
     if not problem and lines < ctx.settings.min_draft_lines:
         problem = f"draft has {lines} non-empty line(s), fewer than min_draft_lines={ctx.settings.min_draft_lines}"
     if not problem:
@@ -163,7 +173,7 @@ def _essay(ctx: Context, member: Member, directory: Path) -> dict:
         atomic_write_text(directory / PARSED, draft_block)
         return {**common, "model": None, "provider": None, "finish_reason": None, "attempts": []}
     raw, call = _call(ctx, member, ctx.catalog.models[member.llm_model_id], prompt, directory)
-    problem = _truncated(call) or (None if raw.strip() else "the model returned an empty essay")
+    problem = _truncated(call, member.gen_id) or (None if raw.strip() else "the model returned an empty essay")
     if problem:
         raise _fail(directory, member, problem, call)
     atomic_write_text(directory / PARSED, raw.strip() + "\n")

@@ -94,7 +94,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
     ("bad-level", edit("config/daydream.yaml", "description_level: paragraph", "description_level: essay"), [],
      "{root}/config/daydream.yaml: description_level 'essay' is not one of sentence, paragraph, article"),
     ("unknown-cohort", lambda root: None, ["--cohort", "nope"],
-     "unknown cohort 'nope': {root}/config/cohorts/nope.yaml does not exist; known cohorts: none (or build one with "
+     "unknown cohort 'nope': {root}/config/cohorts/nope.yaml does not exist; known cohorts: smoke (or build one with "
      "`daydream cohort build`)"),
     ("cohort-name-escapes", lambda root: None, ["--cohort", "../x"],
      "cohort name '../x' may only contain letters, digits, '.', '_' and '-'; rename it to something like 'my-id_1'"),
