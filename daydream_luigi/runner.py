@@ -116,6 +116,12 @@ def _run_stage(paths: Paths, cohort_id: str, stage: str, chunk: list[Member], wo
                 else "did not run (see the Luigi log above)"
 
 
+def _blocked_reason(paths: Paths, stage: str, parent: str) -> str:
+    parent_stage = _PARENT_STAGE[stage]
+    failed = (gen_dir(paths.gens, parent_stage, parent) / ERROR).exists()
+    return f"its {parent_stage} {parent} {'failed (see above)' if failed else 'is not complete'}"
+
+
 def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, workers: int, window: int,
                scheduler_url: str | None = None) -> RunSummary:
     """Run the not-yet-complete generations of `stages` (in pipeline order) and report what happened to each."""
@@ -133,8 +139,7 @@ def run_cohort(paths: Paths, cohort_id: str, members: list[Member], stages, work
                 done += 1
             elif parents_done is not None and member.parent_gen_id not in parents_done:
                 blocked += 1
-                summary.blocked[member.gen_id] = f"{stage} waits for {_PARENT_STAGE[stage]} {member.parent_gen_id}, " \
-                                                 f"which is not complete"
+                summary.blocked[member.gen_id] = _blocked_reason(paths, stage, member.parent_gen_id)
             else:
                 pending.append(member)
         summary.skipped += done

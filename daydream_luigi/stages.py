@@ -185,8 +185,9 @@ def _evaluation(ctx: Context, member: Member, directory: Path) -> dict:
     essay, _ = _read_parent(ctx, member, "essay", directory)
     prompt = _render(directory, member, template, {"response": essay})
     raw, call = _call(ctx, member, ctx.catalog.models[member.llm_model_id], prompt, directory)
+    truncated = _truncated(call, member.gen_id)
     try:
-        score, error = parse_score(template.kind, raw), ""
+        score, error = (None, truncated) if truncated else (parse_score(template.kind, raw), "")
     except ParseError as exc:
         score, error = None, f"parser {template.kind!r}: {exc}"
     atomic_write_text(directory / PARSED, "" if score is None else f"{score:g}\n")

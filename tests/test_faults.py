@@ -153,7 +153,7 @@ def test_truncated_draft_fails_with_raw_kept_and_its_descendants_are_blocked(pro
     evaluations = {r["gen_id"] for r in rows if r["parent_gen_id"] in essays}
     assert len(essays) == 2 and len(evaluations) == 4
     for gen_id in essays | evaluations:  # reported as blocked, and never started
-        assert re.search(rf"^  blocked {gen_id}: (essay|evaluation) waits for", result.stdout, re.M)
+        assert re.search(rf"^  blocked {gen_id}: its (draft|essay) \w+ (failed \(see above\)|is not complete)$", result.stdout, re.M)
         assert not any((project / "data" / "gens" / stage / gen_id).exists() for stage in ("essay", "evaluation"))
     assert endpoint.stats["requests"] == 36 - 1 - 4  # the blocked llm essay and its 4 evaluations made no call
 
@@ -220,3 +220,17 @@ def test_fixing_a_draft_parser_reparses_the_kept_answer_without_a_new_call(proje
         meta = json.loads((directory / "metadata.json").read_text())
         assert meta["parser"] == "" and (directory / "raw.txt").read_text() == answer
         assert (directory / "parsed.txt").read_text() == answer and not (directory / "error.json").exists()
+
+
+def test_truncated_judge_answer_is_recorded_as_an_error_not_scored(project, endpoint):
+    assert daydream("run", "--stage", "draft").returncode == 0
+    assert daydream("run", "--stage", "essay").returncode == 0
+    endpoint.script("length")  # the first evaluation call is cut off at max_tokens
+    result = daydream("run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    metas = [json.loads(p.read_text()) for p in (project / "data" / "gens" / "evaluation").glob("*/metadata.json")]
+    [cut] = [m for m in metas if m["finish_reason"] == "length"]
+    assert cut["score"] is None
+    assert cut["error"] == (f"answer truncated at max_tokens=300 (finish_reason=length); raise max_tokens in "
+                            f"config/daydream.yaml, then `daydream gens rm {cut['gen_id']} --yes` and re-run")
+    assert sum(m["score"] is not None for m in metas) == 23
