@@ -23,8 +23,10 @@ class ParseError(ValueError):
 
 # --------------------------------------------------------------------------- drafts
 
-# A block ends at its closing tag, or (small models often forget it) at the next opening tag or the end of the text.
-_ESSAY_IDEA = re.compile(r"<essay-idea\b([^>]*)>(.*?)(?:</essay-idea\s*>|(?=<essay-idea\b)|\Z)", re.I | re.S)
+# A block opens with the tag, or (small models often write it as a heading) with a line such as
+# `### Essay-idea stage="2":`; it ends at its closing tag, the next block, or the end of the text.
+_IDEA_OPEN = re.compile(r"<essay-idea\b([^>]*)>|^[#*\s]*essay-idea\b([^\n<>]*?)[\s:*]*$", re.I | re.M)
+_IDEA_CLOSE = re.compile(r"</essay-idea\s*>", re.I)
 _STAGE_ATTR = re.compile(r"""\bstage\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.I)
 _ESSAY_OPEN = re.compile(r"<essay(?:\s[^>]*)?>", re.I)
 _ESSAY_CLOSE = re.compile(r"</essay\s*>", re.I)
@@ -47,9 +49,16 @@ def parse_essay_idea_last(text: str) -> str:
 
     Drafting templates make the model refine an idea in numbered stages; only
     the final stage is the draft. Without any stage the last block is final.
-    An unclosed block runs to the next block or the end of the text.
+    An unclosed block runs to the next block or the end of the text; a heading line
+    `Essay-idea stage="N"` counts as an opening tag.
     """
-    blocks = [(_stage(m.group(1)), i, m.group(2)) for i, m in enumerate(_ESSAY_IDEA.finditer(text))]
+    opens = list(_IDEA_OPEN.finditer(text))
+    blocks = []
+    for i, match in enumerate(opens):
+        end = opens[i + 1].start() if i + 1 < len(opens) else len(text)
+        closed = _IDEA_CLOSE.search(text, match.end(), end)
+        body = text[match.end():closed.start() if closed else end]
+        blocks.append((_stage(match.group(1) or match.group(2) or ""), i, body))
     if not blocks:
         raise ParseError("no <essay-idea> block found")
     inner = max(blocks)[2].strip()

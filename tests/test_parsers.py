@@ -287,3 +287,11 @@ def test_parse_score_cli_reports_a_missing_score_and_exits_1(tmp_path):
     assert result.exit_code == 1
     assert result.stderr == f"error: {answer}: no score found in the last non-empty line\n"
 
+
+
+def test_essay_idea_last_accepts_headings_written_in_place_of_tags():
+    text = ('### Brainstorm\n- a\n\n### Essay-idea stage="1":\n\nrough\n\n**Essay-idea stage="2":**\n\nsharper idea\n'
+            'with detail\n')
+    assert parse_draft("essay_idea_last", text) == "sharper idea\nwith detail"
+    assert parse_draft("essay_idea_last", "An essay-idea stage is mentioned inline, not as a heading.\n"
+                       '<essay-idea stage="1">tagged</essay-idea>') == "tagged"
