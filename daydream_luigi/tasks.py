@@ -99,7 +99,11 @@ class GenerationTask(_CachedParams, luigi.Task):
 
     def run(self):
         self.set_status_message(f"{self.stage} {self.gen_id}: {self.member.template_id} / {self.member.llm_model_id}")
-        run_generation(context(self.cohort_id), self.member)
+        self.set_progress_percentage(0)
+        metadata = run_generation(context(self.cohort_id), self.member)
+        self.set_progress_percentage(100)
+        self.set_status_message(f"done in {metadata.get('duration_s', 0):.1f} s, {metadata.get('completion_tokens') or 0} "
+                                f"completion tokens")
 
 
 class DraftTask(GenerationTask):

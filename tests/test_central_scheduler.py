@@ -1,5 +1,6 @@
 """Two worker processes against a real luigid on loopback: the pool limit holds across processes."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -44,7 +45,14 @@ def test_two_workers_share_luigid_and_its_pool_limit(project):
             assert slow.stats["requests"] == 36  # each generation called once across both processes
             assert slow.stats["max_concurrent"] == 2
         tasks = requests.get(url + "api/task_list", params={"data": '{"status": "DONE"}'}, timeout=5).json()
-        assert sum(1 for task_id in tasks["response"] if task_id.startswith("EvaluationTask")) == 24
+        evaluations = [task_id for task_id in tasks["response"] if task_id.startswith("EvaluationTask")]
+        assert len(evaluations) == 24
+        message = requests.get(url + "api/get_task_status_message",
+                               params={"data": json.dumps({"task_id": evaluations[0]})}, timeout=5).json()
+        assert message["response"]["statusMessage"].startswith("done in ")
+        progress = requests.get(url + "api/get_task_progress_percentage",
+                                params={"data": json.dumps({"task_id": evaluations[0]})}, timeout=5).json()
+        assert progress["response"]["progressPercentage"] == 100
         assert (project / "data" / "luigid" / "history.db").exists()
     finally:
         luigid.terminate()
