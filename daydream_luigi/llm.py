@@ -66,6 +66,7 @@ class CallSettings:
     frequency_penalty: float | None = None
     grammar: str | None = None  # llama.cpp GBNF; sent as body["grammar"] only when not None
     system_prompt: str | None = None  # when set, a system message precedes the user message
+    seed: int | None = None  # sampling seed; sent only when set (the embedded server honours it)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ def _build_body(model: str, prompt: str, s: CallSettings) -> dict[str, Any]:
         body["frequency_penalty"] = s.frequency_penalty
     if s.grammar is not None:
         body["grammar"] = s.grammar
+    if s.seed is not None:
+        body["seed"] = s.seed
     body["usage"] = {"include": True}
     return body
 

@@ -4,6 +4,7 @@ Files are written in order prompt.txt, raw.txt, call.json, parsed.txt, metadata.
 generation complete. A kept raw.txt + call.json is reused, so a re-run after a parse failure never calls the model again.
 """
 
+import hashlib
 import logging
 import os
 import threading
@@ -69,11 +70,15 @@ def _session():
     return _local.session
 
 
-def call_settings(ctx: Context, stage: str, model: Model) -> llm.CallSettings:
+def call_settings(ctx: Context, member: Member, model: Model) -> llm.CallSettings:
+    """Per-stage sampling; the embedded model also gets its tuned sampling and a seed derived from the gen_id, so
+    an offline run is reproducible on the same machine (replicates differ because their gen_ids do)."""
+    stage = member.stage
     config = ctx.settings.stage(stage)
     options = {key: config[key] for key in ("temperature", "max_tokens", "connect_timeout", "read_timeout")}
     if model.provider == "embedded":
         from . import embedded
+        options["seed"] = int(hashlib.sha256(member.gen_id.encode()).hexdigest()[:8], 16) % 2**31
         if stage == "evaluation":
             options.update(grammar=embedded.JUDGE_GRAMMAR, system_prompt=embedded.JUDGE_SYSTEM_PROMPT)
         else:
@@ -96,7 +101,7 @@ def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Pa
     if (directory / CALL).exists() and (directory / RAW).exists():
         return (directory / RAW).read_text(encoding="utf-8"), read_json(directory / CALL)
     base_url, key = endpoint(model)
-    settings = call_settings(ctx, member.stage, model)
+    settings = call_settings(ctx, member, model)
     try:
         answer = llm.chat_completion(base_url, key, model.model, prompt, settings, llm.RetryPolicy(**ctx.settings.retry),
                                      session=_session())
@@ -105,7 +110,7 @@ def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Pa
     call = {"model": answer.model, "provider": model.provider, "finish_reason": answer.finish_reason,
             "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens, "cost": answer.cost,
             "latency_s": round(answer.latency_s, 3), "attempts": answer.attempts, "called_at": _now(),
-            "temperature": settings.temperature, "max_tokens": settings.max_tokens}
+            "temperature": settings.temperature, "max_tokens": settings.max_tokens, "seed": settings.seed}
     atomic_write_text(directory / RAW, answer.text)
     atomic_write_json(directory / CALL, call)
     with _called_lock:
