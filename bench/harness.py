@@ -20,6 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_ROOT = Path(os.environ.get("DAYDREAM_BENCH_ROOT", "/tmp/daydream-bench"))
+# Another checkout whose daydream_luigi the measured pipeline runs (before/after comparisons); the endpoint, the
+# baseline and the synthetic stores always come from this one.
+CODE = os.environ.get("DAYDREAM_BENCH_CODE")
 
 
 class EndpointProcess:
@@ -89,6 +92,8 @@ def project_env(root: Path, base_url: str) -> dict:
     env = {**os.environ, "DAYDREAM_DATA_ROOT": str(root / "data"), "DAYDREAM_CONFIG_DIR": str(root / "config"),
            "DAYDREAM_LLM_BASE_URL": base_url, "OPENROUTER_API_KEY": "bench"}
     env.pop("LUIGI_CONFIG_PATH", None)
+    if CODE:
+        env["PYTHONPATH"] = CODE
     return env
 
 

@@ -11,12 +11,20 @@ Usage: python bench/scale.py [--repeat R] [--workers W] [--window N] [N ...]   (
 """
 
 import argparse
+import json
+import queue
 import sys
+import threading
+import time
 from pathlib import Path
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import EndpointProcess, daydream, model_calls, run_dir, summarize  # noqa: E402
 from project import concepts_for, generations_of, make_project  # noqa: E402
+
+from daydream_luigi import llm, store  # noqa: E402
 
 
 def _one_run(size: int, endpoint: EndpointProcess, workers: int, window: int | None, rerun: bool) -> dict:
@@ -40,6 +48,44 @@ def _one_run(size: int, endpoint: EndpointProcess, workers: int, window: int | N
     return row
 
 
+def floor_per_generation(n: int, endpoint: EndpointProcess, threads: int = 8) -> dict:
+    """The mandatory work of n generations without the pipeline: from `threads` threads (a keep-alive session each),
+    per generation the store's own calls (folder + lock, prompt, raw, call.json, parsed, metadata: 7 new files written
+    via temp + rename) and one model call to the zero-latency endpoint. No Luigi, no templates, no parsing."""
+    root = run_dir(f"floor-{n}") / "gens"
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for i in range(n):
+        work.put(i)
+    prompt = "Judge this essay about Concept 1 and Concept 2 ... End with SCORE: N\n" * 3
+
+    def worker():
+        with requests.Session() as session:
+            while True:
+                try:
+                    i = work.get_nowait()
+                except queue.Empty:
+                    return
+                directory = root / f"g{i:07d}"
+                with store.generation_lock(directory):
+                    store.atomic_write_text(directory / store.PROMPT, prompt)
+                    answer = llm.chat_completion(endpoint.base_url, "bench", "bench/floor", f"{prompt}{i}",
+                                                 session=session)
+                    store.atomic_write_text(directory / store.RAW, answer.text)
+                    store.atomic_write_json(directory / store.CALL, {"finish_reason": answer.finish_reason, "n": i})
+                    store.atomic_write_text(directory / store.PARSED, answer.text[-20:])
+                    (directory / store.ERROR).unlink(missing_ok=True)
+                    store.atomic_write_json(directory / store.METADATA, {"gen_id": f"g{i}", "attempts": 1})
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    start = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    wall = time.perf_counter() - start
+    return {"generations": n, "wall_s": wall, "ms_per_gen": 1000 * wall / n}
+
+
 def run_scale(sizes: list[int], workers: int = 8, window: int | None = None, repeat: int = 1,
               endpoint: EndpointProcess | None = None, rerun_sizes: tuple = (), log=print) -> dict:
     """Measure each size `repeat` times (new store each time); returns per-size best/median figures."""
@@ -50,6 +96,11 @@ def run_scale(sizes: list[int], workers: int = 8, window: int | None = None, rep
     startup_s = summarize(startup)
     log(f"start-up (3-generation cohort, full run): best {startup_s['best']:.2f} s, median {startup_s['median']:.2f} s")
     out = {"startup_s": startup_s, "sizes": {}}
+    floor_n = sorted(sizes)[len(sizes) // 2]
+    floors = [floor_per_generation(floor_n, endpoint) for _ in range(max(3, repeat))]
+    out["floor_ms_per_gen"] = summarize([f["ms_per_gen"] for f in floors])
+    log(f"floor (n={floor_n:,}, 8 threads, no pipeline: store files + one HTTP call per generation): best "
+        f"{out['floor_ms_per_gen']['best']:.2f}, median {out['floor_ms_per_gen']['median']:.2f} ms/gen")
     for size in sizes:
         rows = []
         for _ in range(repeat):

@@ -328,33 +328,32 @@ def summary_statistics(scores: pd.DataFrame) -> pd.DataFrame:
         return _empty(SUMMARY_COLUMNS)
     df = _threshold_flags(df)
 
-    rows: list[dict] = []
+    # One groupby per grouping (a boolean mask per group would cost O(groups x rows): 10,000 combos x 100,000 rows).
+    parts: list[pd.DataFrame] = []
     for grouping, cols in SUMMARY_GROUPINGS:
         if cols:
-            labels = df[list(cols)].apply(
-                lambda r: " x ".join(_group_label(v) for v in r), axis=1
-            )
+            columns = [[_group_label(v) for v in df[c].tolist()] for c in cols]
+            labels = [" x ".join(values) for values in zip(*columns)]
         else:
-            labels = pd.Series("all", index=df.index)
-        for label in sorted(set(labels)):
-            g = df[labels == label]
-            s = g["score"]
-            n = len(g)
-            rows.append(
-                {
-                    "grouping": grouping,
-                    "group": label,
-                    "count": n,
-                    "mean": float(s.mean()),
-                    "sd": _sample_sd(s),
-                    "min": float(s.min()),
-                    "max": float(s.max()),
-                    "top_share": g["_top"].sum() / n,
-                    "high_share": g["_high"].sum() / n,
-                    "low_count": int(g["_low"].sum()),
-                }
-            )
-    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+            labels = ["all"] * len(df)
+        g = df.groupby(pd.Series(labels, index=df.index, dtype=object), sort=True)
+        n = g.size()
+        part = pd.DataFrame(
+            {
+                "grouping": grouping,
+                "count": n,
+                "mean": g["score"].mean(),
+                "sd": g["score"].std(ddof=1),
+                "min": g["score"].min(),
+                "max": g["score"].max(),
+                "top_share": g["_top"].sum() / n,
+                "high_share": g["_high"].sum() / n,
+                "low_count": g["_low"].sum(),
+            }
+        )
+        part.index.name = "group"
+        parts.append(part.reset_index())
+    out = pd.concat(parts, ignore_index=True)[SUMMARY_COLUMNS]
     out["count"] = out["count"].astype("int64")
     out["low_count"] = out["low_count"].astype("int64")
     for c in ("mean", "sd", "min", "max", "top_share", "high_share"):
@@ -388,34 +387,39 @@ def top_score_paths(scores: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     df = _scored(scores)
     if df.empty or n == 0:
         return _empty(TOP_SCORE_PATHS_COLUMNS)
-    df = df.sort_values(
-        ["evaluation_template", "parent_gen_id", "evaluation_path"],
-        kind="mergesort",
-        na_position="last",
-    )
-    rows = []
-    for (template, essay), g in df.groupby(
-        ["evaluation_template", "parent_gen_id"], sort=True
-    ):
-        paths = sorted(str(p) for p in g["evaluation_path"].dropna())
-        rows.append(
-            {
-                "evaluation_template": template,
-                "parent_gen_id": essay,
-                "mean_score": float(g["score"].mean()),
-                "essay_path": _first_valid(g["essay_path"]),
-                "draft_path": _first_valid(g["draft_path"]),
-                "evaluation_paths": ";".join(paths),
-            }
-        )
-    out = pd.DataFrame(rows, columns=TOP_SCORE_PATHS_COLUMNS)
-    out = out.sort_values(
+    keys = ["evaluation_template", "parent_gen_id"]
+    # Rank every (template, essay) by its mean in one groupby, then gather paths for the n winners per template only.
+    means = df.groupby(keys, sort=True)["score"].mean().rename("mean_score").reset_index()
+    means = means.sort_values(
         ["evaluation_template", "mean_score", "parent_gen_id"],
         ascending=[True, False, True],
         kind="mergesort",
     )
-    out = out.groupby("evaluation_template", sort=False).head(n)
-    return out.reset_index(drop=True)
+    top = means.groupby("evaluation_template", sort=False).head(n)
+    chosen = df.merge(top[keys], on=keys, how="inner").sort_values(
+        ["evaluation_template", "parent_gen_id", "evaluation_path"],
+        kind="mergesort",
+        na_position="last",
+    )
+    details = {}
+    for (template, essay), g in chosen.groupby(keys, sort=True):
+        details[(template, essay)] = (
+            _first_valid(g["essay_path"]),
+            _first_valid(g["draft_path"]),
+            ";".join(sorted(str(p) for p in g["evaluation_path"].dropna())),
+        )
+    rows = [
+        {
+            "evaluation_template": template,
+            "parent_gen_id": essay,
+            "mean_score": float(mean),
+            "essay_path": details[(template, essay)][0],
+            "draft_path": details[(template, essay)][1],
+            "evaluation_paths": details[(template, essay)][2],
+        }
+        for template, essay, mean in zip(top["evaluation_template"], top["parent_gen_id"], top["mean_score"])
+    ]
+    return pd.DataFrame(rows, columns=TOP_SCORE_PATHS_COLUMNS)
 
 
 # --------------------------------------------------------------------------
@@ -465,31 +469,25 @@ def judge_agreement(scores: pd.DataFrame) -> pd.DataFrame:
         .mean()
         .reset_index()
     )
-    rows = []
-    for (essay, template), g in per_judge.groupby(
-        ["parent_gen_id", "evaluation_template"], sort=True
-    ):
-        s = g["score"]
-        k = len(s)
-        mean = float(s.mean())
-        sd = _sample_sd(s)
-        rng = float(s.max() - s.min())
-        cv = sd / mean if (mean != 0 and not math.isnan(sd)) else math.nan
-        rows.append(
-            {
-                "parent_gen_id": essay,
-                "evaluation_template": template,
-                "judge_count": k,
-                "mean": mean,
-                "sd": sd,
-                "range": rng,
-                "cv": cv,
-                "agreement": agreement_class(rng, k),
-            }
-        )
-    out = pd.DataFrame(rows, columns=JUDGE_AGREEMENT_COLUMNS)
+    g = per_judge.groupby(["parent_gen_id", "evaluation_template"], sort=True)["score"]
+    out = pd.DataFrame(
+        {
+            "judge_count": g.size(),
+            "mean": g.mean(),
+            "sd": g.std(ddof=1),
+            "range": g.max() - g.min(),
+        }
+    ).reset_index()
+    mean, sd, rng, k = out["mean"], out["sd"], out["range"], out["judge_count"]
+    out["cv"] = (sd / mean).where((mean != 0) & sd.notna(), math.nan)
+    # agreement_class, on whole columns
+    out["agreement"] = np.select(
+        [k < 2, rng <= 1 + _EPS, rng <= 2 + _EPS, rng <= 3 + _EPS],
+        ["single", "high", "moderate", "low"],
+        default="poor",
+    )
     out["judge_count"] = out["judge_count"].astype("int64")
-    return out
+    return out[JUDGE_AGREEMENT_COLUMNS]
 
 
 # --------------------------------------------------------------------------
@@ -512,20 +510,21 @@ def variance_components(scores: pd.DataFrame) -> pd.DataFrame:
     df = _scored(scores)
     if df.empty:
         return _empty(VARIANCE_COMPONENTS_COLUMNS)
-    rows = []
-    for essay, g in df.groupby("parent_gen_id", sort=True):
-        t_means = g.groupby("evaluation_template", sort=True)["score"].mean()
-        j_means = g.groupby("evaluation_model", sort=True)["score"].mean()
-        rows.append(
-            {
-                "parent_gen_id": essay,
-                "template_variance": _sample_var(t_means),
-                "judge_variance": _sample_var(j_means),
-                "n_templates": len(t_means),
-                "n_judges": len(j_means),
-            }
-        )
-    out = pd.DataFrame(rows, columns=VARIANCE_COMPONENTS_COLUMNS)
+    t_means = df.groupby(["parent_gen_id", "evaluation_template"], sort=True)["score"].mean()
+    j_means = df.groupby(["parent_gen_id", "evaluation_model"], sort=True)["score"].mean()
+    t = t_means.groupby(level=0, sort=True)
+    j = j_means.groupby(level=0, sort=True)
+    essays = pd.Index(sorted(df["parent_gen_id"].unique()), name="parent_gen_id")  # also those without any template
+    out = pd.DataFrame(
+        {
+            "template_variance": t.var(ddof=1).reindex(essays),
+            "judge_variance": j.var(ddof=1).reindex(essays),
+            "n_templates": t.size().reindex(essays, fill_value=0),
+            "n_judges": j.size().reindex(essays, fill_value=0),
+        },
+        index=essays,
+    )
+    out = out.reset_index()[VARIANCE_COMPONENTS_COLUMNS]
     out["n_templates"] = out["n_templates"].astype("int64")
     out["n_judges"] = out["n_judges"].astype("int64")
     return out
@@ -588,10 +587,15 @@ def _alpha_units(scores: pd.DataFrame) -> list[list[float]]:
         .mean()
         .reset_index()
     )
-    return [
-        list(g["score"])
-        for _, g in per_rater.groupby(["parent_gen_id", "evaluation_template"], sort=True)
-    ]
+    # The groups of per_rater.groupby([essay, template], sort=True), in that order and each in row order, taken with
+    # one stable sort instead of a Python-level loop over (essay, template) groups.
+    per_rater = per_rater[per_rater["evaluation_template"].notna()]
+    if per_rater.empty:
+        return []
+    codes = per_rater.groupby(["parent_gen_id", "evaluation_template"], sort=True).ngroup().to_numpy()
+    values = per_rater["score"].to_numpy(dtype="float64")[np.argsort(codes, kind="stable")]
+    bounds = np.cumsum(np.bincount(codes))[:-1]
+    return [unit.tolist() for unit in np.split(values, bounds)]
 
 
 def agreement_alpha(scores: pd.DataFrame) -> float:

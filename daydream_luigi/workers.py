@@ -54,14 +54,26 @@ class _ThreadPool:
                         self._idle -= 1
                         return
                 continue  # a job was reserved for it and is about to arrive
+            _current.job_running = True
             try:
                 job()
             except BaseException:  # TaskProcess.run reports its own failures; this only keeps the thread alive
                 log.exception("task thread: unexpected error")
+            self.release()
+
+    def release(self) -> None:
+        """Count the calling pool thread as idle once its job has nothing left to do but return.
+
+        Called when a task reports its result (see _ResultQueue.put), not after it returns: the worker, woken by that
+        result, submits the next task at once, and must find this thread idle rather than start another one.
+        """
+        if getattr(_current, "job_running", False):
+            _current.job_running = False
             with self._lock:
                 self._idle += 1
 
 
+_current = threading.local()
 _POOL = _ThreadPool()
 
 
@@ -97,6 +109,10 @@ class _TaskThread:
 
 class _ResultQueue(queue.Queue):
     """A thread queue with the close() that Luigi calls on its multiprocessing queue at shutdown."""
+
+    def put(self, item, block=True, timeout=None):
+        _POOL.release()  # a task's result is the last thing its thread does for it
+        super().put(item, block, timeout)
 
     def close(self):
         pass
