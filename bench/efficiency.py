@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import EndpointProcess, daydream, model_calls, run_dir  # noqa: E402
+from harness import EndpointProcess, clean, daydream, model_calls, run_dir  # noqa: E402
 from project import generations_of, make_project  # noqa: E402
 
 from daydream_luigi import llm  # noqa: E402
@@ -108,8 +108,13 @@ def main(argv=None) -> None:
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--window", type=int, help="scheduling.window (default: the repository's config)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
     args = parser.parse_args(argv)
-    run_efficiency(args.calls, args.latency, args.workers, args.window)
+    try:
+        run_efficiency(args.calls, args.latency, args.workers, args.window)
+    finally:
+        if not args.keep:
+            clean()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import measure, project_env, run_dir  # noqa: E402
+from harness import clean, measure, project_env, run_dir  # noqa: E402
 from project import make_project  # noqa: E402
 
 JUDGES, EVAL_TEMPLATES = 5, 2
@@ -135,8 +135,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--evaluations", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
     args = parser.parse_args(argv)
-    run_results(args.evaluations, args.repeat)
+    try:
+        run_results(args.evaluations, args.repeat)
+    finally:
+        if not args.keep:
+            clean()
 
 
 if __name__ == "__main__":

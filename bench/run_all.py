@@ -12,7 +12,7 @@
   Memory          peak RSS of the 20,000-generation run (one process: Luigi's worker runs tasks in its threads).
 
 Usage: python bench/run_all.py [--quick] [--repeat N] [--only p1,p2,p3,p4] [--keep] [--json FILE]
-Stores go under $DAYDREAM_BENCH_ROOT (default /tmp/daydream-bench) and are deleted at the end unless --keep.
+Stores go under $DAYDREAM_BENCH_ROOT (default /var/tmp/daydream-bench) and are deleted at the end unless --keep.
 """
 
 import argparse

@@ -7,11 +7,10 @@ Scheduling overhead per generation is given two ways (both should stay flat in n
 At zero latency each generation still does its real work (render, one HTTP round trip to the loopback endpoint,
 5 files written, metadata), so both figures are an upper bound on pure scheduling overhead.
 
-Usage: python bench/scale.py [--repeat R] [--workers W] [--window N] [N ...]   (default sizes 1000 5000 20000)
+Usage: python bench/scale.py [--repeat R] [--workers W] [--window N] [--keep] [N ...]   (default sizes 1000 5000 20000)
 """
 
 import argparse
-import json
 import queue
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import EndpointProcess, daydream, model_calls, run_dir, summarize  # noqa: E402
+from harness import EndpointProcess, clean, daydream, model_calls, run_dir, summarize  # noqa: E402
 from project import concepts_for, generations_of, make_project  # noqa: E402
 
 from daydream_luigi import llm, store  # noqa: E402
@@ -130,8 +129,13 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--window", type=int, help="scheduling.window (default: the repository's config)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
     args = parser.parse_args(argv)
-    run_scale(args.sizes, args.workers, args.window, args.repeat)
+    try:
+        run_scale(args.sizes, args.workers, args.window, args.repeat)
+    finally:
+        if not args.keep:
+            clean()
 
 
 if __name__ == "__main__":

@@ -98,8 +98,9 @@ def _run_stage(paths: Paths, cohort_id: str, stage: str, chunk: list[Member], wo
     for _ in range(_MAX_ROUNDS):
         _build([], workers, scheduler_url, (task_class(gen_id=m.gen_id, cohort_id=cohort_id) for m in unsettled),
                max(window, workers))
-        for member in unsettled:
-            wait_unlocked(gen_dir(paths.gens, stage, member.gen_id))
+        if scheduler_url:  # a local build returns only once each of its tasks has run (and waited for any lock)
+            for member in unsettled:
+                wait_unlocked(gen_dir(paths.gens, stage, member.gen_id))
         left = [m for m in unsettled if not _settled(gen_dir(paths.gens, stage, m.gen_id), since)]
         if not left:
             break

@@ -24,7 +24,7 @@ from .ids import draft_task_id, essay_task_id, evaluation_task_id
 from .parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from .render import RenderError, render
 from .store import (CALL, ERROR, METADATA, PARSED, PROMPT, RAW, atomic_write_json, atomic_write_text, gen_dir,
-                    generation_lock, read_json, remove_stale_temps)
+                    generation_lock, read_json, read_text, remove_stale_temps)
 
 log = logging.getLogger("daydream")
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -99,7 +99,7 @@ def _fail(directory: Path, member: Member, reason: str, call: dict | None = None
 def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Path) -> tuple[str, dict]:
     """The model's answer: the kept one when raw.txt and call.json exist, else one real call (kept at once)."""
     if (directory / CALL).exists() and (directory / RAW).exists():
-        return (directory / RAW).read_text(encoding="utf-8"), read_json(directory / CALL)
+        return read_text(directory / RAW), read_json(directory / CALL)
     base_url, key = endpoint(model)
     settings = call_settings(ctx, member, model)
     try:
@@ -121,7 +121,7 @@ def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Pa
 def _read_parent(ctx: Context, member: Member, parent_stage: str, directory: Path) -> tuple[str, dict]:
     parent = gen_dir(ctx.paths.gens, parent_stage, member.parent_gen_id)
     try:
-        return (parent / PARSED).read_text(encoding="utf-8"), read_json(parent / METADATA)
+        return read_text(parent / PARSED), read_json(parent / METADATA)
     except (OSError, ValueError) as exc:
         raise _fail(directory, member, f"parent {parent_stage} {member.parent_gen_id} is unreadable ({exc}); "
                                        f"remove it with `daydream gens rm {member.parent_gen_id} --yes` and re-run")

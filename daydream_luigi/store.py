@@ -75,8 +75,25 @@ def atomic_write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def read_text(path: Path) -> str:
+    """Path.read_text(encoding="utf-8") (universal newlines included) in 4 system calls instead of 7: the stages read
+    a few small files per generation, and on a busy host each call also hands the GIL to another thread."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(read_text(path))
 
 
 def remove_stale_temps(directory: Path) -> None:
@@ -109,13 +126,21 @@ def complete_ids(gens_root: Path, stage: str) -> set[str]:
 @contextmanager
 def generation_lock(directory: Path):
     """Exclusive per-generation lock: two runs of the same cohort never call the model twice for one generation."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def wait_unlocked(directory: Path) -> None:

@@ -15,8 +15,11 @@ from .store import METADATA, gen_dir
 
 
 def _paths() -> Paths:
-    """Paths.from_env(), cached per environment: resolving the two roots costs ~50 us and each task asks several times."""
-    return _paths_for(os.environ.get("DAYDREAM_DATA_ROOT"), os.environ.get("DAYDREAM_CONFIG_DIR"), os.getcwd())
+    """Paths.from_env(), cached per environment: resolving the two roots costs ~50 us and each task asks several times.
+    The working directory is part of the key only when a root is relative (the defaults are)."""
+    data, config = os.environ.get("DAYDREAM_DATA_ROOT"), os.environ.get("DAYDREAM_CONFIG_DIR")
+    absolute = data and config and os.path.isabs(data) and os.path.isabs(config)
+    return _paths_for(data, config, None if absolute else os.getcwd())
 
 
 @lru_cache(maxsize=8)
@@ -29,14 +32,15 @@ class _CachedParams:
     scheduling, reporting the result): ~0.15 ms per generation. A class's parameters are fixed once it is defined, so
     they are looked up once per class."""
 
-    _params_by_class: dict = {}
-
     @classmethod
     def get_params(cls):
-        params = _CachedParams._params_by_class.get(cls)
+        params = _PARAMS_BY_CLASS.get(cls)
         if params is None:
-            params = _CachedParams._params_by_class[cls] = super(_CachedParams, cls).get_params()
+            params = _PARAMS_BY_CLASS[cls] = super().get_params()
         return list(params)
+
+
+_PARAMS_BY_CLASS: dict[type, list] = {}
 
 
 def context(cohort_id: str) -> Context:

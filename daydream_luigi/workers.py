@@ -5,7 +5,7 @@ task whenever workers > 1, which measured about 30 ms per generation on 2 cores 
 of the work itself. Scheduling, resources (pool limits) and the central scheduler are unchanged: only where a task's
 run() executes differs.
 
-The threads are reused across tasks and across builds (windows) of one process: starting a thread per task cost
+The threads are reused across tasks and across builds (one per stage) of one process: starting a thread per task cost
 ~0.1 ms of GIL time and, worse, gave every task a fresh HTTP session, so no connection was ever reused (one TCP
 connect, and one handler thread at the server, per model call). With reused threads the per-thread session in
 `stages._session` keeps its connection alive from one call to the next.
