@@ -11,7 +11,7 @@ import pytest
 from daydream_luigi.fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
-FAKE_KEY = "sk-or-v1-TESTKEY-abcdef0123456789abcdef"
+FAKE_KEY = "fake-or-v1-TESTKEY-abcdef0123456789abcdef"
 
 CONCEPTS = {  # concept_id: (name, active, {level: text})
     "tidal-power": ("Tidal power", "true", {"sentence": "Energy from the rise and fall of the sea.",

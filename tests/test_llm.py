@@ -20,7 +20,7 @@ from daydream_luigi.fake_endpoint import DEFAULT_RANDOM_FAULTS, FakeEndpoint, dr
 from daydream_luigi.llm import CallSettings, Completion, LLMError, RetryPolicy, chat_completion
 
 MODEL = "test/model"
-KEY = "sk-or-v1-TESTKEY-abcdef0123456789"
+KEY = "fake-or-v1-TESTKEY-abcdef0123456789"
 FAST = RetryPolicy(max_attempts=6, max_total_seconds=30.0, backoff_base=0.01, backoff_max=0.05)
 PROMPT = "Combine tidal energy with beekeeping and write an essay"
 

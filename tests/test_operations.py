@@ -40,7 +40,7 @@ def finished_store(tmp_path_factory, endpoint):
     pin_max_tokens(root / "config")
     write_raw(root / "data" / "1_raw")
     env = {"DAYDREAM_DATA_ROOT": str(root / "data"), "DAYDREAM_CONFIG_DIR": str(root / "config"),
-           "DAYDREAM_LLM_BASE_URL": endpoint.base_url, "OPENROUTER_API_KEY": "sk-or-v1-TESTKEY-operations"}
+           "DAYDREAM_LLM_BASE_URL": endpoint.base_url, "OPENROUTER_API_KEY": "fake-or-v1-TESTKEY-operations"}
     result = daydream("run", env=env, cwd=root)
     assert result.returncode == 0, result.stderr
     return root / "data"

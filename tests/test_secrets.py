@@ -17,7 +17,7 @@ from daydream_luigi import llm
 from daydream_luigi.cli import main
 from daydream_luigi.fake_endpoint import FakeEndpoint
 
-KEY = "sk-or-v1-SECRET-daydream-7f3a9c2e5b1d40688e1f"
+KEY = "fake-or-v1-SECRET-daydream-7f3a9c2e5b1d40688e1f"
 # the whole key, and pieces of it that a cut or a partial scrub would leave behind
 FRAGMENTS = (KEY, KEY[-24:], "SECRET-daydream", "7f3a9c2e5b1d")
 
