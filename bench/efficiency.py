@@ -11,7 +11,6 @@ essay: 2,000 calls = 500 drafts + 500 essays + 1,000 evaluations, all in the poo
 Usage: python bench/efficiency.py [--calls 2000] [--latency 0.5] [--workers 8]
 """
 
-import argparse
 import json
 import queue
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import EndpointProcess, clean, daydream, model_calls, run_dir  # noqa: E402
+from harness import EndpointProcess, daydream, model_calls, parser_for, run_dir, run_then_clean  # noqa: E402
 from project import generations_of, make_project  # noqa: E402
 
 from daydream_luigi import llm  # noqa: E402
@@ -103,18 +102,11 @@ def run_efficiency(calls: int = 2000, latency: float = 0.5, workers: int = 8, wi
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = parser_for(__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--window", type=int, help="scheduling.window (default: the repository's config)")
-    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
     args = parser.parse_args(argv)
-    try:
-        run_efficiency(args.calls, args.latency, args.workers, args.window)
-    finally:
-        if not args.keep:
-            clean()
+    run_then_clean(args.keep, lambda: run_efficiency(args.calls, args.latency, args.workers, args.window))
 
 
 if __name__ == "__main__":

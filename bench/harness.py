@@ -5,6 +5,7 @@ usage: wall time, user/system CPU and peak RSS (ru_maxrss) of exactly that run (
 resource.getrusage(RUSAGE_CHILDREN) in a process that ran only it).
 """
 
+import argparse
 import json
 import os
 import platform
@@ -120,6 +121,25 @@ def run_dir(name: str) -> Path:
     """A new, never-used folder for one measured run (see project.make_project on why not to reuse one)."""
     BENCH_ROOT.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=BENCH_ROOT))
+
+
+def parser_for(doc: str, workers: bool = True) -> argparse.ArgumentParser:
+    """The options every standalone bench script shares."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if workers:
+        parser.add_argument("--workers", type=int, default=8)
+        parser.add_argument("--window", type=int, help="scheduling.window (default: the repository's config)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
+    return parser
+
+
+def run_then_clean(keep: bool, run) -> None:
+    """Run a benchmark; delete its stores afterwards unless asked to keep them."""
+    try:
+        run()
+    finally:
+        if not keep:
+            clean()
 
 
 def clean() -> None:

@@ -14,7 +14,6 @@ Measured, each in a fresh child process (wall time and its own peak RSS):
 Usage: python bench/results_bench.py [--evaluations 100000]
 """
 
-import argparse
 import hashlib
 import json
 import math
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import clean, measure, project_env, run_dir  # noqa: E402
+from harness import measure, parser_for, project_env, run_dir, run_then_clean  # noqa: E402
 from project import make_project  # noqa: E402
 
 JUDGES, EVAL_TEMPLATES = 5, 2
@@ -132,16 +131,11 @@ def run_results(evaluations: int = 100_000, repeat: int = 1, log=print) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = parser_for(__doc__, workers=False)
     parser.add_argument("--evaluations", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
     args = parser.parse_args(argv)
-    try:
-        run_results(args.evaluations, args.repeat)
-    finally:
-        if not args.keep:
-            clean()
+    run_then_clean(args.keep, lambda: run_results(args.evaluations, args.repeat))
 
 
 if __name__ == "__main__":

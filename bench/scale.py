@@ -10,7 +10,6 @@ At zero latency each generation still does its real work (render, one HTTP round
 Usage: python bench/scale.py [--repeat R] [--workers W] [--window N] [--keep] [N ...]   (default sizes 1000 5000 20000)
 """
 
-import argparse
 import queue
 import sys
 import threading
@@ -20,7 +19,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import EndpointProcess, clean, daydream, model_calls, run_dir, summarize  # noqa: E402
+from harness import (EndpointProcess, daydream, model_calls, parser_for, run_dir, run_then_clean,  # noqa: E402
+                     summarize)
 from project import concepts_for, generations_of, make_project  # noqa: E402
 
 from daydream_luigi import llm, store  # noqa: E402
@@ -124,18 +124,11 @@ def run_scale(sizes: list[int], workers: int = 8, window: int | None = None, rep
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = parser_for(__doc__)
     parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 20000])
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--window", type=int, help="scheduling.window (default: the repository's config)")
-    parser.add_argument("--keep", action="store_true", help="keep the stores (default: delete them at the end)")
     args = parser.parse_args(argv)
-    try:
-        run_scale(args.sizes, args.workers, args.window, args.repeat)
-    finally:
-        if not args.keep:
-            clean()
+    run_then_clean(args.keep, lambda: run_scale(args.sizes, args.workers, args.window, args.repeat))
 
 
 if __name__ == "__main__":
