@@ -29,7 +29,7 @@ CODE = os.environ.get("DAYDREAM_BENCH_CODE")
 
 
 class EndpointProcess:
-    """`python -m daydream_luigi.fake_endpoint` in a child process (so its CPU is not in the measured process's GIL)."""
+    """`tests/fake_endpoint.py` in a child process (so its CPU is not in the measured process's GIL)."""
 
     def __init__(self, latency: float = 0.0):
         self.latency = latency
@@ -38,7 +38,7 @@ class EndpointProcess:
 
     def __enter__(self) -> "EndpointProcess":
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daydream_luigi.fake_endpoint", "--port", "0", "--latency", str(self.latency),
+            [sys.executable, str(REPO / "tests" / "fake_endpoint.py"), "--port", "0", "--latency", str(self.latency),
              "--no-record"], stdout=subprocess.PIPE, text=True, cwd=REPO)
         self.base_url = self.process.stdout.readline().strip()
         if not self.base_url.startswith("http"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daydream_luigi.fake_endpoint import FakeEndpoint
+from fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_KEY = "fake-or-v1-TESTKEY-abcdef0123456789abcdef"

@@ -10,7 +10,7 @@ import requests
 
 from conftest import daydream
 
-from daydream_luigi.fake_endpoint import FakeEndpoint
+from fake_endpoint import FakeEndpoint
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from daydream_luigi.fake_endpoint import FakeEndpoint, draft_answer, judge_answer
+from fake_endpoint import FakeEndpoint, draft_answer, judge_answer
 from daydream_luigi.parsers import parse_draft, parse_score
 from daydream_luigi.store import complete_ids
 

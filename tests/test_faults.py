@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from conftest import daydream
-from daydream_luigi.fake_endpoint import FakeEndpoint, draft_answer, judge_answer
+from fake_endpoint import FakeEndpoint, draft_answer, judge_answer
 
 MODELS = {"gen-paid": "vendor/gen-model", "judge-paid": "vendor/judge-model", "free-one": "vendor/free:free"}
 OUTPUTS = {"prompt.txt", "raw.txt", "call.json", "parsed.txt", "metadata.json", "error.json"}

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from daydream_luigi import llm
-from daydream_luigi.fake_endpoint import DEFAULT_RANDOM_FAULTS, FakeEndpoint, draft_answer, judge_answer
+from fake_endpoint import DEFAULT_RANDOM_FAULTS, FakeEndpoint, draft_answer, judge_answer
 from daydream_luigi.llm import CallSettings, Completion, LLMError, RetryPolicy, chat_completion
 
 MODEL = "test/model"

@@ -2,7 +2,7 @@
 
 from conftest import daydream
 
-from daydream_luigi.fake_endpoint import FakeEndpoint
+from fake_endpoint import FakeEndpoint
 
 
 def test_paid_pool_limit_holds_with_more_workers_than_the_limit(project, tmp_path):

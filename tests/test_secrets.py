@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conftest import daydream
 from daydream_luigi import llm
 from daydream_luigi.cli import main
-from daydream_luigi.fake_endpoint import FakeEndpoint
+from fake_endpoint import FakeEndpoint
 
 KEY = "fake-or-v1-SECRET-daydream-7f3a9c2e5b1d40688e1f"
 # the whole key, and pieces of it that a cut or a partial scrub would leave behind
@@ -178,7 +178,7 @@ def test_fake_endpoint_listens_on_loopback_only(endpoint):
         assert listening_address(server.port) == "127.0.0.1"
     assert listening_address(int(endpoint.base_url.split(":")[2].split("/")[0])) == "127.0.0.1"  # the tests' one
 
-    process = subprocess.Popen([sys.executable, "-m", "daydream_luigi.fake_endpoint", "--port", "0"],
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_endpoint.py")), "--port", "0"],
                                stdout=subprocess.PIPE, text=True)  # the standalone command
     try:
         url = process.stdout.readline().strip()

@@ -14,7 +14,7 @@ Answers are deterministic functions of the prompt (the last user message):
 
 Run standalone::
 
-    python -m daydream_luigi.fake_endpoint --port 8765 --latency 0.5
+    python tests/fake_endpoint.py --port 8765 --latency 0.5
 
 It prints its base URL on the first line; ``GET /_stats`` returns its counters as JSON
 (requests, completed_ok, max_concurrent, ...), and ``--no-record`` keeps counters only.
@@ -475,7 +475,7 @@ class FakeEndpoint:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m daydream_luigi.fake_endpoint",
+    p = argparse.ArgumentParser(prog="python tests/fake_endpoint.py",
                                 description="Serve a fake OpenAI-compatible chat endpoint on loopback.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
