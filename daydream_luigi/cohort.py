@@ -239,15 +239,29 @@ def check_integrity(rows: list[Member], source: str) -> None:
     raise_if(problems)
 
 
-def write_cohort(paths: Paths, spec: CohortSpec, rows: list[Member]) -> Path:
-    folder = paths.cohorts / checked_id(spec.cohort_id, "cohort id")
+def _membership_text(rows: list[Member]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MEMBERSHIP_COLUMNS)
     writer.writerows([getattr(m, c) for c in MEMBERSHIP_COLUMNS] for m in rows)
-    atomic_write_text(folder / "membership.csv", buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_cohort(paths: Paths, spec: CohortSpec, rows: list[Member]) -> Path:
+    folder = paths.cohorts / checked_id(spec.cohort_id, "cohort id")
     atomic_write_json(folder / "manifest.json", spec.manifest())
+    atomic_write_text(folder / "membership.csv", _membership_text(rows))
     return folder
+
+
+def membership_is_current(paths: Paths, spec: CohortSpec, rows: list[Member]) -> bool:
+    """Whether the recorded membership is exactly what the spec expands to now (membership.csv is written last)."""
+    folder = paths.cohorts / checked_id(spec.cohort_id, "cohort id")
+    try:
+        return ((folder / "membership.csv").read_text() == _membership_text(rows)
+                and read_json(folder / "manifest.json") == json.loads(json.dumps(spec.manifest())))
+    except (OSError, ValueError):
+        return False
 
 
 def load_membership(paths: Paths, cohort_id: str) -> dict[str, Member]:
@@ -266,3 +280,29 @@ def _read_membership(path: Path, _mtime: int) -> dict[str, Member]:
 
 def load_manifest(paths: Paths, cohort_id: str) -> dict:
     return read_json(paths.cohorts / checked_id(cohort_id, "cohort id") / "manifest.json")
+
+
+def recorded_spec(paths: Paths, cohort_id: str) -> CohortSpec | None:
+    """A cohort as it was recorded (manifest.json), e.g. an `active-*` cohort of flags that have changed since."""
+    path = paths.cohorts / checked_id(cohort_id, "cohort id") / "manifest.json"
+    if not path.exists():
+        return None
+    manifest = read_json(path)
+    level, k = manifest["description_level"], manifest["k"]
+    combos = [make_combo(concepts, level, k) for concepts in manifest["combos"].values()]
+    fields_ = {f.name for f in fields(CohortSpec)} - {"cohort_id", "source", "combos"}
+    return CohortSpec(cohort_id, f"the recorded cohort {path}", combos, **{key: manifest[key] for key in fields_})
+
+
+def resolve(paths: Paths, cohort_id: str, catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:
+    """The spec of a cohort named by id: config/cohorts/<id>.yaml, the active flags when the id is theirs, else the
+    cohort as recorded under data/cohorts/<id>/."""
+    if (paths.cohort_specs / f"{cohort_id}.yaml").exists():
+        return load_spec(paths, cohort_id, catalog, settings, backend)
+    active = active_spec(catalog, settings, backend)
+    if cohort_id == active.cohort_id:
+        return active
+    recorded = recorded_spec(paths, cohort_id)
+    if recorded is None:
+        return load_spec(paths, cohort_id, catalog, settings, backend)  # raises: unknown cohort, with the known ones
+    return recorded

@@ -149,5 +149,12 @@ def write_report(paths, cohort_id: str) -> None:
     _stamp(paths, cohort_id, page, stamp)
 
 
+def write_all(paths, cohort_id: str) -> None:
+    """Every table and the report from what is on disk now (status.json says what is missing or failed)."""
+    write_parsed_scores(paths, cohort_id)
+    write_derived_tables(paths, cohort_id)
+    write_report(paths, cohort_id)
+
+
 def read_status(paths, cohort_id: str) -> dict:
     return json.loads((reports_dir(paths, cohort_id) / "status.json").read_text())

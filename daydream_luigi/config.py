@@ -86,8 +86,8 @@ class Settings:
         return dict(self.raw["retry"])
 
     @property
-    def window(self) -> int:
-        return int(self.raw["scheduling"]["window"])
+    def part_size(self) -> int:
+        return int(self.raw["scheduling"]["part_size"])
 
 
 _REQUIRED = ("k", "description_level", "min_draft_lines", "replicates", "stages", "retry", "scheduling")
@@ -135,3 +135,17 @@ def pool_limits() -> dict[str, int]:
     if not config.has_section("resources"):
         return {}
     return {name: int(value) for name, value in config.items("resources")}
+
+
+BACKENDS = ("local", "http")
+
+
+def default_backend() -> str:
+    """`DAYDREAM_BACKEND` when set (the CLI sets it for the task processes of a run), else http when a provider key is
+    in the environment and the embedded offline model otherwise."""
+    chosen = os.environ.get("DAYDREAM_BACKEND")
+    if chosen:
+        if chosen not in BACKENDS:
+            raise InputError(f"DAYDREAM_BACKEND={chosen!r} is not one of {', '.join(BACKENDS)}")
+        return chosen
+    return "http" if os.environ.get("OPENROUTER_API_KEY") else "local"

@@ -11,7 +11,9 @@ request, so one function with one small retry loop serves them all:
   spent waiting (``RetryPolicy.max_total_seconds``);
 * configuration problems (400, 401, 403 and other non-retryable 4xx) fail at once
   with a one-line message and a hint;
-* every error message and log line is scrubbed of the API key.
+* every error message and log line is scrubbed of the API key;
+* an ``on_attempt`` callback hears of every request before it is sent and of its outcome after, so the caller can
+  keep a record that adds up to what the provider received (and refuse to send when the record cannot be written).
 
 ``finish_reason == "length"`` is returned as a normal :class:`Completion`; the
 caller decides whether a truncated answer is acceptable.
@@ -27,7 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -104,13 +106,14 @@ class _Attempt(Exception):
     """Internal: one failed attempt. ``outcome`` goes into the attempts log."""
 
     def __init__(self, outcome: str, detail: str, *, permanent: bool = False, status: int | None = None,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, usage: dict | None = None):
         super().__init__(detail)
         self.outcome = outcome
         self.detail = detail
         self.permanent = permanent
         self.status = status
         self.retry_after = retry_after
+        self.usage = usage or {}  # a 200 without a usable answer may still report (billed) tokens
 
 
 def _one_line(text: str, limit: int = _MAX_PROVIDER_MSG) -> str:
@@ -258,11 +261,12 @@ def _attempt(session: requests.Session, url: str, headers: dict, body: dict, mod
     if not isinstance(data, dict):
         raise _Attempt("malformed_json", f"HTTP {status} with a JSON {type(data).__name__}, not an object",
                        status=status)
+    usage = _usage(data)
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         err = data.get("error")
         why = f": {_one_line(err.get('message', ''))}" if isinstance(err, dict) and err.get("message") else ""
-        raise _Attempt("no_choices", f"HTTP {status} without choices{why}", status=status)
+        raise _Attempt("no_choices", f"HTTP {status} without choices{why}", status=status, usage=usage)
 
     choice = choices[0]
     finish_reason = choice.get("finish_reason")
@@ -275,29 +279,34 @@ def _attempt(session: requests.Session, url: str, headers: dict, body: dict, mod
     # caller's call (same as any other finish_reason == "length").
     if not text.strip() and finish_reason != "length":
         raise _Attempt("empty_content", f"HTTP {status} with empty content (finish_reason={finish_reason})",
-                       status=status)
+                       status=status, usage=usage)
 
+    return Completion(text=text, finish_reason=finish_reason, model=model, prompt_tokens=usage["prompt_tokens"],
+                      completion_tokens=usage["completion_tokens"], cost=usage["cost"],
+                      latency_s=time.perf_counter() - started)
+
+
+def _usage(data: dict) -> dict:
+    """prompt_tokens, completion_tokens and cost (provider-reported usage.cost) of a response; None when absent."""
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     cost = usage.get("cost")
-    return Completion(
-        text=text,
-        finish_reason=finish_reason,
-        model=model,
-        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
-        completion_tokens=_int_or_none(usage.get("completion_tokens")),
-        cost=float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
-        latency_s=time.perf_counter() - started,
-    )
+    return {"prompt_tokens": _int_or_none(usage.get("prompt_tokens")),
+            "completion_tokens": _int_or_none(usage.get("completion_tokens")),
+            "cost": float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None}
 
 
 def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                     settings: CallSettings = CallSettings(), retry: RetryPolicy = RetryPolicy(),
-                    session: requests.Session | None = None) -> Completion:
+                    session: requests.Session | None = None,
+                    on_attempt: Callable[[dict], None] | None = None) -> Completion:
     """Send one chat request, retrying transient faults; raise LLMError on permanent failure.
 
     Pass a ``session`` to reuse connections across calls (one per thread is safest);
-    without one a private session is opened and closed around this call.
+    without one a private session is opened and closed around this call. ``on_attempt`` is called with
+    ``{"event": "sent", "n"}`` before each request (an exception from it means the request is not sent) and with
+    ``{"event": "answered" | "failed", "n", "outcome", "status", "elapsed_s", tokens, cost}`` after it.
     """
+    report = on_attempt or (lambda record: None)
     api_key = api_key.strip() if api_key else None  # a stray newline from a .env file is common
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Content-Type": "application/json"}
@@ -314,6 +323,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
         n = 0
         while True:
             n += 1
+            report({"event": "sent", "n": n})
             started = time.perf_counter()
             try:
                 result = _attempt(sess, url, headers, body, model, settings, api_key, started)
@@ -321,6 +331,8 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                 record = {"n": n, "outcome": fail.outcome, "wait_s": 0.0,
                           "elapsed_s": round(time.perf_counter() - started, 4)}
                 attempts.append(record)
+                report({"event": "failed", "n": n, "outcome": fail.outcome, "status": fail.status,
+                        "elapsed_s": record["elapsed_s"], **fail.usage})
                 detail = _scrub(fail.detail, api_key)
                 if fail.permanent:
                     hint = _HINTS.get(fail.status or 0, "check base_url" if fail.status is None else "")
@@ -358,6 +370,9 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                 continue
 
             attempts.append({"n": n, "outcome": "ok", "wait_s": 0.0, "elapsed_s": round(result.latency_s, 4)})
+            report({"event": "answered", "n": n, "outcome": "ok", "status": 200, "elapsed_s": attempts[-1]["elapsed_s"],
+                    "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens, "cost": result.cost})
             result.attempts = attempts
             if n > 1:
                 log.info("LLM call to %r succeeded on attempt %d", model, n)

@@ -1,19 +1,19 @@
-"""One generation end to end, without Luigi: render -> call (or reuse the kept raw answer) -> validate -> parse -> write.
+"""One generation end to end, without Luigi: render -> call (or reuse the kept answer) -> validate -> parse -> write.
 
-Files are written in order prompt.txt, raw.txt, call.json, parsed.txt, metadata.json; metadata.json last marks the
-generation complete. A kept raw.txt + call.json is reused, so a re-run after a parse failure never calls the model again.
+Files are written in this order: prompt.txt; a line in attempts.jsonl before every request and one for its outcome;
+raw.txt and call.json the moment an answer arrives; parsed.txt; metadata.json last (it marks the generation complete).
+Anything that goes wrong once an answer has arrived becomes a recorded failure (error.json, with its reason) and never
+a second call: a later try takes the kept answer, and an answer that could not even be stored is remembered by the run
+(`LOST_ANSWERS`) so that no retry in it pays for the same generation again.
 """
 
 import hashlib
-import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-
-import requests
+from typing import Callable
 
 from . import llm
 from .catalog import Catalog, Model
@@ -23,15 +23,27 @@ from .config import Paths, Settings
 from .ids import draft_task_id, essay_task_id, evaluation_task_id
 from .parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from .render import RenderError, render
-from .store import (CALL, ERROR, METADATA, PARSED, PROMPT, RAW, atomic_write_json, atomic_write_text, gen_dir,
-                    generation_lock, read_json, read_text, remove_stale_temps)
+from .store import (ATTEMPTS, CALL, ERROR, METADATA, PARSED, PROMPT, RAW, append_line, atomic_write_json,
+                    atomic_write_text, gen_dir, generation_lock, read_json, read_text, remove_stale_temps)
 
-log = logging.getLogger("daydream")
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
+
+# gen_ids whose answer arrived in this run but could not be stored. The run's parent process learns of them from its
+# task processes (an event) and adds them here, so every task process it forks afterwards inherits the set.
+LOST_ANSWERS: set[str] = set()
 
 
 class GenerationFailed(Exception):
-    """The generation could not be completed; the reason is also kept in error.json beside any raw answer."""
+    """The generation could not be completed; the reason is kept in error.json beside any raw answer.
+
+    `retryable` says whether trying again could help without a new paid answer (a transport failure can; a kept answer
+    that fails validation, a configuration error or an answer that could not be stored cannot).
+    """
+
+    def __init__(self, message: str, kind: str, retryable: bool):
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -42,32 +54,23 @@ class Context:
     combos: dict  # combo_id -> Combo
 
 
+Emit = Callable[[str, dict], None]  # (event name, details): how a generation reports progress to whoever runs it
+ATTEMPT, ANSWER_LOST = "daydream.attempt", "daydream.answer_lost"  # the events it emits (Luigi events of its task)
+
+
+def _ignore(event: str, details: dict) -> None:
+    pass
+
+
 def endpoint(model: Model) -> tuple[str, str | None]:
     """Base URL and key for a model, read from the environment at call time (the key is never stored)."""
     if model.provider == "embedded":
         url = os.environ.get("DAYDREAM_EMBEDDED_BASE_URL")
         if not url:
-            raise GenerationFailed(f"model {model.model_id} needs the embedded server; run with --backend local")
+            raise GenerationFailed(f"model {model.model_id} needs the embedded server; run with --backend local",
+                                   "config", False)
         return url, None
     return os.environ.get("DAYDREAM_LLM_BASE_URL", OPENROUTER_URL), os.environ.get("OPENROUTER_API_KEY") or None
-
-
-_local = threading.local()
-_called: set[Path] = set()  # generation folders whose model call this process made and kept
-_called_lock = threading.Lock()
-
-
-def called_here(directory: Path) -> bool:
-    """Whether this process paid for the answer kept in `directory` (another run sharing the store may have)."""
-    with _called_lock:
-        return directory in _called
-
-
-def _session():
-    """One HTTP session per worker thread, so calls reuse their connection (keep-alive)."""
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
 
 
 def call_settings(ctx: Context, member: Member, model: Model) -> llm.CallSettings:
@@ -86,53 +89,121 @@ def call_settings(ctx: Context, member: Member, model: Model) -> llm.CallSetting
     return llm.CallSettings(**options)
 
 
-def _now() -> str:
+def call_time_limit(settings: Settings, stage: str) -> int:
+    """The longest one call may legitimately take with its retries: every attempt timing out plus all the waiting the
+    retry budget allows. The Luigi worker timeout of a generation task is set just above it, so only a hung call is
+    killed."""
+    config, retry = settings.stage(stage), settings.retry
+    attempt = float(config["connect_timeout"]) + float(config["read_timeout"])
+    return int(int(retry["max_attempts"]) * attempt + float(retry["max_total_seconds"])) + 30
+
+
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _fail(directory: Path, member: Member, reason: str, call: dict | None = None) -> GenerationFailed:
+def record_failure(directory: Path, member: Member, reason: str, kind: str, retryable: bool,
+                   run_id: str) -> GenerationFailed:
+    """Write error.json (the reason a generation is not complete) and return the exception that reports it."""
     atomic_write_json(directory / ERROR, {"stage": member.stage, "gen_id": member.gen_id, "error": reason,
-                                          "attempts": (call or {}).get("attempts", []), "at": _now()})
-    return GenerationFailed(f"{member.stage} {member.gen_id}: {reason}")
+                                          "kind": kind, "retryable": retryable, "run_id": run_id, "at": now()})
+    return GenerationFailed(reason, kind, retryable)
 
 
-def _call(ctx: Context, member: Member, model: Model, prompt: str, directory: Path) -> tuple[str, dict]:
-    """The model's answer: the kept one when raw.txt and call.json exist, else one real call (kept at once)."""
+@dataclass
+class _Generation:
+    """What one run of one generation needs: where it lives, who runs it, how it reports."""
+
+    ctx: Context
+    member: Member
+    directory: Path
+    run_id: str
+    emit: Emit
+
+    def fail(self, reason: str, kind: str, retryable: bool) -> GenerationFailed:
+        return record_failure(self.directory, self.member, reason, kind, retryable, self.run_id)
+
+    def fail_even_if_unrecordable(self, reason: str, kind: str, retryable: bool) -> GenerationFailed:
+        """For failures that may come from the disk itself: error.json is written when it can be."""
+        try:
+            return self.fail(reason, kind, retryable)
+        except OSError:
+            return GenerationFailed(reason, kind, retryable)
+
+
+def _kept_answer(gen: _Generation) -> tuple[str, dict] | None:
+    directory = gen.directory
     if (directory / CALL).exists() and (directory / RAW).exists():
         return read_text(directory / RAW), read_json(directory / CALL)
+    return None
+
+
+def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
+    """The model's answer: the kept one when raw.txt and call.json exist, else one real call, kept at once."""
+    kept = _kept_answer(gen)
+    if kept is not None:
+        return kept
+    member, directory = gen.member, gen.directory
+    if member.gen_id in LOST_ANSWERS:
+        raise gen.fail("an answer for this generation arrived earlier in this run but could not be stored, so it is "
+                       "not asked for again in this run; free the disk (or fix the folder's permissions) and re-run",
+                       "answer_lost", False)
     base_url, key = endpoint(model)
-    settings = call_settings(ctx, member, model)
+    settings = call_settings(gen.ctx, member, model)
+
+    def on_attempt(record: dict) -> None:
+        line = {**record, "run_id": gen.run_id, "at": now()}
+        if record["event"] == "sent":
+            append_line(directory / ATTEMPTS, line)  # no record, no request: an OSError here stops the call
+        else:
+            try:
+                append_line(directory / ATTEMPTS, line)
+            except OSError:
+                pass  # the answer itself must still be kept; its call.json records every attempt too
+        gen.emit(ATTEMPT, line)
+
     try:
-        answer = llm.chat_completion(base_url, key, model.model, prompt, settings, llm.RetryPolicy(**ctx.settings.retry),
-                                     session=_session())
+        answer = llm.chat_completion(base_url, key, model.model, prompt, settings,
+                                     llm.RetryPolicy(**gen.ctx.settings.retry), on_attempt=on_attempt)
     except llm.LLMError as exc:
-        raise _fail(directory, member, str(exc), {"attempts": exc.attempts}) from None
+        kind = "transport" if exc.retryable else "config"
+        raise gen.fail(str(exc), kind, exc.retryable) from None
+    except OSError as exc:  # attempts.jsonl could not be written: nothing was sent
+        raise gen.fail(f"could not record the request before sending it ({exc}); nothing was sent", "storage",
+                       True) from None
     call = {"model": answer.model, "provider": model.provider, "finish_reason": answer.finish_reason,
             "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens, "cost": answer.cost,
-            "latency_s": round(answer.latency_s, 3), "attempts": answer.attempts, "called_at": _now(),
-            "temperature": settings.temperature, "max_tokens": settings.max_tokens, "seed": settings.seed}
-    atomic_write_text(directory / RAW, answer.text)
-    atomic_write_json(directory / CALL, call)
-    with _called_lock:
-        _called.add(directory)
+            "latency_s": round(answer.latency_s, 3), "attempts": answer.attempts, "called_at": now(),
+            "run_id": gen.run_id, "temperature": settings.temperature, "max_tokens": settings.max_tokens,
+            "seed": settings.seed}
+    try:
+        atomic_write_text(directory / RAW, answer.text)
+        atomic_write_json(directory / CALL, call)
+    except OSError as exc:
+        LOST_ANSWERS.add(member.gen_id)
+        gen.emit(ANSWER_LOST, {"gen_id": member.gen_id})
+        raise gen.fail_even_if_unrecordable(
+            f"the answer arrived but could not be stored ({exc}); it was paid for and is not asked for again in this "
+            f"run; free the disk (or fix the folder's permissions) and re-run", "answer_lost", False) from None
     return answer.text, call
 
 
-def _read_parent(ctx: Context, member: Member, parent_stage: str, directory: Path) -> tuple[str, dict]:
-    parent = gen_dir(ctx.paths.gens, parent_stage, member.parent_gen_id)
+def _read_parent(gen: _Generation, parent_stage: str) -> tuple[str, dict]:
+    parent = gen_dir(gen.ctx.paths.gens, parent_stage, gen.member.parent_gen_id)
     try:
         return read_text(parent / PARSED), read_json(parent / METADATA)
     except (OSError, ValueError) as exc:
-        raise _fail(directory, member, f"parent {parent_stage} {member.parent_gen_id} is unreadable ({exc}); "
-                                       f"remove it with `daydream gens rm {member.parent_gen_id} --yes` and re-run")
+        raise gen.fail(f"parent {parent_stage} {gen.member.parent_gen_id} is unreadable ({exc}); remove it with "
+                       f"`daydream gens rm {gen.member.parent_gen_id} --yes` and re-run", "parent", False) from None
 
 
-def _render(directory: Path, member: Member, template, variables: dict) -> str:
+def _render(gen: _Generation, template, variables: dict) -> str:
     try:
         prompt = render(template.source, **variables)
     except RenderError as exc:
-        raise _fail(directory, member, f"template {template.template_id} ({template.path}) failed to render: {exc}")
-    atomic_write_text(directory / PROMPT, prompt)
+        raise gen.fail(f"template {template.template_id} ({template.path}) failed to render: {exc}", "render",
+                       False) from None
+    atomic_write_text(gen.directory / PROMPT, prompt)
     return prompt
 
 
@@ -143,14 +214,15 @@ def _truncated(call: dict, gen_id: str) -> str | None:
     return None
 
 
-def _draft(ctx: Context, member: Member, directory: Path) -> dict:
+def _draft(gen: _Generation) -> dict:
+    ctx, member = gen.ctx, gen.member
     combo: Combo = ctx.combos[member.combo_id]
     template = ctx.catalog.templates["draft"][member.template_id]
     model = ctx.catalog.models[member.llm_model_id]
     concepts = [{"name": ctx.catalog.concepts[c].name, "content": ctx.catalog.concepts[c].content(combo.level)}
                 for c in combo.concept_ids]
-    prompt = _render(directory, member, template, {"concepts": concepts})
-    raw, call = _call(ctx, member, model, prompt, directory)
+    prompt = _render(gen, template, {"concepts": concepts})
+    raw, call = _call(gen, model, prompt)
     lines = sum(1 for line in raw.splitlines() if line.strip())
     problem = _truncated(call, member.gen_id)
     if not problem and lines < ctx.settings.min_draft_lines:
@@ -159,43 +231,45 @@ def _draft(ctx: Context, member: Member, directory: Path) -> dict:
         try:
             parsed = parse_draft(template.kind, raw)
         except ParseError as exc:
-            problem = f"parser {template.kind!r} failed: {exc}; raw answer kept in {directory / RAW}"
+            problem = f"parser {template.kind!r} failed: {exc}; raw answer kept in {gen.directory / RAW}"
     if problem:
-        raise _fail(directory, member, problem, call)
-    atomic_write_text(directory / PARSED, parsed)
+        raise gen.fail(problem, "validation", False)
+    atomic_write_text(gen.directory / PARSED, parsed)
     return {**call, "task_id": draft_task_id(combo.combo_id, template.template_id, model.model_id),
             "parser": template.kind, "concept_ids": list(combo.concept_ids), "description_level": combo.level,
             "k": combo.k}
 
 
-def _essay(ctx: Context, member: Member, directory: Path) -> dict:
+def _essay(gen: _Generation) -> dict:
+    ctx, member = gen.ctx, gen.member
     template = ctx.catalog.templates["essay"][member.template_id]
-    draft_block, draft_meta = _read_parent(ctx, member, "draft", directory)
-    prompt = _render(directory, member, template, {"draft_block": draft_block})
+    draft_block, draft_meta = _read_parent(gen, "draft")
+    prompt = _render(gen, template, {"draft_block": draft_block})
     common = {"task_id": essay_task_id(draft_meta["task_id"], template.template_id), "mode": template.kind}
     if template.kind == "copy":
-        atomic_write_text(directory / RAW, draft_block)
-        atomic_write_text(directory / PARSED, draft_block)
+        atomic_write_text(gen.directory / RAW, draft_block)
+        atomic_write_text(gen.directory / PARSED, draft_block)
         return {**common, "model": None, "provider": None, "finish_reason": None, "attempts": []}
-    raw, call = _call(ctx, member, ctx.catalog.models[member.llm_model_id], prompt, directory)
+    raw, call = _call(gen, ctx.catalog.models[member.llm_model_id], prompt)
     problem = _truncated(call, member.gen_id) or (None if raw.strip() else "the model returned an empty essay")
     if problem:
-        raise _fail(directory, member, problem, call)
-    atomic_write_text(directory / PARSED, raw.strip() + "\n")
+        raise gen.fail(problem, "validation", False)
+    atomic_write_text(gen.directory / PARSED, raw.strip() + "\n")
     return {**call, **common}
 
 
-def _evaluation(ctx: Context, member: Member, directory: Path) -> dict:
+def _evaluation(gen: _Generation) -> dict:
+    ctx, member = gen.ctx, gen.member
     template = ctx.catalog.templates["evaluation"][member.template_id]
-    essay, _ = _read_parent(ctx, member, "essay", directory)
-    prompt = _render(directory, member, template, {"response": essay})
-    raw, call = _call(ctx, member, ctx.catalog.models[member.llm_model_id], prompt, directory)
+    essay, _ = _read_parent(gen, "essay")
+    prompt = _render(gen, template, {"response": essay})
+    raw, call = _call(gen, ctx.catalog.models[member.llm_model_id], prompt)
     truncated = _truncated(call, member.gen_id)
     try:
         score, error = (None, truncated) if truncated else (parse_score(template.kind, raw), "")
     except ParseError as exc:
         score, error = None, f"parser {template.kind!r}: {exc}"
-    atomic_write_text(directory / PARSED, "" if score is None else f"{score:g}\n")
+    atomic_write_text(gen.directory / PARSED, "" if score is None else f"{score:g}\n")
     return {**call, "task_id": evaluation_task_id(member.parent_gen_id, template.template_id, member.llm_model_id),
             "parser": template.kind, "score": score, "score_max": SCORE_MAX, "error": error}
 
@@ -203,25 +277,52 @@ def _evaluation(ctx: Context, member: Member, directory: Path) -> dict:
 _RUNNERS = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
 
 
-def run_generation(ctx: Context, member: Member) -> dict:
-    """Make one generation unless it is already complete; returns its metadata. Raises GenerationFailed."""
+def _final_failure(directory: Path, run_id: str) -> dict | None:
+    """The failure this run already recorded for the generation, when trying again cannot help."""
+    try:
+        error = read_json(directory / ERROR)
+    except (OSError, ValueError):
+        return None
+    return error if error.get("run_id") == run_id and error.get("retryable") is False else None
+
+
+def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _ignore) -> dict:
+    """Make one generation unless it is already complete; returns its metadata. Raises GenerationFailed.
+
+    Every failure leaves error.json with its reason; an unexpected exception is recorded too.
+    """
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     with generation_lock(directory):
         if (directory / METADATA).exists():
             return read_json(directory / METADATA)
         remove_stale_temps(directory)  # a killed run may have left some; they are never read, only litter
-        started = _now(), time.monotonic()
-        details = _RUNNERS[member.stage](ctx, member, directory)
-        template = ctx.catalog.templates[member.stage][member.template_id]
-        model = ctx.catalog.models.get(member.llm_model_id)
-        metadata = {
-            "stage": member.stage, "gen_id": member.gen_id, "parent_gen_id": member.parent_gen_id,
-            "cohort_id": member.cohort_id, "combo_id": member.combo_id, "template_id": member.template_id,
-            "template_sha256": template.sha256, "llm_model_id": member.llm_model_id, "replicate": member.replicate,
-            "model": model.model if model else None, "started_at": started[0], "finished_at": _now(),
-            "duration_s": round(time.monotonic() - started[1], 3), **details}
-        (directory / ERROR).unlink(missing_ok=True)
-        atomic_write_json(directory / METADATA, metadata)
-        log.info("%s %s done (%s, %s, %.1f s)", member.stage, member.gen_id, member.template_id,
-                 member.llm_model_id, metadata["duration_s"])
+        gen = _Generation(ctx, member, directory, run_id, emit)
+        final = _final_failure(directory, run_id)
+        if final is not None:  # Luigi retries a task once before it learns that trying again cannot help
+            raise GenerationFailed(final["error"], final.get("kind", ""), False)
+        started = now(), time.monotonic()
+        try:
+            details = _RUNNERS[member.stage](gen)
+            template = ctx.catalog.templates[member.stage][member.template_id]
+            model = ctx.catalog.models.get(member.llm_model_id)
+            metadata = {
+                "stage": member.stage, "gen_id": member.gen_id, "parent_gen_id": member.parent_gen_id,
+                "cohort_id": member.cohort_id, "combo_id": member.combo_id, "template_id": member.template_id,
+                "template_sha256": template.sha256, "llm_model_id": member.llm_model_id,
+                "replicate": member.replicate, "model": model.model if model else None, "started_at": started[0],
+                "finished_at": now(), "duration_s": round(time.monotonic() - started[1], 3), "run_id": run_id,
+                **details}
+            (directory / ERROR).unlink(missing_ok=True)
+            atomic_write_json(directory / METADATA, metadata)
+        except GenerationFailed:
+            raise
+        except Exception as exc:  # a bug or a full disk after the call: recorded with its reason, never re-paid
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+            if member.gen_id in LOST_ANSWERS:
+                raise gen.fail_even_if_unrecordable(reason, "answer_lost", False) from None
+            kept = (directory / CALL).exists() and (directory / RAW).exists()  # then a retry reuses it, for free
+            raise gen.fail_even_if_unrecordable(
+                reason + ("; the answer is kept and a re-run reuses it" if kept else " (no answer had arrived)"),
+                "internal", True) from None
         return metadata
+

@@ -1,6 +1,8 @@
 """The generation store: data/gens/<stage>/<gen_id>/ with atomic, write-once files.
 
-A generation is complete exactly when metadata.json exists; it is always the last file written.
+A generation is complete exactly when metadata.json exists; it is always the last file written. attempts.jsonl is the
+one append-only file: a line before every request is sent and a line for its outcome, tagged with the run that made it,
+so the store adds up to what the provider received whatever became of the generation.
 """
 
 import fcntl
@@ -14,6 +16,7 @@ from .ids import checked_id
 
 PROMPT, RAW, CALL, PARSED, METADATA, ERROR = "prompt.txt", "raw.txt", "call.json", "parsed.txt", "metadata.json", \
     "error.json"
+ATTEMPTS = "attempts.jsonl"
 
 
 def gen_dir(gens_root: Path, stage: str, gen_id: str) -> Path:
@@ -73,6 +76,35 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def append_line(path: Path, record: dict) -> None:
+    """One JSON line appended with a single write(2) on an O_APPEND descriptor: concurrent writers never interleave
+    within a line, and a crash leaves at worst a last line without its newline, which `read_lines` skips."""
+    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), _FILE_MODE)
+    try:
+        os.write(fd, data)
+        if FSYNC:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The records of an append-only JSON-lines file; a torn last line (a killed writer) is ignored."""
+    try:
+        text = read_text(path)
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.split("\n"):
+        if line:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    return records
 
 
 def read_text(path: Path) -> str:

@@ -1,113 +1,185 @@
-"""Luigi task classes: declarations only (parameters, requires, output, resources); the work is in stages/results."""
+"""Luigi task classes: declarations only (parameters, requires, output, resources, priority); the work is in the core.
+
+A cohort is one graph with a root:
+
+    Cohort -> Report -> Pivot -> ParseScores -> Lineages(part) ... -> EvaluationTask -> EssayTask -> DraftTask
+                                                                                  -> Combinations -> CohortMembership
+
+`luigi --module daydream_luigi.tasks Cohort --cohort-id NAME --local-scheduler` runs a whole cohort with the stock
+`luigi` command; `daydream run` builds the same tasks (part by part for big cohorts, see `schedule`). Generation tasks
+run in Luigi's own forked task processes, so Luigi's worker timeout, retry policy and events all apply.
+"""
 
 import os
+import uuid
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from pathlib import Path
 
 import luigi
 
-from . import collect
+from . import collect, schedule
 from .catalog import load_catalog
-from .cohort import load_manifest, load_membership
-from .combos import Combo, persist_mappings
-from .config import Paths, load_settings, pool_limits
-from .stages import Context, run_generation
-from .store import METADATA, gen_dir
+from .cohort import Member, expand, membership_is_current, resolve, write_cohort
+from .combos import persist_mappings
+from .config import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from .stages import LOST_ANSWERS, Context, GenerationFailed, call_time_limit, run_generation
+from .store import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
+
+# One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
+# run records carries it, which is how a run's summary counts its own calls without comparing clocks.
+RUN_ID = os.environ.get("DAYDREAM_RUN_ID") or uuid.uuid4().hex[:12]
 
 
-def _paths() -> Paths:
-    """Paths.from_env(), cached per environment: resolving the two roots costs ~50 us and each task asks several times.
-    The working directory is part of the key only when a root is relative (the defaults are)."""
-    data, config = os.environ.get("DAYDREAM_DATA_ROOT"), os.environ.get("DAYDREAM_CONFIG_DIR")
-    absolute = data and config and os.path.isabs(data) and os.path.isabs(config)
-    return _paths_for(data, config, None if absolute else os.getcwd())
+@dataclass(frozen=True)
+class CohortPlan:
+    """A cohort resolved once per process: its members, lineages, parts and the context its generations need."""
 
-
-@lru_cache(maxsize=8)
-def _paths_for(_data_root, _config_dir, _cwd) -> Paths:
-    return Paths.from_env()
-
-
-class _CachedParams:
-    """Luigi's Task.get_params scans dir(cls) on every call, and it runs several times per task (instantiation,
-    scheduling, reporting the result): ~0.15 ms per generation. A class's parameters are fixed once it is defined, so
-    they are looked up once per class."""
-
-    @classmethod
-    def get_params(cls):
-        params = _PARAMS_BY_CLASS.get(cls)
-        if params is None:
-            params = _PARAMS_BY_CLASS[cls] = super().get_params()
-        return list(params)
-
-
-_PARAMS_BY_CLASS: dict[type, list] = {}
-
-
-def context(cohort_id: str) -> Context:
-    """Everything a task of this cohort needs, loaded once per process and cohort version (threads share it)."""
-    paths = _paths()
-    manifest = paths.cohorts / cohort_id / "manifest.json"
-    return _context(paths, cohort_id, manifest.stat().st_mtime_ns)
+    context: Context
+    spec: object
+    members: dict  # gen_id -> Member
+    lineages: list
+    parts: list  # lists of lineages
+    priority: dict  # gen_id -> Luigi priority
 
 
 @lru_cache(maxsize=8)
-def _context(paths: Paths, cohort_id: str, _version: int) -> Context:
-    manifest = load_manifest(paths, cohort_id)
-    combos = {cid: Combo(cid, tuple(concepts), manifest["description_level"], manifest["k"])
-              for cid, concepts in manifest["combos"].items()}
-    return Context(paths, load_settings(paths), load_catalog(paths, pool_limits()), combos)
+def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
+    configure_luigi(paths)
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, pool_limits())
+    spec = resolve(paths, cohort_id, catalog, settings, backend)
+    members = expand(spec, paths)
+    all_lineages = schedule.lineages(members)
+    context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
+    return CohortPlan(context, spec, {m.gen_id: m for m in members}, all_lineages,
+                      schedule.parts(all_lineages, settings.part_size), schedule.priorities(all_lineages))
 
 
-class Combinations(_CachedParams, luigi.Task):
-    """Records the cohort's combinations in data/combo_mappings.csv (append-only)."""
+def cohort_plan(cohort_id: str) -> CohortPlan:
+    """The plan of a cohort for the current data and config folders (computed once per process and backend)."""
+    return _plan(Paths.from_env(), cohort_id, default_backend())
+
+
+def forget_plans() -> None:
+    """Drop cached plans (a new run in the same process may see changed inputs)."""
+    _plan.cache_clear()
+
+
+class CohortMembership(luigi.Task):
+    """membership.csv and manifest.json of the cohort, built from its named spec (or the active flags)."""
 
     cohort_id = luigi.Parameter()
 
     def output(self):
-        return luigi.LocalTarget(str(_paths().cohorts / self.cohort_id / "combos.recorded"))
+        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / "membership.csv"))
+
+    def complete(self):
+        """Written, and still what the spec expands to today (an edited spec rewrites it)."""
+        plan = cohort_plan(self.cohort_id)
+        return membership_is_current(plan.context.paths, plan.spec, list(plan.members.values()))
 
     def run(self):
-        ctx = context(self.cohort_id)
-        persist_mappings(ctx.paths.combo_mappings, list(ctx.combos.values()))
-        with self.output().open("w") as handle:
-            handle.write("\n".join(sorted(ctx.combos)) + "\n")
+        plan = cohort_plan(self.cohort_id)
+        write_cohort(plan.context.paths, plan.spec, list(plan.members.values()))
 
 
-class GenerationTask(_CachedParams, luigi.Task):
-    """One generation, keyed by gen_id; its row (template, model, parent) comes from the cohort membership."""
+class Combinations(luigi.Task):
+    """Records the cohort's combinations in data/combo_mappings.csv (append-only)."""
+
+    cohort_id = luigi.Parameter()
+
+    def requires(self):
+        return CohortMembership(cohort_id=self.cohort_id)
+
+    def output(self):
+        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / "combos.recorded"))
+
+    def _listing(self) -> str:
+        return "".join(f"{combo_id}\n" for combo_id in sorted(cohort_plan(self.cohort_id).context.combos))
+
+    def complete(self):
+        path = self.output().path
+        return os.path.exists(path) and open(path).read() == self._listing()
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        persist_mappings(plan.context.paths.combo_mappings, list(plan.context.combos.values()))
+        atomic_write_text(Path(self.output().path), self._listing())
+
+
+class GenerationTask(luigi.Task):
+    """One generation, keyed by gen_id; its row (template, model, parent) comes from the cohort's membership."""
 
     stage = ""
     gen_id = luigi.Parameter()
     cohort_id = luigi.Parameter(significant=False)
 
     @cached_property
-    def member(self):
-        return load_membership(_paths(), self.cohort_id)[self.gen_id]
+    def _plan(self) -> CohortPlan:
+        return cohort_plan(self.cohort_id)
 
     @cached_property
+    def member(self) -> Member:
+        return self._plan.members[self.gen_id]
+
+    @property
+    def priority(self):
+        return self._plan.priority[self.gen_id]
+
+    @cached_property
+    def pool(self) -> str | None:
+        """The throttling pool of this generation's model; None for a copy essay, which calls nothing."""
+        catalog = self._plan.context.catalog
+        if catalog.templates[self.stage][self.member.template_id].kind == "copy":
+            return None
+        return catalog.models[self.member.llm_model_id].pool
+
+    @property
     def resources(self):
-        model = context(self.cohort_id).catalog.models[self.member.llm_model_id]
-        template = context(self.cohort_id).catalog.templates[self.stage][self.member.template_id]
-        return {} if template.kind == "copy" else {model.pool: 1}
+        return {self.pool: 1} if self.pool else {}
+
+    @property
+    def worker_timeout(self):
+        """Just above the longest a call may take with its retries: Luigi kills only a hung call."""
+        return call_time_limit(self._plan.context.settings, self.stage)
+
+    @property
+    def retry_count(self):
+        """1 (no retry) when the recorded failure cannot be helped by trying again; else the configured policy."""
+        if self.gen_id in LOST_ANSWERS:
+            return 1
+        try:
+            return None if read_json(self.directory / ERROR).get("retryable", True) else 1
+        except (OSError, ValueError):
+            return None
 
     @cached_property
-    def _metadata_path(self) -> str:
-        return os.path.join(gen_dir(_paths().gens, self.stage, self.gen_id), METADATA)
+    def directory(self):
+        return gen_dir(self._plan.context.paths.gens, self.stage, self.gen_id)
 
     def output(self):
-        return luigi.LocalTarget(self._metadata_path)
+        return luigi.LocalTarget(str(self.directory / METADATA))
 
     def complete(self):
-        """Task.complete() for this one output, without building a target each time (the scheduler asks often)."""
-        return os.path.exists(self._metadata_path)
+        return os.path.exists(self.directory / METADATA)
 
     def run(self):
-        self.set_status_message(f"{self.stage} {self.gen_id}: {self.member.template_id} / {self.member.llm_model_id}")
-        self.set_progress_percentage(0)
-        metadata = run_generation(context(self.cohort_id), self.member)
+        member = self.member
+        self.set_status_message(f"{self.stage} {self.gen_id}: {member.template_id} / {member.llm_model_id}")
+        metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
         self.set_progress_percentage(100)
-        self.set_status_message(f"done in {metadata.get('duration_s', 0):.1f} s, {metadata.get('completion_tokens') or 0} "
-                                f"completion tokens")
+        self.set_status_message(f"done in {metadata.get('duration_s', 0):.1f} s, "
+                                f"{metadata.get('completion_tokens') or 0} completion tokens")
+
+    def _emit(self, event: str, details: dict) -> None:
+        self.trigger_event(event, self, details)
+
+    def on_failure(self, exception):
+        """The scheduler (and luigid's UI) shows the reason, not a traceback, for failures the core explains."""
+        if isinstance(exception, GenerationFailed):
+            return f"{self.stage} {self.gen_id}: {exception}"
+        return super().on_failure(exception)
 
 
 class DraftTask(GenerationTask):
@@ -134,27 +206,66 @@ class EvaluationTask(GenerationTask):
 STAGE_TASKS = {"draft": DraftTask, "essay": EssayTask, "evaluation": EvaluationTask}
 
 
-class ReportTask(_CachedParams, luigi.Task):
-    """A cohort report rebuilt whenever the evaluations on disk change (complete() compares a fingerprint)."""
+def generation_task(member: Member, cohort_id: str) -> GenerationTask:
+    return STAGE_TASKS[member.stage](gen_id=member.gen_id, cohort_id=cohort_id)
+
+
+class Lineages(luigi.WrapperTask):
+    """Part `part` of the cohort: whole lineages (drafts with their essays and evaluations), about
+    `scheduling.part_size` generations; with `stage`, only that stage of them (and what it needs)."""
+
+    cohort_id = luigi.Parameter()
+    part = luigi.IntParameter(default=0)
+    stage = luigi.Parameter(default="")
+
+    def requires(self):
+        """Every member, not only the last of each chain: a generation missing under complete children (one removed
+        by hand) is found and made again too."""
+        lineages = cohort_plan(self.cohort_id).parts[self.part]
+        return [generation_task(member, self.cohort_id) for lineage in lineages for member in lineage.members
+                if not self.stage or member.stage == self.stage]
+
+
+class ReportTask(luigi.Task):
+    """A cohort table that is current when every generation of the cohort is complete and the evaluations on disk are
+    the ones it was built from (a fingerprint), so a new or rescored evaluation rebuilds it."""
 
     cohort_id = luigi.Parameter()
     filename = ""
 
     def output(self):
-        return luigi.LocalTarget(str(_paths().cohorts / self.cohort_id / "reports" / self.filename))
+        return luigi.LocalTarget(str(collect.reports_dir(Paths.from_env(), self.cohort_id) / self.filename))
 
     def complete(self):
-        paths = _paths()
-        return collect.is_current(paths, self.cohort_id, self.output().path)
+        plan = cohort_plan(self.cohort_id)
+        paths = plan.context.paths
+        return all_complete(paths, plan.members.values()) and collect.is_current(paths, self.cohort_id,
+                                                                                 self.output().path)
+
+
+def all_complete(paths: Paths, members) -> bool:
+    complete = {}
+    for member in members:
+        if member.stage not in complete:
+            complete[member.stage] = complete_ids(paths.gens, member.stage)
+        if member.gen_id not in complete[member.stage]:
+            return False
+    return True
 
 
 class ParseScores(ReportTask):
-    """parsed_scores.csv: one row per evaluation of the cohort on disk, with lineage, score and error."""
+    """parsed_scores.csv: one row per evaluation of the cohort, with lineage, score and error."""
 
     filename = "parsed_scores.csv"
 
+    def requires(self):
+        """Every generation, and the membership itself (a cohort whose generations all exist already, such as a
+        curated one, still needs its membership recorded)."""
+        parts = range(len(cohort_plan(self.cohort_id).parts))
+        return [CohortMembership(cohort_id=self.cohort_id), *(Lineages(cohort_id=self.cohort_id, part=i) for i in parts)]
+
     def run(self):
-        collect.write_parsed_scores(_paths(), self.cohort_id)
+        collect.write_parsed_scores(Paths.from_env(), self.cohort_id)
 
 
 class Pivot(ReportTask):
@@ -166,7 +277,7 @@ class Pivot(ReportTask):
         return ParseScores(cohort_id=self.cohort_id)
 
     def run(self):
-        collect.write_derived_tables(_paths(), self.cohort_id)
+        collect.write_derived_tables(Paths.from_env(), self.cohort_id)
 
 
 class Report(ReportTask):
@@ -178,4 +289,13 @@ class Report(ReportTask):
         return Pivot(cohort_id=self.cohort_id)
 
     def run(self):
-        collect.write_report(_paths(), self.cohort_id)
+        collect.write_report(Paths.from_env(), self.cohort_id)
+
+
+class Cohort(luigi.WrapperTask):
+    """The root of a cohort: its reports, which require every generation of it."""
+
+    cohort_id = luigi.Parameter()
+
+    def requires(self):
+        return Report(cohort_id=self.cohort_id)

@@ -25,7 +25,7 @@ from daydream_luigi.store import complete_ids
 STAGES = ("draft", "essay", "evaluation")
 GENERATIONS = 6 + 12 + 24
 MODEL_CALLS = 6 + 6 + 24  # copy essays make no call
-OUTPUTS = {"prompt.txt", "raw.txt", "call.json", "parsed.txt", "metadata.json", "error.json"}
+OUTPUTS = {"prompt.txt", "attempts.jsonl", "raw.txt", "call.json", "parsed.txt", "metadata.json", "error.json"}
 TEMP = re.compile(r"\.(?P<target>[a-z]+\.(?:txt|json))\.[A-Za-z0-9_]+\.tmp")
 DRAFT_PARSERS = {"ladder": "essay_idea_last", "sketch": "essay_block"}  # conftest's active draft templates
 SCORE_PARSERS = {"judge-a": "in_last_line", "judge-b": "complex"}
@@ -93,6 +93,10 @@ def scan_store(gens: Path) -> tuple[dict, list[Path]]:
                 files[path.name] = path.read_text(encoding="utf-8")
                 if path.suffix == ".json":
                     json.loads(files[path.name])  # a torn write would not parse
+                if path.suffix == ".jsonl":  # appended line by line: only a killed writer's last line may be torn
+                    lines = files[path.name].split("\n")
+                    for line in lines[:-1]:
+                        json.loads(line)
             stage, gen_id = stage_dir.name, directory.name
             if "call.json" in files:  # raw.txt is written first, then call.json: a kept answer is a whole answer
                 assert "raw.txt" in files and "prompt.txt" in files, directory
@@ -166,32 +170,33 @@ def answer_kept_not_complete(gens: Path, elapsed: float) -> bool:
     return sum(d.parent.name == "evaluation" and (d / "metadata.json").exists() for d in dirs) >= 12
 
 
-def after(seconds: float):
-    return lambda gens, elapsed: elapsed >= seconds
+def requests_seen(server: FakeEndpoint, n: int):
+    """The endpoint has received n requests: the run is mid-call (its answers cannot all have been written)."""
+    return lambda gens, elapsed: server.stats["requests"] >= n
 
 
-KILL_POINTS = [  # (id, condition, whether the run is certain to be still running when it holds)
-    ("after-0.5s", after(0.5), False),
-    ("after-1.5s", after(1.5), False),
-    ("answer-kept-not-complete", answer_kept_not_complete, True),
-    ("first-evaluation-dir", first_dir("evaluation"), True),
+KILL_POINTS = [  # (id, condition on the store (or the endpoint) that holds while the run is surely still running)
+    ("first-request", lambda server: requests_seen(server, 1)),
+    ("first-draft-answer-kept", lambda server: first_dir("draft", "call.json")),
+    ("answer-kept-not-complete", lambda server: answer_kept_not_complete),
+    ("first-evaluation-dir", lambda server: first_dir("evaluation")),
+    ("half-the-requests", lambda server: requests_seen(server, MODEL_CALLS // 2)),
 ]
 
 
-@pytest.mark.parametrize("condition,certain", [k[1:] for k in KILL_POINTS], ids=[k[0] for k in KILL_POINTS])
-def test_sigkill_then_resume_repeats_only_calls_in_flight(project, slow_endpoint, condition, certain):
+@pytest.mark.parametrize("make_condition", [k[1] for k in KILL_POINTS], ids=[k[0] for k in KILL_POINTS])
+def test_sigkill_then_resume_repeats_only_calls_in_flight(project, slow_endpoint, make_condition):
     gens = project / "data" / "gens"
+    condition = make_condition(slow_endpoint)
     process, _ = start_run(project, "killed")
     started = time.monotonic()
     while process.poll() is None and not condition(gens, time.monotonic() - started):
         time.sleep(0.0005)
-    killed = process.poll() is None
-    if killed:
-        os.killpg(process.pid, signal.SIGKILL)
+    assert process.poll() is None, "the run finished before the kill point"
+    os.killpg(process.pid, signal.SIGKILL)  # the run and every task process Luigi forked for it
     process.wait(timeout=30)
-    assert killed or not certain, "the run finished before the kill point"
-    if killed:
-        assert process.returncode == -signal.SIGKILL
+    assert process.returncode == -signal.SIGKILL
+    assert settle(slow_endpoint) < MODEL_CALLS, "the kill landed after the last request"
 
     # (a) nothing complete-looking is corrupt; temp files may remain but are never taken for outputs
     first_requests = settle(slow_endpoint)
@@ -245,7 +250,7 @@ def test_two_runs_of_one_cohort_at_once_call_the_model_once_per_generation(proje
     assert slow_endpoint.stats["requests"] == MODEL_CALLS
     assert set(calls) == set(owners.values()) and set(calls.values()) == {1}
     # each run reports (and bills) only the calls it made: together exactly the calls the endpoint answered
-    reported = [int(re.search(r"^model calls (\d+),", out.read_text(), re.M)[1]) for _, out in runs]
+    reported = [int(re.search(r"^requests sent (\d+),", out.read_text(), re.M)[1]) for _, out in runs]
     assert sum(reported) == MODEL_CALLS, reported
 
 

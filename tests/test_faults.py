@@ -16,7 +16,7 @@ from conftest import daydream
 from fake_endpoint import FakeEndpoint, draft_answer, judge_answer
 
 MODELS = {"gen-paid": "vendor/gen-model", "judge-paid": "vendor/judge-model", "free-one": "vendor/free:free"}
-OUTPUTS = {"prompt.txt", "raw.txt", "call.json", "parsed.txt", "metadata.json", "error.json"}
+OUTPUTS = {"prompt.txt", "attempts.jsonl", "raw.txt", "call.json", "parsed.txt", "metadata.json", "error.json"}
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -62,7 +62,8 @@ def read_generation(directory: Path) -> dict:
         assert not path.name.startswith("."), f"leftover temp file {path}"
         assert path.name in OUTPUTS, f"unexpected file {path}"
         text = path.read_text(encoding="utf-8")
-        files[path.name] = json.loads(text) if path.suffix == ".json" else text
+        files[path.name] = json.loads(text) if path.suffix == ".json" else \
+            [json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl" else text
     if "metadata.json" in files:
         assert {"prompt.txt", "raw.txt", "parsed.txt"} <= set(files) and "error.json" not in files, directory
         assert files["metadata.json"]["gen_id"] == directory.name
@@ -102,16 +103,16 @@ def test_220_generations_through_random_faults(project, monkeypatch):
             assert files["error.json"]["error"].strip(), directory
             failed[row["gen_id"]] = files["error.json"]["error"]
         else:  # only a descendant of a failed generation may be left without either file, and it must be listed
-            assert f"  blocked {row['gen_id']}: " in result.stdout, row
+            assert f"  blocked {row['stage']} {row['gen_id']}: " in result.stdout, row
         if "prompt.txt" in files and (row["stage"] != "essay" or row["template_id"] == "polish"):
             call = (MODELS[row["llm_model_id"]], files["prompt.txt"])
             assert call not in call_owner, "two generations make the same call"
             call_owner[call] = row["gen_id"]
             calls_needed += "call.json" in files
-            record = files.get("call.json") or files["error.json"]
-            outcomes = [a["outcome"] for a in record["attempts"]]
-            # every attempt the generation logged is one request the endpoint saw, and the reverse
-            assert len(outcomes) == sent[call], (row, outcomes)
+            attempts = files["attempts.jsonl"]
+            outcomes = [a["outcome"] for a in attempts if a["event"] != "sent"]
+            # every request the generation recorded is one the endpoint saw, and the reverse; each has its outcome
+            assert sum(a["event"] == "sent" for a in attempts) == len(outcomes) == sent[call], (row, attempts)
             attempts_total += len(outcomes)
             if "call.json" in files:  # a kept answer is the endpoint's real answer, never a fault's payload
                 assert outcomes[-1] == "ok" and "ok" not in outcomes[:-1]
@@ -123,14 +124,14 @@ def test_220_generations_through_random_faults(project, monkeypatch):
 
     # no generation paid twice: successful answers served == generations that needed a call and kept one
     assert stats["completed_ok"] == calls_needed
-    assert f"model calls {calls_needed}," in result.stdout
+    assert f"requests sent {stats['requests']}, answers received {calls_needed}," in result.stdout
     if result.returncode == 0:
         assert len(complete) == 220 and calls_needed == 20 + 20 + 160
-        assert "done 220, skipped (already complete) 0, failed 0, blocked 0" in result.stdout
+        assert "done 220, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
     else:
         assert failed
         for gen_id, reason in failed.items():
-            assert f"  failed {gen_id}: {reason}" in result.stdout
+            assert re.search(rf"^  failed \w+ {gen_id}: {re.escape(reason)}$", result.stdout, re.M)
 
 
 def test_truncated_draft_fails_with_raw_kept_and_its_descendants_are_blocked(project, endpoint):
@@ -145,21 +146,22 @@ def test_truncated_draft_fails_with_raw_kept_and_its_descendants_are_blocked(pro
                      f"config/daydream.yaml, then `daydream gens rm {failed.name} --yes` and re-run")
     assert (failed / "raw.txt").read_text().strip() and not (failed / "metadata.json").exists()
     assert json.loads((failed / "call.json").read_text())["finish_reason"] == "length"
-    assert f"  failed {failed.name}: {error}" in result.stdout
-    assert "done 35, skipped (already complete) 0, failed 1, blocked 6" in result.stdout
+    assert f"  failed draft {failed.name}: {error}" in result.stdout
+    assert "done 35, skipped (already complete) 0, failed 1, blocked 6, not started 0" in result.stdout
 
     rows = membership(project)
     essays = {r["gen_id"] for r in rows if r["parent_gen_id"] == failed.name}
     evaluations = {r["gen_id"] for r in rows if r["parent_gen_id"] in essays}
     assert len(essays) == 2 and len(evaluations) == 4
     for gen_id in essays | evaluations:  # reported as blocked, and never started
-        assert re.search(rf"^  blocked {gen_id}: its (draft|essay) \w+ (failed \(see above\)|is not complete)$", result.stdout, re.M)
+        assert re.search(rf"^  blocked (essay|evaluation) {gen_id}: its (draft|essay) \w+ (failed|is blocked)$",
+                         result.stdout, re.M)
         assert not any((project / "data" / "gens" / stage / gen_id).exists() for stage in ("essay", "evaluation"))
     assert endpoint.stats["requests"] == 36 - 1 - 4  # the blocked llm essay and its 4 evaluations made no call
 
     again = daydream("run")  # the kept answer is reused: same failure, no new call
     assert again.returncode == 1
-    assert f"  failed {failed.name}: answer truncated at max_tokens={max_tokens}" in again.stdout
+    assert f"  failed draft {failed.name}: answer truncated at max_tokens={max_tokens}" in again.stdout
     assert endpoint.stats["requests"] == 31
 
 
@@ -169,7 +171,7 @@ def test_judge_answer_without_a_score_completes_with_the_error_in_metadata(proje
     judge_b.write_text("Rate the novelty of:\n{{ response }}\nFinish with your grade.\n")
     result = daydream("run")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "done 42, skipped (already complete) 0, failed 0, blocked 0" in result.stdout
+    assert "done 42, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
     assert endpoint.stats["requests"] == 36
 
     rows = [r for r in membership(project) if r["stage"] == "evaluation"]

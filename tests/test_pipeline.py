@@ -26,7 +26,8 @@ def test_default_cohort_runs_end_to_end_and_rerun_calls_nothing(project, endpoin
     for row in rows:
         directory = project / "data" / "gens" / row["stage"] / row["gen_id"]
         assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == sorted(
-            ["prompt.txt", "raw.txt", "parsed.txt", "metadata.json"] + (["call.json"] if (directory / "call.json").exists() else []))
+            ["prompt.txt", "raw.txt", "parsed.txt", "metadata.json"] +
+            (["call.json", "attempts.jsonl"] if (directory / "call.json").exists() else []))
         meta = json.loads((directory / "metadata.json").read_text())
         assert (meta["gen_id"], meta["parent_gen_id"], meta["template_id"]) == (row["gen_id"], row["parent_gen_id"], row["template_id"])
         assert FAKE_KEY not in (directory / "metadata.json").read_text()

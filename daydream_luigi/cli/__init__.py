@@ -1,0 +1,60 @@
+"""The `daydream` command line (Click), one module per command group: run, store, curate, report, debug."""
+
+import logging
+import os
+import sys
+
+import click
+
+from ..catalog import load_catalog
+from ..cohort import active_spec
+from ..config import BACKENDS, Paths, configure_luigi, default_backend, load_settings, pool_limits
+from ..errors import InputError
+from ..ids import checked_id
+
+
+class DaydreamGroup(click.Group):
+    """Bad input ends with its message and exit code 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=DaydreamGroup)
+def main():
+    """daydream-luigi: combine concepts, draft, write essays, judge them, keep the best."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+
+
+cohort_option = click.option("--cohort", help="Cohort id: a spec in config/cohorts/, or any cohort recorded under "
+                                              "data/cohorts/; default: the active flags.")
+backend_option = click.option(
+    "--backend", type=click.Choice(BACKENDS), default=None,
+    help="local = embedded offline model; http = the providers of llm_models.csv  "
+         "[default: http when OPENROUTER_API_KEY is set, else local]")
+
+
+def id_list(value: tuple) -> list[str]:
+    """Accept repeated options and comma-separated lists alike."""
+    return [item for chunk in value for item in chunk.split(",") if item]
+
+
+def prepare(cohort: str | None, backend: str | None):
+    """Validate every input and resolve the cohort; writes nothing (a run's Luigi graph records the membership)."""
+    from .. import tasks
+    paths = Paths.from_env()
+    backend = backend or default_backend()
+    os.environ["DAYDREAM_BACKEND"] = backend  # the task processes resolve the cohort the same way
+    configure_luigi(paths)
+    if cohort is None:
+        cohort = active_spec(load_catalog(paths, pool_limits()), load_settings(paths), backend).cohort_id
+    tasks.forget_plans()
+    return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
+
+
+from . import curate, debug, report, run, store  # noqa: E402,F401 - each module adds its commands to `main`

@@ -1,0 +1,71 @@
+"""Curating the next round: `select top` essays, `cohort build` a curated cohort from them."""
+
+from pathlib import Path
+
+import click
+import yaml
+
+from .. import results
+from ..catalog import load_catalog
+from ..cohort import expand, spec_from_mapping
+from ..config import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from ..errors import InputError
+from ..store import atomic_write_text
+from . import backend_option, id_list, main
+from .report import all_scores
+
+
+@main.group()
+def select():
+    """Choose essays for a curated cohort."""
+
+
+@select.command("top")
+@click.option("--templates", multiple=True, required=True, help="Evaluation template(s) to rank by (repeat or comma).")
+@click.option("--exclude-judge", help="Glob of judge model ids to ignore, e.g. 'free-*'.")
+@click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Default: data/selected_essays.txt")
+def select_top(templates, exclude_judge, top_n, out):
+    """Top essays by their best score on the chosen templates, over every cohort; ties by id."""
+    paths = Paths.from_env()
+    try:
+        chosen = results.select_top(all_scores(paths), id_list(templates), exclude_judge, top_n)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    out = out or paths.data_root / "selected_essays.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "".join(f"{gen_id}\n" for gen_id in chosen))
+    click.echo(f"{len(chosen)} essay(s) -> {out}")
+
+
+@main.group()
+def cohort():
+    """Build named cohorts."""
+
+
+@cohort.command("build")
+@click.argument("name")
+@click.option("--from-essays", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="File with one essay gen_id per line (e.g. from `daydream select top`).")
+@click.option("--eval-templates", multiple=True, required=True, help="Evaluation template(s) (repeat or comma).")
+@click.option("--eval-models", multiple=True, required=True, help="Judge model id(s) (repeat or comma).")
+@backend_option
+def cohort_build(name, from_essays, eval_templates, eval_models, backend):
+    """A curated cohort: the listed essays (with their drafts) judged by the chosen templates and judges."""
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    configure_luigi(paths)
+    catalog = load_catalog(paths, pool_limits())
+    essays = [line.strip() for line in from_essays.read_text().splitlines() if line.strip()]
+    raw = {"essays": essays, "evaluation_templates": id_list(eval_templates),
+           "evaluation_models": id_list(eval_models)}
+    spec = spec_from_mapping(paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings,
+                             backend or default_backend())
+    members = expand(spec, paths)  # validates every essay before anything is written
+    path = paths.cohort_specs / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, f"# Curated cohort built by `daydream cohort build` from {from_essays}\n" +
+                      yaml.safe_dump(raw, sort_keys=False))
+    new = sum(1 for m in members if m.stage == "evaluation")
+    click.echo(f"cohort {name}: {len(essays)} essays, {new} evaluations -> {path}; run it with "
+               f"`daydream run --cohort {name}`")

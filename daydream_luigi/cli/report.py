@@ -1,0 +1,46 @@
+"""Results: a cohort's `report`, and `scores aggregate` across every cohort."""
+
+from pathlib import Path
+
+import click
+
+from .. import collect, results
+from ..config import Paths
+from . import backend_option, cohort_option, main, prepare
+
+
+def all_scores(paths: Paths):
+    frames = [collect.collect_scores(paths, folder.name)[0] for folder in sorted(paths.cohorts.glob("*"))
+              if (folder / "membership.csv").exists()]
+    return results.aggregate_cross_experiment(frames)
+
+
+@main.command()
+@cohort_option
+@backend_option
+def report(cohort, backend):
+    """Write the cohort's tables and its self-contained HTML report from what is on disk now."""
+    paths, plan = prepare(cohort, backend)
+    cohort_id = plan.spec.cohort_id
+    if not (paths.cohorts / cohort_id / "membership.csv").exists():
+        click.echo(f"cohort {cohort_id} has not run yet: `daydream run --cohort {cohort_id}` first", err=True)
+        raise SystemExit(1)
+    collect.write_all(paths, cohort_id)
+    click.echo(f"report: {collect.reports_dir(paths, cohort_id) / 'report.html'}")
+
+
+@main.group()
+def scores():
+    """Scores across cohorts."""
+
+
+@scores.command("aggregate")
+@click.option("--out", type=click.Path(path_type=Path), help="Default: data/cross_experiment/parsed_scores.csv")
+def scores_aggregate(out):
+    """One parsed-scores table over every cohort's evaluations."""
+    paths = Paths.from_env()
+    frame = all_scores(paths)
+    out = out or paths.data_root / "cross_experiment" / "parsed_scores.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    click.echo(f"{len(frame)} evaluations from {frame['cohort_id'].nunique()} cohort(s) -> {out}")

@@ -1,0 +1,155 @@
+"""Running a cohort: `run`, and the read-only views of what a run would do or has done: `plan`, `status`."""
+
+import os
+import sys
+from contextlib import nullcontext
+
+import click
+import luigi.configuration
+
+from .. import operations
+from .. import run as running
+from ..accounting import complete_sets
+from ..config import STAGES, pool_limits
+from ..errors import InputError
+from . import backend_option, cohort_option, main, prepare
+
+
+def central_url() -> str:
+    config = luigi.configuration.get_config()
+    return f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
+
+
+def _pending(plan, complete) -> list:
+    return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
+
+
+def _workers_needed(plan, pending) -> int:
+    """The sum of the limits of the pools the pending work uses, plus one for the tasks that call nothing."""
+    limits = pool_limits()
+    catalog = plan.context.catalog
+    pools = {catalog.models[m.llm_model_id].pool for m in pending
+             if catalog.templates[m.stage][m.template_id].kind != "copy"}
+    return sum(limits.get(pool, 1) for pool in pools) + 1
+
+
+def _embedded_server(plan, pending):
+    """Start the embedded model when pending work needs it; the context manager stops it on any exit."""
+    catalog = plan.context.catalog
+    if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending
+               if catalog.templates[m.stage][m.template_id].kind != "copy"):
+        return nullcontext()
+    from .. import embedded
+    reason = embedded.unavailable_reason()
+    if reason:
+        raise InputError(f"the embedded model is not available: {reason}")
+    click.echo("starting the embedded model (Qwen2.5-Coder-1.5B, offline) ...", err=True)
+    return embedded.EmbeddedServer(embedded.ensure_model_file())
+
+
+def print_summary(cohort_id: str, result: running.Result, reports) -> None:
+    outcome = result.outcome
+    calls = outcome.calls
+    click.echo(f"\ncohort {cohort_id}: done {len(outcome.done)}, skipped (already complete) {outcome.complete_before}, "
+               f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}, not started {len(outcome.pending)}")
+    cost = f"cost ${calls.cost:.4f} reported"
+    if calls.unreported_cost:
+        cost += f" ({calls.unreported_cost} answer(s) without a reported cost)"
+    click.echo(f"requests sent {calls.requests}, answers received {calls.answers}, tokens {calls.prompt_tokens} prompt "
+               f"+ {calls.completion_tokens} completion, {cost}")
+    for gen_id, (stage, reason) in sorted(outcome.failed.items()):
+        click.echo(f"  failed {stage} {gen_id}: {reason}")
+    for gen_id, (stage, reason) in sorted(outcome.blocked.items()):
+        click.echo(f"  blocked {stage} {gen_id}: {reason}")
+    for note in result.notes:
+        click.echo(note)
+    if result.report_problem:
+        click.echo(f"report failed: {result.report_problem}")
+    elif reports is not None:
+        click.echo(f"reports: {reports}")
+    if result.interrupted_by is not None:
+        left = len(outcome.pending) + len(outcome.failed) + len(outcome.blocked)
+        abandoned = "; calls still in flight were abandoned" if result.abandoned else \
+            "; every call in flight finished and its answer is kept"
+        click.echo(f"interrupted: {len(outcome.done)} generation(s) finished in this run, {left} left{abandoned}. "
+                   f"Resume with the same command: finished work and kept answers are reused.")
+    click.echo(f"log: {result.log_path}")
+
+
+@main.command()
+@cohort_option
+@click.option("--stage", type=click.Choice(STAGES), help="Only this stage (and the parents it needs).")
+@click.option("--gen-id", "gen_ids", multiple=True, help="Only this generation (and its parents); repeatable.")
+@click.option("--workers", type=click.IntRange(min=1), help="Luigi workers [default: the sum of the pool limits in "
+              "use, plus one].")
+@backend_option
+@click.option("--scheduler", type=click.Choice(["local", "central"]), default="local", show_default=True,
+              help="central = the luigid of `make ui`, shared by every worker process and machine.")
+@click.option("--scheduler-url", envvar="DAYDREAM_SCHEDULER_URL", help="luigid URL for --scheduler central "
+              "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]")
+@click.option("--budget", type=float, help="Refuse to start when the estimated cost (USD) is above this.")
+@click.option("--dry-run", is_flag=True, help="Show what would run, run nothing, write nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Also a status line per finished generation's failure.")
+def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, dry_run, quiet, verbose):
+    """Run a cohort end to end: drafts, essays and evaluations as one pipelined Luigi graph, then the reports.
+
+    Exit codes: 0 all done; 1 some generations failed or a report failed (each listed with its reason); 2 bad input;
+    130 / 143 interrupted by Ctrl-C / SIGTERM (finished work is kept; run again to resume).
+    """
+    paths, plan = prepare(cohort, backend)
+    cohort_id = plan.spec.cohort_id
+    members = list(plan.members.values())
+    unknown = [g for g in gen_ids if g not in plan.members]
+    if unknown:
+        raise InputError([f"--gen-id {g}: not a generation of cohort {cohort_id}; `daydream status --cohort "
+                          f"{cohort_id}` lists the cohort" for g in unknown])
+    if budget is not None:
+        operations.check_budget(operations.plan(paths, plan.context.catalog, members, plan.context.settings), budget)
+    complete = complete_sets(paths)
+    pending = _pending(plan, complete)
+    if dry_run:
+        for name in STAGES:
+            total = sum(1 for m in members if m.stage == name)
+            to_run = sum(1 for m in pending if m.stage == name)
+            click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
+        return
+    click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
+    url = (scheduler_url or central_url()) if scheduler == "central" else None
+    request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending), url, stage,
+                              tuple(gen_ids), 0 if quiet else 2 if verbose else 1)
+    with _embedded_server(plan, pending) as server:
+        if server is not None:
+            os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
+        result = running.run(paths, request)
+    reports = None if stage or gen_ids else paths.cohorts / cohort_id / "reports" / "report.html"
+    print_summary(cohort_id, result, reports)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@cohort_option
+@backend_option
+@click.option("--budget", type=float, help="Exit 2 when the estimated cost (USD) is above this.")
+def plan(cohort, backend, budget):
+    """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate."""
+    paths, cohort_plan = prepare(cohort, backend)
+    frame = operations.plan(paths, cohort_plan.context.catalog, list(cohort_plan.members.values()),
+                            cohort_plan.context.settings)
+    click.echo(f"cohort {cohort_plan.spec.cohort_id}")
+    click.echo(frame.to_string(index=False))
+    totals = operations.plan_total(frame)
+    click.echo("total: " + ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                                     for key, value in totals.items()))
+    if budget is not None:
+        operations.check_budget(frame, budget)
+
+
+@main.command()
+@cohort_option
+@backend_option
+def status(cohort, backend):
+    """Done / pending / failed generations per stage of a cohort."""
+    paths, cohort_plan = prepare(cohort, backend)
+    click.echo(f"cohort {cohort_plan.spec.cohort_id}")
+    click.echo(operations.status(paths, list(cohort_plan.members.values())).to_string(index=False))

@@ -1,0 +1,79 @@
+"""The generation store: `check` its integrity, `gens rm` to redo work on purpose, `tasks` to see the Luigi classes."""
+
+import inspect
+import sys
+from pathlib import Path
+
+import click
+
+from .. import operations
+from ..catalog import load_catalog
+from ..config import STAGES, Paths, configure_luigi, pool_limits
+from ..errors import InputError
+from . import main
+
+
+@main.command()
+def check():
+    """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates (exit 1 if any)."""
+    paths = Paths.from_env()
+    configure_luigi(paths)
+    findings = operations.check(paths, load_catalog(paths, pool_limits()))
+    for finding in findings:
+        click.echo(f"{finding.kind:17} {finding.stage:10} {finding.gen_id}  {finding.detail}")
+    click.echo(f"{len(findings)} problem(s) found")
+    if findings:
+        sys.exit(1)
+
+
+_TARGETS = {
+    "CohortMembership": "data/cohorts/<cohort_id>/membership.csv (+ manifest.json)",
+    "Combinations": "data/cohorts/<cohort_id>/combos.recorded (+ data/combo_mappings.csv)",
+    "Lineages": "(wrapper) the generations of one part of the cohort",
+    "Cohort": "(wrapper) the cohort's reports",
+}
+
+
+@main.command()
+def tasks():
+    """Each Luigi task class: its group, parameters, target and where it is defined."""
+    from .. import tasks as task_module
+    classes = (task_module.Cohort, task_module.Report, task_module.Pivot, task_module.ParseScores,
+               task_module.Lineages, task_module.EvaluationTask, task_module.EssayTask, task_module.DraftTask,
+               task_module.Combinations, task_module.CohortMembership)
+    for cls in classes:
+        if issubclass(cls, task_module.GenerationTask):
+            group, target = "generation", f"data/gens/{cls.stage}/<gen_id>/metadata.json"
+        elif issubclass(cls, task_module.ReportTask):
+            group, target = "results", f"data/cohorts/<cohort_id>/reports/{cls.filename}"
+        else:
+            group, target = "cohort", _TARGETS[cls.__name__]
+        params = ", ".join(name for name, _ in cls.get_params())
+        line = inspect.getsourcelines(cls)[1]
+        source = Path(inspect.getsourcefile(cls)).relative_to(Path(__file__).resolve().parents[2])
+        click.echo(f"{cls.__name__:16} {group:10} ({params}) -> {target}  {source}:{line}")
+
+
+@main.group()
+def gens():
+    """Manage generations in the store."""
+
+
+@gens.command("rm")
+@click.argument("gen_ids", nargs=-1)
+@click.option("--cohort", help="Only generations of this cohort.")
+@click.option("--stage", type=click.Choice(STAGES))
+@click.option("--template", help="Only generations made with this template.")
+@click.option("--yes", is_flag=True, help="Really delete (default: only list what would go).")
+def gens_rm(gen_ids, cohort, stage, template, yes):
+    """Remove generations (and their descendants) so the next run makes them again."""
+    paths = Paths.from_env()
+    if not (gen_ids or cohort or stage or template):
+        raise InputError("say what to remove: gen ids, --cohort, --stage or --template")
+    items = operations.removal_set(paths, list(gen_ids) or None, cohort, stage, template)
+    for item_stage, gen_id in items:
+        click.echo(f"{'removing' if yes else 'would remove'} {item_stage} {gen_id}")
+    if yes:
+        click.echo(f"removed {operations.remove(paths, items)} generation(s)")
+    else:
+        click.echo(f"{len(items)} generation(s); add --yes to delete them")

@@ -1,0 +1,218 @@
+"""What a run is doing, as Luigi's events tell it: per stage and pool, done / running / queued / failed, answers,
+tokens and cost, rate and ETA, and every failure with its reason.
+
+Luigi fires START, SUCCESS and FAILURE (and our own `daydream.attempt` and `daydream.answer_lost`) in the task
+process it forked for a generation, and TIMEOUT / PROCESS_FAILURE in the worker process. Every handler here writes
+one JSON line to a pipe the run opened before building (a single write of at most PIPE_BUF bytes is atomic, so task
+processes never interleave and a killed one cannot leave a lock held); a thread of the run reads the pipe into a
+`Monitor`. Without a run listening (the stock `luigi` command) the handlers do nothing.
+"""
+
+import json
+import os
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+
+import luigi
+
+from . import stages, tasks
+from .stages import ANSWER_LOST, ATTEMPT
+from .tasks import GenerationTask
+
+_MAX_MESSAGE = 4000  # under PIPE_BUF (4096 on Linux): one os.write is atomic
+_channel: int | None = None  # write end of the run's pipe, inherited by every task process Luigi forks
+
+
+@dataclass
+class Row:
+    """One (stage, pool) line of the progress display."""
+
+    total: int = 0
+    done_before: int = 0  # complete before the run started
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.total - self.done_before - self.done - self.running - self.failed)
+
+
+@dataclass
+class Monitor:
+    """The run's state, fed by `apply` (from the pipe) and read by the display; all access under `lock`."""
+
+    rows: dict = field(default_factory=dict)  # (stage, pool) -> Row
+    where: dict = field(default_factory=dict)  # gen_id -> (stage, pool)
+    running: set = field(default_factory=set)
+    failures: dict = field(default_factory=dict)  # gen_id -> (stage, reason), latest first-class failure
+    requests: int = 0
+    answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    new_failures: list = field(default_factory=list)  # (stage, gen_id, reason) not yet shown
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def for_members(cls, members, pool_of, complete) -> "Monitor":
+        """`pool_of(member)` names the pool (or "-" for no call); `complete` is {stage: set of complete gen_ids}."""
+        monitor = cls()
+        for member in members:
+            key = (member.stage, pool_of(member))
+            row = monitor.rows.setdefault(key, Row())
+            row.total += 1
+            if member.gen_id in complete[member.stage]:
+                row.done_before += 1
+            else:
+                monitor.where[member.gen_id] = key
+        return monitor
+
+    def apply(self, message: dict) -> None:
+        event, gen_id = message["event"], message.get("gen_id")
+        with self.lock:
+            key = self.where.get(gen_id)
+            row = self.rows[key] if key else None
+            if event == "start" and row and gen_id not in self.running:
+                if gen_id in self.failures:  # a retry
+                    del self.failures[gen_id]
+                    row.failed -= 1
+                self.running.add(gen_id)
+                row.running += 1
+            elif event in ("success", "failure") and row and gen_id in self.running:
+                self.running.discard(gen_id)
+                row.running -= 1
+                if event == "success":
+                    row.done += 1
+                else:
+                    row.failed += 1
+                    self.failures[gen_id] = (key[0], message["reason"])
+                    self.new_failures.append((key[0], gen_id, message["reason"]))
+            elif event == "attempt":
+                self._count_attempt(message)
+            elif event == "answer_lost":
+                stages.LOST_ANSWERS.add(gen_id)
+
+    def _count_attempt(self, record: dict) -> None:
+        if record["kind"] == "sent":
+            self.requests += 1
+            return
+        if record["kind"] == "answered":
+            self.answers += 1
+        self.prompt_tokens += record.get("prompt_tokens") or 0
+        self.completion_tokens += record.get("completion_tokens") or 0
+        self.cost += record.get("cost") or 0.0
+
+    def snapshot(self) -> dict:
+        """A consistent copy for the display: rows, totals, rate (generations per minute) and ETA in seconds."""
+        with self.lock:
+            rows = {key: Row(**vars(row)) for key, row in sorted(self.rows.items())}
+            elapsed = time.monotonic() - self.started
+            done = sum(row.done for row in rows.values())
+            left = sum(row.queued + row.running for row in rows.values())
+            rate = done / elapsed * 60 if elapsed > 0 else 0.0
+            failures, self.new_failures = self.new_failures, []
+            return {"rows": rows, "elapsed": elapsed, "done": done, "left": left, "rate": rate,
+                    "eta": left / (rate / 60) if rate > 0 else None, "requests": self.requests,
+                    "answers": self.answers, "prompt_tokens": self.prompt_tokens,
+                    "completion_tokens": self.completion_tokens, "cost": self.cost, "new_failures": failures}
+
+
+def _send(message: dict) -> None:
+    if _channel is None:
+        return
+    data = json.dumps(message).encode("utf-8")
+    if len(data) >= _MAX_MESSAGE:
+        message = {**message, "reason": str(message.get("reason", ""))[:1000]}
+        data = json.dumps(message).encode("utf-8")[: _MAX_MESSAGE - 1]
+    try:
+        os.write(_channel, data + b"\n")
+    except OSError:
+        pass  # the run stopped listening; progress is a view, the store is the record
+
+
+@GenerationTask.event_handler(luigi.Event.START)
+def _started(task):
+    _send({"event": "start", "gen_id": task.gen_id})
+
+
+@GenerationTask.event_handler(luigi.Event.SUCCESS)
+def _succeeded(task):
+    _send({"event": "success", "gen_id": task.gen_id})
+
+
+@GenerationTask.event_handler(luigi.Event.FAILURE)
+def _failed(task, exception):
+    _send({"event": "failure", "gen_id": task.gen_id, "reason": str(exception)})
+
+
+@GenerationTask.event_handler(ATTEMPT)
+def _attempted(task, record):
+    _send({**record, "event": "attempt", "kind": record["event"], "gen_id": task.gen_id})
+
+
+@GenerationTask.event_handler(ANSWER_LOST)
+def _lost(task, details):
+    _send({"event": "answer_lost", "gen_id": task.gen_id})
+
+
+def _killed(task, message):
+    """In the worker process: Luigi terminated a hung task process, or it died. The generation's record says so
+    (retryable: no answer was kept, so nothing is paid twice by trying again)."""
+    if isinstance(task, GenerationTask):
+        reason = f"{message}; any call it had in flight was abandoned"
+        try:
+            stages.record_failure(task.directory, task.member, reason, "killed", True, tasks.RUN_ID)
+        except OSError:
+            pass
+        _send({"event": "failure", "gen_id": task.gen_id, "reason": reason})
+
+
+luigi.Task.event_handler(luigi.Event.TIMEOUT)(_killed)
+luigi.Task.event_handler(luigi.Event.PROCESS_FAILURE)(_killed)
+
+
+class Listening:
+    """Opens the pipe task processes report through and feeds a Monitor from it until closed."""
+
+    def __init__(self, monitor: Monitor):
+        self.monitor = monitor
+        self._read, self._write = os.pipe()
+        self._thread = threading.Thread(target=self._pump, name="daydream-monitor", daemon=True)
+        self._stop = False
+
+    def __enter__(self) -> "Listening":
+        global _channel
+        _channel = self._write
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _channel
+        _channel = None
+        self._stop = True
+        os.close(self._write)
+        self._thread.join(timeout=5)
+        os.close(self._read)
+
+    def _pump(self) -> None:
+        buffer = b""
+        while True:
+            ready, _, _ = select.select([self._read], [], [], 0.2)
+            if not ready:
+                if self._stop:
+                    return
+                continue
+            chunk = os.read(self._read, 1 << 16)
+            if not chunk:
+                return
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    self.monitor.apply(json.loads(line))
+                except (ValueError, KeyError):
+                    pass

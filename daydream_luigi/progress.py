@@ -1,0 +1,106 @@
+"""The run's progress on the terminal: a live table (rich) on a TTY, a status line every few seconds otherwise.
+
+Each failure is printed once, on its own line with its reason, as soon as it is known; the table shows per stage and
+pool what is done, running, queued and failed, with answers, tokens, cost so far, rate and ETA.
+"""
+
+import sys
+import threading
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .monitor import Monitor
+
+STATUS_EVERY_S = 5.0
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def totals_line(snap: dict) -> str:
+    return (f"answers {snap['answers']} of {snap['requests']} requests, tokens {snap['prompt_tokens']:,} + "
+            f"{snap['completion_tokens']:,}, cost ${snap['cost']:.4f}, {snap['rate']:.1f} generations/min, "
+            f"elapsed {_duration(snap['elapsed'])}, ETA {_duration(snap['eta'])}")
+
+
+def status_line(snap: dict) -> str:
+    rows = snap["rows"].values()
+    done = sum(r.done + r.done_before for r in rows)
+    total = sum(r.total for r in rows)
+    running = sum(r.running for r in rows)
+    failed = sum(r.failed for r in rows)
+    return f"{done}/{total} done, {running} running, {failed} failed; {totals_line(snap)}"
+
+
+def table(snap: dict, title: str) -> Table:
+    view = Table(title=title, caption=totals_line(snap), expand=False)
+    for column in ("stage", "pool", "done", "running", "queued", "failed", "total"):
+        view.add_column(column, justify="left" if column in ("stage", "pool") else "right")
+    for (stage, pool), row in snap["rows"].items():
+        view.add_row(stage, pool, str(row.done + row.done_before), str(row.running), str(row.queued),
+                     f"[red]{row.failed}[/red]" if row.failed else "0", str(row.total))
+    return view
+
+
+class Display:
+    """Renders a Monitor until closed. verbosity 0 = quiet (failures only at the end), 1 = normal, 2 = verbose."""
+
+    def __init__(self, monitor: Monitor, title: str, verbosity: int = 1, stream=None):
+        self.monitor = monitor
+        self.title = title
+        self.verbosity = verbosity
+        self.stream = stream or sys.stderr
+        self.console = Console(file=self.stream)
+        self.tty = self.console.is_terminal
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="daydream-display", daemon=True)
+        self._live: Live | None = None
+
+    def __enter__(self) -> "Display":
+        if self.verbosity > 0:
+            if self.tty:
+                self._live = Live(table(self.monitor.snapshot(), self.title), console=self.console,
+                                  refresh_per_second=4, transient=False)
+                self._live.start()
+            self._thread.start()
+        return self
+
+    def note(self, text: str) -> None:
+        """A line above the live table (or a plain line without one)."""
+        if self.verbosity > 0:
+            (self._live.console if self._live else self.console).print(text, highlight=False, markup=False,
+                                                                       soft_wrap=True)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._render(final=True)
+        if self._live is not None:
+            self._live.stop()
+
+    def _loop(self) -> None:
+        last_status = time.monotonic()
+        while not self._stop.wait(0.25):
+            if self.tty or time.monotonic() - last_status >= STATUS_EVERY_S:
+                self._render()
+                last_status = time.monotonic()
+
+    def _render(self, final: bool = False) -> None:
+        if self.verbosity == 0:
+            return
+        snap = self.monitor.snapshot()
+        for stage, gen_id, reason in snap["new_failures"]:
+            self.note(f"failed {stage} {gen_id}: {reason}")
+        if self._live is not None:
+            self._live.update(table(snap, self.title))
+        elif not final:
+            self.note(status_line(snap))

@@ -1,0 +1,218 @@
+"""`daydream run`: build a cohort's Luigi graph, watch it, stop cleanly when asked, and account for what was paid.
+
+A cohort that fits in one part is built as the one graph under its `Cohort` root; a bigger one part by part (whole
+lineages each, see `schedule`), then the root for its reports. Luigi's stock worker runs every generation in a forked
+task process, so its worker timeout, retry policy and events hold. Ctrl-C or SIGTERM asks Luigi's worker to stop
+asking for work (what its SIGUSR1 handler does) and lets the calls in flight finish, so every answer already paid for
+is kept; a second Ctrl-C abandons them. Luigi's log, tracebacks included, goes to a file under the data folder.
+"""
+
+import logging
+import os
+import signal
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import luigi
+import requests
+from luigi.execution_summary import LuigiStatusCode
+
+from . import accounting, collect, tasks
+from .errors import InputError
+from .monitor import Listening, Monitor
+from .progress import Display
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_SCHEDULING_FAILED = (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
+
+
+@dataclass
+class Request:
+    cohort_id: str
+    members: list
+    workers: int
+    scheduler_url: str | None = None  # None: Luigi's local scheduler
+    stage: str | None = None  # only this stage (and what it needs)
+    gen_ids: tuple = ()  # only these generations (and what they need)
+    verbosity: int = 1
+
+
+@dataclass
+class Result:
+    outcome: accounting.Outcome
+    log_path: Path
+    exit_code: int
+    interrupted_by: int | None = None
+    abandoned: bool = False
+    report_problem: str | None = None  # why the reports could not be written, if they could not
+    notes: list = field(default_factory=list)
+
+
+class Stopper:
+    """SIGINT / SIGTERM in the run's own process: the first stops new work, the second abandons calls in flight.
+
+    Luigi forks a task process per generation and the terminal sends Ctrl-C to all of them: in a task process the
+    handler (inherited through the fork) ignores SIGINT so its call can finish and its answer be kept, and lets SIGTERM
+    (how Luigi's worker timeout ends a task process) kill it as usual.
+    """
+
+    def __init__(self, display: Display):
+        self.display = display
+        self.pid = os.getpid()
+        self.signal: int | None = None
+        self.abandoned = False
+        self._previous = {}
+
+    def __enter__(self) -> "Stopper":
+        for signum in EXIT_SIGNAL:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if os.getpid() != self.pid:  # a task process forked by Luigi
+            if signum == signal.SIGTERM:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if self.signal is not None:
+            self.abandoned = True
+            raise KeyboardInterrupt  # Luigi's worker terminates the task processes still running as it unwinds
+        self.signal = signum
+        self.display.note(f"{signal.Signals(signum).name}: no new generation starts; waiting for the calls in flight "
+                          f"to finish (again to abandon them)")
+        phase_out = signal.getsignal(signal.SIGUSR1)  # Luigi's worker: stop asking for work, finish what runs
+        if callable(phase_out):
+            phase_out(signal.SIGUSR1, frame)
+
+
+def check_scheduler(url: str) -> None:
+    """A central scheduler that does not answer is one line, not a minute of retries and a traceback."""
+    try:
+        requests.get(url, timeout=3)
+    except requests.RequestException:
+        raise InputError(f"no Luigi scheduler answers at {url}; start one with `daydream ui` (or `make ui`), or run "
+                         f"with the local scheduler (drop --scheduler central)") from None
+
+
+def _log_to_file(paths, run_id: str) -> Path:
+    """Everything Luigi and the pipeline log (INFO and up, tracebacks included) goes to this run's file only."""
+    folder = paths.data_root / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"run-{datetime.now():%Y%m%d-%H%M%S}-{run_id}.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    luigi.configuration.get_config().set("core", "no_configure_logging", "true")  # keep Luigi off the terminal
+    for name in ("luigi", "luigi-interface"):
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).propagate = True
+        for old in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(old)
+    return path
+
+
+def _roots(request: Request, plan: tasks.CohortPlan, complete: dict) -> list[list[luigi.Task]]:
+    """The graphs to build, in order: one per part (skipping finished parts), then the cohort's root."""
+    cohort_id = request.cohort_id
+    if request.gen_ids:
+        return [[tasks.generation_task(plan.members[g], cohort_id) for g in request.gen_ids]]
+    if request.stage:
+        return [[tasks.Lineages(cohort_id=cohort_id, part=i, stage=request.stage)] for i in range(len(plan.parts))
+                if any(m.gen_id not in complete[m.stage] for lineage in plan.parts[i] for m in lineage.members
+                       if m.stage == request.stage)]
+    if len(plan.parts) <= 1:
+        return [[tasks.Cohort(cohort_id=cohort_id)]]
+    open_parts = [i for i, part in enumerate(plan.parts)
+                  if any(m.gen_id not in complete[m.stage] for lineage in part for m in lineage.members)]
+    return [[tasks.Lineages(cohort_id=cohort_id, part=i)] for i in open_parts] + [[tasks.Cohort(cohort_id=cohort_id)]]
+
+
+def _scope(request: Request, plan: tasks.CohortPlan) -> list:
+    """The generations this run was asked to make: all, or those of `--stage` / `--gen-id` with their ancestors."""
+    if not (request.stage or request.gen_ids):
+        return request.members
+    wanted = {g for g in request.gen_ids} | {m.gen_id for m in request.members if m.stage == request.stage}
+    todo = list(wanted)
+    while todo:
+        parent = plan.members[todo.pop()].parent_gen_id
+        if parent and parent not in wanted:
+            wanted.add(parent)
+            todo.append(parent)
+    return [m for m in request.members if m.gen_id in wanted]
+
+
+def _pool_of(plan: tasks.CohortPlan):
+    catalog = plan.context.catalog
+
+    def pool(member) -> str:
+        if catalog.templates[member.stage][member.template_id].kind == "copy":
+            return "-"
+        return catalog.models[member.llm_model_id].pool
+    return pool
+
+
+def run(paths, request: Request) -> Result:
+    if request.scheduler_url:
+        check_scheduler(request.scheduler_url)
+    run_id = uuid.uuid4().hex[:12]
+    tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
+    tasks.forget_plans()
+    plan = tasks.cohort_plan(request.cohort_id)
+    complete_before = accounting.complete_sets(paths)
+    log_path = _log_to_file(paths, run_id)
+    monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
+    options = {"scheduler_url": request.scheduler_url} if request.scheduler_url else {"local_scheduler": True}
+    graphs = _roots(request, plan, complete_before)
+    scheduled_ok, built_root = True, False
+    display = Display(monitor, f"cohort {request.cohort_id}", request.verbosity)
+    with display, Listening(monitor), Stopper(display) as stopper:
+        try:
+            for graph in graphs:
+                if stopper.signal is not None:
+                    break
+                if len(graphs) > 1 and graph is graphs[-1] and not tasks.all_complete(paths, plan.members.values()):
+                    break  # the root needs every generation: one failed in a part, so it is reported, not retried
+                result = luigi.build(graph, workers=request.workers, detailed_summary=True, **options)
+                scheduled_ok &= result.status not in _SCHEDULING_FAILED
+                built_root |= any(isinstance(task, tasks.Cohort) for task in graph)
+                luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every instance; parts add up
+        except KeyboardInterrupt:
+            stopper.abandoned = True
+    outcome = accounting.outcome(paths, _scope(request, plan), complete_before, run_id)
+    result = Result(outcome, log_path, EXIT_OK, stopper.signal, stopper.abandoned)
+    if not scheduled_ok:
+        result.notes.append(f"Luigi could not schedule some tasks; see {log_path}")
+    if not (request.stage or request.gen_ids) and stopper.signal is None:
+        result.report_problem = _reports(paths, request.cohort_id, built_root, log_path)
+    if stopper.signal is not None:
+        result.exit_code = EXIT_SIGNAL[stopper.signal]
+    elif not outcome.ok or result.report_problem or not scheduled_ok:
+        result.exit_code = EXIT_FAILED
+    return result
+
+
+def _reports(paths, cohort_id: str, built_root: bool, log_path: Path) -> str | None:
+    """The reports are Luigi's to build when the whole cohort is complete; otherwise (some generations failed) they
+    are written here from what is on disk, saying what is missing. Returns why they could not be written, if so."""
+    report = collect.reports_dir(paths, cohort_id) / "report.html"
+    if built_root and tasks.Report(cohort_id=cohort_id).complete():
+        return None
+    if built_root and tasks.all_complete(paths, tasks.cohort_plan(cohort_id).members.values()):
+        return f"the report tasks failed; see {log_path}"
+    try:
+        collect.write_all(paths, cohort_id)
+    except Exception as exc:  # noqa: BLE001 - reported on the terminal, traceback in the log
+        logging.getLogger("daydream").exception("writing the partial reports failed")
+        return f"the reports could not be written ({type(exc).__name__}: {exc}); see {log_path}"
+    return None if report.exists() else f"the report was not written; see {log_path}"
