@@ -56,10 +56,12 @@ def complete_sets(paths: Paths) -> dict[str, set[str]]:
     return {stage: complete_ids(paths.gens, stage) for stage in STAGES}
 
 
-def outcome(paths: Paths, members: list[Member], complete_before: dict[str, set[str]], run_id: str) -> Outcome:
+def outcome(paths: Paths, members: list[Member], complete_before: dict[str, set[str]], run_id: str,
+            seen_failures: dict | None = None) -> Outcome:
     """Classify every member and add up the attempts this run recorded (only generations incomplete before it can have
     any, so only their folders are read). Blocked means an ancestor failed; pending, that nothing stopped it but the
-    run ended first (an interrupt, a paused pool)."""
+    run ended first (an interrupt, a paused pool). `seen_failures` (gen_id -> reason, from the run's events) covers a
+    failure whose error.json could not be written."""
     result = Outcome()
     complete = complete_sets(paths)
     state: dict[str, str] = {}
@@ -72,7 +74,8 @@ def outcome(paths: Paths, members: list[Member], complete_before: dict[str, set[
         for record in read_lines(directory / ATTEMPTS):
             if record.get("run_id") == run_id:
                 result.calls.add(record)
-        error = None if member.gen_id in complete[member.stage] else _recorded_error(directory)
+        error = None if member.gen_id in complete[member.stage] else \
+            _recorded_error(directory) or (seen_failures or {}).get(member.gen_id)
         parent_state = state.get(member.parent_gen_id, "complete")
         if member.gen_id in complete[member.stage]:
             state[member.gen_id] = "complete"

@@ -159,20 +159,26 @@ def _lost(task, details):
     _send({"event": "answer_lost", "gen_id": task.gen_id})
 
 
-def _killed(task, message):
-    """In the worker process: Luigi terminated a hung task process, or it died. The generation's record says so
-    (retryable: no answer was kept, so nothing is paid twice by trying again)."""
+def _killed(task, reason: str) -> None:
+    """In the worker process: Luigi ended a task process, or it died. The generation's record says so (retryable:
+    no answer was kept, so trying again pays for nothing twice)."""
     if isinstance(task, GenerationTask):
-        reason = f"{message}; any call it had in flight was abandoned"
         try:
             stages.record_failure(task.directory, task.member, reason, "killed", True, tasks.RUN_ID)
         except OSError:
-            pass
+            pass  # the run's summary has the reason from the event below
         _send({"event": "failure", "gen_id": task.gen_id, "reason": reason})
 
 
-luigi.Task.event_handler(luigi.Event.TIMEOUT)(_killed)
-luigi.Task.event_handler(luigi.Event.PROCESS_FAILURE)(_killed)
+@luigi.Task.event_handler(luigi.Event.TIMEOUT)
+def _timed_out(task, message):
+    timeout = luigi.configuration.get_config().getint("worker", "timeout", 0)
+    _killed(task, f"Luigi's worker timeout ({timeout} s) ended the task; its call in flight was abandoned")
+
+
+@luigi.Task.event_handler(luigi.Event.PROCESS_FAILURE)
+def _died(task, message):
+    _killed(task, f"its task process died ({message.split(' died ')[-1]}); any call in flight was abandoned")
 
 
 class Listening:

@@ -23,6 +23,7 @@ from . import accounting, collect, tasks
 from .errors import InputError
 from .monitor import Listening, Monitor
 from .progress import Display
+from .stages import call_time_limit
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -92,6 +93,14 @@ class Stopper:
             phase_out(signal.SIGUSR1, frame)
 
 
+def preflight(paths, request: Request) -> None:
+    """What can be known to fail before anything starts: one message, exit 2, nothing written."""
+    if request.scheduler_url:
+        check_scheduler(request.scheduler_url)
+    settings = tasks.cohort_plan(request.cohort_id).context.settings
+    check_worker_timeout(paths, settings, {m.stage for m in request.members})
+
+
 def check_scheduler(url: str) -> None:
     """A central scheduler that does not answer is one line, not a minute of retries and a traceback."""
     try:
@@ -99,6 +108,18 @@ def check_scheduler(url: str) -> None:
     except requests.RequestException:
         raise InputError(f"no Luigi scheduler answers at {url}; start one with `daydream ui` (or `make ui`), or run "
                          f"with the local scheduler (drop --scheduler central)") from None
+
+
+def check_worker_timeout(paths, settings, stages) -> None:
+    """Luigi's worker timeout must only ever end a hung call, never one still within its retry budget."""
+    timeout = luigi.configuration.get_config().getint("worker", "timeout", 0)
+    where = os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg"
+    for stage in stages:
+        limit = call_time_limit(settings, stage)
+        if 0 < timeout <= limit:
+            raise InputError(f"{where}: [worker] timeout = {timeout} is not longer than a {stage} call may take with "
+                             f"its retries ({limit:g} s = max_attempts x (connect_timeout + read_timeout) + "
+                             f"max_total_seconds in config/daydream.yaml); raise the timeout or lower those settings")
 
 
 def _log_to_file(paths, run_id: str) -> Path:
@@ -163,11 +184,8 @@ def _pool_of(plan: tasks.CohortPlan):
 
 
 def run(paths, request: Request) -> Result:
-    if request.scheduler_url:
-        check_scheduler(request.scheduler_url)
     run_id = uuid.uuid4().hex[:12]
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
-    tasks.forget_plans()
     plan = tasks.cohort_plan(request.cohort_id)
     complete_before = accounting.complete_sets(paths)
     log_path = _log_to_file(paths, run_id)
@@ -189,7 +207,8 @@ def run(paths, request: Request) -> Result:
                 luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every instance; parts add up
         except KeyboardInterrupt:
             stopper.abandoned = True
-    outcome = accounting.outcome(paths, _scope(request, plan), complete_before, run_id)
+    seen = {gen_id: reason for gen_id, (_, reason) in monitor.failures.items()}
+    outcome = accounting.outcome(paths, _scope(request, plan), complete_before, run_id, seen)
     result = Result(outcome, log_path, EXIT_OK, stopper.signal, stopper.abandoned)
     if not scheduled_ok:
         result.notes.append(f"Luigi could not schedule some tasks; see {log_path}")

@@ -89,13 +89,12 @@ def call_settings(ctx: Context, member: Member, model: Model) -> llm.CallSetting
     return llm.CallSettings(**options)
 
 
-def call_time_limit(settings: Settings, stage: str) -> int:
+def call_time_limit(settings: Settings, stage: str) -> float:
     """The longest one call may legitimately take with its retries: every attempt timing out plus all the waiting the
-    retry budget allows. The Luigi worker timeout of a generation task is set just above it, so only a hung call is
-    killed."""
+    retry budget allows. Luigi's worker timeout must be longer, so that it only ends a hung call."""
     config, retry = settings.stage(stage), settings.retry
     attempt = float(config["connect_timeout"]) + float(config["read_timeout"])
-    return int(int(retry["max_attempts"]) * attempt + float(retry["max_total_seconds"])) + 30
+    return int(retry["max_attempts"]) * attempt + float(retry["max_total_seconds"])
 
 
 def now() -> str:
@@ -121,14 +120,11 @@ class _Generation:
     emit: Emit
 
     def fail(self, reason: str, kind: str, retryable: bool) -> GenerationFailed:
-        return record_failure(self.directory, self.member, reason, kind, retryable, self.run_id)
-
-    def fail_even_if_unrecordable(self, reason: str, kind: str, retryable: bool) -> GenerationFailed:
-        """For failures that may come from the disk itself: error.json is written when it can be."""
+        """Record the failure in error.json when the disk lets us (the failure may be the disk's) and return it."""
         try:
-            return self.fail(reason, kind, retryable)
-        except OSError:
-            return GenerationFailed(reason, kind, retryable)
+            return record_failure(self.directory, self.member, reason, kind, retryable, self.run_id)
+        except OSError as exc:
+            return GenerationFailed(f"{reason} (error.json could not be written either: {exc})", kind, retryable)
 
 
 def _kept_answer(gen: _Generation) -> tuple[str, dict] | None:
@@ -182,7 +178,7 @@ def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
     except OSError as exc:
         LOST_ANSWERS.add(member.gen_id)
         gen.emit(ANSWER_LOST, {"gen_id": member.gen_id})
-        raise gen.fail_even_if_unrecordable(
+        raise gen.fail(
             f"the answer arrived but could not be stored ({exc}); it was paid for and is not asked for again in this "
             f"run; free the disk (or fix the folder's permissions) and re-run", "answer_lost", False) from None
     return answer.text, call
@@ -319,9 +315,9 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
         except Exception as exc:  # a bug or a full disk after the call: recorded with its reason, never re-paid
             reason = f"unexpected {type(exc).__name__}: {exc}"
             if member.gen_id in LOST_ANSWERS:
-                raise gen.fail_even_if_unrecordable(reason, "answer_lost", False) from None
+                raise gen.fail(reason, "answer_lost", False) from None
             kept = (directory / CALL).exists() and (directory / RAW).exists()  # then a retry reuses it, for free
-            raise gen.fail_even_if_unrecordable(
+            raise gen.fail(
                 reason + ("; the answer is kept and a re-run reuses it" if kept else " (no answer had arrived)"),
                 "internal", True) from None
         return metadata

@@ -23,7 +23,7 @@ from .catalog import load_catalog
 from .cohort import Member, expand, membership_is_current, resolve, write_cohort
 from .combos import persist_mappings
 from .config import Paths, configure_luigi, default_backend, load_settings, pool_limits
-from .stages import LOST_ANSWERS, Context, GenerationFailed, call_time_limit, run_generation
+from .stages import LOST_ANSWERS, Context, GenerationFailed, run_generation
 from .store import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
 
 # One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
@@ -138,11 +138,6 @@ class GenerationTask(luigi.Task):
     @property
     def resources(self):
         return {self.pool: 1} if self.pool else {}
-
-    @property
-    def worker_timeout(self):
-        """Just above the longest a call may take with its retries: Luigi kills only a hung call."""
-        return call_time_limit(self._plan.context.settings, self.stage)
 
     @property
     def retry_count(self):
@@ -299,3 +294,6 @@ class Cohort(luigi.WrapperTask):
 
     def requires(self):
         return Report(cohort_id=self.cohort_id)
+
+
+configure_luigi(Paths.from_env())  # so that the stock `luigi --module daydream_luigi.tasks` command has our pools too

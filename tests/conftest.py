@@ -95,6 +95,15 @@ def project(tmp_path, endpoint, monkeypatch):
     return tmp_path
 
 
+def members_of(cohort: str | None = None) -> list:
+    """The cohort's generations, resolved in this process the way `daydream run` resolves them (nothing is written)."""
+    from daydream_luigi.cli import prepare
+    try:
+        return list(prepare(cohort, "http")[1].members.values())
+    finally:
+        os.environ.pop("DAYDREAM_BACKEND", None)
+
+
 def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `daydream` CLI in a subprocess (Luigi forks workers; a subprocess keeps tests isolated)."""
     return subprocess.run([sys.executable, "-m", "daydream_luigi", *args], capture_output=True, text=True,

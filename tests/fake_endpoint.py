@@ -45,7 +45,7 @@ DEFAULT_RANDOM_FAULTS: tuple[str, ...] = (
     "429", "500", "502", "503", "504", "html", "reset", "malformed", "no_choices", "empty",
 )
 #: Every fault name accepted by ``script()`` and ``faults=`` ("ok" means no fault).
-ALL_FAULTS: tuple[str, ...] = DEFAULT_RANDOM_FAULTS + ("429-date", "timeout", "length", "401", "400", "ok")
+ALL_FAULTS: tuple[str, ...] = DEFAULT_RANDOM_FAULTS + ("429-date", "timeout", "trickle", "length", "401", "400", "ok")
 
 _ERROR_MESSAGES = {
     "500": "Internal server error (fake)",
@@ -225,33 +225,52 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
         elif self.path == "/_stats":  # the counters, for a parent process running us standalone (benchmarks)
             self._send(200, ep.stats)
+        elif self.path == "/_timeline":  # (received, answered, kind) of every chat request, server clock
+            self._send(200, ep.timeline)
         else:
             self._send(404, {"error": {"message": f"no route for GET {self.path}"}})
 
     def do_POST(self) -> None:
         ep = self.server.endpoint
         body = self._read_body()
-        if ep.record_requests:
-            ep._record(self.path, dict(self.headers.items()), body)
+        record = ep._record(self.path, dict(self.headers.items()), body) if ep.record_requests else {}
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route for POST {self.path}"}})
             return
+        received = time.time()
         model = body.get("model") if isinstance(body, dict) else None
         fault = ep._next_fault(str(model) if model is not None else "")
         ep._enter()
         try:
-            if ep.latency > 0:
-                ep._stop_event.wait(ep.latency)
+            latency = ep._latency()
+            if latency > 0:
+                ep._stop_event.wait(latency)
             if fault == "timeout":
                 ep._stop_event.wait(ep.hang_seconds)
         finally:
             ep._leave()
         self._answer(body, fault)
+        record["answered"] = answered = time.time()
+        kind = "judge" if isinstance(body, dict) and _SCORE_RE.search(_last_user_message(body)) else "text"
+        ep._answered(received, answered, kind)
 
     def _answer(self, body: Any, fault: str) -> None:
         ep = self.server.endpoint
         if fault == "reset":
             self._reset()
+            return
+        if fault == "trickle":  # headers at once, then one byte a second: no read timeout ever fires
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            try:
+                while not ep._stop_event.wait(1.0):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:
+                pass
+            self.close_connection = True
             return
         if fault in ("429", "429-date"):
             if fault == "429":
@@ -323,7 +342,7 @@ class FakeEndpoint:
     def __init__(self, latency: float = 0.0, fault_rate: float = 0.0,
                  faults: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0,
                  hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0,
-                 record_requests: bool = True):
+                 record_requests: bool = True, latency_sigma: float = 0.0):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
@@ -331,7 +350,9 @@ class FakeEndpoint:
             raise ValueError("fault_rate must be within [0, 1]")
         if fault_rate > 0 and not faults:
             raise ValueError("fault_rate > 0 needs at least one fault")
-        self.latency = float(latency)
+        self.latency = float(latency)  # seconds; with latency_sigma > 0 the median of a lognormal latency
+        self.latency_sigma = float(latency_sigma)
+        self._latency_rng = random.Random(seed + 1)
         self.fault_rate = float(fault_rate)
         self.faults = tuple(faults)
         self.seed = seed
@@ -420,6 +441,12 @@ class FakeEndpoint:
             }
 
     @property
+    def timeline(self) -> list[tuple[float, float, str]]:
+        """(received, answered, "judge" | "text") per answered chat request, in answer order (server clock)."""
+        with self._lock:
+            return list(self._timeline)
+
+    @property
     def requests(self) -> list[dict]:
         with self._lock:
             return list(self._requests)
@@ -434,10 +461,13 @@ class FakeEndpoint:
         self._by_model: collections.Counter[str] = collections.Counter()
         self._faults_served: collections.Counter[str] = collections.Counter()
         self._requests: collections.deque[dict] = collections.deque(maxlen=_MAX_RECORDED_REQUESTS)
+        self._timeline: list[tuple[float, float, str]] = []
 
-    def _record(self, path: str, headers: dict, body: Any) -> None:
+    def _record(self, path: str, headers: dict, body: Any) -> dict:
+        record = {"path": path, "headers": headers, "body": body, "received": time.time(), "answered": None}
         with self._lock:
-            self._requests.append({"path": path, "headers": headers, "body": body})
+            self._requests.append(record)
+        return record
 
     def _next_fault(self, model: str) -> str:
         with self._lock:
@@ -452,6 +482,16 @@ class FakeEndpoint:
             if fault != "ok":
                 self._faults_served[fault] += 1
             return fault
+
+    def _latency(self) -> float:
+        if self.latency_sigma <= 0:
+            return self.latency
+        with self._lock:
+            return self.latency * self._latency_rng.lognormvariate(0.0, self.latency_sigma)
+
+    def _answered(self, received: float, answered: float, kind: str) -> None:
+        with self._lock:
+            self._timeline.append((received, answered, kind))
 
     def _enter(self) -> None:
         with self._lock:
@@ -486,11 +526,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hang-seconds", type=float, default=5.0)
     p.add_argument("--no-record", action="store_true", help="do not keep request bodies (counters only)")
+    p.add_argument("--latency-sigma", type=float, default=0.0,
+                   help="> 0: lognormal latency with median --latency and this sigma (seeded)")
     args = p.parse_args(argv)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     ep = FakeEndpoint(latency=args.latency, fault_rate=args.fault_rate, faults=faults, seed=args.seed,
                       hang_seconds=args.hang_seconds, host=args.host, port=args.port,
-                      record_requests=not args.no_record)
+                      record_requests=not args.no_record, latency_sigma=args.latency_sigma)
+
     def _interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 

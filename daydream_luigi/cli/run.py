@@ -114,10 +114,11 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
             to_run = sum(1 for m in pending if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
         return
-    click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending), url, stage,
                               tuple(gen_ids), 0 if quiet else 2 if verbose else 1)
+    running.preflight(paths, request)
+    click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     with _embedded_server(plan, pending) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
