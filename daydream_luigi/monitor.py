@@ -55,6 +55,7 @@ class Monitor:
     cost: float = 0.0
     started: float = field(default_factory=time.monotonic)
     new_failures: list = field(default_factory=list)  # (stage, gen_id, reason) not yet shown
+    shown: dict = field(default_factory=dict)  # gen_id -> the failure reason last shown
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -90,7 +91,9 @@ class Monitor:
                 else:
                     row.failed += 1
                     self.failures[gen_id] = (key[0], message["reason"])
-                    self.new_failures.append((key[0], gen_id, message["reason"]))
+                    if self.shown.get(gen_id) != message["reason"]:  # a retry that fails alike is not news
+                        self.shown[gen_id] = message["reason"]
+                        self.new_failures.append((key[0], gen_id, message["reason"]))
             elif event == "attempt":
                 self._count_attempt(message)
             elif event == "answer_lost":
