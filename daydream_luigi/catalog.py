@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .config import LEVELS, Paths
+from .config import LEVELS, Paths, Settings, load_settings
 from .errors import raise_if
 from .ids import id_problem
 from .parsers import DRAFT_PARSERS, SCORE_PARSERS
@@ -71,6 +71,10 @@ class Catalog:
     def active_templates(self, stage: str) -> list[str]:
         return sorted(tid for tid, t in self.templates[stage].items() if t.active)
 
+    def draft_concepts(self, concept_ids, level: str) -> list[dict]:
+        """The `concepts` variable of a draft prompt: each concept's name and description at `level`, in order."""
+        return [{"name": self.concepts[c].name, "content": self.concepts[c].content(level)} for c in concept_ids]
+
 
 _TEMPLATE_CATALOGS = {
     "draft": ("draft_templates.csv", "parser"),
@@ -83,7 +87,7 @@ _MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "
 def _read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int, dict]]:
     """Rows of a CSV with their line numbers; collects a problem (and returns []) when the file cannot be used."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # spreadsheets often save a byte-order mark
             reader = csv.DictReader(handle, strict=True)
             rows = []
             try:
@@ -115,6 +119,15 @@ def _read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tupl
     return []
 
 
+def _read_text(path: Path, problems: list[str]) -> str | None:
+    """A description or template file (a byte-order mark is dropped); None, with a problem, when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8")
+        return None
+
+
 def _flag(value: str, where: str, column: str, problems: list[str]) -> bool:
     lowered = value.lower()
     if lowered in _TRUE:
@@ -142,17 +155,23 @@ def _check_ids(rows, path: Path, column: str, problems: list[str]) -> list[tuple
     return kept
 
 
-def _load_concepts(paths: Paths, problems: list[str]) -> dict:
+def _load_concepts(paths: Paths, name_only: bool, problems: list[str]) -> dict:
     path = paths.raw / "concepts_metadata.csv"
     rows = _check_ids(_read_rows(path, ["concept_id", "name", "active"], problems), path, "concept_id", problems)
     concepts = {}
     for line, row in rows:
         where = f"{path}: line {line}"
         descriptions = {}
+        reported = len(problems)
         for level in LEVELS:
             file = paths.raw / "concepts" / f"descriptions-{level}" / f"{row['concept_id']}.txt"
-            if file.exists():
-                descriptions[level] = file.read_text(encoding="utf-8").strip()
+            text = _read_text(file, problems) if file.exists() else None
+            if text and text.strip():
+                descriptions[level] = text.strip()
+        if not descriptions and not name_only and len(problems) == reported:  # an unreadable file is reported already
+            looked = paths.raw / "concepts" / f"descriptions-{{{','.join(LEVELS)}}}" / f"{row['concept_id']}.txt"
+            problems.append(f"{where}: concept {row['concept_id']!r} has no description: none of {looked} has text; "
+                            f"write one, or set allow_name_only_concepts: true in {paths.settings_file}")
         if not row["name"]:
             problems.append(f"{where}: concept {row['concept_id']!r} has an empty name; fill it in")
         concepts[row["concept_id"]] = Concept(row["concept_id"], row["name"], _flag(row["active"], where, "active",
@@ -174,11 +193,12 @@ def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
             known = ", ".join(sorted(k for k in allowed if k)) + (" or blank" if "" in allowed else "")
             problems.append(f"{where}: unknown {kind_column} {kind!r} for template {tid!r}; use one of: {known}")
         file = paths.templates_root / stage / f"{tid}.txt"
-        try:
-            source = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not file.exists():
             problems.append(f"{where}: template file {file} not found for template {tid!r}; create it or "
                             f"remove the row")
+            continue
+        source = _read_text(file, problems)
+        if source is None:
             continue
         problem = template_problem(source, stage)
         if problem:
@@ -188,12 +208,15 @@ def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
     return templates
 
 
-def _load_models(paths: Paths, pools: dict, problems: list[str]) -> dict:
+def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]) -> dict:
     path = paths.raw / "llm_models.csv"
     rows = _check_ids(_read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
     models = {}
     for line, row in rows:
         where = f"{path}: line {line}"
+        if row["provider"] not in providers:
+            problems.append(f"{where}: model {row['id']!r} uses unknown provider {row['provider']!r}; use one of "
+                            f"{', '.join(sorted(providers))} or declare it under providers: in {paths.settings_file}")
         if row["pool"] not in pools:
             problems.append(f"{where}: model {row['id']!r} uses unknown pool {row['pool']!r}; use one of "
                             f"{', '.join(sorted(pools))} or add it to [resources] in config/luigi.cfg")
@@ -211,11 +234,15 @@ def _load_models(paths: Paths, pools: dict, problems: list[str]) -> dict:
     return models
 
 
-def load_catalog(paths: Paths, pools: dict) -> Catalog:
-    """Everything in data/1_raw, validated; raises InputError listing every problem found."""
+def load_catalog(paths: Paths, pools: dict, settings: Settings | None = None) -> Catalog:
+    """Everything in data/1_raw, validated; raises InputError listing every problem found.
+
+    `settings` (read from `paths` when not given) says whether name-only concepts are allowed and which providers exist.
+    """
+    settings = settings or load_settings(paths)
     problems: list[str] = []
-    concepts = _load_concepts(paths, problems)
+    concepts = _load_concepts(paths, settings.allow_name_only_concepts, problems)
     templates = {stage: _load_templates(paths, stage, problems) for stage in _TEMPLATE_CATALOGS}
-    models = _load_models(paths, pools, problems)
+    models = _load_models(paths, pools, settings.providers, problems)
     raise_if(problems)
     return Catalog(concepts, templates, models)

@@ -8,14 +8,15 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from .catalog import Catalog
-from .combos import enumerate_combos, make_combo, read_mappings
-from .config import LEVELS, STAGES, Paths, Settings, yaml_problem
+from .combos import Combo, enumerate_combos, make_combo, read_mappings
+from .config import LEVELS, POSITIVE_INT, REPLICATES, STAGES, Paths, Settings, read_yaml, schema_problems, shown
 from .errors import InputError, raise_if
 from .ids import checked_id, draft_task_id, evaluation_task_id, gen_id, id_problem
+from .render import RenderError, render
 from .store import METADATA, atomic_write_json, atomic_write_text, gen_dir, read_json
+
+MEMBERSHIP, MANIFEST, RUN_RECORD = "membership.csv", "manifest.json", "last_run.json"
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,8 @@ MEMBERSHIP_COLUMNS = [f.name for f in fields(Member)]
 
 @dataclass
 class CohortSpec:
-    """The axes of a cohort. `essays` set means curated mode: those essays, judged by the evaluation axes."""
+    """The axes of a cohort. `essays` set means curated mode: those essays, judged by the evaluation axes.
+    `recorded`: read back from data/cohorts/<id>/manifest.json, so its membership is the recorded one."""
 
     cohort_id: str
     source: str  # where the spec came from, for error messages
@@ -49,6 +51,7 @@ class CohortSpec:
     evaluation_models: list
     replicates: dict
     essays: list | None = None
+    recorded: bool = False
 
     def manifest(self) -> dict:
         data = asdict(self)
@@ -56,6 +59,7 @@ class CohortSpec:
         data["description_level"] = self.combos[0].level if self.combos else None
         data["k"] = self.combos[0].k if self.combos else None
         data.pop("source")
+        data.pop("recorded")
         return data
 
 
@@ -64,6 +68,24 @@ def _backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
     flag = "for_generation" if role == "generation" else "for_evaluation"
     return sorted(m.model_id for m in catalog.models.values()
                   if getattr(m, flag) and (m.provider == "embedded") == (backend == "local"))
+
+
+def check_draft_prompts(spec: CohortSpec, catalog: Catalog, settings: Settings) -> None:
+    """Render every draft prompt of the cohort now. Their inputs (template, concept descriptions) are all known before
+    a run, so a template that fails, or renders longer than limits.max_prompt_chars, is one message per template
+    instead of a failure per draft. (Essay and evaluation prompts need their parents' text: the stage checks those.)"""
+    problems = []
+    for template_id in spec.draft_templates:
+        template = catalog.templates["draft"][template_id]
+        for combo in spec.combos:
+            try:
+                render(template.source, max_chars=settings.max_prompt_chars,
+                       concepts=catalog.draft_concepts(combo.concept_ids, combo.level))
+            except RenderError as exc:
+                problems.append(f"{template.path}: template {template_id!r} failed to render for {combo.combo_id} "
+                                f"({', '.join(combo.concept_ids)}): {exc}")
+                break
+    raise_if(problems)
 
 
 def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:
@@ -79,11 +101,23 @@ def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpe
         replicates=settings.replicates)
     digest = hashlib.sha256(json.dumps(spec.manifest(), sort_keys=True).encode()).hexdigest()[:8]
     spec.cohort_id = f"active-{digest}"
+    check_draft_prompts(spec, catalog, settings)
     return spec
 
 
 _SPEC_KEYS = {"concepts", "combos", "k", "description_level", "draft_templates", "essay_templates",
               "evaluation_templates", "generation_models", "evaluation_models", "replicates", "essays"}
+_FIXED_BY_COMBOS = ("concepts", "k", "description_level")  # a recorded combo carries its own
+_IGNORED_WHEN_CURATED = ("concepts", "combos", "k", "description_level", "draft_templates", "essay_templates",
+                         "generation_models")  # a curated cohort takes its essays' drafts as they are
+_AXES = (  # spec key, what it names (a template stage, or "model"), the catalog file that lists them
+    ("draft_templates", "draft", "draft_templates.csv"), ("essay_templates", "essay", "essay_templates.csv"),
+    ("evaluation_templates", "evaluation", "evaluation_templates.csv"),
+    ("generation_models", "model", "llm_models.csv"), ("evaluation_models", "model", "llm_models.csv"))
+
+
+def _known(catalog: Catalog, kind: str) -> dict:
+    return catalog.models if kind == "model" else catalog.templates[kind]
 
 
 def _id_list(raw: dict, key: str, known, default: list, where: str, problems: list[str]) -> list:
@@ -93,66 +127,162 @@ def _id_list(raw: dict, key: str, known, default: list, where: str, problems: li
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         problems.append(f"{where}: {key} must be a list of ids")
         return []
+    if not values:
+        problems.append(f"{where}: {key} is empty; list at least one id, or remove the key")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        problems.append(f"{where}: {key} lists {', '.join(map(repr, repeated))} more than once; list each id once")
     for value in values:
         if known is not None and value not in known:
             problems.append(f"{where}: {key} lists unknown id {value!r}; known: {', '.join(sorted(known)) or 'none'}")
     return values
 
 
+def _spec_path(paths: Paths, name: str) -> Path:
+    return paths.cohort_specs / f"{checked_id(name, 'cohort name')}.yaml"
+
+
+def known_cohorts(paths: Paths) -> list[str]:
+    """Every cohort a command can name: the spec files and the cohorts recorded under data/cohorts."""
+    specs = {p.stem for p in paths.cohort_specs.glob("*.yaml")}
+    recorded = {p.parent.name for p in paths.cohorts.glob("*/manifest.json")}
+    return sorted(specs | recorded)
+
+
 def load_spec(paths: Paths, name: str, catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:
-    """A named cohort from config/cohorts/<name>.yaml; axes it leaves out come from the active flags."""
-    checked_id(name, "cohort name")
-    path = paths.cohort_specs / f"{name}.yaml"
+    """A named cohort: config/cohorts/<name>.yaml (axes it leaves out come from the active flags), else the cohort
+    recorded under data/cohorts/<name>/ (an old active-* cohort after a flag flip, a spec file since removed)."""
+    path = _spec_path(paths, name)
     if not path.exists():
-        known = sorted(p.stem for p in paths.cohort_specs.glob("*.yaml"))
-        raise InputError(f"unknown cohort {name!r}: {path} does not exist; known cohorts: {', '.join(known) or 'none'}"
-                         f" (or build one with `daydream cohort build`)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: {yaml_problem(exc)}") from None
-    return spec_from_mapping(paths, name, raw, str(path), catalog, settings, backend)
+        if (paths.cohorts / name / MANIFEST).exists():
+            return recorded_spec(paths, name, catalog, settings)
+        raise InputError(f"unknown cohort {name!r}: {path} does not exist; known cohorts: "
+                         f"{', '.join(known_cohorts(paths)) or 'none'} (or build one with `daydream cohort build`)")
+    raw = read_yaml(path)
+    return spec_from_mapping(paths, name, {} if raw is None else raw, str(path), catalog, settings, backend)
+
+
+def _replicates(raw: dict, settings: Settings, where: str, problems: list[str]) -> dict:
+    given = raw.get("replicates", {})
+    if not isinstance(given, dict):
+        problems.append(f"{where}: replicates must be a mapping of {', '.join(STAGES)} (found {shown(given)})")
+        return settings.replicates
+    problems += [f"{where}: {problem}" for problem in schema_problems(given, REPLICATES, "replicates.")[1]]
+    return {**settings.replicates, **given}
+
+
+def _conflicts(raw: dict, where: str) -> list[str]:
+    if "essays" in raw:
+        ignored = [key for key in _IGNORED_WHEN_CURATED if key in raw]
+        ignored += [f"replicates.{stage}" for stage in ("draft", "essay")
+                    if isinstance(raw.get("replicates"), dict) and stage in raw["replicates"]]
+        return [f"{where}: essays makes a curated cohort (those essays with their drafts), so {', '.join(ignored)} "
+                f"would be ignored; remove {'it' if len(ignored) == 1 else 'them'}"] if ignored else []
+    fixed = [key for key in _FIXED_BY_COMBOS if key in raw]
+    if "combos" in raw and fixed:
+        return [f"{where}: combos already fix their concepts, k and description level; remove {', '.join(fixed)}"]
+    return []
 
 
 def spec_from_mapping(paths: Paths, name: str, raw, where: str, catalog: Catalog, settings: Settings,
                       backend: str) -> CohortSpec:
-    """Validate a cohort spec's axes (as read from YAML); `where` names its source in error messages."""
+    """Validate a cohort spec (as read from YAML), every key and type, before anything is written; `where` names its
+    source in error messages."""
+    checked_id(name, "cohort name")
     if not isinstance(raw, dict):
         raise InputError(f"{where}: expected a mapping of axes (concepts, k, draft_templates, ...)")
     problems = [f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_SPEC_KEYS))}" for key in raw
                 if key not in _SPEC_KEYS]
+    problems += _conflicts(raw, where)
     level = raw.get("description_level", settings.description_level)
     if level not in LEVELS:
         problems.append(f"{where}: description_level {level!r} is not one of {', '.join(LEVELS)}")
-    k = raw.get("k", settings.k)
-    if not isinstance(k, int) or isinstance(k, bool):
-        problems.append(f"{where}: k must be an integer")
-    replicates = dict(settings.replicates)
-    replicates.update(raw.get("replicates") or {})
-    if set(replicates) - set(STAGES) or not all(isinstance(v, int) and v >= 1 for v in replicates.values()):
-        problems.append(f"{where}: replicates must map draft/essay/evaluation to integers >= 1")
+    replicates = _replicates(raw, settings, where, problems)
     concepts = _id_list(raw, "concepts", catalog.concepts, catalog.active_concepts(), where, problems)
+    k = raw.get("k", settings.k)
+    if ("k" in raw or "concepts" in raw) and concepts and not (POSITIVE_INT.accepts(k) and k <= len(concepts)):
+        problems.append(f"{where}: k must be a whole number from 1 to {len(concepts)}, the number of concepts it "
+                        f"combines (found {shown(k)}{'' if 'k' in raw else ' in config/daydream.yaml'})")
     combo_ids = _id_list(raw, "combos", None, [], where, problems)
-    axes = {key: _id_list(raw, key, known, default, where, problems) for key, known, default in [
-        ("draft_templates", catalog.templates["draft"], catalog.active_templates("draft")),
-        ("essay_templates", catalog.templates["essay"], catalog.active_templates("essay")),
-        ("evaluation_templates", catalog.templates["evaluation"], catalog.active_templates("evaluation")),
-        ("generation_models", catalog.models, _backend_models(catalog, backend, "generation")),
-        ("evaluation_models", catalog.models, _backend_models(catalog, backend, "evaluation"))]}
+    axes = {key: _id_list(raw, key, _known(catalog, kind), _default_axis(catalog, key, kind, backend), where,
+                          problems) for key, kind, _ in _AXES}
     essays = _id_list(raw, "essays", None, None, where, problems) if "essays" in raw else None
     raise_if(problems)
     if essays is not None:
-        combos = []
-    elif combo_ids:
+        return CohortSpec(name, where, [], replicates=replicates, essays=essays, **axes)
+    if combo_ids:
         recorded = read_mappings(paths.combo_mappings)
         unknown = [c for c in combo_ids if c not in recorded]
         if unknown:
             raise InputError(f"{where}: combos lists {', '.join(unknown)} not found in {paths.combo_mappings}; "
                              f"run a cohort that creates them first or list concepts instead")
         combos = [recorded[c] for c in combo_ids]
+        raise_if(_gone_concepts(combos, catalog, where))
     else:
         combos = enumerate_combos(concepts, k, level)
-    return CohortSpec(name, where, combos, replicates=replicates, essays=essays, **axes)
+    spec = CohortSpec(name, where, combos, replicates=replicates, **axes)
+    check_draft_prompts(spec, catalog, settings)
+    return spec
+
+
+def _default_axis(catalog: Catalog, key: str, kind: str, backend: str) -> list:
+    """What a spec that leaves out axis `key` gets: the active templates, or the backend's models for the role."""
+    if kind == "model":
+        return _backend_models(catalog, backend, "generation" if key == "generation_models" else "evaluation")
+    return catalog.active_templates(kind)
+
+
+def _gone_concepts(combos, catalog: Catalog, where: str) -> list[str]:
+    """A combo whose concepts left concepts_metadata.csv could not be rendered."""
+    return [f"{where}: combo {combo.combo_id} combines {', '.join(gone)}, no longer in concepts_metadata.csv; "
+            f"restore {'it' if len(gone) == 1 else 'them'} or leave the combo out"
+            for combo in combos if (gone := [c for c in combo.concept_ids if c not in catalog.concepts])]
+
+
+def recorded_spec(paths: Paths, cohort_id: str, catalog: Catalog, settings: Settings) -> CohortSpec:
+    """A cohort as recorded in data/cohorts/<id>/manifest.json, checked against today's catalog (every template and
+    model it uses must still exist); its membership is the recorded membership.csv."""
+    path = paths.cohorts / checked_id(cohort_id, "cohort id") / MANIFEST
+    try:
+        manifest = read_json(path)
+        combos = [Combo(cid, tuple(concepts), manifest["description_level"], manifest["k"])
+                  for cid, concepts in manifest["combos"].items()]
+        axes = {key: list(manifest[key]) for key, _, _ in _AXES}
+        replicates, essays = dict(manifest["replicates"]), manifest["essays"]
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable cohort manifest ({type(exc).__name__}: {exc}); rebuild the cohort "
+                         f"from its spec, or remove {path.parent}") from None
+    problems = [f"{path}: cohort {cohort_id} uses {key[:-1].replace('_', ' ')} {value!r}, which is no longer in "
+                f"{filename}; restore its row to use this cohort"
+                for key, kind, filename in _AXES for value in axes[key] if value not in _known(catalog, kind)]
+    problems += [] if essays is not None else _gone_concepts(combos, catalog, str(path))
+    raise_if(problems)
+    spec = CohortSpec(cohort_id, str(path), combos, replicates=replicates, essays=essays, recorded=True, **axes)
+    if essays is None:
+        check_draft_prompts(spec, catalog, settings)
+    return spec
+
+
+def new_spec_path(paths: Paths, name: str, force: bool) -> Path:
+    """Where `cohort build NAME` may write its spec: never outside config/cohorts, and, without --force, never over
+    an existing spec or a cohort already recorded under that name."""
+    path = _spec_path(paths, name)
+    if not force:
+        if path.exists():
+            raise InputError(f"{path} already exists; choose another name, or pass --force to replace it")
+        if (paths.cohorts / name).exists():
+            raise InputError(f"cohort {name!r} is already recorded in {paths.cohorts / name}; choose another name, "
+                             f"or pass --force to replace it")
+    return path
+
+
+def read_essay_list(path: Path) -> list[str]:
+    """The essay gen_ids of a list file (one per line, blank lines ignored, a byte-order mark is fine)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _cartesian(spec: CohortSpec) -> list[Member]:
@@ -220,7 +350,10 @@ def _curated(spec: CohortSpec, paths: Paths) -> list[Member]:
 
 def expand(spec: CohortSpec, paths: Paths) -> list[Member]:
     """All generations of the cohort, drafts first; duplicates (a draft shared by two essays) appear once."""
-    rows = _curated(spec, paths) if spec.essays is not None else _cartesian(spec)
+    if spec.recorded:
+        rows = list(load_membership(paths, spec.cohort_id).values())
+    else:
+        rows = _curated(spec, paths) if spec.essays is not None else _cartesian(spec)
     unique = list({(m.stage, m.gen_id): m for m in rows}.values())
     stage_order = {stage: i for i, stage in enumerate(STAGES)}
     unique.sort(key=lambda m: stage_order[m.stage])
@@ -249,24 +382,40 @@ def _membership_text(rows: list[Member]) -> str:
 
 def write_cohort(paths: Paths, spec: CohortSpec, rows: list[Member]) -> Path:
     folder = paths.cohorts / checked_id(spec.cohort_id, "cohort id")
-    atomic_write_json(folder / "manifest.json", spec.manifest())
-    atomic_write_text(folder / "membership.csv", _membership_text(rows))
+    atomic_write_json(folder / MANIFEST, spec.manifest())
+    atomic_write_text(folder / MEMBERSHIP, _membership_text(rows))  # last: a membership.csv means a whole cohort
     return folder
 
 
 def membership_is_current(paths: Paths, spec: CohortSpec, rows: list[Member]) -> bool:
-    """Whether the recorded membership is exactly what the spec expands to now (membership.csv is written last)."""
+    """Whether the recorded membership is exactly what the spec expands to now."""
     folder = paths.cohorts / checked_id(spec.cohort_id, "cohort id")
     try:
-        return ((folder / "membership.csv").read_text() == _membership_text(rows)
-                and read_json(folder / "manifest.json") == json.loads(json.dumps(spec.manifest())))
+        return ((folder / MEMBERSHIP).read_text() == _membership_text(rows)
+                and read_json(folder / MANIFEST) == json.loads(json.dumps(spec.manifest())))
     except (OSError, ValueError):
         return False
 
 
+def record_run(paths: Paths, cohort_id: str, started_at: str, finished_at: str, counts: dict) -> None:
+    """Note a finished run of the cohort (ISO times, counts such as done/failed), for `daydream cohorts`."""
+    atomic_write_json(paths.cohorts / checked_id(cohort_id, "cohort id") / RUN_RECORD,
+                      {"started_at": started_at, "finished_at": finished_at, **counts})
+
+
+def cohort_source(paths: Paths, cohort_id: str, manifest: dict) -> str:
+    """Where a recorded cohort came from: the active flags, a spec file or a curated list (a spec file that no longer
+    exists is said so)."""
+    if manifest.get("essays") is None and cohort_id.startswith("active-"):
+        return "active flags"
+    path = paths.cohort_specs / f"{cohort_id}.yaml"
+    kind = "curated list" if manifest.get("essays") is not None else "spec"
+    return f"{kind} {path}" + ("" if path.exists() else " (file removed)")
+
+
 def load_membership(paths: Paths, cohort_id: str) -> dict[str, Member]:
     """gen_id -> Member for a written cohort (cached per file version; Luigi tasks look their row up here)."""
-    path = paths.cohorts / checked_id(cohort_id, "cohort id") / "membership.csv"
+    path = paths.cohorts / checked_id(cohort_id, "cohort id") / MEMBERSHIP
     if not path.exists():
         raise InputError(f"cohort {cohort_id!r} has no membership at {path}; run `daydream run --cohort NAME` first")
     return _read_membership(path, path.stat().st_mtime_ns)
@@ -279,30 +428,14 @@ def _read_membership(path: Path, _mtime: int) -> dict[str, Member]:
 
 
 def load_manifest(paths: Paths, cohort_id: str) -> dict:
-    return read_json(paths.cohorts / checked_id(cohort_id, "cohort id") / "manifest.json")
-
-
-def recorded_spec(paths: Paths, cohort_id: str) -> CohortSpec | None:
-    """A cohort as it was recorded (manifest.json), e.g. an `active-*` cohort of flags that have changed since."""
-    path = paths.cohorts / checked_id(cohort_id, "cohort id") / "manifest.json"
-    if not path.exists():
-        return None
-    manifest = read_json(path)
-    level, k = manifest["description_level"], manifest["k"]
-    combos = [make_combo(concepts, level, k) for concepts in manifest["combos"].values()]
-    fields_ = {f.name for f in fields(CohortSpec)} - {"cohort_id", "source", "combos"}
-    return CohortSpec(cohort_id, f"the recorded cohort {path}", combos, **{key: manifest[key] for key in fields_})
+    return read_json(paths.cohorts / checked_id(cohort_id, "cohort id") / MANIFEST)
 
 
 def resolve(paths: Paths, cohort_id: str, catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:
-    """The spec of a cohort named by id: config/cohorts/<id>.yaml, the active flags when the id is theirs, else the
-    cohort as recorded under data/cohorts/<id>/."""
-    if (paths.cohort_specs / f"{cohort_id}.yaml").exists():
-        return load_spec(paths, cohort_id, catalog, settings, backend)
-    active = active_spec(catalog, settings, backend)
-    if cohort_id == active.cohort_id:
-        return active
-    recorded = recorded_spec(paths, cohort_id)
-    if recorded is None:
-        return load_spec(paths, cohort_id, catalog, settings, backend)  # raises: unknown cohort, with the known ones
-    return recorded
+    """The spec of a cohort named by id: config/cohorts/<id>.yaml, the active flags when the id is theirs (so the
+    stock luigi command can run the active cohort from a clean data folder), else the cohort as recorded."""
+    if not _spec_path(paths, cohort_id).exists():
+        active = active_spec(catalog, settings, backend)
+        if cohort_id == active.cohort_id:
+            return active
+    return load_spec(paths, cohort_id, catalog, settings, backend)

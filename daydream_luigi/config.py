@@ -1,14 +1,17 @@
 """Where things live and the run settings: environment variables, config/daydream.yaml and config/luigi.cfg."""
 
+import math
 import os
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import luigi.configuration
 import yaml
 
-from .errors import InputError
+from .errors import InputError, raise_if
+from .providers import parse_providers
 
 STAGES = ("draft", "essay", "evaluation")
 LEVELS = ("sentence", "paragraph", "article")
@@ -56,15 +59,101 @@ class Paths:
         return self.config_dir / "cohorts"
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A setting's type and range: `accepts` decides, `expected` is what a message asks for."""
+
+    accepts: Callable[[object], bool]
+    expected: str
+
+
+POSITIVE_INT = Rule(lambda v: _is_int(v) and v >= 1, "a whole number >= 1")
+NON_NEGATIVE_INT = Rule(lambda v: _is_int(v) and v >= 0, "a whole number >= 0")
+POSITIVE_NUMBER = Rule(lambda v: _is_number(v) and v > 0, "a number > 0")
+NON_NEGATIVE_NUMBER = Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0")
+TEMPERATURE = Rule(lambda v: _is_number(v) and 0 <= v <= 2, "a number from 0 to 2")
+BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+
+REPLICATES = {stage: POSITIVE_INT for stage in STAGES}
+_STAGE_SETTINGS = {"temperature": TEMPERATURE, "max_tokens": POSITIVE_INT, "connect_timeout": POSITIVE_NUMBER,
+                   "read_timeout": POSITIVE_NUMBER}
+# Every key of config/daydream.yaml; None marks the two checked apart (description_level keeps its own message,
+# providers are parsed by the providers module). The order is the order of the "missing setting(s)" message.
+SCHEMA = {
+    "k": POSITIVE_INT,
+    "description_level": None,
+    "min_draft_lines": POSITIVE_INT,
+    "replicates": REPLICATES,
+    "stages": {stage: _STAGE_SETTINGS for stage in STAGES},
+    "retry": {"max_attempts": POSITIVE_INT, "max_total_seconds": POSITIVE_NUMBER, "backoff_base": POSITIVE_NUMBER,
+              "backoff_max": POSITIVE_NUMBER},
+    "scheduling": {"part_size": POSITIVE_INT},
+    "limits": {"max_prompt_chars": POSITIVE_INT},
+    "allow_name_only_concepts": BOOLEAN,
+    "guard": {"max_calls": NON_NEGATIVE_INT, "max_cost_usd": NON_NEGATIVE_NUMBER},
+    "providers": None,
+}
+
+
+def shown(value) -> str:
+    """A value as a message quotes it, spelled the way YAML writes it."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "nothing"}[value]
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value)
+
+
+def schema_problems(raw: dict, schema: dict, prefix: str = "") -> tuple[list[str], list[str]]:
+    """(missing key paths, other problems) of `raw` against `schema`; each problem names its key path and the fix."""
+    missing: list[str] = []
+    problems: list[str] = []
+    level = f"in {prefix[:-1]}" if prefix else "at the top level"
+    problems += [f"unknown setting {prefix}{key}; remove it (allowed {level}: {', '.join(schema)})"
+                 for key in raw if key not in schema]
+    for key, rule in schema.items():
+        path = f"{prefix}{key}"
+        if key not in raw:
+            missing.append(path)
+        elif isinstance(rule, dict):
+            value = raw[key]
+            if isinstance(value, dict):
+                nested_missing, nested = schema_problems(value, rule, f"{path}.")
+                missing += nested_missing
+                problems += nested
+            else:
+                problems.append(f"{path} must be a mapping of {', '.join(rule)} (found {shown(value)})")
+        elif rule is not None and not rule.accepts(raw[key]):
+            problems.append(f"{path} must be {rule.expected} (found {shown(raw[key])})")
+    return missing, problems
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Above either threshold a run asks before it starts (guard: in config/daydream.yaml)."""
+
+    max_calls: int
+    max_cost_usd: float
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The parsed run settings (config/daydream.yaml)."""
+    """The parsed, validated run settings (config/daydream.yaml)."""
 
     raw: dict
+    providers: dict  # provider id -> providers.Provider
 
-    @cached_property
+    @property
     def k(self) -> int:
-        return int(self.raw["k"])
+        return self.raw["k"]
 
     @property
     def description_level(self) -> str:
@@ -72,11 +161,11 @@ class Settings:
 
     @property
     def min_draft_lines(self) -> int:
-        return int(self.raw["min_draft_lines"])
+        return self.raw["min_draft_lines"]
 
     @property
     def replicates(self) -> dict[str, int]:
-        return {stage: int(self.raw["replicates"][stage]) for stage in STAGES}
+        return dict(self.raw["replicates"])
 
     def stage(self, stage: str) -> dict:
         return dict(self.raw["stages"][stage])
@@ -87,10 +176,19 @@ class Settings:
 
     @property
     def part_size(self) -> int:
-        return int(self.raw["scheduling"]["part_size"])
+        return self.raw["scheduling"]["part_size"]
 
+    @property
+    def max_prompt_chars(self) -> int:
+        return self.raw["limits"]["max_prompt_chars"]
 
-_REQUIRED = ("k", "description_level", "min_draft_lines", "replicates", "stages", "retry", "scheduling")
+    @property
+    def allow_name_only_concepts(self) -> bool:
+        return self.raw["allow_name_only_concepts"]
+
+    @property
+    def guard(self) -> Guard:
+        return Guard(**self.raw["guard"])
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -100,20 +198,36 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc}); fix the syntax"
 
 
-def load_settings(paths: Paths) -> Settings:
-    path = paths.settings_file
+def read_yaml(path: Path):
+    """A YAML file's contents (a byte-order mark is fine); InputError naming the file when it cannot be read."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: {yaml_problem(exc)}") from None
-    missing = [key for key in _REQUIRED if not isinstance(raw, dict) or key not in raw]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+
+
+def load_settings(paths: Paths) -> Settings:
+    """config/daydream.yaml, typed and ranged; raises InputError listing every problem, one line each."""
+    path = paths.settings_file
+    try:
+        raw = read_yaml(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
+    raw = raw if isinstance(raw, dict) else {}
+    missing, problems = schema_problems(raw, SCHEMA)
     if missing:
-        raise InputError(f"{path}: missing setting(s) {', '.join(missing)}; add them (see the README)")
-    if raw["description_level"] not in LEVELS:
-        raise InputError(f"{path}: description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
-    return Settings(raw)
+        problems.insert(0, f"missing setting(s) {', '.join(missing)}; add them (see the README)")
+    if "description_level" in raw and raw["description_level"] not in LEVELS:
+        problems.append(f"description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
+    problems = [f"{path}: {problem}" for problem in problems]
+    providers: dict = {}
+    if "providers" in raw:
+        providers, provider_problems = parse_providers(raw["providers"], str(path))
+        problems += provider_problems
+    raise_if(problems)
+    return Settings(raw, providers)
 
 
 def configure_luigi(paths: Paths) -> None:
@@ -129,12 +243,35 @@ def configure_luigi(paths: Paths) -> None:
 _added_config_files: set[str] = set()
 
 
+def luigi_config_file(paths: Paths) -> Path:
+    """The Luigi config file in use: LUIGI_CONFIG_PATH when set, else config/luigi.cfg."""
+    return Path(os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg")
+
+
+def check_pool_limits(resources: Mapping[str, str], source: str) -> dict[str, int]:
+    """A [resources] section (pool -> limit, as text) as integers >= 1; InputError naming `source` and each bad key.
+
+    Luigi would wait forever on a limit of 0 and fail with a traceback on `five`; `5_0` or `+5` are not limits either.
+    """
+    limits: dict[str, int] = {}
+    problems = []
+    for name, value in resources.items():
+        text = str(value).strip()
+        if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
+            limits[name] = int(text)
+        else:
+            problems.append(f"{source}: [resources] {name} must be a whole number >= 1 (found {text!r}); it is how "
+                            f"many calls of pool {name!r} may run at once")
+    raise_if(problems)
+    return limits
+
+
 def pool_limits() -> dict[str, int]:
     """The [resources] section: pool name -> how many calls may run at once."""
     config = luigi.configuration.get_config()
     if not config.has_section("resources"):
         return {}
-    return {name: int(value) for name, value in config.items("resources")}
+    return check_pool_limits(dict(config.items("resources")), str(luigi_config_file(Paths.from_env())))
 
 
 BACKENDS = ("local", "http")

@@ -6,6 +6,7 @@ import re
 from .errors import InputError
 
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+SEPARATOR = "__"  # joins the parts of a task id (combo__template__model): an id containing it would be ambiguous
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -17,6 +18,8 @@ def id_problem(value: str) -> str | None:
         return "may only contain letters, digits, '.', '_' and '-'"
     if ".." in value or value.startswith("."):
         return "may not start with '.' or contain '..'"
+    if SEPARATOR in value:
+        return f"may not contain {SEPARATOR!r} (it separates the parts of task ids)"
     return None
 
 
@@ -34,15 +37,15 @@ def combo_id(concept_ids: list[str] | tuple[str, ...], level: str, k: int) -> st
 
 
 def draft_task_id(combo: str, template: str, model: str) -> str:
-    return f"{combo}__{template}__{model}"
+    return SEPARATOR.join((combo, template, model))
 
 
 def essay_task_id(draft_task: str, template: str) -> str:
-    return f"{draft_task}__{template}"
+    return SEPARATOR.join((draft_task, template))
 
 
 def evaluation_task_id(essay_gen_id: str, template: str, model: str) -> str:
-    return f"{essay_gen_id}__{template}__{model}"
+    return SEPARATOR.join((essay_gen_id, template, model))
 
 
 def gen_id(stage: str, signature: str, replicate: int) -> str:

@@ -1,5 +1,6 @@
-"""Operator commands over the store, as pure functions: plan (cost before spending), check (what is wrong on disk),
-status (how far a cohort got) and removal (a generation with everything derived from it).
+"""Operator commands over the store, as pure functions: plan (cost before spending) with its budget and guard, check
+(what is wrong on disk), status (how far a cohort got), the cohorts on disk, and removal (a generation with everything
+derived from it).
 
 No Luigi and no Click here: the CLI prints and confirms; these functions only read plain files, and only `remove`
 deletes anything.
@@ -7,16 +8,18 @@ deletes anything.
 
 import fcntl
 import json
+import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .catalog import Catalog
-from .cohort import Member, load_membership
-from .config import STAGES, Paths, Settings, load_settings
+from .cohort import MANIFEST, MEMBERSHIP, RUN_RECORD, Member, cohort_source, load_membership
+from .config import STAGES, Guard, Paths, Settings, load_settings
 from .errors import InputError, raise_if
 from .ids import id_problem
 from .store import CALL, ERROR, METADATA, RAW, complete_ids, gen_dir
@@ -30,6 +33,7 @@ DEFAULT_PROMPT_TOKENS = {"draft": 400, "essay": 600, "evaluation": 700}
 PLAN_COLUMNS = ["stage", "llm_model_id", "pool", "generations", "done", "to_call", "est_prompt_tokens",
                 "est_completion_tokens", "est_cost_usd"]
 STATUS_COLUMNS = ["stage", "total", "done", "failed", "pending"]
+COHORT_COLUMNS = ["cohort_id", "source", "drafts", "essays", "evaluations", "complete", "last_run"]
 FINDING_KINDS = ("corrupt", "incomplete", "missing_parent", "duplicate", "orphan", "template_changed",
                  "unknown_template")
 
@@ -94,6 +98,37 @@ def check_budget(frame: pd.DataFrame, budget: float) -> float:
         raise InputError(f"estimated cost ${cost:.4f} exceeds --budget ${budget:.2f}; lower the cohort size or raise "
                          f"the budget")
     return cost
+
+
+def checked_budget(budget: float | None) -> float | None:
+    """--budget as given: None (no budget) or a finite number of USD >= 0 (Click's float type lets nan and inf pass)."""
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
+        raise InputError(f"--budget must be a number of USD >= 0 (found {budget:g}); give e.g. --budget 5")
+    return budget
+
+
+def guard_reason(totals: dict, guard: Guard) -> str | None:
+    """Why a run of a plan with these totals (plan_total) needs a yes before it starts, or None when it is small."""
+    calls, cost = totals["to_call"], round(totals["est_cost_usd"], 9)
+    over = ([f"guard.max_calls ({guard.max_calls:,})"] if calls > guard.max_calls else []) + \
+        ([f"guard.max_cost_usd (${guard.max_cost_usd:,.2f})"] if cost > guard.max_cost_usd else [])
+    if not over:
+        return None
+    return (f"this run makes {calls:,} model call(s) estimated at ${cost:,.2f}, over {' and '.join(over)} in "
+            f"config/daydream.yaml")
+
+
+def check_guard(totals: dict, guard: Guard, yes: bool, ask: Callable[[str], bool] | None) -> None:
+    """Let a run start, or raise InputError. A big run starts with --yes (`yes`) or when `ask` (a terminal prompt;
+    None without a terminal) gets a yes; small runs start at once."""
+    reason = guard_reason(totals, guard)
+    if reason is None or yes:
+        return
+    if ask is None:
+        raise InputError(f"not started: {reason}; nothing to ask without a terminal: pass --yes to start it, or raise "
+                         f"the limits")
+    if not ask(f"{reason}. Start it?"):
+        raise InputError(f"not started: {reason}; you answered no")
 
 
 # --------------------------------------------------------------------------------------------------- store scan
@@ -255,6 +290,34 @@ def status(paths: Paths, members) -> pd.DataFrame:
         rows.append({"stage": stage, "total": len(ids), "done": done, "failed": failed,
                      "pending": len(ids) - done - failed})
     return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------------- cohorts
+
+
+def list_cohorts(paths: Paths) -> pd.DataFrame:
+    """Every cohort folder under data/cohorts: where it came from, its generations per stage, how many of them are
+    complete, and when a run of it last finished ("never" when no run recorded one)."""
+    complete = {stage: complete_ids(paths.gens, stage) for stage in STAGES}
+    rows = []
+    folders = sorted(p for p in paths.cohorts.iterdir() if p.is_dir()) if paths.cohorts.exists() else []
+    for folder in folders:
+        try:
+            source = cohort_source(paths, folder.name, json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            source = f"unknown ({MANIFEST} missing or unreadable)"
+        try:
+            members = list(load_membership(paths, folder.name).values())
+        except (InputError, OSError, ValueError, KeyError, TypeError):
+            members, source = [], f"{source}; {MEMBERSHIP} missing or unreadable"
+        try:
+            last_run = json.loads((folder / RUN_RECORD).read_text(encoding="utf-8"))["finished_at"]
+        except (OSError, ValueError, KeyError, TypeError):
+            last_run = "never"
+        per_stage = [sum(1 for m in members if m.stage == stage) for stage in STAGES]
+        rows.append([folder.name, source, *per_stage, sum(1 for m in members if m.gen_id in complete[m.stage]),
+                     last_run])
+    return pd.DataFrame(rows, columns=COHORT_COLUMNS)
 
 
 # ------------------------------------------------------------------------------------------------------- removal

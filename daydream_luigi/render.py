@@ -1,4 +1,5 @@
-"""Jinja2 prompt rendering in a sandbox: a template cannot reach Python internals or use undefined variables."""
+"""Jinja2 prompt rendering in a sandbox: a template cannot reach Python internals, other files or undefined variables,
+and a rendering longer than the configured limit is an error."""
 
 from functools import lru_cache
 
@@ -11,6 +12,11 @@ STAGE_VARIABLES = {
     "essay": frozenset({"draft_block"}),
     "evaluation": frozenset({"response"}),
 }
+
+# Statements that load another template file. The environment has no loader, so they could only fail at render time
+# (once per generation); rejecting them at load time keeps every template self-contained.
+_FILE_STATEMENTS = {nodes.Include: "{% include %}", nodes.Import: "{% import %}", nodes.FromImport: "{% from %}",
+                    nodes.Extends: "{% extends %}"}
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
@@ -36,12 +42,24 @@ def _internal_access(ast: nodes.Template) -> str | None:
     return None
 
 
+def _file_statement(ast: nodes.Template) -> str | None:
+    node = next(ast.find_all(tuple(_FILE_STATEMENTS)), None)
+    return None if node is None else f"{_FILE_STATEMENTS[type(node)]} on line {node.lineno}"
+
+
 def template_problem(source: str, stage: str) -> str | None:
-    """Why this template cannot render for `stage` (syntax error with its line, or an unknown variable), else None."""
+    """Why this template cannot render for `stage` (empty, syntax error or file statement with its line, internals,
+    an unknown variable), else None."""
+    if not source.strip():
+        return "is empty (or only whitespace)"
     try:
         ast = _ENV.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         return f"syntax error on line {exc.lineno}: {str(exc.message).split('. ')[0]}"
+    statement = _file_statement(ast)
+    if statement:
+        return (f"loads another file ({statement}), but templates are self-contained (include, import, from and "
+                f"extends are rejected)")
     internal = _internal_access(ast)
     if internal:
         return (f"reaches for Python internals ({internal}); a template may only use the {stage} variables "
@@ -59,8 +77,23 @@ def _compiled(source: str) -> jinja2.Template:
     return _ENV.from_string(source)
 
 
-def render(source: str, **variables) -> str:
+def length_problem(length: int, max_chars: int) -> str | None:
+    """Why a prompt of `length` characters is refused under limits.max_prompt_chars, else None."""
+    if length <= max_chars:
+        return None
+    return (f"the rendered prompt has {length:,} characters, more than limits.max_prompt_chars ({max_chars:,}) in "
+            f"config/daydream.yaml; shorten the template or its inputs, or raise the limit")
+
+
+def render(source: str, *, max_chars: int | None = None, **variables) -> str:
+    """The prompt; RenderError when the template fails or the result is longer than `max_chars`."""
     try:
-        return _compiled(source).render(**variables)
+        text = _compiled(source).render(**variables)
     except jinja2.TemplateError as exc:
         raise RenderError(str(exc)) from None
+    except Exception as exc:  # a template is user code: 1/0 or a too-big range is its failure, not ours
+        raise RenderError(f"{type(exc).__name__}: {exc}") from None
+    problem = None if max_chars is None else length_problem(len(text), max_chars)
+    if problem:
+        raise RenderError(problem)
+    return text

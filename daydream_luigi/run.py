@@ -19,13 +19,15 @@ import luigi
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from . import accounting, collect, tasks
+from . import accounting, collect, providers, tasks
+from .config import STAGES
 from .errors import InputError
 from .monitor import Listening, Monitor
 from .progress import Display
 from .stages import call_time_limit
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EMBEDDED_PROVIDER = "embedded"  # the provider whose server `daydream run` starts itself
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _SCHEDULING_FAILED = (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
 
@@ -93,12 +95,18 @@ class Stopper:
             phase_out(signal.SIGUSR1, frame)
 
 
-def preflight(paths, request: Request) -> None:
-    """What can be known to fail before anything starts: one message, exit 2, nothing written."""
+def preflight(paths, request: Request, pending: list) -> None:
+    """What can be known to fail before anything starts: one message, exit 2, nothing written. Every provider the
+    pending calls use gets one cheap authenticated request (the embedded server is started and waited for instead)."""
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
-    settings = tasks.cohort_plan(request.cohort_id).context.settings
-    check_worker_timeout(paths, settings, {m.stage for m in request.members})
+    context = tasks.cohort_plan(request.cohort_id).context
+    check_worker_timeout(paths, context.settings, {m.stage for m in request.members})
+    catalog = context.catalog
+    used = {catalog.models[m.llm_model_id].provider for m in pending
+            if catalog.templates[m.stage][m.template_id].kind != "copy"}
+    for name in sorted(used - {EMBEDDED_PROVIDER}):
+        providers.preflight(context.settings.providers[name])
 
 
 def check_scheduler(url: str) -> None:
@@ -114,11 +122,11 @@ def check_worker_timeout(paths, settings, stages) -> None:
     """Luigi's worker timeout must only ever end a hung call, never one still within its retry budget."""
     timeout = luigi.configuration.get_config().getint("worker", "timeout", 0)
     where = os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg"
-    for stage in stages:
+    for stage in [stage for stage in STAGES if stage in stages]:
         limit = call_time_limit(settings, stage)
         if 0 < timeout <= limit:
-            raise InputError(f"{where}: [worker] timeout = {timeout} is not longer than a {stage} call may take with "
-                             f"its retries ({limit:g} s = max_attempts x (connect_timeout + read_timeout) + "
+            raise InputError(f"{where}: [worker] timeout = {timeout} is not longer than one {stage} call may take "
+                             f"with its retries ({limit:g} s = max_attempts x (connect_timeout + read_timeout) + "
                              f"max_total_seconds in config/daydream.yaml); raise the timeout or lower those settings")
 
 

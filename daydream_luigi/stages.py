@@ -8,25 +8,23 @@ a second call: a later try takes the kept answer, and an answer that could not e
 """
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import llm
+from . import llm, providers
 from .catalog import Catalog, Model
 from .cohort import Member
 from .combos import Combo
 from .config import Paths, Settings
+from .errors import InputError
 from .ids import draft_task_id, essay_task_id, evaluation_task_id
 from .parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from .render import RenderError, render
 from .store import (ATTEMPTS, CALL, ERROR, METADATA, PARSED, PROMPT, RAW, append_line, atomic_write_json,
                     atomic_write_text, gen_dir, generation_lock, read_json, read_text, remove_stale_temps)
-
-OPENROUTER_URL = "https://openrouter.ai/api/v1"
 
 # gen_ids whose answer arrived in this run but could not be stored. The run's parent process learns of them from its
 # task processes (an event) and adds them here, so every task process it forks afterwards inherits the set.
@@ -62,15 +60,13 @@ def _ignore(event: str, details: dict) -> None:
     pass
 
 
-def endpoint(model: Model) -> tuple[str, str | None]:
-    """Base URL and key for a model, read from the environment at call time (the key is never stored)."""
-    if model.provider == "embedded":
-        url = os.environ.get("DAYDREAM_EMBEDDED_BASE_URL")
-        if not url:
-            raise GenerationFailed(f"model {model.model_id} needs the embedded server; run with --backend local",
-                                   "config", False)
-        return url, None
-    return os.environ.get("DAYDREAM_LLM_BASE_URL", OPENROUTER_URL), os.environ.get("OPENROUTER_API_KEY") or None
+def endpoint(ctx: Context, model: Model) -> tuple[str, str | None]:
+    """Base URL and key of the model's provider, read from the environment at call time (the key is never stored,
+    and goes only to its own provider's URL)."""
+    try:
+        return providers.resolve(ctx.settings.providers[model.provider])
+    except InputError as exc:
+        raise GenerationFailed(str(exc), "config", False) from None
 
 
 def call_settings(ctx: Context, member: Member, model: Model) -> llm.CallSettings:
@@ -144,7 +140,7 @@ def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
         raise gen.fail("an answer for this generation arrived earlier in this run but could not be stored, so it is "
                        "not asked for again in this run; free the disk (or fix the folder's permissions) and re-run",
                        "answer_lost", False)
-    base_url, key = endpoint(model)
+    base_url, key = endpoint(gen.ctx, model)
     settings = call_settings(gen.ctx, member, model)
 
     def on_attempt(record: dict) -> None:
@@ -195,7 +191,7 @@ def _read_parent(gen: _Generation, parent_stage: str) -> tuple[str, dict]:
 
 def _render(gen: _Generation, template, variables: dict) -> str:
     try:
-        prompt = render(template.source, **variables)
+        prompt = render(template.source, max_chars=gen.ctx.settings.max_prompt_chars, **variables)
     except RenderError as exc:
         raise gen.fail(f"template {template.template_id} ({template.path}) failed to render: {exc}", "render",
                        False) from None
@@ -215,9 +211,7 @@ def _draft(gen: _Generation) -> dict:
     combo: Combo = ctx.combos[member.combo_id]
     template = ctx.catalog.templates["draft"][member.template_id]
     model = ctx.catalog.models[member.llm_model_id]
-    concepts = [{"name": ctx.catalog.concepts[c].name, "content": ctx.catalog.concepts[c].content(combo.level)}
-                for c in combo.concept_ids]
-    prompt = _render(gen, template, {"concepts": concepts})
+    prompt = _render(gen, template, {"concepts": ctx.catalog.draft_concepts(combo.concept_ids, combo.level)})
     raw, call = _call(gen, model, prompt)
     lines = sum(1 for line in raw.splitlines() if line.strip())
     problem = _truncated(call, member.gen_id)

@@ -47,7 +47,7 @@ class CohortPlan:
 def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     configure_luigi(paths)
     settings = load_settings(paths)
-    catalog = load_catalog(paths, pool_limits())
+    catalog = load_catalog(paths, pool_limits(), settings)
     spec = resolve(paths, cohort_id, catalog, settings, backend)
     members = expand(spec, paths)
     all_lineages = schedule.lineages(members)

@@ -132,7 +132,7 @@ def test_the_worker_timeout_ends_a_hung_call_and_luigi_retries_it(project, endpo
     def tight(settings):
         for stage in settings["stages"].values():
             stage.update(connect_timeout=1, read_timeout=2)
-        settings["retry"].update(max_attempts=1, max_total_seconds=0)
+        settings["retry"].update(max_attempts=1, max_total_seconds=0.5)
     set_settings(project, tight)
     set_luigi(project, timeout=4)
     endpoint.script("trickle")
@@ -153,7 +153,7 @@ def test_a_worker_timeout_shorter_than_a_call_with_its_retries_is_refused(projec
     result = daydream("run")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: {project}/config/luigi.cfg: [worker] timeout = 60 is not longer than a draft call may take with its "
+        f"error: {project}/config/luigi.cfg: [worker] timeout = 60 is not longer than one draft call may take with its "
         f"retries (2160 s = max_attempts x (connect_timeout + read_timeout) + max_total_seconds in config/daydream.yaml); "
         f"raise the timeout or lower those settings"]
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()

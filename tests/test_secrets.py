@@ -68,10 +68,11 @@ def test_api_key_reaches_the_provider_and_nothing_else(project, endpoint, monkey
     assert "failed 3, blocked 18" in result.stdout
 
     # the key was really sent, on every request, as a Bearer header (so this test can fail)
-    headers = [r["headers"] for r in endpoint.requests]
+    chats = [r["headers"] for r in endpoint.requests if r["path"].endswith("/chat/completions")]
     # the failed drafts' requests (401, 400, 500 twice), then the other drafts, their llm essays and evaluations
-    assert len(headers) == endpoint.stats["requests"] == (1 + 1 + 2) + 3 + 3 + 12
-    assert {h.get("Authorization") for h in headers} == {f"Bearer {KEY}"}
+    assert len(chats) == endpoint.stats["requests"] == (1 + 1 + 2) + 3 + 3 + 12
+    [preflight] = [r["headers"] for r in endpoint.requests if r["path"] == "/v1/models"]  # one check of the key
+    assert {h.get("Authorization") for h in chats + [preflight]} == {f"Bearer {KEY}"}
 
     assert assert_data_folder_clean(project) > 100
     assert_no_key("stdout", result.stdout)
@@ -96,6 +97,14 @@ class _EchoingProvider(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def do_GET(self):  # the preflight's GET /models: the key is accepted here, it is the calls that echo it
+        data = json.dumps({"object": "list", "data": [{"id": "vendor/gen-model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -52,7 +52,8 @@ def prepare(cohort: str | None, backend: str | None):
     os.environ["DAYDREAM_BACKEND"] = backend  # the task processes resolve the cohort the same way
     configure_luigi(paths)
     if cohort is None:
-        cohort = active_spec(load_catalog(paths, pool_limits()), load_settings(paths), backend).cohort_id
+        settings = load_settings(paths)
+        cohort = active_spec(load_catalog(paths, pool_limits(), settings), settings, backend).cohort_id
     tasks.forget_plans()
     return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
 

@@ -1,13 +1,13 @@
-"""Curating the next round: `select top` essays, `cohort build` a curated cohort from them."""
+"""Curating the next round: `select top` essays, `cohort build` a curated cohort from them, `cohorts` on disk."""
 
 from pathlib import Path
 
 import click
 import yaml
 
-from .. import results
+from .. import operations, results
 from ..catalog import load_catalog
-from ..cohort import expand, spec_from_mapping
+from ..cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
 from ..config import Paths, configure_luigi, default_backend, load_settings, pool_limits
 from ..errors import InputError
 from ..store import atomic_write_text
@@ -49,23 +49,30 @@ def cohort():
               help="File with one essay gen_id per line (e.g. from `daydream select top`).")
 @click.option("--eval-templates", multiple=True, required=True, help="Evaluation template(s) (repeat or comma).")
 @click.option("--eval-models", multiple=True, required=True, help="Judge model id(s) (repeat or comma).")
+@click.option("--force", is_flag=True, help="Replace an existing spec or recorded cohort of that name.")
 @backend_option
-def cohort_build(name, from_essays, eval_templates, eval_models, backend):
+def cohort_build(name, from_essays, eval_templates, eval_models, force, backend):
     """A curated cohort: the listed essays (with their drafts) judged by the chosen templates and judges."""
     paths = Paths.from_env()
     settings = load_settings(paths)
     configure_luigi(paths)
-    catalog = load_catalog(paths, pool_limits())
-    essays = [line.strip() for line in from_essays.read_text().splitlines() if line.strip()]
-    raw = {"essays": essays, "evaluation_templates": id_list(eval_templates),
+    catalog = load_catalog(paths, pool_limits(), settings)
+    path = new_spec_path(paths, name, force)
+    raw = {"essays": read_essay_list(from_essays), "evaluation_templates": id_list(eval_templates),
            "evaluation_models": id_list(eval_models)}
     spec = spec_from_mapping(paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings,
                              backend or default_backend())
     members = expand(spec, paths)  # validates every essay before anything is written
-    path = paths.cohort_specs / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, f"# Curated cohort built by `daydream cohort build` from {from_essays}\n" +
                       yaml.safe_dump(raw, sort_keys=False))
     new = sum(1 for m in members if m.stage == "evaluation")
-    click.echo(f"cohort {name}: {len(essays)} essays, {new} evaluations -> {path}; run it with "
+    click.echo(f"cohort {name}: {len(raw['essays'])} essays, {new} evaluations -> {path}; run it with "
                f"`daydream run --cohort {name}`")
+
+
+@main.command()
+def cohorts():
+    """Every cohort on disk: id, where it came from, generations per stage, how many complete, last run."""
+    frame = operations.list_cohorts(Paths.from_env())
+    click.echo(frame.to_string(index=False) if len(frame) else "no cohort has been recorded yet under data/cohorts")

@@ -10,9 +10,19 @@ import luigi.configuration
 from .. import operations
 from .. import run as running
 from ..accounting import complete_sets
+from ..cohort import record_run
+from ..stages import now
 from ..config import STAGES, pool_limits
 from ..errors import InputError
 from . import backend_option, cohort_option, main, prepare
+
+
+budget_option = click.option("--budget", type=float, callback=lambda ctx, param, value: operations.checked_budget(value),
+                             help="Exit 2 (nothing started) when the estimated cost (USD) is above this.")
+
+
+def _confirm(question: str) -> bool:
+    return click.confirm(question, default=False, err=True)
 
 
 def central_url() -> str:
@@ -87,11 +97,13 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
               help="central = the luigid of `make ui`, shared by every worker process and machine.")
 @click.option("--scheduler-url", envvar="DAYDREAM_SCHEDULER_URL", help="luigid URL for --scheduler central "
               "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]")
-@click.option("--budget", type=float, help="Refuse to start when the estimated cost (USD) is above this.")
+@budget_option
+@click.option("--yes", is_flag=True, help="Start a run above the guard thresholds (config/daydream.yaml `guard`) "
+              "without asking.")
 @click.option("--dry-run", is_flag=True, help="Show what would run, run nothing, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
-@click.option("--verbose", "-v", is_flag=True, help="Also a status line per finished generation's failure.")
-def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, dry_run, quiet, verbose):
+@click.option("--verbose", "-v", is_flag=True, help="More detail in the progress display.")
+def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, yes, dry_run, quiet, verbose):
     """Run a cohort end to end: drafts, essays and evaluations as one pipelined Luigi graph, then the reports.
 
     Exit codes: 0 all done; 1 some generations failed or a report failed (each listed with its reason); 2 bad input;
@@ -104,8 +116,10 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
     if unknown:
         raise InputError([f"--gen-id {g}: not a generation of cohort {cohort_id}; `daydream status --cohort "
                           f"{cohort_id}` lists the cohort" for g in unknown])
+    settings = plan.context.settings
+    cost_plan = operations.plan(paths, plan.context.catalog, members, settings)
     if budget is not None:
-        operations.check_budget(operations.plan(paths, plan.context.catalog, members, plan.context.settings), budget)
+        operations.check_budget(cost_plan, budget)
     complete = complete_sets(paths)
     pending = _pending(plan, complete)
     if dry_run:
@@ -114,15 +128,24 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
             to_run = sum(1 for m in pending if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
         return
+    totals = operations.plan_total(cost_plan)
+    if operations.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
+        click.echo(cost_plan.to_string(index=False), err=True)
+    operations.check_guard(totals, settings.guard, yes, _confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending), url, stage,
                               tuple(gen_ids), 0 if quiet else 2 if verbose else 1)
-    running.preflight(paths, request)
+    running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
+    started = now()
     with _embedded_server(plan, pending) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         result = running.run(paths, request)
+    outcome = result.outcome
+    record_run(paths, cohort_id, started, now(), {"done": len(outcome.done), "failed": len(outcome.failed),
+                                                   "blocked": len(outcome.blocked), "skipped": outcome.complete_before,
+                                                   "not_started": len(outcome.pending)})
     reports = None if stage or gen_ids else paths.cohorts / cohort_id / "reports" / "report.html"
     print_summary(cohort_id, result, reports)
     sys.exit(result.exit_code)
@@ -131,7 +154,7 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
 @main.command()
 @cohort_option
 @backend_option
-@click.option("--budget", type=float, help="Exit 2 when the estimated cost (USD) is above this.")
+@budget_option
 def plan(cohort, backend, budget):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate."""
     paths, cohort_plan = prepare(cohort, backend)

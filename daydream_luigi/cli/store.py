@@ -8,7 +8,7 @@ import click
 
 from .. import operations
 from ..catalog import load_catalog
-from ..config import STAGES, Paths, configure_luigi, pool_limits
+from ..config import STAGES, Paths, configure_luigi, load_settings, pool_limits
 from ..errors import InputError
 from . import main
 
@@ -18,7 +18,7 @@ def check():
     """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates (exit 1 if any)."""
     paths = Paths.from_env()
     configure_luigi(paths)
-    findings = operations.check(paths, load_catalog(paths, pool_limits()))
+    findings = operations.check(paths, load_catalog(paths, pool_limits(), load_settings(paths)))
     for finding in findings:
         click.echo(f"{finding.kind:17} {finding.stage:10} {finding.gen_id}  {finding.detail}")
     click.echo(f"{len(findings)} problem(s) found")
