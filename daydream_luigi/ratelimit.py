@@ -5,7 +5,7 @@ and per day (OpenRouter's free models: 20 a minute, 50 a day, 1,000 a day once 1
 ``RateLimiter.acquire`` blocks until a request may be sent under the pool's ``requests_per_minute``,
 ``requests_per_day`` and ``tokens_per_minute`` and under what the provider's headers said; ``RateLimiter.record``
 hears the response. Every worker process and every machine that shares the data folder sees one state file per pool
-(``data/.ratelimit/<pool>.json``, see ``shared_state``), so the limits hold for the run as a whole.
+(``data/.ratelimit/<pool>.json``, see ``shared_state``), so the rates hold for the run as a whole.
 
 Windows. The minute is a sliding window of ``window_s`` seconds widened by ``margin_s``: at most N requests are
 allowed in any ``window_s + margin_s`` seconds, so the provider, whose clock starts when a request arrives, never
@@ -59,7 +59,7 @@ _PER_MINUTE = re.compile(r"per[-_]min|(?<![a-z])rpm(?![a-z])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class PoolLimits:
+class PoolRates:
     """A pool's rates; None means no limit of that kind."""
 
     requests_per_minute: int | None = None
@@ -67,18 +67,18 @@ class PoolLimits:
     tokens_per_minute: int | None = None
 
 
-def pool_limits(raw: Any, source: str, known_pools: Iterable[str] | None = None) -> dict[str, PoolLimits]:
-    """The ``pools:`` section of daydream.yaml, validated: pool name -> PoolLimits (all settings optional).
+def pool_rates(raw: Any, source: str, known_pools: Iterable[str] | None = None) -> dict[str, PoolRates]:
+    """The ``pools:`` section of daydream.yaml, validated: pool name -> PoolRates (all settings optional).
 
     Raises InputError with one line per problem; ``known_pools`` (the [resources] of luigi.cfg) catches typos.
     """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise_if([f"{source}: pools must map pool names to limits, e.g. pools: {{free: {{requests_per_minute: 20}}}}"])
+        raise_if([f"{source}: pools must map pool names to rates, e.g. pools: {{free: {{requests_per_minute: 20}}}}"])
     known = sorted(known_pools) if known_pools is not None else None
     problems: list[str] = []
-    limits: dict[str, PoolLimits] = {}
+    rates: dict[str, PoolRates] = {}
     for name, settings in raw.items():
         where = f"{source}: pools.{name}"
         if known is not None and name not in known:
@@ -98,9 +98,9 @@ def pool_limits(raw: Any, source: str, known_pools: Iterable[str] | None = None)
                 problems.append(f"{where}.{key} is {value!r}; it must be a whole number of at least 1")
             else:
                 values[key] = value
-        limits[str(name)] = PoolLimits(**values)
+        rates[str(name)] = PoolRates(**values)
     raise_if(problems)
-    return limits
+    return rates
 
 
 # ------------------------------------------------------------------------------------------------ 429 verdicts
@@ -267,11 +267,11 @@ class RateLimiter:
     ``retry_budget_s`` is the longest a provider-requested wait may be before it counts as a quota.
     """
 
-    def __init__(self, state_dir: Path, limits: Mapping[str, PoolLimits], *, retry_budget_s: float = 300.0,
+    def __init__(self, state_dir: Path, rates: Mapping[str, PoolRates], *, retry_budget_s: float = 300.0,
                  window_s: float = WINDOW_S, margin_s: float = DEFAULT_MARGIN_S,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
         self.state_dir = Path(state_dir)
-        self.limits = dict(limits)
+        self.rates = dict(rates)
         self.retry_budget_s = retry_budget_s
         self.span = window_s + margin_s
         self.clock = clock
@@ -283,7 +283,7 @@ class RateLimiter:
 
         Call it before every HTTP attempt (retries included) and send at once after it returns.
         """
-        limits = self.limits.get(pool, PoolLimits())
+        rates = self.rates.get(pool, PoolRates())
         started = self.clock()
         while True:
             paused = permit = None
@@ -291,11 +291,11 @@ class RateLimiter:
                 now = self.clock()
                 self._refresh(state, now)
                 paused = self._pause_of(state, now)
-                if paused is None and limits.requests_per_day and state["day_count"] >= limits.requests_per_day:
-                    paused = (_next_utc_midnight(now), f"requests_per_day {limits.requests_per_day} reached")
+                if paused is None and rates.requests_per_day and state["day_count"] >= rates.requests_per_day:
+                    paused = (_next_utc_midnight(now), f"requests_per_day {rates.requests_per_day} reached")
                     state.update(paused_until=paused[0], pause_reason=paused[1])
                 if paused is None:
-                    ready = self._ready_at(state, limits, now, estimated_tokens)
+                    ready = self._ready_at(state, rates, now, estimated_tokens)
                     if ready <= now:
                         permit = Permit(pool, now, now - started, secrets.token_hex(6))
                         state["sent"].append([now, estimated_tokens, permit.entry])
@@ -313,17 +313,17 @@ class RateLimiter:
         if state.get("day") != day:
             state["day"], state["day_count"] = day, 0
 
-    def _ready_at(self, state: dict, limits: PoolLimits, now: float, estimated_tokens: int) -> float:
+    def _ready_at(self, state: dict, rates: PoolRates, now: float, estimated_tokens: int) -> float:
         """The earliest time a new request fits every limit (the entries are the requests still in the window)."""
         ready = max(now, state.get("hold_until") or 0.0)
         sent = state["sent"]
-        rate = state.get("effective") or limits.requests_per_minute
+        rate = state.get("effective") or rates.requests_per_minute
         if rate is not None:
             allowed = max(1, math.floor(rate))
             if len(sent) >= allowed:
                 ready = max(ready, sent[-allowed][0] + self.span)
-        if limits.tokens_per_minute is not None and sent:
-            excess = sum(entry[1] for entry in sent) + estimated_tokens - limits.tokens_per_minute
+        if rates.tokens_per_minute is not None and sent:
+            excess = sum(entry[1] for entry in sent) + estimated_tokens - rates.tokens_per_minute
             for at, tokens, _ in sent:  # wait until enough tokens have left the window (a lone request always fits)
                 if excess <= 0:
                     break
@@ -345,7 +345,7 @@ class RateLimiter:
         every process, adapts the pool's rate, and for a 429 returns the verdict: on "quota" the pool is paused
         (the caller leaves the generation pending), on "retry" the caller may send again after ``acquire``.
         """
-        limits = self.limits.get(permit.pool, PoolLimits())
+        rates = self.rates.get(permit.pool, PoolRates())
         verdict = None
         with locked_json(state_file(self.state_dir, permit.pool)) as state:
             now = self.clock()
@@ -364,9 +364,9 @@ class RateLimiter:
                 verdict = classify_rate_limit(status, headers, body, self.retry_budget_s, now)
                 if info.retry_after_s is not None:
                     hold = max(hold, now + info.retry_after_s)
-                self._decrease(state, limits, permit, now)
+                self._decrease(state, rates, permit, now)
             elif 200 <= status < 300:
-                self._increase(state, limits)
+                self._increase(state, rates)
             if verdict is None and hold - now > self.retry_budget_s:  # a success that used the last of a day
                 verdict = Verdict("quota", hold, "X-RateLimit-Remaining 0 until the provider's reset")
             if verdict is not None and verdict.kind == "quota":
@@ -376,21 +376,21 @@ class RateLimiter:
                 state["hold_until"] = hold
         return verdict
 
-    def _decrease(self, state: dict, limits: PoolLimits, permit: Permit, now: float) -> None:
+    def _decrease(self, state: dict, rates: PoolRates, permit: Permit, now: float) -> None:
         if permit.at <= state.get("decreased_at", float("-inf")):
             return  # allowed before the last decrease: the rate it was sent under is already gone
-        current = state.get("effective") or limits.requests_per_minute or max(1, len(state["sent"]))
-        state["ceiling"] = limits.requests_per_minute or state.get("ceiling") or current
+        current = state.get("effective") or rates.requests_per_minute or max(1, len(state["sent"]))
+        state["ceiling"] = rates.requests_per_minute or state.get("ceiling") or current
         state["effective"] = max(FLOOR_PER_WINDOW, current / 2)
         state["decreased_at"] = now
 
     @staticmethod
-    def _increase(state: dict, limits: PoolLimits) -> None:
+    def _increase(state: dict, rates: PoolRates) -> None:
         effective = state.get("effective")
         if effective is None:
             return
         effective += 1.0 / effective
-        if effective >= (limits.requests_per_minute or state.get("ceiling") or effective):
+        if effective >= (rates.requests_per_minute or state.get("ceiling") or effective):
             for key in ("effective", "ceiling", "decreased_at"):
                 state.pop(key, None)
         else:
@@ -415,12 +415,12 @@ class RateLimiter:
 
     # -- progress ---------------------------------------------------------------------------------------------
     def status(self, pool: str) -> PoolStatus:
-        limits = self.limits.get(pool, PoolLimits())
+        rates = self.rates.get(pool, PoolRates())
         with locked_json(state_file(self.state_dir, pool)) as state:
             now = self.clock()
             sent = [entry for entry in state.get("sent", []) if entry[0] > now - self.span]
             today = state.get("day_count", 0) if state.get("day") == math.floor(now / DAY_S) else 0
             hold = state.get("hold_until")
-            return PoolStatus(pool, state.get("effective") or limits.requests_per_minute,
-                              limits.requests_per_minute, len(sent), today,
+            return PoolStatus(pool, state.get("effective") or rates.requests_per_minute,
+                              rates.requests_per_minute, len(sent), today,
                               hold if hold and hold > now else None, self._pause_of(state, now))

@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from daydream_luigi.errors import InputError
-from daydream_luigi.ratelimit import (PoolLimits, PoolPaused, RateLimiter, Verdict, classify_rate_limit, pool_limits,
+from daydream_luigi.ratelimit import (PoolRates, PoolPaused, RateLimiter, Verdict, classify_rate_limit, pool_rates,
                                       quota_message)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def test_pool_settings_are_validated_one_line_per_problem():
                     "requests_per_minute": True},
            "local": 5, "free": {"requests_per_minute": 2.5}}
     with pytest.raises(InputError) as caught:
-        pool_limits(raw, "config/daydream.yaml", ["free", "local", "paid"])
+        pool_rates(raw, "config/daydream.yaml", ["free", "local", "paid"])
     assert caught.value.problems == [
         "config/daydream.yaml: pools.fre: no pool 'fre' in config/luigi.cfg [resources] (known: free, local, paid); "
         "add it there or remove it here",
@@ -72,21 +72,21 @@ def test_pool_settings_are_validated_one_line_per_problem():
         "config/daydream.yaml: pools.free.requests_per_minute is 2.5; it must be a whole number of at least 1",
     ]
     with pytest.raises(InputError) as caught:
-        pool_limits(["free"], "config/daydream.yaml")
-    assert caught.value.problems == ["config/daydream.yaml: pools must map pool names to limits, e.g. pools: "
+        pool_rates(["free"], "config/daydream.yaml")
+    assert caught.value.problems == ["config/daydream.yaml: pools must map pool names to rates, e.g. pools: "
                                      "{free: {requests_per_minute: 20}}"]
 
 
 def test_every_setting_is_optional_and_the_shipped_free_pool_allows_20_a_minute():
-    assert pool_limits(None, "x") == {}
-    assert pool_limits({"paid": None, "local": {}}, "x") == {"paid": PoolLimits(), "local": PoolLimits()}
-    assert pool_limits({"paid": {"requests_per_day": 1000, "tokens_per_minute": 90000}}, "x") == {
-        "paid": PoolLimits(requests_per_day=1000, tokens_per_minute=90000)}
+    assert pool_rates(None, "x") == {}
+    assert pool_rates({"paid": None, "local": {}}, "x") == {"paid": PoolRates(), "local": PoolRates()}
+    assert pool_rates({"paid": {"requests_per_day": 1000, "tokens_per_minute": 90000}}, "x") == {
+        "paid": PoolRates(requests_per_day=1000, tokens_per_minute=90000)}
     resources = configparser.ConfigParser()
     resources.read(REPO / "config" / "luigi.cfg")
     shipped = yaml.safe_load((REPO / "config" / "daydream.yaml").read_text())["pools"]
-    assert pool_limits(shipped, "config/daydream.yaml", resources["resources"]) == {
-        "free": PoolLimits(requests_per_minute=20)}
+    assert pool_rates(shipped, "config/daydream.yaml", resources["resources"]) == {
+        "free": PoolRates(requests_per_minute=20)}
 
 
 # ------------------------------------------------------------------------------------------------ the window
@@ -94,7 +94,7 @@ def test_every_setting_is_optional_and_the_shipped_free_pool_allows_20_a_minute(
 
 def test_requests_beyond_the_limit_wait_for_the_window_and_acquire_says_how_long(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, margin_s=1.0, free=PoolLimits(requests_per_minute=3))
+    rates = limiter(tmp_path, clock, margin_s=1.0, free=PoolRates(requests_per_minute=3))
     permits = [rates.acquire("free") for _ in range(7)]
     assert [p.at - T0 for p in permits] == [0, 0, 0, 61, 61, 61, 122]
     assert [p.waited_s for p in permits] == [0, 0, 0, 61, 0, 0, 61]
@@ -110,14 +110,14 @@ def test_a_pool_without_limits_never_waits(tmp_path):
 
 def test_the_day_count_pauses_the_pool_until_utc_midnight(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, free=PoolLimits(requests_per_day=2))
+    rates = limiter(tmp_path, clock, free=PoolRates(requests_per_day=2))
     rates.acquire("free")
     rates.acquire("free")
     with pytest.raises(PoolPaused) as caught:
         rates.acquire("free")
     assert (caught.value.pool, caught.value.until, caught.value.reason) == ("free", MIDNIGHT,
                                                                            "requests_per_day 2 reached")
-    other_process = limiter(tmp_path, clock, free=PoolLimits(requests_per_day=2))
+    other_process = limiter(tmp_path, clock, free=PoolRates(requests_per_day=2))
     assert other_process.paused("free") == (MIDNIGHT, "requests_per_day 2 reached")
     clock.now = MIDNIGHT  # a new UTC day: the pause is over and the count starts again
     assert other_process.paused("free") is None
@@ -127,7 +127,7 @@ def test_the_day_count_pauses_the_pool_until_utc_midnight(tmp_path):
 
 def test_tokens_per_minute_count_the_estimate_until_the_tokens_used_are_recorded(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, paid=PoolLimits(tokens_per_minute=1000))
+    rates = limiter(tmp_path, clock, paid=PoolRates(tokens_per_minute=1000))
     first = rates.acquire("paid", estimated_tokens=600)
     assert rates.acquire("paid", estimated_tokens=600).at == T0 + 60  # 1,200 would not fit in the minute
     clock.now = T0 + 200
@@ -154,7 +154,7 @@ def _share_a_window(state_dir: str, clock_file: str, out: str, count: int) -> No
             handle.write(repr(max(current, target)))
             handle.truncate()
 
-    rates = RateLimiter(Path(state_dir), {"free": PoolLimits(requests_per_minute=3)}, margin_s=0.0, clock=now,
+    rates = RateLimiter(Path(state_dir), {"free": PoolRates(requests_per_minute=3)}, margin_s=0.0, clock=now,
                         sleep=sleep)
     Path(out).write_text(json.dumps([rates.acquire("free").at for _ in range(count)]))
 
@@ -191,7 +191,7 @@ class _Arrivals(BaseHTTPRequestHandler):
 
 
 def _send_through_the_limiter(state_dir: str, url: str, count: int) -> None:
-    rates = RateLimiter(Path(state_dir), {"free": PoolLimits(requests_per_minute=3)}, window_s=1.0, margin_s=0.5)
+    rates = RateLimiter(Path(state_dir), {"free": PoolRates(requests_per_minute=3)}, window_s=1.0, margin_s=0.5)
     with requests.Session() as session:
         for _ in range(count):
             rates.acquire("free")
@@ -278,10 +278,10 @@ def test_the_quota_message_names_the_pool_the_resume_time_and_the_reason():
 
 def test_a_daily_429_pauses_the_pool_for_every_process_and_acquire_refuses(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, free=PoolLimits(requests_per_minute=20))
+    rates = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=20))
     verdict = rates.record(rates.acquire("free"), 429, {}, DAILY_429)
     assert verdict == Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day")
-    another = limiter(tmp_path, clock, free=PoolLimits(requests_per_minute=20))
+    another = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=20))
     with pytest.raises(PoolPaused) as caught:
         another.acquire("free")
     assert (caught.value.until, caught.value.reason) == (MIDNIGHT, "Rate limit exceeded: free-models-per-day")
@@ -292,9 +292,9 @@ def test_a_daily_429_pauses_the_pool_for_every_process_and_acquire_refuses(tmp_p
 
 def test_a_short_reset_or_retry_after_holds_the_pool_for_every_process(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, free=PoolLimits(requests_per_minute=20))
+    rates = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=20))
     assert rates.record(rates.acquire("free"), 429, {}, MINUTE_429).kind == "retry"
-    another = limiter(tmp_path, clock, free=PoolLimits(requests_per_minute=20))
+    another = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=20))
     assert another.status("free").hold_until == T0 + 40
     assert another.acquire("free").at == T0 + 40  # until X-RateLimit-Reset (epoch ms, from the error body)
     assert rates.record(rates.acquire("free"), 429, {"Retry-After": "7"}, "").kind == "retry"
@@ -317,7 +317,7 @@ def test_a_success_that_used_the_last_request_of_the_day_pauses_the_pool(tmp_pat
 
 def test_429s_halve_the_rate_once_per_round_down_to_one_and_successes_bring_it_back(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, free=PoolLimits(requests_per_minute=20))
+    rates = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=20))
     sent_together = [rates.acquire("free") for _ in range(3)]
     for permit in sent_together:  # three 429s for requests sent under the same rate: one decrease
         rates.record(permit, 429, {}, "")
@@ -343,7 +343,7 @@ def test_429s_halve_the_rate_once_per_round_down_to_one_and_successes_bring_it_b
 
 def test_the_lowered_rate_is_what_acquire_enforces(tmp_path):
     clock = FakeClock()
-    rates = limiter(tmp_path, clock, free=PoolLimits(requests_per_minute=4))
+    rates = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=4))
     permits = [rates.acquire("free") for _ in range(4)]
     rates.record(permits[-1], 429, {}, "")
     clock.now = T0 + 61
