@@ -12,9 +12,9 @@ read from ``GET {base}/files/{id}/content``.
 Both clients have the same three calls, so a task can record the batch id before anything else happens:
 ``submit(model, items) -> Submitted`` (one request to OpenRouter, two to OpenAI; never repeated by the other calls),
 ``poll(batch_id) -> BatchState`` (one GET) and ``results(batch_id, expected) -> list[RequestResult]``. Errors are
-``BatchError`` with one line that never contains the key. Cost: OpenRouter reports the batch's ``usage.cost`` (and
-each answer's own ``usage``); OpenAI reports tokens only, so its cost is estimated from the price at
-``budget.BATCH_PRICE_FACTOR``.
+``BatchError`` with one line that never contains the key. Cost: OpenRouter reports the whole batch's ``usage.cost``
+(``BatchState.cost_usd``) and each answer carries its own ``usage``; OpenAI reports tokens only, so its cost is an
+estimate from the model's price times ``budget.BATCH_PRICE_FACTOR``.
 """
 
 from __future__ import annotations
