@@ -12,6 +12,7 @@ import yaml
 
 from .errors import InputError, raise_if
 from .providers import parse_providers
+from .ratelimit import pool_rates
 
 STAGES = ("draft", "essay", "evaluation")
 LEVELS = ("sentence", "paragraph", "article")
@@ -100,7 +101,9 @@ SCHEMA = {
     "allow_name_only_concepts": BOOLEAN,
     "guard": {"max_calls": NON_NEGATIVE_INT, "max_cost_usd": NON_NEGATIVE_NUMBER},
     "providers": None,
+    "pools": None,
 }
+OPTIONAL_SETTINGS = ("pools",)  # may be left out; checked by the ratelimit module
 
 
 def shown(value) -> str:
@@ -186,6 +189,10 @@ class Settings:
     def allow_name_only_concepts(self) -> bool:
         return self.raw["allow_name_only_concepts"]
 
+    def pool_rates(self, known_pools=None) -> dict:
+        """pool -> ratelimit.PoolRates; with `known_pools` (config/luigi.cfg [resources]) an unknown pool is an error."""
+        return pool_rates(self.raw.get("pools"), "config/daydream.yaml", known_pools)
+
     @property
     def guard(self) -> Guard:
         return Guard(**self.raw["guard"])
@@ -217,6 +224,7 @@ def load_settings(paths: Paths) -> Settings:
         raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
     raw = raw if isinstance(raw, dict) else {}
     missing, problems = schema_problems(raw, SCHEMA)
+    missing = [key for key in missing if key not in OPTIONAL_SETTINGS]
     if missing:
         problems.insert(0, f"missing setting(s) {', '.join(missing)}; add them (see the README)")
     if "description_level" in raw and raw["description_level"] not in LEVELS:
@@ -226,6 +234,11 @@ def load_settings(paths: Paths) -> Settings:
     if "providers" in raw:
         providers, provider_problems = parse_providers(raw["providers"], str(path))
         problems += provider_problems
+    if "pools" in raw:
+        try:
+            pool_rates(raw.get("pools"), str(path))
+        except InputError as exc:
+            problems += exc.problems
     raise_if(problems)
     return Settings(raw, providers)
 

@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 import requests
 
-__all__ = ["CallSettings", "RetryPolicy", "Completion", "LLMError", "chat_completion"]
+__all__ = ["CallSettings", "RetryPolicy", "Completion", "LLMError", "chat_completion", "connection_cause", "error_text",
+           "one_line", "parse_retry_after", "provider_message"]
 
 log = logging.getLogger("daydream.llm")
 
@@ -116,7 +117,7 @@ class _Attempt(Exception):
         self.usage = usage or {}  # a 200 without a usable answer may still report (billed) tokens
 
 
-def _one_line(text: str, limit: int = _MAX_PROVIDER_MSG) -> str:
+def one_line(text: str, limit: int = _MAX_PROVIDER_MSG) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -125,12 +126,12 @@ def _scrub(text: str, api_key: str | None) -> str:
     return text.replace(api_key, "***") if api_key else text
 
 
-def _error_text(msg: str, api_key: str | None) -> str:
+def error_text(msg: str, api_key: str | None) -> str:
     """The final one-line LLMError message: scrubbed before and after truncation."""
-    return _scrub(_one_line(_scrub(msg, api_key), 1000), api_key)
+    return _scrub(one_line(_scrub(msg, api_key), 1000), api_key)
 
 
-def _parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
     if value is None:
         return None
@@ -150,7 +151,7 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _provider_message(resp: requests.Response, api_key: str | None) -> str:
+def provider_message(resp: requests.Response, api_key: str | None) -> str:
     """The provider's own error text: JSON error.message when present, else a short body excerpt.
 
     The key is scrubbed before truncating, so a cut can never leave part of it behind.
@@ -167,20 +168,20 @@ def _provider_message(resp: requests.Response, api_key: str | None) -> str:
             raw = (err.get("metadata") or {}).get("raw") if isinstance(err.get("metadata"), dict) else None
             if raw:  # OpenRouter passes the upstream provider's text here
                 msg = f"{msg} ({raw})"
-            return _one_line(msg)
+            return one_line(msg)
         if isinstance(err, str) and err:
-            return _one_line(err)
+            return one_line(err)
         for key in ("message", "detail"):
             if data.get(key):
-                return _one_line(str(data[key]))
-        return _one_line(json.dumps(data))
+                return one_line(str(data[key]))
+        return one_line(json.dumps(data))
     ctype = resp.headers.get("Content-Type", "")
     if "html" in ctype.lower() or text.lstrip().startswith("<"):
         return f"non-JSON error page ({ctype or 'no content type'})"
-    return _one_line(text) if text.strip() else "empty body"
+    return one_line(text) if text.strip() else "empty body"
 
 
-def _connection_cause(exc: Exception, api_key: str | None) -> str:
+def connection_cause(exc: Exception, api_key: str | None) -> str:
     text = _scrub(str(exc), api_key)
     m = re.search(r"\[Errno -?\d+\][^'\")]*", text)
     if m:
@@ -189,7 +190,7 @@ def _connection_cause(exc: Exception, api_key: str | None) -> str:
         return "remote end closed connection without response"
     if "Connection aborted" in text or "Connection reset" in text:
         return "connection reset"
-    return _one_line(f"{type(exc).__name__}: {text}", 200)
+    return one_line(f"{type(exc).__name__}: {text}", 200)
 
 
 def _backoff(policy: RetryPolicy, failures: int) -> float:
@@ -235,22 +236,22 @@ def _attempt(session: requests.Session, url: str, headers: dict, body: dict, mod
     except requests.exceptions.Timeout:
         raise _Attempt("timeout", f"read timed out after {s.read_timeout:g}s")
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-        raise _Attempt("connection", f"{_connection_cause(e, api_key)} ({shown_url})")
+        raise _Attempt("connection", f"{connection_cause(e, api_key)} ({shown_url})")
     except requests.exceptions.InvalidHeader:  # its text would quote the Authorization header
         raise _Attempt("request_error", "invalid request header (stray characters in the API key?)",
                        permanent=True)
     except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
             requests.exceptions.InvalidURL) as e:  # a config problem: retrying cannot help
-        raise _Attempt("request_error", f"{type(e).__name__}: {_one_line(_scrub(str(e), api_key), 200)}",
+        raise _Attempt("request_error", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}",
                        permanent=True)
     except requests.exceptions.RequestException as e:  # e.g. a corrupt compressed body
-        raise _Attempt("connection", f"{type(e).__name__}: {_one_line(_scrub(str(e), api_key), 200)}")
+        raise _Attempt("connection", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}")
 
     status = resp.status_code
     if not 200 <= status < 300:
-        msg = _provider_message(resp, api_key)
+        msg = provider_message(resp, api_key)
         retryable = status >= 500 or status in _RETRYABLE_4XX
-        retry_after = _parse_retry_after(resp.headers.get("Retry-After")) if status in _RETRY_AFTER_STATUSES else None
+        retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status in _RETRY_AFTER_STATUSES else None
         raise _Attempt(f"http_{status}", f"HTTP {status}: {msg}", permanent=not retryable, status=status,
                        retry_after=retry_after)
 
@@ -265,7 +266,7 @@ def _attempt(session: requests.Session, url: str, headers: dict, body: dict, mod
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         err = data.get("error")
-        why = f": {_one_line(err.get('message', ''))}" if isinstance(err, dict) and err.get("message") else ""
+        why = f": {one_line(err.get('message', ''))}" if isinstance(err, dict) and err.get("message") else ""
         raise _Attempt("no_choices", f"HTTP {status} without choices{why}", status=status, usage=usage)
 
     choice = choices[0]
@@ -337,7 +338,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                 if fail.permanent:
                     hint = _HINTS.get(fail.status or 0, "check base_url" if fail.status is None else "")
                     msg = f"LLM call to {model!r} failed: {detail}" + (f"; {hint}" if hint else "")
-                    raise LLMError(_error_text(msg, api_key), attempts, retryable=False,
+                    raise LLMError(error_text(msg, api_key), attempts, retryable=False,
                                    status=fail.status) from None
 
                 give_up = None
@@ -358,7 +359,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                     plural = "attempt" if n == 1 else "attempts"
                     msg = (f"LLM call to {model!r} failed after {n} {plural} ({give_up}); "
                            f"last outcome: {fail.outcome}: {detail}")
-                    raise LLMError(_error_text(msg, api_key), attempts, retryable=True,
+                    raise LLMError(error_text(msg, api_key), attempts, retryable=True,
                                    status=fail.status) from None
 
                 record["wait_s"] = round(wait, 4)

@@ -188,7 +188,7 @@ def test_retry_after_http_date_honoured(ep):
 
 
 def test_parse_retry_after():
-    p = llm._parse_retry_after
+    p = llm.parse_retry_after
     assert p(None) is None and p("soon") is None
     assert p("7") == 7.0 and p(" 2 ") == 2.0 and p("-3") == 0.0
     assert p(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
@@ -344,7 +344,7 @@ def test_provider_text_echoing_the_key_is_scrubbed_before_truncation():
     # The key straddles the ~300-character cut: scrubbing must happen first.
     message = "x" * 290 + f" invalid key {KEY} rejected"
     resp._content = json.dumps({"error": {"message": message}}).encode()
-    text = llm._provider_message(resp, KEY)
+    text = llm.provider_message(resp, KEY)
     assert "TESTKEY" not in text and "sk-or" not in text
     assert text == "x" * 290 + " invali..."  # 297 characters + "..."
 
