@@ -109,7 +109,7 @@ class Round:
     number: int
     pairs: tuple[tuple[str, str], ...]
     byes: tuple[str, ...]
-    repeat_free_fallback: bool  # True when no full pairing without a repeat existed (see the module docstring)
+    greedy_fallback: bool  # True when no full pairing without a repeat was found (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,10 @@ def play_tournament(essay_ids: Sequence[str], rounds: int, judge_round: JudgeRou
         if len(verdicts) != len(presented):
             raise ValueError(f"judge_round returned {len(verdicts)} verdicts for {len(presented)} judgments")
         n = len(pairing.pairs)
-        matches += [Match(number, k + 1, a, b, verdicts[k], verdicts[n + k]) for k, (a, b) in enumerate(pairing.pairs)]
+        judged = [Match(number, k + 1, a, b, verdicts[k], verdicts[n + k]) for k, (a, b) in enumerate(pairing.pairs)]
+        for match in judged:
+            match.outcome  # noqa: B018 (raises ValueError now for a verdict that is not A, B, TIE or None)
+        matches += judged
         played_rounds.append(pairing)
     return Tournament(ids, tuple(played_rounds), tuple(matches), None)
 

@@ -118,7 +118,7 @@ def test_an_odd_field_gives_each_bye_to_the_lowest_ranked_essay_without_one():
     judge = lambda presented: ["A" if f < s else "B" for f, s in presented]  # noqa: E731 (lower id wins)
     played = t.play_tournament(field, 5, judge)
     assert [r.byes for r in played.rounds] == [("e4",), ("e3",), ("e2",), ("e1",), ("e0",)]
-    assert all(not r.repeat_free_fallback for r in played.rounds)
+    assert all(not r.greedy_fallback for r in played.rounds)
     assert t.standings(field, played.matches, ["e4", "e3", "e2", "e1", "e0"]) == \
         {"e0": 4.5, "e1": 3.5, "e2": 2.5, "e3": 1.5, "e4": 0.5}
 
