@@ -401,8 +401,8 @@ def test_winner_reads_the_last_line(text, expected):
          "the answer does not end with a verdict ('Thanks for reading.'); "
          "expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
         ("I prefer essay A. " * 5,
-         "the answer does not end with a verdict ('I prefer essay A. I prefer essay A. I prefer essay A. I pre\u2026'); "
-         "expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
+         "the answer does not end with a verdict "
+         "('I prefer essay A. I prefer essay A. I prefer essay A. I pre\u2026'); expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
         ("WINNER: C", "unknown winner 'C'; expected A, B or TIE"),
         ("WINNER: A or B", "unknown winner 'A or B'; expected A, B or TIE"),
         ("WINNER:", "unknown winner ''; expected A, B or TIE"),
