@@ -902,40 +902,51 @@ def aggregate_cross_experiment(frames: list[pd.DataFrame]) -> pd.DataFrame:
 # --------------------------------------------------------------------------
 
 
-def _concept_essays(scores: pd.DataFrame, concepts: ConceptMap) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    """Essay scores per template whose combo is known, the concept ids present, and essay x concept membership."""
+def _concept_essays(scores: pd.DataFrame, concepts: ConceptMap) -> tuple[pd.DataFrame, list[str]]:
+    """Essay scores per template whose combo is known, with the indices (into the returned ids) of its concepts."""
     df = _scored(scores)
     df = df[df["evaluation_template"].notna()]
     combos = df.groupby("parent_gen_id", sort=True)["combo_id"].first()
     essays = _essay_means(df)
-    essays["concept_ids"] = essays["parent_gen_id"].map(lambda e: concepts.concept_ids(combos.get(e)))
-    essays = essays[essays["concept_ids"].map(len) > 0].reset_index(drop=True)
-    ids = sorted({c for held in essays["concept_ids"] for c in held})
-    column = {c: i for i, c in enumerate(ids)}
-    member = np.zeros((len(essays), len(ids)), dtype=bool)
-    for row, held in enumerate(essays["concept_ids"]):
-        member[row, [column[c] for c in held]] = True
-    return essays, ids, member
+    held = essays["parent_gen_id"].map(lambda e: concepts.concept_ids(combos.get(e)))
+    essays, held = essays[held.map(len) > 0].reset_index(drop=True), held[held.map(len) > 0].reset_index(drop=True)
+    ids = sorted({c for concept_ids in held for c in concept_ids})
+    index = {c: i for i, c in enumerate(ids)}
+    essays["concepts"] = [[index[c] for c in concept_ids] for concept_ids in held]
+    return essays, ids
 
 
-def _effects(scores: np.ndarray, member: np.ndarray) -> dict[str, np.ndarray]:
-    """With / without statistics for each column of the essay x group membership matrix (one template)."""
-    n_with = member.sum(axis=0).astype("float64")
-    n_without = len(scores) - n_with
+def _sd(sum_sq: np.ndarray, n: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Sample sd from a sum of squares about zero, its count and its mean; NaN below two values."""
+    out = np.full(len(n), math.nan)
+    two = n >= 2
+    out[two] = np.sqrt(np.maximum(sum_sq[two] - n[two] * mean[two] ** 2, 0) / (n[two] - 1))
+    return out
+
+
+def _effects(scores: np.ndarray, keys: Sequence[Sequence[int]]) -> pd.DataFrame:
+    """With / without statistics per key, over essays (aligned with ``scores``) that each hold some keys.
+
+    Works from per-key counts and sums (one row per essay and key it holds), so the cost follows what the
+    essays hold, not essays x keys (100 concepts: 4,950 pairs over 20,000 essays in a fraction of a second).
+    """
     # Sums of centred scores keep the variances exact enough for scores on a 0..10 scale.
-    centre = scores.mean()
-    x = scores - centre
-    total, total_sq = x.sum(), (x**2).sum()
-    sum_with, sq_with = x @ member, (x**2) @ member
-    sum_without, sq_without = total - sum_with, total_sq - sq_with
-    with np.errstate(invalid="ignore", divide="ignore"):
+    x = scores - scores.mean()
+    long = pd.DataFrame({"key": list(keys), "x": x}).explode("key")
+    long["sq"] = long["x"] ** 2
+    sums = long.groupby("key", sort=True)[["x", "sq"]].agg(["size", "sum"])
+    n_with = sums[("x", "size")].to_numpy(dtype="float64")
+    sum_with, sq_with = sums[("x", "sum")].to_numpy(), sums[("sq", "sum")].to_numpy()
+    n_without = len(scores) - n_with
+    sum_without, sq_without = x.sum() - sum_with, (x**2).sum() - sq_with
+    with np.errstate(invalid="ignore", divide="ignore"):  # a side without essays has no mean
         mean_with, mean_without = sum_with / n_with, sum_without / n_without
-        var_with = np.maximum(sq_with - n_with * mean_with**2, 0) / (n_with - 1)
-        var_without = np.maximum(sq_without - n_without * mean_without**2, 0) / (n_without - 1)
-        low, high = welch_interval(n_with, mean_with, np.sqrt(var_with), n_without, mean_without, np.sqrt(var_without))
-    return {"n_with": n_with.astype("int64"), "mean_with": mean_with + centre,
-            "n_without": n_without.astype("int64"), "mean_without": mean_without + centre,
-            "difference": mean_with - mean_without, "ci_low": low, "ci_high": high}
+    low, high = welch_interval(n_with, mean_with, _sd(sq_with, n_with, mean_with),
+                               n_without, mean_without, _sd(sq_without, n_without, mean_without))
+    return pd.DataFrame({"n_with": n_with.astype("int64"), "mean_with": mean_with + scores.mean(),
+                         "n_without": n_without.astype("int64"), "mean_without": mean_without + scores.mean(),
+                         "difference": mean_with - mean_without, "ci_low": low, "ci_high": high},
+                        index=sums.index.astype("int64"))
 
 
 def concept_effects(scores: pd.DataFrame, concepts: ConceptMap) -> pd.DataFrame:
@@ -949,14 +960,13 @@ def concept_effects(scores: pd.DataFrame, concepts: ConceptMap) -> pd.DataFrame:
     combo the interval is on the narrow side.  Columns :data:`CONCEPT_EFFECT_COLUMNS`, sorted by template and
     ``concept_id``.
     """
-    essays, ids, member = _concept_essays(scores, concepts)
+    essays, ids = _concept_essays(scores, concepts)
     parts = []
     for template, rows in essays.groupby("evaluation_template", sort=True):
-        present = member[rows.index].any(axis=0)
-        effects = _effects(rows["score"].to_numpy(), member[rows.index][:, present])
-        chosen = [c for c, keep in zip(ids, present) if keep]
-        parts.append(pd.DataFrame({"evaluation_template": template, "concept_id": chosen,
-                                   "concept": [concepts.name(c) for c in chosen], **effects}))
+        effects = _effects(rows["score"].to_numpy(), rows["concepts"])
+        chosen = [ids[i] for i in effects.index]
+        parts.append(effects.reset_index(drop=True).assign(
+            evaluation_template=template, concept_id=chosen, concept=[concepts.name(c) for c in chosen]))
     if not parts:
         return _empty(CONCEPT_EFFECT_COLUMNS)
     return pd.concat(parts, ignore_index=True)[CONCEPT_EFFECT_COLUMNS]
@@ -969,21 +979,18 @@ def concept_pair_effects(scores: pd.DataFrame, concepts: ConceptMap) -> pd.DataF
     (including those holding one of the two).  ``concept_id_a < concept_id_b``.  Columns
     :data:`CONCEPT_PAIR_EFFECT_COLUMNS`, sorted by template, then the two ids.
     """
-    essays, ids, member = _concept_essays(scores, concepts)
+    essays, ids = _concept_essays(scores, concepts)
+    width = len(ids)
     parts = []
     for template, rows in essays.groupby("evaluation_template", sort=True):
-        held = member[rows.index]
-        together = held.T.astype("int64") @ held.astype("int64")
-        pairs = [(a, b) for a, b in itertools.combinations(range(len(ids)), 2) if together[a, b]]
-        if not pairs:
+        pairs = [[a * width + b for a, b in itertools.combinations(sorted(held), 2)] for held in rows["concepts"]]
+        if not any(pairs):
             continue
-        first, second = (np.array(side) for side in zip(*pairs))
-        effects = _effects(rows["score"].to_numpy(), held[:, first] & held[:, second])
-        parts.append(pd.DataFrame({
-            "evaluation_template": template,
-            "concept_id_a": [ids[a] for a in first], "concept_a": [concepts.name(ids[a]) for a in first],
-            "concept_id_b": [ids[b] for b in second], "concept_b": [concepts.name(ids[b]) for b in second],
-            **effects}))
+        effects = _effects(rows["score"].to_numpy(), pairs)
+        first, second = ([ids[i] for i in side] for side in divmod(effects.index.to_numpy(), width))
+        parts.append(effects.reset_index(drop=True).assign(
+            evaluation_template=template, concept_id_a=first, concept_a=[concepts.name(c) for c in first],
+            concept_id_b=second, concept_b=[concepts.name(c) for c in second]))
     if not parts:
         return _empty(CONCEPT_PAIR_EFFECT_COLUMNS)
     return pd.concat(parts, ignore_index=True)[CONCEPT_PAIR_EFFECT_COLUMNS]
