@@ -12,7 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import results
+from .catalog import load_catalog
 from .cohort import load_membership
+from .combos import read_mappings
+from .config import load_settings, pool_limits
 from .ids import checked_id
 from .store import ERROR, METADATA, atomic_write_json, atomic_write_text, read_json
 
@@ -38,6 +41,7 @@ def fingerprint(paths, cohort_id: str) -> str:
     error.json is removed before its metadata.json is written (stages.run_generation).
     """
     digest = hashlib.sha256((paths.cohorts / cohort_id / "membership.csv").read_bytes())
+    digest.update((paths.raw / "concepts_metadata.csv").read_bytes())  # the tables name the concepts
     root = _stage_dir(paths, "evaluation")
     for member in _evaluations(paths, cohort_id):
         directory = os.path.join(root, checked_id(member.gen_id, "gen_id"))
@@ -138,8 +142,15 @@ def write_derived_tables(paths, cohort_id: str) -> None:
     out = reports_dir(paths, cohort_id)
     frame = pd.read_csv(out / "parsed_scores.csv", keep_default_na=False, na_values=[""],
                         dtype={"error": str}).fillna({"error": ""})
-    results.write_tables(frame, out)
+    results.write_tables(frame, out, concept_map(paths))
     _stamp(paths, cohort_id, out / "pivot.csv", stamp)
+
+
+def concept_map(paths) -> results.ConceptMap:
+    """Which concepts each recorded combo holds, and their names (the tables name concepts, not only ids)."""
+    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+    return results.ConceptMap({cid: combo.concept_ids for cid, combo in read_mappings(paths.combo_mappings).items()},
+                              {cid: concept.name for cid, concept in catalog.concepts.items()})
 
 
 def write_report(paths, cohort_id: str) -> None:

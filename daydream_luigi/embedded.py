@@ -64,24 +64,25 @@ JUDGE_SYSTEM_PROMPT = (
     "wording earn nothing. Calibrate: most essays are ordinary and score 3 to 6; a plain essay "
     "that only says the concepts could work together, without a concrete mechanism, scores "
     "3 or 4; 7 needs clearly strong, specific work; 8 or 9 is rare and reserved for exceptional "
-    "essays; an empty, off-topic or incoherent essay scores 0 to 2. Do not state a score until "
-    "the last line. Answer in exactly this shape:\n"
+    "essays, 10 for a flawless one; an empty, off-topic or incoherent essay scores 0 to 2. Do not "
+    "state a score until the last line. Answer in exactly this shape:\n"
     "Weaknesses: <the most serious problems, one sentence>\n"
     "Strengths: <one sentence>\n"
-    "SCORE: <one digit 0-9>"
+    "SCORE: <a whole number 0-10>"
 )
 # Weaknesses come first on purpose: over 4 runs per essay (good / bland / off-topic
 # essay) criticism-first gave mean scores 7.3 / 4.3 / 1.5, praise-first 8.0 / 7.0 / 2.0.
 
 # GBNF for the "grammar" request field: one to three reasoning lines of 1-300 characters,
-# then the verdict line "SCORE: N" and nothing after it. A reasoning line may not begin
+# then the verdict line "SCORE: N" with N a whole number 0-10 ("10" or one digit, so never 11 or 01)
+# and nothing after it. A reasoning line may not begin
 # with "SC", so the model cannot announce its score first and argue for it afterwards
 # (measured: with that freedom it led with "SCORE: 8, because ..." and ranked a bland
 # essay above a good one).
 JUDGE_GRAMMAR = r"""root    ::= reason reason? reason? verdict
 reason  ::= ( [^S\n\r] rchar{0,299} | "S" ( [^C\n\r] rchar{0,298} )? ) "\n"
 rchar   ::= [^\n\r]
-verdict ::= "SCORE: " [0-9]
+verdict ::= "SCORE: " ( "10" | [0-9] )
 """
 
 REQUIREMENTS_HINT = "pip install --require-hashes -r config/requirements-local-llm.txt"

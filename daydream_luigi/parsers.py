@@ -1,7 +1,7 @@
-"""Turn raw LLM output into what the pipeline stores: a draft text or a judge score.
+"""Turn raw LLM output into what the pipeline stores: a draft text, a judge score or a pairwise winner.
 
 Generation templates name a parser; the pipeline looks it up here by name, so
-both kinds live in one registry module and fail with one error type
+all kinds live in one module, one registry per kind, and fail with one error type
 (:class:`ParseError`, a one-line reason) that callers can record per row.
 
 Whitespace: every draft parser returns its block's inner text with leading and
@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
 
@@ -85,104 +86,215 @@ def parse_essay_block(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- scores
+#
+# A judge answer is read as a list of verdict candidates, each with a tier:
+#   1. a statement: a verdict label ("SCORE", "Final score", "Overall", "Total", "Final verdict", "Rating") followed
+#      by its value or by a sum and its result; a label line ("### Final Score") with the value on the next line;
+#      "a 7/10 score"; "6 as the final score";
+#   2. the judge's own rating in the first person: "I give it a 5", "I'd rate this essay 6/10";
+#   3. a bare fraction of ten anywhere ("... deserves 7/10"), or a bare value alone on the last line.
+# The verdict is the last candidate of the best tier present. Within a tier, values on the template's scale (no
+# denominator, or /10) win over values on another scale, which are read on their scale and mapped linearly onto
+# 0..10 (4/5 -> 8, 72/100 -> 7.2); a denominator below 5, or a unit ("2 pts"), marks a rubric part, never a verdict.
+# Not candidates: labels qualified by another word ("Clarity score: 9/10", "Total for links: 3/5"), a bare "Score: 2"
+# in a list item (a criterion's points), values in a sentence that announces an alternative before them ("a stricter
+# reading would give 4", "if ..., the score is 8", "rounded, a score of 7"), lines that are notes ("Note: ..."), and
+# reasoning inside <think>...</think> when the answer after it states a score.
 
-_NUMBER = r"\d+(?:\.\d+)?"
+_NUMBER = r"\d+(?:\.\d+)?(?!\.?\d)"
 _PER = r"\s*(?:/|\bout\s+of\b)\s*"
 # A value with optional denominator and unit: "7", "6.5/10", "3 out of 10", "1/2 pts".
 _VALUE = rf"(?P<num>{_NUMBER})(?:{_PER}(?P<den>{_NUMBER}))?(?P<unit>\s*(?:pts?|points?)\b)?"
+# One term of a stated sum, with an optional label: "3", "2.5/5", "3 (Core)".
+_ADDEND = rf"{_NUMBER}(?:\s*/\s*{_NUMBER})?(?:\s*\([^()\n]*\))?"
+_SUM = rf"{_ADDEND}(?:\s*\+\s*{_ADDEND})+\s*=\s*"
+# A value that is only the first term of a sum ("4 (ideas) + 3") is not a result.
+_NOT_A_TERM = r"(?!\s*(?:\([^()\n]*\)\s*)?\+)"
+_STRONG = r"(?:final|overall|total)"
+_LABEL = rf"(?P<label>(?:{_STRONG}\s+)*(?:score|rating|verdict|grade)|{_STRONG}(?:\s+{_STRONG})*)"
+# A label that can only mean the whole essay's verdict (a plain "Score" may be a criterion's).
+_VERDICT_LABEL = re.compile(rf"{_STRONG}|verdict", re.I)
+_SEPARATOR = rf"(?:\s*(?:[:=|\-\u2013\u2014\u2192]|\bis\b|\bof\b)\s*|\s+(?={_NUMBER}{_PER}))"
+_FILLER = r"(?:(?:a|an|likely|therefore|thus|then|clearly|just|exactly|about|around|roughly|solid|firm|fair)\s+)*"
+# "SCORE: 7", "Final verdict: 4", "Total score: 4 (ideas) + 3 (links) = 7/10", "Overall score (0-10) = 6".
+_LABELLED = re.compile(
+    rf"(?<![\w']){_LABEL}(?:\s*\([^()\n]{{0,40}}\))?{_SEPARATOR}{_FILLER}(?:{_SUM})?{_VALUE}{_NOT_A_TERM}", re.I
+)
+# "a 7/10 score", "an 8/10 overall score"; "6 as the final score".
+_FRACTION_BEFORE_LABEL = re.compile(rf"(?<![\d.])(?P<num>{_NUMBER})\s*/\s*(?P<den>10)\s+(?:{_STRONG}\s+)?score\b",
+                                    re.I)
+_VALUE_AS_LABEL = re.compile(rf"(?<![\d.]){_VALUE}\s+as\s+(?:the|my)\s+(?:{_STRONG}\s+)?score\b", re.I)
+# "I give it a 5", "we'd rate this essay 6/10", "I would score it at 7".
+_FIRST_PERSON = re.compile(
+    rf"\b(?:I|we)(?:'d|'ll|\s+would|\s+will)?\s+(?:\w+ly\s+)?(?:give|rate|score|assign|award|grade)s?\s+"
+    rf"(?:it|this(?:\s+(?:essay|piece|text|response|answer|one))?|the\s+(?:essay|piece|text|response|answer))\s+"
+    rf"(?:(?:a|an|at)\s+)?{_FILLER}{_VALUE}{_NOT_A_TERM}", re.I
+)
+_FRACTION_OF_TEN = re.compile(rf"(?<![\d.])(?P<num>{_NUMBER}){_PER}(?P<den>10)(?!\.?\d)", re.I)
+# A label alone on its line ("### Final Score", "SCORE:"); the value follows on the next line.
+_LABEL_LINE = re.compile(rf"^{_LABEL}\s*:?$", re.I)
+# A line holding nothing but a value or a sum and its result: "3/10", "**7**", "4 + 3 = 7/10".
+_BARE_LINE = re.compile(rf"^(?:{_SUM})?{_VALUE}\s*[.!]?$", re.I)
+# Words that may stand right before a label without making it some part's score ("the final score", "a score").
+_FREE_WORDS = frozenset(
+    "a an the my our its this that with of in as is and so thus therefore hence then gives giving gets earns "
+    "deserves receives yields assign assigns fair solid final overall total essay's text's piece's response's "
+    "answer's submission's".split()
+)
+# Words that, before a value in its sentence, turn it into an alternative rather than the verdict.
+_ALTERNATIVE = re.compile(
+    r"\b(?:if|unless|otherwise|alternatively|alternative|stricter|harsher|lenient|leniently|generous|generously|"
+    r"could|might|maybe|perhaps|round|rounds|rounded|rounding)\b", re.I
+)
+_SENTENCE_BREAK = re.compile(r"[.!?;](?=\s|$)|[()]")
+_NOTE = re.compile(r"^(?:note|notes|n\.b\.|nb|p\.s\.|ps|caveat|aside)\b", re.I)
+_LIST_ITEM = re.compile(r"^\s*(?:[-+\u2022]|\*(?=\s)|\d+[.)])\s+")
+_THINK = re.compile(r"<think>.*?</think>", re.I | re.S)
 # Markdown emphasis/heading/code marks around a score carry no meaning.
 _MARKUP = re.compile(r"[*#`]+|__")
-# "SCORE: 7/10", "Final Score: 3/10", "score of 7/10", "the final score is 9".
-_KEYWORD_SCORE = re.compile(rf"\bscore\s*(?:[:=]|\bis\b|\bof\b)\s*{_VALUE}", re.I)
-# "a 7/10 score", "an 8/10 overall score".
-_FRACTION_BEFORE_KEYWORD = re.compile(
-    rf"(?P<num>{_NUMBER})\s*/\s*10\s+(?:(?:final|overall|total)\s+)?score\b", re.I
-)
-# "### Final Score" alone on a line, the value on the next line.
-_SCORE_HEADING = re.compile(r"^(?:(?:final|total|overall)\s+)?score\s*:?$", re.I)
-# A line holding nothing but a value: "3/10", "7", "6.5 / 10.".
-_BARE_SCORE_LINE = re.compile(rf"^{_VALUE}\s*[.!]?$", re.I)
-_FRACTION_OF_TEN = re.compile(rf"(?P<num>{_NUMBER}){_PER}10\b", re.I)
+# Below this denominator a fraction is a rubric part ("1/2", "2/2"), not a score of the whole essay.
+MIN_SCALE = 5
+STATEMENT, FIRST_PERSON, BARE = 1, 2, 3
 
 
-def _clean_lines(text: str) -> list[str]:
-    """Non-empty lines with markdown markup removed and whitespace trimmed."""
-    lines = (_MARKUP.sub("", line).strip() for line in text.splitlines())
-    return [line for line in lines if line]
+@dataclass(frozen=True)
+class _Line:
+    text: str  # markup removed, whitespace trimmed
+    listed: bool  # a list item ("- ...", "1. ...")
+    note: bool  # "Note: ...", "P.S. ..."
 
 
-def _value(match: re.Match[str]) -> float | None:
-    """Score held by a value match, or None for a sub-score.
+@dataclass(frozen=True, order=True)
+class _Candidate:
+    tier: int
+    position: tuple[int, int]  # (line, column): later is more final
+    num: float
+    den: float | None  # None: no denominator, read on the template's scale
 
-    Only values on the 10-point template scale count: "2/5" or "1 pt" are
-    rubric parts, never the judge's verdict.
-    """
+    @property
+    def native(self) -> bool:
+        return self.den is None or self.den == SCORE_MAX
+
+
+def _lines(text: str) -> list[_Line]:
+    """Non-empty lines without markup."""
+    lines = []
+    for raw in text.replace("\u2019", "'").splitlines():
+        clean = _MARKUP.sub("", raw).strip()
+        if clean:
+            lines.append(_Line(clean, bool(_LIST_ITEM.match(raw)), bool(_NOTE.match(clean))))
+    return lines
+
+
+def _qualified(line: str, start: int) -> bool:
+    """True when the word right before a label names a part ("Clarity score", "Links Total")."""
+    word = re.search(r"([A-Za-z][\w']*)\s*$", line[:start])
+    return word is not None and word.group(1).lower() not in _FREE_WORDS
+
+
+def _alternative(line: str, start: int) -> bool:
+    """True when the sentence holding `start` announces an alternative before it."""
+    breaks = [m.end() for m in _SENTENCE_BREAK.finditer(line, 0, start)]
+    return _ALTERNATIVE.search(line, breaks[-1] if breaks else 0, start) is not None
+
+
+def _candidate(match: re.Match[str], tier: int, row: int) -> _Candidate | None:
+    """The value a match holds, or None when it is a rubric part (a unit, or a scale below MIN_SCALE)."""
     found = match.groupdict()
-    denominator = found.get("den")
-    if found.get("unit") or (denominator is not None and float(denominator) != SCORE_MAX):
+    den = float(found["den"]) if found.get("den") else None
+    if found.get("unit") or (den is not None and den < MIN_SCALE):
         return None
-    return float(found["num"])
+    return _Candidate(tier, (row, match.start()), float(found["num"]), den)
 
 
-def _last_fraction_of_ten(text: str) -> float | None:
-    matches = list(_FRACTION_OF_TEN.finditer(text))
-    return float(matches[-1]["num"]) if matches else None
+def _line_candidates(line: _Line, row: int, last: bool) -> list[_Candidate]:
+    if line.note:
+        return []
+    text = line.text
+    found = []
+    for match in _LABELLED.finditer(text):
+        criterion = line.listed and not match["den"] and not _VERDICT_LABEL.search(match["label"])
+        if criterion or _qualified(text, match.start()):
+            continue
+        found.append(_candidate(match, STATEMENT, row))
+    for pattern in (_FRACTION_BEFORE_LABEL, _VALUE_AS_LABEL):
+        found += [_candidate(match, STATEMENT, row) for match in pattern.finditer(text)]
+    found += [_candidate(match, FIRST_PERSON, row) for match in _FIRST_PERSON.finditer(text)]
+    found += [_candidate(match, BARE, row) for match in _FRACTION_OF_TEN.finditer(text)]
+    if last and (bare := _BARE_LINE.match(text)):
+        found.append(_candidate(bare, BARE, row))
+    return [c for c in found if c is not None and not _alternative(text, c.position[1])]
 
 
-def _statement_value(line: str) -> float | None:
-    """Last explicit score statement in a line, keyword before or after the value."""
-    matches = [*_KEYWORD_SCORE.finditer(line), *_FRACTION_BEFORE_KEYWORD.finditer(line)]
-    values = [(m.start(), v) for m in matches if (v := _value(m)) is not None]
-    return max(values)[1] if values else None
+def _candidates(lines: list[_Line]) -> list[_Candidate]:
+    found = []
+    for row, line in enumerate(lines):
+        found += _line_candidates(line, row, last=row == len(lines) - 1)
+        heading = row > 0 and _LABEL_LINE.match(lines[row - 1].text)
+        if heading and not line.note and (bare := _BARE_LINE.match(line.text)):
+            found.append(_candidate(bare, STATEMENT, row))
+    return [c for c in found if c is not None]
 
 
-def _bare_value(line: str) -> float | None:
-    match = _BARE_SCORE_LINE.match(line)
-    return _value(match) if match else None
+def _verdict(candidates: list[_Candidate]) -> _Candidate | None:
+    """The last candidate of the best tier, preferring values on the template's scale."""
+    if not candidates:
+        return None
+    tier = min(c.tier for c in candidates)
+    in_tier = [c for c in candidates if c.tier == tier]
+    return max([c for c in in_tier if c.native] or in_tier)
 
 
-def _checked(value: float | None, where: str) -> float:
-    if value is None:
+def _checked(verdict: _Candidate | None, where: str) -> float:
+    """The verdict on the template's 0..10 scale."""
+    if verdict is None:
         raise ParseError(f"no score found {where}")
-    if not SCORE_MIN <= value <= SCORE_MAX:
-        raise ParseError(f"score {value:g} is outside {SCORE_MIN:g}..{SCORE_MAX:g}")
-    return value
+    if verdict.native:
+        if not SCORE_MIN <= verdict.num <= SCORE_MAX:
+            raise ParseError(f"score {verdict.num:g} is outside {SCORE_MIN:g}..{SCORE_MAX:g}")
+        return verdict.num
+    if verdict.num > verdict.den:
+        raise ParseError(f"score {verdict.num:g}/{verdict.den:g} is outside 0..{verdict.den:g}")
+    return verdict.num * SCORE_MAX / verdict.den
 
 
 def parse_score_in_last_line(text: str) -> float:
     """Score stated on the last non-empty line, for templates that demand it there."""
-    lines = _clean_lines(text)
-    line = lines[-1] if lines else ""
-    value = _statement_value(line)
-    if value is None:
-        value = _last_fraction_of_ten(line)
-    if value is None:
-        value = _bare_value(line)
-    return _checked(value, "in the last non-empty line")
-
-
-def _final_statement(lines: list[str]) -> float | None:
-    """Latest score statement; judges often restate or revise the score as they go."""
-    for i in reversed(range(len(lines))):
-        value = _statement_value(lines[i])
-        if value is None and i > 0 and _SCORE_HEADING.match(lines[i - 1]):
-            value = _bare_value(lines[i])
-        if value is not None:
-            return value
-    return None
+    lines = _lines(text)
+    found = _line_candidates(lines[-1], 0, last=True) if lines else []
+    return _checked(_verdict(found), "in the last non-empty line")
 
 
 def parse_score_complex(text: str) -> float:
-    """Final score anywhere in a free-form judge answer (reasoning, rubric tables, recap).
+    """The judge's final verdict in a free-form answer (reasoning, rubric tables, sums, recap, notes).
 
-    Explicit statements win, latest first; only without any statement does the
-    last bare "X/10" count.
+    See the rules above: the last statement of the best tier, sub-scores, alternatives and notes left out.
     """
-    lines = _clean_lines(text)
-    value = _final_statement(lines)
-    if value is None:
-        value = _last_fraction_of_ten("\n".join(lines))
-    return _checked(value, "in judge response")
+    answer = _candidates(_lines(_THINK.sub("\n", text)))
+    return _checked(_verdict(answer or _candidates(_lines(text))), "in judge response")
+
+
+# --------------------------------------------------------------------------- pairwise verdicts
+
+WINNERS = ("A", "B", "TIE")
+_WINNER_LINE = re.compile(r"^winner\s*:\s*(?P<winner>.*?)\s*[.!]?$", re.I)
+_EXPECTED_WINNER = "expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"
+
+
+def parse_winner(text: str) -> str:
+    """"A", "B" or "TIE" from a pairwise judge answer that ends with its verdict line (markdown tolerated)."""
+    lines = _lines(text)
+    if not lines:
+        raise ParseError(f"the answer is empty; {_EXPECTED_WINNER}")
+    last = lines[-1].text
+    match = _WINNER_LINE.match(last)
+    if match is None:
+        shown = last if len(last) <= 60 else last[:59] + "\u2026"
+        raise ParseError(f"the answer does not end with a verdict ({shown!r}); {_EXPECTED_WINNER}")
+    winner = match["winner"].upper()
+    if winner not in WINNERS:
+        raise ParseError(f"unknown winner {match['winner']!r}; expected A, B or TIE")
+    return winner
 
 
 # --------------------------------------------------------------------------- registry
@@ -195,6 +307,12 @@ DRAFT_PARSERS: dict[str, Callable[[str], str]] = {
 SCORE_PARSERS: dict[str, Callable[[str], float]] = {
     "in_last_line": parse_score_in_last_line,
     "complex": parse_score_complex,
+}
+
+# Pairwise judges (tournaments) answer "which of two essays is better"; kept apart from SCORE_PARSERS so an
+# evaluation template can never name one (the catalog validates evaluation templates against SCORE_PARSERS only).
+PAIRWISE_PARSERS: dict[str, Callable[[str], str]] = {
+    "winner": parse_winner,
 }
 
 
@@ -216,3 +334,8 @@ def parse_draft(parser: str, text: str) -> str:
 def parse_score(parser: str, text: str) -> float:
     """Apply the named score parser to a judge response."""
     return _lookup(SCORE_PARSERS, "score", parser)(text)
+
+
+def parse_pairwise(parser: str, text: str) -> str:
+    """Apply the named pairwise parser to a judge's comparison of two essays: "A", "B" or "TIE"."""
+    return _lookup(PAIRWISE_PARSERS, "pairwise", parser)(text)

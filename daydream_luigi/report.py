@@ -2,7 +2,10 @@
 
 Inputs are the files :func:`daydream_luigi.results.write_tables` and :mod:`daydream_luigi.collect` write into
 ``data/cohorts/<cohort_id>/reports/`` plus the ``metadata.json`` of the cohort's generations (tokens, cost, latency).
-A derived table that is missing is recomputed from ``parsed_scores.csv``.
+A derived table that is missing is recomputed from ``parsed_scores.csv`` (without concept names: those come from
+``pivot.csv``'s ``concepts`` column, which ``write_tables`` fills from the combo mappings).  The tournament ladder
+and the near-duplicate clusters are read from :data:`TOURNAMENT_RATINGS_FILE` and :data:`DEDUP_CLUSTERS_FILE` when
+those commands have run; their sections say "not run" otherwise.
 
 The page has no scripts, no external resources and no external links: charts are inline SVG or plain HTML tables,
 all text goes through Jinja2 autoescaping, and links to generation files are relative to the reports folder so the
@@ -30,11 +33,19 @@ from .store import atomic_write_text
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE_NAME = "report.html.j2"
 REPORT_FILE = "report.html"
+#: Written by the tournament: gen_id, rating, ci_low, ci_high, wins, losses, ties.
+TOURNAMENT_RATINGS_FILE = "tournament_ratings.csv"
+#: Written by dedup: gen_id, cluster, representative (the cluster's representative gen_id), nearest_similarity.
+DEDUP_CLUSTERS_FILE = "dedup_clusters.csv"
 
 SCORE_MIN, SCORE_MAX = 0, 10
 ESSAY_PREVIEW_CHARS = 4000
 #: At most this many (essay, template) units are drawn in the agreement plot (widest judge ranges first).
 AGREEMENT_PLOT_ROWS = 120
+#: Summary groupings drawn as comparisons with intervals, in this order.
+COMPARISONS = ("generation_template", "draft_template", "generation_model", "evaluation_model")
+#: Concept pairs listed per evaluation template (largest differences first).
+PAIR_ROWS = 30
 STAGES = ("draft", "essay", "evaluation")
 AGREEMENT_CLASSES = ("high", "moderate", "low", "poor")
 AGREEMENT_COLOURS = {"high": "#2e8b57", "moderate": "#3b7dd8", "low": "#e08a1e", "poor": "#c9352b",
@@ -260,39 +271,57 @@ def _histograms(parsed: pd.DataFrame) -> list[dict]:
     return groups
 
 
+def _interval_text(low, high) -> str:
+    return "no interval" if _missing(low) or _missing(high) else f"[{fmt_score(low)}, {fmt_score(high)}]"
+
+
+def _number(value) -> float:
+    number = pd.to_numeric(value, errors="coerce")
+    return math.nan if _missing(number) else float(number)
+
+
+def _descending(value: float) -> tuple[bool, float]:
+    """Sort key: largest first, missing values last."""
+    return (True, 0.0) if _missing(value) else (False, -value)
+
+
 def _heatmap(pivot: pd.DataFrame, parsed: pd.DataFrame) -> dict:
-    meta_columns = {"parent_gen_id", *results.ESSAY_META_COLUMNS, "sum"}
-    score_columns = [c for c in pivot.columns if c not in meta_columns]
     pairs = {f"{t}_{j}": (str(t), str(j)) for t, j in
              parsed[["evaluation_template", "evaluation_model"]].dropna().drop_duplicates().itertuples(index=False)}
-    columns = []
-    for name in score_columns:
-        template, judge = pairs.get(name, (name, ""))
-        columns.append({"name": name, "template": template, "judge": judge})
+    columns = [{"name": c, "template": pairs[c][0], "judge": pairs[c][1]} for c in pivot.columns if c in pairs]
+    templates = sorted({str(t) for t in parsed["evaluation_template"].dropna()
+                        if f"{t}:mean" in pivot.columns})
     rows = []
     for record in _records(pivot):
-        values = [pd.to_numeric(record.get(c), errors="coerce") for c in score_columns]
-        present = [float(v) for v in values if not _missing(v)]
-        mean = sum(present) / len(present) if present else math.nan
         cells = []
-        for column, value in zip(columns, values):
+        for column in columns:
+            value = _number(record.get(column["name"]))
             background, colour = score_colour(value)
             cells.append({"column": column["name"], "value": fmt_score(value), "missing": _missing(value),
-                          "raw": "" if _missing(value) else repr(float(value)),
+                          "raw": "" if _missing(value) else repr(value),
                           "background": background, "colour": colour})
-        background, colour = score_colour(mean)
+        aggregates = []
+        for template in templates:
+            low, high = (_number(record.get(f"{template}:{k}")) for k in ("ci_low", "ci_high"))
+            mean = _number(record.get(f"{template}:mean"))
+            background, colour = score_colour(mean)
+            n = _number(record.get(f"{template}:n"))
+            aggregates.append({"template": template, "mean": mean, "value": fmt_score(mean),
+                               "interval": _interval_text(low, high), "n": "" if _missing(n) else int(n),
+                               "background": background, "colour": colour})
         rows.append({"essay": _text(record.get("parent_gen_id")), "combo": _text(record.get("combo_id")),
+                     "concepts": _text(record.get("concepts")),
                      "draft_template": _text(record.get("draft_template")),
                      "generation_template": _text(record.get("generation_template")),
                      "generation_model": _text(record.get("generation_model")),
-                     "cells": cells, "mean": mean, "mean_text": fmt_score(mean),
-                     "mean_background": background, "mean_colour": colour})
-    rows.sort(key=lambda r: (-(r["mean"] if not math.isnan(r["mean"]) else -1), r["essay"]))
+                     "cells": cells, "aggregates": aggregates})
+    # Best first on the first template, then the next; an essay without a score on a template sorts after others.
+    rows.sort(key=lambda r: (*(_descending(a["mean"]) for a in r["aggregates"]), r["essay"]))
     legend = []
     for v in range(SCORE_MIN, SCORE_MAX + 1):
         background, colour = score_colour(v)
         legend.append({"value": v, "background": background, "colour": colour})
-    return {"columns": columns, "rows": rows, "legend": legend}
+    return {"columns": columns, "templates": templates, "rows": rows, "legend": legend}
 
 
 def _agreement_plot(agreement: pd.DataFrame, parsed: pd.DataFrame) -> dict:
@@ -357,11 +386,12 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _alpha_view(agreement_json: dict | None, parsed: pd.DataFrame) -> dict:
-    data = agreement_json if agreement_json is not None else results.agreement_summary(parsed)
+    data = agreement_json
+    if data is None or "undefined_reason" not in data:  # absent, or written before reasons were recorded
+        data = results.agreement_summary(parsed)
     alpha = data.get("alpha")
     if alpha is None:
-        verdict = "undefined: fewer than two judge values per essay, or no variation in the scores"
-        text = "n/a"
+        verdict, text = data.get("undefined_reason") or "undefined", "n/a"
     else:
         alpha = float(alpha)
         text = f"{alpha:.3f}"
@@ -373,9 +403,169 @@ def _alpha_view(agreement_json: dict | None, parsed: pd.DataFrame) -> dict:
             verdict = "low reliability (\u03b1 < 0.667): judges often disagree"
         else:
             verdict = "no agreement beyond chance (\u03b1 \u2264 0)"
-    return {"text": text, "verdict": verdict, "metric": data.get("metric", "interval"),
-            "pairable_units": data.get("n_pairable_units"), "pairable_values": data.get("n_pairable_values"),
-            "units": data.get("n_units")}
+    return {"defined": alpha is not None, "text": text, "verdict": verdict, "metric": data.get("metric", "interval"),
+            "judges": data.get("n_judges"), "pairable_units": data.get("n_pairable_units"),
+            "pairable_values": data.get("n_pairable_values"), "units": data.get("n_units")}
+
+
+# --------------------------------------------------------------------------
+# comparisons and concept effects (point-and-interval plots)
+# --------------------------------------------------------------------------
+
+
+def _ticks(low: float, high: float) -> list[float]:
+    step = next(s for s in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if (high - low) / s <= 10)
+    first = math.ceil(low / step) * step
+    return [round(first + i * step, 6) for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def _forest(rows: list[dict], low: float, high: float, reference: float | None = None) -> dict:
+    """Geometry of a point-and-interval plot; each row has label, title, point, low, high and note.
+
+    With a ``reference`` (0 for differences), rows whose interval lies wholly on one side of it are marked.
+    """
+    label_w, plot_w, right_w, row_h, top, bottom = 300, 440, 230, 22, 26, 8
+
+    def x(value: float) -> float:
+        return round(label_w + (min(max(value, low), high) - low) / (high - low) * plot_w, 2)
+
+    drawn = []
+    for i, row in enumerate(rows):
+        y = top + row_h * i + row_h / 2
+        has_interval = not (_missing(row["low"]) or _missing(row["high"]))
+        clear = has_interval and reference is not None and (row["low"] > reference or row["high"] < reference)
+        drawn.append({**row, "excludes_zero": clear, "y": round(y, 2), "text_y": round(y + 4, 2),
+                      "band_y": round(y - row_h / 2, 2), "zebra": i % 2 == 0, "label_short": _shorten(row["label"], 44),
+                      "x": None if _missing(row["point"]) else x(row["point"]),
+                      "x_low": x(row["low"]) if has_interval else None,
+                      "x_high": x(row["high"]) if has_interval else None,
+                      "point_text": fmt_score(row["point"]), "interval": _interval_text(row["low"], row["high"])})
+    height = top + row_h * len(rows) + bottom
+    return {"rows": drawn, "grid": [{"x": x(t), "label": fmt_score(t)} for t in _ticks(low, high)],
+            "width": label_w + plot_w + right_w, "height": height, "label_w": label_w,
+            "right_x": label_w + plot_w + 12, "plot_top": top - 6, "plot_bottom": height - bottom,
+            "reference_x": None if reference is None else x(reference)}
+
+
+def _symmetric_domain(values: list[float]) -> tuple[float, float]:
+    finite = [abs(v) for v in values if not _missing(v)]
+    bound = max([1.0, *finite])
+    bound = math.ceil(bound) if bound <= 10 else math.ceil(bound / 5) * 5
+    return -float(bound), float(bound)
+
+
+def _group_display(grouping: str, group: str, combo_labels: dict[str, str]) -> str:
+    if grouping == "combo_id" and combo_labels.get(group):
+        return f"{combo_labels[group]} ({group})"
+    return group
+
+
+def _summary_view(summary: pd.DataFrame, combo_labels: dict[str, str]) -> list[dict]:
+    """Per evaluation template: its summary tables and its comparisons with intervals."""
+    templates: dict[str, dict[str, list[dict]]] = {}
+    for r in _records(summary):
+        grouping = _text(r.get("grouping"))
+        group = _text(r.get("group"))
+        low, high = _number(r.get("ci_low")), _number(r.get("ci_high"))
+        templates.setdefault(_text(r.get("evaluation_template")), {}).setdefault(grouping, []).append({
+            "group": _group_display(grouping, group, combo_labels), "group_id": group,
+            "n": fmt_int(_number(r.get("n"))), "n_evaluations": fmt_int(_number(r.get("n_evaluations"))),
+            "mean_value": _number(r.get("mean")), "low": low, "high": high,
+            "mean": fmt_score(_number(r.get("mean"))), "interval": _interval_text(low, high),
+            "sd": fmt_score(_number(r.get("sd"))), "min": fmt_score(_number(r.get("min"))),
+            "max": fmt_score(_number(r.get("max"))), "top_share": _percent(r.get("top_share")),
+            "high_share": _percent(r.get("high_share")), "low_count": _text(r.get("low_count"))})
+    views = []
+    for template, groupings in templates.items():
+        comparisons, single = [], []
+        for grouping in COMPARISONS:
+            rows = groupings.get(grouping, [])
+            if len(rows) < 2:
+                single.extend([f"{grouping} ({rows[0]['group']})"] if rows else [])
+                continue
+            plot_rows = [{"label": r["group"], "title": r["group_id"], "point": r["mean_value"], "low": r["low"],
+                          "high": r["high"], "note": f"n={r['n']}"} for r in rows]
+            comparisons.append({"grouping": grouping, "plot": _forest(plot_rows, SCORE_MIN, SCORE_MAX)})
+        views.append({"template": template, "comparisons": comparisons, "single": single,
+                      "overall": (groupings.get("overall") or [None])[0],
+                      "tables": [{"grouping": g, "rows": rows} for g, rows in groupings.items() if g != "overall"]})
+    return views
+
+
+def _concept_view(effects: pd.DataFrame | None, pairs: pd.DataFrame | None) -> list[dict]:
+    """Per evaluation template: the concepts' differences with intervals (a plot) and the largest pair effects."""
+    views: dict[str, dict] = {}
+    for r in _records(effects):
+        views.setdefault(_text(r.get("evaluation_template")), {"rows": [], "pairs": []})["rows"].append({
+            "label": _text(r.get("concept")) or _text(r.get("concept_id")), "title": _text(r.get("concept_id")),
+            "point": _number(r.get("difference")), "low": _number(r.get("ci_low")), "high": _number(r.get("ci_high")),
+            "note": (f"{fmt_score(_number(r.get('mean_with')))} with (n={fmt_int(_number(r.get('n_with')))}) vs "
+                     f"{fmt_score(_number(r.get('mean_without')))} (n={fmt_int(_number(r.get('n_without')))})")})
+    for r in _records(pairs):
+        view = views.setdefault(_text(r.get("evaluation_template")), {"rows": [], "pairs": []})
+        low, high = _number(r.get("ci_low")), _number(r.get("ci_high"))
+        view["pairs"].append({
+            "a": _text(r.get("concept_a")), "b": _text(r.get("concept_b")),
+            "difference_value": _number(r.get("difference")), "difference": fmt_score(_number(r.get("difference"))),
+            "interval": _interval_text(low, high), "n_with": fmt_int(_number(r.get("n_with"))),
+            "mean_with": fmt_score(_number(r.get("mean_with"))),
+            "mean_without": fmt_score(_number(r.get("mean_without"))),
+            "excludes_zero": not _missing(low) and (low > 0 or high < 0)})
+    out = []
+    for template, view in sorted(views.items()):
+        rows = sorted(view["rows"], key=lambda r: (*_descending(r["point"]), r["label"]))
+        pair_rows = sorted(view["pairs"], key=lambda r: (*_descending(r["difference_value"]), r["a"], r["b"]))
+        low, high = _symmetric_domain([v for r in rows for v in (r["point"], r["low"], r["high"])])
+        out.append({"template": template, "plot": _forest(rows, low, high, reference=0.0) if rows else None,
+                    "pairs": pair_rows[:PAIR_ROWS], "pairs_total": len(pair_rows)})
+    return out
+
+
+# --------------------------------------------------------------------------
+# tournament and near-duplicates (written by their own commands)
+# --------------------------------------------------------------------------
+
+
+def _tournament_view(reports_dir: Path, essay_labels: dict[str, str]) -> dict | None:
+    frame = _read_csv(reports_dir / TOURNAMENT_RATINGS_FILE, numeric=("rating", "ci_low", "ci_high", "wins",
+                                                                      "losses", "ties"))
+    if frame is None:
+        return None
+    records = sorted(_records(frame), key=lambda r: (*_descending(_number(r.get("rating"))), _text(r.get("gen_id"))))
+    ladder, plot_rows = [], []
+    for rank, r in enumerate(records, 1):
+        gen_id = _text(r.get("gen_id"))
+        rating, low, high = _number(r.get("rating")), _number(r.get("ci_low")), _number(r.get("ci_high"))
+        record = (fmt_int(_number(r.get("wins"))), fmt_int(_number(r.get("losses"))), fmt_int(_number(r.get("ties"))))
+        ladder.append({"rank": rank, "essay": gen_id, "concepts": essay_labels.get(gen_id, ""),
+                       "rating": fmt_score(rating), "interval": _interval_text(low, high),
+                       "record": "\u2013".join(record)})
+        plot_rows.append({"label": f"#{rank} {gen_id}", "title": essay_labels.get(gen_id, gen_id), "point": rating,
+                          "low": low, "high": high, "note": "W\u2013L\u2013T " + "\u2013".join(record)})
+    values = [v for r in plot_rows for v in (r["point"], r["low"], r["high"]) if not _missing(v)]
+    plot = None
+    if values:
+        low, high = math.floor(min(values)), math.ceil(max(values))
+        plot = _forest(plot_rows, low, high if high > low else low + 1)
+    # The tournament's share of first-position wins; filled from the match table once its format is settled.
+    return {"ladder": ladder, "plot": plot, "position_bias": None}
+
+
+def _dedup_view(reports_dir: Path, essay_labels: dict[str, str]) -> dict | None:
+    frame = _read_csv(reports_dir / DEDUP_CLUSTERS_FILE, numeric=("nearest_similarity",))
+    if frame is None:
+        return None
+    clusters: dict[str, list[dict]] = {}
+    for r in _records(frame):
+        gen_id, representative = _text(r.get("gen_id")), _text(r.get("representative"))
+        clusters.setdefault(_text(r.get("cluster")), []).append({
+            "essay": gen_id, "concepts": essay_labels.get(gen_id, ""), "representative": gen_id == representative,
+            "similarity": fmt_score(_number(r.get("nearest_similarity")))})
+    merged = sorted(((name, sorted(members, key=lambda m: (not m["representative"], m["essay"])))
+                     for name, members in clusters.items() if len(members) > 1),
+                    key=lambda item: (-len(item[1]), item[0]))
+    return {"essays": sum(len(m) for m in clusters.values()), "clusters": len(clusters),
+            "merged": [{"cluster": name, "members": members} for name, members in merged]}
 
 
 # --------------------------------------------------------------------------
@@ -416,7 +606,9 @@ def _read_preview(path: Path | None) -> tuple[str, int, bool]:
     return text[:ESSAY_PREVIEW_CHARS], len(text), len(text) > ESSAY_PREVIEW_CHARS
 
 
-def _top_essays(top: pd.DataFrame, parsed: pd.DataFrame, reports_dir: Path, gens_root: Path) -> list[dict]:
+def _top_essays(top: pd.DataFrame, parsed: pd.DataFrame, pivot: pd.DataFrame, reports_dir: Path,
+                gens_root: Path) -> list[dict]:
+    per_essay = {_text(r.get("parent_gen_id")): r for r in _records(pivot)}
     essays = {}
     for record in _records(parsed):
         essay = _text(record.get("parent_gen_id"))
@@ -444,8 +636,13 @@ def _top_essays(top: pd.DataFrame, parsed: pd.DataFrame, reports_dir: Path, gens
         text, length, truncated = _read_preview(essay_file)
         mean = pd.to_numeric(record.get("mean_score"), errors="coerce")
         background, colour = score_colour(mean)
+        aggregate = per_essay.get(essay, {})
+        n = _number(aggregate.get(f"{template}:n"))
         groups.setdefault(template, []).append({
             "rank": len(groups.get(template, [])) + 1, "essay": essay, "mean": fmt_score(mean),
+            "interval": _interval_text(_number(aggregate.get(f"{template}:ci_low")),
+                                       _number(aggregate.get(f"{template}:ci_high"))),
+            "n": "" if _missing(n) else int(n), "concepts": _text(aggregate.get("concepts")),
             "background": background, "colour": colour,
             "generation_model": _text(info.get("generation_model")),
             "generation_template": _text(info.get("generation_template")),
@@ -468,21 +665,6 @@ def _environment() -> jinja2.Environment:
     env.filters["num"] = fmt_int
     env.filters["cost"] = fmt_cost
     return env
-
-
-def _summary_tables(summary: pd.DataFrame) -> list[dict]:
-    tables: dict[str, list[dict]] = {}
-    for r in _records(summary):
-        grouping = _text(r.get("grouping"))
-        tables.setdefault(grouping, []).append({
-            "group": _text(r.get("group")), "count": fmt_int(pd.to_numeric(r.get("count"))),
-            "mean": fmt_score(pd.to_numeric(r.get("mean"), errors="coerce")),
-            "sd": fmt_score(pd.to_numeric(r.get("sd"), errors="coerce")),
-            "min": fmt_score(pd.to_numeric(r.get("min"), errors="coerce")),
-            "max": fmt_score(pd.to_numeric(r.get("max"), errors="coerce")),
-            "top_share": _percent(r.get("top_share")), "high_share": _percent(r.get("high_share")),
-            "low_count": _text(r.get("low_count"))})
-    return [{"grouping": g, "rows": rows} for g, rows in tables.items() if g != "overall"]
 
 
 def _percent(value) -> str:
@@ -550,27 +732,34 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
     failure_list = [{"gen_id": str(k), "error": str(v)} for k, v in sorted(failures.items())]
 
     has_scores = len(scored) > 0
+    pivot = _table(reports_dir, "pivot", parsed, results.pivot_scores)
+    essay_labels = {_text(r.get("parent_gen_id")): _text(r.get("concepts")) for r in _records(pivot)}
+    combo_labels = {_text(r.get("combo_id")): _text(r.get("concepts")) for r in _records(pivot)}
     context = {"cohort_id": cohort_id, "overview": overview, "usage": usage, "has_scores": has_scores,
                "has_status": status_json is not None, "error_list": error_list, "failure_list": failure_list,
-               "score_max": SCORE_MAX,
-               "files": [name for name in (*results.REPORT_FILES.values(), "status.json")
-                         if (reports_dir / name).is_file()]}
+               "score_max": SCORE_MAX, "confidence": f"{results.CONFIDENCE:.0%}",
+               "tournament": _tournament_view(reports_dir, essay_labels),
+               "dedup": _dedup_view(reports_dir, essay_labels),
+               "files": [name for name in (*results.REPORT_FILES.values(), "status.json", TOURNAMENT_RATINGS_FILE,
+                                           DEDUP_CLUSTERS_FILE) if (reports_dir / name).is_file()]}
     if not has_scores:
         return context
 
-    pivot = _table(reports_dir, "pivot", parsed, results.pivot_scores)
     agreement = _table(reports_dir, "judge_agreement", parsed, results.judge_agreement)
     top = _table(reports_dir, "top_score_paths", parsed, results.top_score_paths)
     summary = _table(reports_dir, "summary_statistics", parsed, results.summary_statistics)
     means = _table(reports_dir, "judge_template_means", parsed, results.judge_template_means)
+    effects = _read_csv(reports_dir / results.REPORT_FILES["concept_effects"])
+    pairs = _read_csv(reports_dir / results.REPORT_FILES["concept_pair_effects"])
     context.update({
         "histograms": _histograms(parsed),
         "judge_means": _judge_means(means),
-        "summary_tables": _summary_tables(summary),
+        "summaries": _summary_view(summary, combo_labels),
+        "concept_effects": None if effects is None else _concept_view(effects, pairs),
         "heatmap": _heatmap(pivot, parsed),
         "agreement": _agreement_plot(agreement, parsed),
         "alpha": _alpha_view(_read_json(reports_dir / results.REPORT_FILES["agreement"]), parsed),
-        "top": _top_essays(top, parsed, reports_dir, gens_root),
+        "top": _top_essays(top, parsed, pivot, reports_dir, gens_root),
         "preview_chars": ESSAY_PREVIEW_CHARS,
     })
     return context

@@ -17,18 +17,35 @@ Conventions shared by all functions
 * Every function accepts an empty frame (right columns, zero rows) and a frame
   whose scores are all NaN; it then returns a table with the right columns and
   zero rows (``agreement_alpha`` returns NaN).
+
+Aggregation and intervals
+-------------------------
+Replicates and judges are combined by one named rule, :data:`AGGREGATION`: an
+essay's score for an evaluation template is the *mean* of its scored
+evaluations (every judge x replicate counts once).  Statistics over groups of
+essays (summaries, concept effects) take the essay as the unit, so repeated
+judgments of one essay never pass for independent observations.  Intervals are
+95% Student t intervals of a mean (:func:`t_interval`) and Welch t intervals of
+a difference of two means (:func:`welch_interval`): closed-form, deterministic,
+and honest for the small n an essay has (two judges x two replicates is n=4,
+where a bootstrap interval is far too narrow).  Intervals are not clipped to the
+0..10 scale; they are NaN when n < 2.  Scores of different evaluation templates
+are never pooled into one statistic.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .store import atomic_write_text
 
@@ -60,6 +77,9 @@ ESSAY_META_COLUMNS: list[str] = [
     "generation_model",
 ]
 
+#: Columns of :func:`pivot_scores` before the score columns.
+PIVOT_KEY_COLUMNS: list[str] = ["parent_gen_id", "combo_id", "concepts", *ESSAY_META_COLUMNS[1:]]
+
 #: Sort order of the parsed-scores table itself.
 PARSED_SCORES_SORT: list[str] = [
     "cohort_id",
@@ -69,6 +89,11 @@ PARSED_SCORES_SORT: list[str] = [
     "evaluation_replicate",
     "gen_id",
 ]
+
+#: How an essay's evaluations for one template (every judge x replicate) become its score.
+AGGREGATION = "mean"
+#: Coverage of every interval in these tables.
+CONFIDENCE = 0.95
 
 # Thresholds relative to the row's score_max (see summary_statistics).
 TOP_FRACTION = 0.9
@@ -90,11 +115,15 @@ SUMMARY_GROUPINGS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 SUMMARY_COLUMNS: list[str] = [
+    "evaluation_template",
     "grouping",
     "group",
-    "count",
+    "n",
+    "n_evaluations",
     "mean",
     "sd",
+    "ci_low",
+    "ci_high",
     "min",
     "max",
     "top_share",
@@ -130,6 +159,31 @@ VARIANCE_COMPONENTS_COLUMNS: list[str] = [
     "n_judges",
 ]
 
+SELECT_TOP_COLUMNS: list[str] = ["gen_id", "mean", "ci_low", "ci_high", "n_judges", "n", "judge_range"]
+SELECT_TOP_ORDERS = ("mean", "lower-bound")
+
+_EFFECT_STATISTICS: list[str] = [
+    "n_with",
+    "mean_with",
+    "n_without",
+    "mean_without",
+    "difference",
+    "ci_low",
+    "ci_high",
+]
+CONCEPT_EFFECT_COLUMNS: list[str] = ["evaluation_template", "concept_id", "concept", *_EFFECT_STATISTICS]
+CONCEPT_PAIR_EFFECT_COLUMNS: list[str] = [
+    "evaluation_template",
+    "concept_id_a",
+    "concept_a",
+    "concept_id_b",
+    "concept_b",
+    *_EFFECT_STATISTICS,
+]
+
+#: :data:`PARSED_SCORES_COLUMNS` plus ``cohorts``: every cohort holding the evaluation, sorted, joined with ";".
+CROSS_EXPERIMENT_COLUMNS: list[str] = [*PARSED_SCORES_COLUMNS, "cohorts"]
+
 #: Label used in summary_statistics for a missing group value.
 MISSING_GROUP = "(missing)"
 
@@ -159,14 +213,6 @@ def _scored(scores: pd.DataFrame) -> pd.DataFrame:
     return df[df["score"].notna() & df["parent_gen_id"].notna()].reset_index(drop=True)
 
 
-def _sample_sd(values: pd.Series) -> float:
-    return float(values.std(ddof=1)) if len(values) >= 2 else math.nan
-
-
-def _sample_var(values: pd.Series) -> float:
-    return float(values.var(ddof=1)) if len(values) >= 2 else math.nan
-
-
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
 
@@ -175,6 +221,80 @@ def _group_label(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return MISSING_GROUP
     return str(value)
+
+
+def t_interval(n, mean, sd, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Student t interval of a mean, elementwise: ``mean -+ t(1 - (1 - confidence) / 2, n - 1) * sd / sqrt(n)``.
+
+    NaN where ``n < 2`` (no spread to estimate); a zero ``sd`` gives the point ``[mean, mean]``.
+    """
+    n, mean, sd = (np.asarray(v, dtype="float64") for v in (n, mean, sd))
+    defined = n >= 2
+    df = np.where(defined, n - 1, 1.0)
+    half = stats.t.ppf(0.5 + confidence / 2, df) * sd / np.sqrt(np.where(defined, n, 1.0))
+    half = np.where(defined, half, math.nan)
+    return mean - half, mean + half
+
+
+def welch_interval(n1, mean1, sd1, n2, mean2, sd2, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Welch t interval of ``mean1 - mean2``, elementwise (no equal-variance assumption).
+
+    ``se = sqrt(sd1^2/n1 + sd2^2/n2)`` with Welch-Satterthwaite degrees of freedom
+    ``se^4 / ((sd1^2/n1)^2/(n1-1) + (sd2^2/n2)^2/(n2-1))``.  NaN unless both groups have ``n >= 2``;
+    when both spreads are zero the interval is the point difference.
+    """
+    n1, mean1, sd1, n2, mean2, sd2 = (np.asarray(v, dtype="float64") for v in (n1, mean1, sd1, n2, mean2, sd2))
+    defined = (n1 >= 2) & (n2 >= 2)
+    safe1, safe2 = np.where(defined, n1, 2.0), np.where(defined, n2, 2.0)
+    v1, v2 = sd1**2 / safe1, sd2**2 / safe2
+    se = np.sqrt(v1 + v2)
+    spread = se > 0
+    df = np.where(spread, (v1 + v2) ** 2 / np.where(spread, v1**2 / (safe1 - 1) + v2**2 / (safe2 - 1), 1.0), 1.0)
+    half = np.where(spread, stats.t.ppf(0.5 + confidence / 2, df) * se, 0.0)
+    half = np.where(defined, half, math.nan)
+    difference = mean1 - mean2
+    return difference - half, difference + half
+
+
+@dataclass(frozen=True)
+class ConceptMap:
+    """Which concepts each combo holds and what they are called (``data/combo_mappings.csv`` and the catalog).
+
+    Result tables name concepts, not only ids; the caller reads the files, so everything here stays testable
+    without them.
+    """
+
+    combo_concepts: Mapping[str, Sequence[str]]  # combo_id -> concept ids
+    concept_names: Mapping[str, str]  # concept_id -> display name
+
+    def concept_ids(self, combo_id: object) -> tuple[str, ...]:
+        """The combo's concept ids, sorted; empty for an unknown combo."""
+        return tuple(sorted(self.combo_concepts.get(combo_id, ()))) if isinstance(combo_id, str) else ()
+
+    def name(self, concept_id: str) -> str:
+        return self.concept_names.get(concept_id, concept_id)
+
+    def label(self, combo_id: object) -> str:
+        """The combo's concept names joined with " + " ("" for an unknown combo)."""
+        return " + ".join(self.name(c) for c in self.concept_ids(combo_id))
+
+
+NO_CONCEPTS = ConceptMap({}, {})
+
+
+def _essay_means(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (evaluation template, *by, essay): the AGGREGATION of its scored rows, with their count."""
+    keys = ["evaluation_template", *by, "parent_gen_id"]
+    g = df.groupby(keys, sort=True, dropna=False)
+    return pd.DataFrame({"score": g["score"].mean(), "score_max": g["score_max"].mean(),
+                         "n_evaluations": g.size()}).reset_index()
+
+
+def _moments(values: pd.core.groupby.SeriesGroupBy) -> pd.DataFrame:
+    """n, mean, sd and the t interval of each group."""
+    out = pd.DataFrame({"n": values.size(), "mean": values.mean(), "sd": values.std(ddof=1)})
+    out["ci_low"], out["ci_high"] = t_interval(out["n"], out["mean"], out["sd"])
+    return out
 
 
 def sort_parsed_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -196,22 +316,26 @@ def sort_parsed_scores(scores: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------
 
 
-def pivot_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per essay with one column per (evaluation template, judge).
+def pivot_columns(template: str) -> list[str]:
+    """The aggregate columns :func:`pivot_scores` adds for one evaluation template."""
+    return [f"{template}:{name}" for name in ("n", "mean", "ci_low", "ci_high")]
 
-    Columns: ``parent_gen_id, combo_id, draft_template, generation_template,
-    generation_model``, then one column named
-    ``"<evaluation_template>_<evaluation_model>"`` per pair present (sorted by
-    template, then judge) holding the mean score over replicates (NaN when the
-    essay has no score for that pair), then ``sum`` - the sum of the essay's
-    score columns skipping NaN.  Essay metadata is the first non-missing value
-    among the essay's rows.  Only scored rows count: an essay whose
-    evaluations all failed has no row.  Rows are sorted by ``parent_gen_id``.
+
+def pivot_scores(scores: pd.DataFrame, concepts: ConceptMap = NO_CONCEPTS) -> pd.DataFrame:
+    """One row per essay: its scores per (evaluation template, judge) and, per template, their aggregate.
+
+    Columns: :data:`PIVOT_KEY_COLUMNS` (``concepts`` is the combo's concept names joined with " + ", empty when
+    ``concepts`` does not know the combo), then one column ``"<evaluation_template>_<evaluation_model>"`` per pair
+    present (sorted by template, then judge) holding the judge's mean over replicates (NaN when the essay has no
+    score for that pair), then per template (sorted) :func:`pivot_columns`: ``"<template>:n"`` (scored
+    evaluations), ``":mean"`` (the :data:`AGGREGATION` over every judge and replicate) and ``":ci_low"`` /
+    ``":ci_high"`` (:func:`t_interval`).  Templates are never combined: there is no cross-template total.
+    Essay metadata is the first non-missing value among the essay's rows.  Only scored rows count: an essay
+    whose evaluations all failed has no row.  Rows are sorted by ``parent_gen_id``.
     """
-    key_cols = ["parent_gen_id", *ESSAY_META_COLUMNS]
     df = _scored(scores)
     if df.empty:
-        return _empty([*key_cols, "sum"])
+        return _empty(PIVOT_KEY_COLUMNS)
 
     meta = (
         _prepare(scores)
@@ -219,6 +343,7 @@ def pivot_scores(scores: pd.DataFrame) -> pd.DataFrame:
         .groupby("parent_gen_id", sort=True)[ESSAY_META_COLUMNS]
         .first()
     )
+    meta.insert(1, "concepts", [concepts.label(c) for c in meta["combo_id"]])
     cells = (
         df.groupby(["parent_gen_id", "evaluation_template", "evaluation_model"], sort=True)[
             "score"
@@ -243,10 +368,17 @@ def pivot_scores(scores: pd.DataFrame) -> pd.DataFrame:
     wide = cells.pivot(index="parent_gen_id", columns="column", values="score")
     wide = wide.reindex(columns=score_cols).sort_index()
     wide.columns = list(wide.columns)
-    out = meta.reindex(wide.index).join(wide)
-    out["sum"] = out[score_cols].sum(axis=1, skipna=True)
-    out = out.reset_index()
-    return out[[*key_cols, *score_cols, "sum"]].reset_index(drop=True)
+    parts = [meta.reindex(wide.index), wide]
+    for template, rows in df.groupby("evaluation_template", sort=True):
+        aggregate = _moments(rows.groupby("parent_gen_id", sort=True)["score"])
+        aggregate = aggregate[["n", "mean", "ci_low", "ci_high"]].reindex(wide.index)
+        aggregate.columns = pivot_columns(str(template))
+        parts.append(aggregate)
+    out = pd.concat(parts, axis=1).reset_index()
+    for column in out.columns:
+        if column.endswith(":n"):
+            out[column] = out[column].astype("Int64")
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------
@@ -284,81 +416,67 @@ def judge_template_means(scores: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------
 
 
-def _threshold_flags(df: pd.DataFrame) -> pd.DataFrame:
-    ratio = df["score"] / df["score_max"].where(df["score_max"] > 0)
-    out = df.copy()
-    out["_top"] = (ratio >= TOP_FRACTION - _EPS).astype("int64")
-    out["_high"] = (ratio >= HIGH_FRACTION - _EPS).astype("int64")
-    out["_low"] = (ratio <= LOW_FRACTION + _EPS).astype("int64")
-    return out
-
-
 def summary_statistics(scores: pd.DataFrame) -> pd.DataFrame:
-    """Descriptive statistics of scored rows for several groupings, in one table.
+    """Statistics of essay scores per evaluation template, for several groupings, in one table.
 
-    Columns: ``grouping, group, count, mean, sd, min, max, top_share,
-    high_share, low_count``.
+    Columns: :data:`SUMMARY_COLUMNS`.  For each evaluation template separately (never pooling two templates'
+    scores), and within it for each grouping of :data:`SUMMARY_GROUPINGS` in that order -
+    ``generation_template``, ``generation_model``, ``evaluation_model`` (the judge), ``combo_id``,
+    ``draft_template``, ``generation_template x generation_model``, ``generation_model x evaluation_model``
+    and ``overall``.  ``group`` is the group's value; for pairs the two values joined with ``" x "``;
+    ``"all"`` for ``overall``; a missing value is shown as ``"(missing)"``.  Rows are sorted by template,
+    grouping (in that order), then ``group``.
 
-    Groupings, in this row order: ``generation_template``,
-    ``generation_model``, ``evaluation_model`` (the judge), ``combo_id``,
-    ``draft_template``, ``generation_template x generation_model``,
-    ``generation_model x evaluation_model`` and ``overall``.  ``group`` is the
-    group's value; for pairs the two values joined with ``" x "``; ``"all"``
-    for ``overall``; a missing value is shown as ``"(missing)"``.  Within a
-    grouping rows are sorted by ``group``.
+    The unit is the essay: each essay contributes one score per group, the :data:`AGGREGATION` of its scored
+    evaluations in the group (for a judge grouping, that judge's replicates).  ``n`` counts those essays,
+    ``n_evaluations`` the evaluations behind them; ``mean``, ``sd`` (ddof=1, NaN for one essay), ``min`` and
+    ``max`` are over essay scores, and ``ci_low`` / ``ci_high`` the :func:`t_interval` of the mean.
 
-    Every scored row counts once (replicates are not averaged first).
-    ``sd`` is the sample standard deviation (ddof=1), NaN for a single value.
+    Thresholds are relative to the template's ``score_max``, over essay scores:
 
-    Thresholds are relative to each row's own ``score_max`` (so templates with
-    different scales can be pooled):
-
-    * top:  ``score >= 0.9 * score_max``  -> ``top_share`` = share of rows
-    * high: ``score >= 0.7 * score_max``  -> ``high_share`` = share of rows
-    * low:  ``score <= 0.3 * score_max``  -> ``low_count`` = number of rows
+    * top:  ``score >= 0.9 * score_max``  -> ``top_share`` = share of essays
+    * high: ``score >= 0.7 * score_max``  -> ``high_share`` = share of essays
+    * low:  ``score <= 0.3 * score_max``  -> ``low_count`` = number of essays
 
     The comparisons are made on ``score / score_max`` with a 1e-9 tolerance,
-    so e.g. 3 out of 10 counts as low despite float rounding.  A row whose
+    so e.g. 3 out of 10 counts as low despite float rounding.  An essay whose
     ``score_max`` is missing or not positive is never top, high or low (it
-    still counts in ``count`` and the moments).  Groups with no scored rows do
+    still counts in ``n`` and the moments).  Groups with no scored rows do
     not appear; with no scored rows at all the table is empty.
     """
     df = _scored(scores)
     if df.empty:
         return _empty(SUMMARY_COLUMNS)
-    df = _threshold_flags(df)
-
-    # One groupby per grouping (a boolean mask per group would cost O(groups x rows): 10,000 combos x 100,000 rows).
+    df = df[df["evaluation_template"].notna()]
+    # One two-stage groupby per grouping (a mask per group would cost O(groups x rows): 10,000 combos x 100,000 rows).
     parts: list[pd.DataFrame] = []
-    for grouping, cols in SUMMARY_GROUPINGS:
-        if cols:
-            columns = [[_group_label(v) for v in df[c].tolist()] for c in cols]
-            labels = [" x ".join(values) for values in zip(*columns)]
-        else:
-            labels = ["all"] * len(df)
-        g = df.groupby(pd.Series(labels, index=df.index, dtype=object), sort=True)
-        n = g.size()
-        part = pd.DataFrame(
-            {
-                "grouping": grouping,
-                "count": n,
-                "mean": g["score"].mean(),
-                "sd": g["score"].std(ddof=1),
-                "min": g["score"].min(),
-                "max": g["score"].max(),
-                "top_share": g["_top"].sum() / n,
-                "high_share": g["_high"].sum() / n,
-                "low_count": g["_low"].sum(),
-            }
+    for order, (grouping, cols) in enumerate(SUMMARY_GROUPINGS):
+        labelled = df.assign(
+            _group=[" x ".join(values) for values in zip(*[[_group_label(v) for v in df[c]] for c in cols])]
+            if cols else "all"
         )
-        part.index.name = "group"
-        parts.append(part.reset_index())
-    out = pd.concat(parts, ignore_index=True)[SUMMARY_COLUMNS]
-    out["count"] = out["count"].astype("int64")
-    out["low_count"] = out["low_count"].astype("int64")
-    for c in ("mean", "sd", "min", "max", "top_share", "high_share"):
+        essays = _essay_means(labelled, by=["_group"])
+        ratio = essays["score"] / essays["score_max"].where(essays["score_max"] > 0)
+        essays["_top"] = (ratio >= TOP_FRACTION - _EPS).astype("int64")
+        essays["_high"] = (ratio >= HIGH_FRACTION - _EPS).astype("int64")
+        essays["_low"] = (ratio <= LOW_FRACTION + _EPS).astype("int64")
+        g = essays.groupby(["evaluation_template", "_group"], sort=True)
+        part = _moments(g["score"])
+        part["n_evaluations"] = g["n_evaluations"].sum()
+        part["min"], part["max"] = g["score"].min(), g["score"].max()
+        part["top_share"] = g["_top"].sum() / part["n"]
+        part["high_share"] = g["_high"].sum() / part["n"]
+        part["low_count"] = g["_low"].sum()
+        part = part.reset_index().rename(columns={"_group": "group"})
+        part["grouping"], part["_order"] = grouping, order
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.sort_values(["evaluation_template", "_order", "group"], kind="mergesort")[SUMMARY_COLUMNS]
+    for c in ("n", "n_evaluations", "low_count"):
+        out[c] = out[c].astype("int64")
+    for c in ("mean", "sd", "ci_low", "ci_high", "min", "max", "top_share", "high_share"):
         out[c] = out[c].astype("float64")
-    return out
+    return out.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------
@@ -573,14 +691,13 @@ def krippendorff_alpha_interval(units: Iterable[Iterable[float]]) -> float:
 
 
 def _alpha_units(scores: pd.DataFrame) -> list[list[float]]:
-    """Values per unit (essay, template), one per rater (judge, replicate)."""
+    """Values per unit (essay, template), one per rater: a judge, its replicates averaged."""
     df = _scored(scores)
     if df.empty:
         return []
-    # A rater should give one value per unit; duplicates are averaged.
     per_rater = (
         df.groupby(
-            ["parent_gen_id", "evaluation_template", "evaluation_model", "evaluation_replicate"],
+            ["parent_gen_id", "evaluation_template", "evaluation_model"],
             sort=True,
             dropna=False,
         )["score"]
@@ -599,13 +716,13 @@ def _alpha_units(scores: pd.DataFrame) -> list[list[float]]:
 
 
 def agreement_alpha(scores: pd.DataFrame) -> float:
-    """Krippendorff's alpha (interval metric) over the whole scores table.
+    """Krippendorff's alpha (interval metric) between judges over the whole scores table.
 
-    Units are (``parent_gen_id``, ``evaluation_template``); raters are
-    (``evaluation_model``, ``evaluation_replicate``), so replicates of one
-    judge count as separate raters.  If one rater has several scored rows for
-    a unit they are averaged into one value.  NaN when fewer than 2 pairable
-    values exist or the pairable values do not vary.  See
+    Units are (``parent_gen_id``, ``evaluation_template``); raters are the
+    judges (``evaluation_model``), each giving one value per unit: the mean of
+    its replicates (replicates of one judge are not independent raters, and one
+    judge cannot agree or disagree with anyone).  NaN when fewer than 2
+    pairable values exist or the pairable values do not vary.  See
     :func:`krippendorff_alpha_interval`.
     """
     return krippendorff_alpha_interval(_alpha_units(scores))
@@ -614,10 +731,12 @@ def agreement_alpha(scores: pd.DataFrame) -> float:
 def agreement_summary(scores: pd.DataFrame) -> dict:
     """Alpha plus the counts behind it (the content of ``agreement.json``).
 
-    Keys: ``alpha`` (None when undefined), ``metric`` (``"interval"``),
+    Keys: ``alpha`` (None when undefined), ``undefined_reason`` (None when
+    alpha is defined, else why not, as a sentence for the report),
+    ``metric`` (``"interval"``), ``n_judges`` (judges with a score),
     ``n_evaluations`` (rows), ``n_scored``, ``n_errors`` (rows without a
     score), ``n_essays`` (essays with a score), ``n_units`` (units with a
-    score), ``n_pairable_units`` (units with >= 2 rater values) and
+    score), ``n_pairable_units`` (units scored by >= 2 judges) and
     ``n_pairable_values``.
     """
     df = _prepare(scores)
@@ -625,9 +744,21 @@ def agreement_summary(scores: pd.DataFrame) -> dict:
     pairable = [u for u in units if len(u) >= 2]
     alpha = krippendorff_alpha_interval(units)
     scored = df["score"].notna()
+    n_judges = int(df.loc[scored, "evaluation_model"].dropna().nunique())
+    if not math.isnan(alpha):
+        reason = None
+    elif n_judges < 2:
+        reason = (f"{'one judge' if n_judges else 'no judge'} scored these essays; agreement between judges "
+                  "needs two judges or more")
+    elif not pairable:
+        reason = "no essay was scored by two judges with the same evaluation template"
+    else:
+        reason = "the judges' scores do not vary at all, so agreement beyond chance cannot be measured"
     return {
         "alpha": None if math.isnan(alpha) else float(alpha),
+        "undefined_reason": reason,
         "metric": "interval",
+        "n_judges": n_judges,
         "n_evaluations": int(len(df)),
         "n_scored": int(scored.sum()),
         "n_errors": int((~scored).sum()),
@@ -648,15 +779,30 @@ def select_top(
     templates: list[str],
     exclude_judge: str | None = None,
     top_n: int = 10,
-) -> list[str]:
-    """Essay ids (``parent_gen_id``) ranked by their best score.
+    *,
+    by: str = "mean",
+    min_judges: int = 1,
+    max_judge_range: float | None = None,
+) -> pd.DataFrame:
+    """The best essays on the chosen templates, with the scores they were ranked by.
 
     Considers scored rows whose ``evaluation_template`` is in ``templates`` and,
     when ``exclude_judge`` is given, whose ``evaluation_model`` does NOT match
     that shell-style glob pattern (``fnmatch.fnmatchcase``: case-sensitive,
     ``*``, ``?``, ``[seq]``; e.g. ``"openai/*"``; a plain name matches only
-    itself).  Each essay is ranked by the MAX of those scores, highest first,
-    ties by id ascending; at most ``top_n`` ids are returned.
+    itself).  An evaluation listed under several cohorts (same ``gen_id``, see
+    :func:`aggregate_cross_experiment`) counts once.
+
+    Per essay: ``n`` scored evaluations, ``mean`` (the :data:`AGGREGATION` over
+    every judge, replicate and chosen template), ``ci_low`` / ``ci_high``
+    (:func:`t_interval`), ``n_judges`` (distinct judges) and ``judge_range``
+    (max - min of the judges' own means; 0 for one judge).  Essays with fewer
+    than ``min_judges`` judges, or (when ``max_judge_range`` is given) whose
+    judges disagree by more than it, are left out.  ``by="mean"`` ranks by the
+    mean, highest first; ``by="lower-bound"`` by ``ci_low`` (an essay without an
+    interval, n=1, ranks after every essay with one), then the mean; ties by
+    ``gen_id`` ascending.  Returns at most ``top_n`` rows with
+    :data:`SELECT_TOP_COLUMNS` (``gen_id`` is the essay's gen_id).
 
     Every requested template must occur in ``scores`` (in any row, error rows
     included), otherwise::
@@ -665,7 +811,7 @@ def select_top(
 
     (unknown names in request order, quoted with ``repr``; present templates
     sorted, comma-separated, ``(none)`` when there are none).  An empty scores
-    table has nothing to check against or select, and returns ``[]``.
+    table has nothing to check against or select, and returns no rows.
     """
     if isinstance(templates, str):
         templates = [templates]
@@ -674,9 +820,15 @@ def select_top(
         raise ValueError("templates must name at least one evaluation template")
     if top_n < 0:
         raise ValueError(f"top_n must be >= 0, got {top_n}")
+    if by not in SELECT_TOP_ORDERS:
+        raise ValueError(f"by must be one of {', '.join(SELECT_TOP_ORDERS)}, got {by!r}")
+    if min_judges < 1:
+        raise ValueError(f"min_judges must be >= 1, got {min_judges}")
+    if max_judge_range is not None and max_judge_range < 0:
+        raise ValueError(f"max_judge_range must be >= 0, got {max_judge_range:g}")
     df = _prepare(scores)
     if df.empty:
-        return []
+        return _empty(SELECT_TOP_COLUMNS)
     present = sorted({str(t) for t in df["evaluation_template"].dropna()})
     unknown = [t for t in templates if t not in present]
     if unknown:
@@ -693,14 +845,26 @@ def select_top(
             lambda m: isinstance(m, str) and fnmatch.fnmatchcase(m, exclude_judge)
         ).astype(bool)
     chosen = df[mask]
+    chosen = pd.concat([chosen[chosen["gen_id"].notna()].drop_duplicates("gen_id"), chosen[chosen["gen_id"].isna()]])
     if chosen.empty or top_n == 0:
-        return []
-    best = chosen.groupby("parent_gen_id", sort=True)["score"].max().reset_index()
-    best["parent_gen_id"] = best["parent_gen_id"].astype(str)
-    best = best.sort_values(
-        ["score", "parent_gen_id"], ascending=[False, True], kind="mergesort"
-    )
-    return list(best["parent_gen_id"].head(top_n))
+        return _empty(SELECT_TOP_COLUMNS)
+    chosen = chosen.assign(parent_gen_id=chosen["parent_gen_id"].astype(str))
+    ranked = _moments(chosen.groupby("parent_gen_id", sort=True)["score"])
+    judge_means = chosen.groupby(["parent_gen_id", "evaluation_model"], sort=True)["score"].mean()
+    per_essay = judge_means.groupby(level=0, sort=True)
+    ranked["n_judges"] = per_essay.size()
+    ranked["judge_range"] = per_essay.max() - per_essay.min()
+    ranked = ranked[ranked["n_judges"] >= min_judges]
+    if max_judge_range is not None:
+        ranked = ranked[ranked["judge_range"] <= max_judge_range + _EPS]
+    ranked = ranked.rename_axis("gen_id").reset_index()
+    keys = ["mean", "gen_id"] if by == "mean" else ["ci_low", "mean", "gen_id"]
+    ranked = ranked.sort_values(keys, ascending=[False] * (len(keys) - 1) + [True], kind="mergesort",
+                                na_position="last")
+    out = ranked[SELECT_TOP_COLUMNS].head(top_n).reset_index(drop=True)
+    out["n"] = out["n"].astype("int64")
+    out["n_judges"] = out["n_judges"].astype("int64")
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -709,30 +873,131 @@ def select_top(
 
 
 def aggregate_cross_experiment(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate several cohorts' parsed-scores tables.
+    """Concatenate several cohorts' parsed-scores tables, each evaluation under every cohort that holds it.
 
-    An evaluation (``gen_id``) present in several cohorts appears once: the
-    row of the alphabetically first ``cohort_id`` is kept (missing cohort ids
-    sort last).  Rows without a ``gen_id`` are all kept.  The result has
-    exactly :data:`PARSED_SCORES_COLUMNS` and is sorted as in
-    :func:`sort_parsed_scores`.
+    An evaluation (``gen_id``) shared by several cohorts has one row per cohort, and its ``cohorts`` column
+    lists them all (sorted, joined with ``";"``) so a reader can count it once (``drop_duplicates("gen_id")``;
+    :func:`select_top` does).  A row repeated within one cohort appears once; rows without a ``gen_id`` are
+    all kept (their ``cohorts`` is their own ``cohort_id``).  The result has :data:`CROSS_EXPERIMENT_COLUMNS`
+    and is sorted as in :func:`sort_parsed_scores`.
     """
     prepared = [_prepare(f) for f in frames]
     non_empty = [f for f in prepared if not f.empty]
     if not non_empty:
-        return _prepare(_empty(PARSED_SCORES_COLUMNS))
+        return _prepare(_empty(PARSED_SCORES_COLUMNS)).assign(cohorts=pd.Series([], dtype="object"))
     df = pd.concat(non_empty, ignore_index=True)
-    df = df.sort_values(["cohort_id", "gen_id"], kind="mergesort", na_position="last")
     has_id = df["gen_id"].notna()
-    df = pd.concat(
-        [df[has_id].drop_duplicates(subset=["gen_id"], keep="first"), df[~has_id]],
-        ignore_index=True,
+    df = pd.concat([df[has_id].drop_duplicates(subset=["cohort_id", "gen_id"]), df[~has_id]], ignore_index=True)
+    df = sort_parsed_scores(df)
+    holders = df[df["gen_id"].notna()].groupby("gen_id")["cohort_id"].agg(
+        lambda c: ";".join(sorted({_group_label(v) for v in c}))
     )
-    return sort_parsed_scores(df)
+    df["cohorts"] = df["gen_id"].map(holders)
+    df.loc[df["gen_id"].isna(), "cohorts"] = df.loc[df["gen_id"].isna(), "cohort_id"].map(_group_label)
+    return df[CROSS_EXPERIMENT_COLUMNS]
 
 
 # --------------------------------------------------------------------------
-# 11. writing the report tables
+# 11. concept effects
+# --------------------------------------------------------------------------
+
+
+def _concept_essays(scores: pd.DataFrame, concepts: ConceptMap) -> tuple[pd.DataFrame, list[str]]:
+    """Essay scores per template whose combo is known, with the indices (into the returned ids) of its concepts."""
+    df = _scored(scores)
+    df = df[df["evaluation_template"].notna()]
+    combos = df.groupby("parent_gen_id", sort=True)["combo_id"].first()
+    essays = _essay_means(df)
+    held = essays["parent_gen_id"].map(lambda e: concepts.concept_ids(combos.get(e)))
+    essays, held = essays[held.map(len) > 0].reset_index(drop=True), held[held.map(len) > 0].reset_index(drop=True)
+    ids = sorted({c for concept_ids in held for c in concept_ids})
+    index = {c: i for i, c in enumerate(ids)}
+    essays["concepts"] = [[index[c] for c in concept_ids] for concept_ids in held]
+    return essays, ids
+
+
+def _sd(sum_sq: np.ndarray, n: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Sample sd from a sum of squares about zero, its count and its mean; NaN below two values."""
+    out = np.full(len(n), math.nan)
+    two = n >= 2
+    out[two] = np.sqrt(np.maximum(sum_sq[two] - n[two] * mean[two] ** 2, 0) / (n[two] - 1))
+    return out
+
+
+def _effects(scores: np.ndarray, keys: Sequence[Sequence[int]]) -> pd.DataFrame:
+    """With / without statistics per key, over essays (aligned with ``scores``) that each hold some keys.
+
+    Works from per-key counts and sums (one row per essay and key it holds), so the cost follows what the
+    essays hold, not essays x keys (100 concepts: 4,950 pairs over 20,000 essays in a fraction of a second).
+    """
+    # Sums of centred scores keep the variances exact enough for scores on a 0..10 scale.
+    x = scores - scores.mean()
+    long = pd.DataFrame({"key": list(keys), "x": x}).explode("key")
+    long["sq"] = long["x"] ** 2
+    sums = long.groupby("key", sort=True)[["x", "sq"]].agg(["size", "sum"])
+    n_with = sums[("x", "size")].to_numpy(dtype="float64")
+    sum_with, sq_with = sums[("x", "sum")].to_numpy(), sums[("sq", "sum")].to_numpy()
+    n_without = len(scores) - n_with
+    sum_without, sq_without = x.sum() - sum_with, (x**2).sum() - sq_with
+    with np.errstate(invalid="ignore", divide="ignore"):  # a side without essays has no mean
+        mean_with, mean_without = sum_with / n_with, sum_without / n_without
+    low, high = welch_interval(n_with, mean_with, _sd(sq_with, n_with, mean_with),
+                               n_without, mean_without, _sd(sq_without, n_without, mean_without))
+    return pd.DataFrame({"n_with": n_with.astype("int64"), "mean_with": mean_with + scores.mean(),
+                         "n_without": n_without.astype("int64"), "mean_without": mean_without + scores.mean(),
+                         "difference": mean_with - mean_without, "ci_low": low, "ci_high": high},
+                        index=sums.index.astype("int64"))
+
+
+def concept_effects(scores: pd.DataFrame, concepts: ConceptMap) -> pd.DataFrame:
+    """Per evaluation template and concept: how essays whose combo holds the concept score against the others.
+
+    The unit is the essay: its score for a template is the :data:`AGGREGATION` of its evaluations.  Only
+    essays whose ``combo_id`` ``concepts`` knows take part.  ``n_with`` / ``mean_with`` are over essays with
+    the concept, ``n_without`` / ``mean_without`` over the template's other essays, ``difference`` is
+    ``mean_with - mean_without`` and ``ci_low`` / ``ci_high`` its :func:`welch_interval` (NaN unless both sides
+    have two essays or more).  Essays that share a combo are treated as independent, so with several essays per
+    combo the interval is on the narrow side.  Columns :data:`CONCEPT_EFFECT_COLUMNS`, sorted by template and
+    ``concept_id``.
+    """
+    essays, ids = _concept_essays(scores, concepts)
+    parts = []
+    for template, rows in essays.groupby("evaluation_template", sort=True):
+        effects = _effects(rows["score"].to_numpy(), rows["concepts"])
+        chosen = [ids[i] for i in effects.index]
+        parts.append(effects.reset_index(drop=True).assign(
+            evaluation_template=template, concept_id=chosen, concept=[concepts.name(c) for c in chosen]))
+    if not parts:
+        return _empty(CONCEPT_EFFECT_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CONCEPT_EFFECT_COLUMNS]
+
+
+def concept_pair_effects(scores: pd.DataFrame, concepts: ConceptMap) -> pd.DataFrame:
+    """As :func:`concept_effects`, per unordered pair of concepts held together by at least one essay's combo.
+
+    "With" are the essays whose combo holds both concepts, "without" every other essay of the template
+    (including those holding one of the two).  ``concept_id_a < concept_id_b``.  Columns
+    :data:`CONCEPT_PAIR_EFFECT_COLUMNS`, sorted by template, then the two ids.
+    """
+    essays, ids = _concept_essays(scores, concepts)
+    width = len(ids)
+    parts = []
+    for template, rows in essays.groupby("evaluation_template", sort=True):
+        pairs = [[a * width + b for a, b in itertools.combinations(sorted(held), 2)] for held in rows["concepts"]]
+        if not any(pairs):
+            continue
+        effects = _effects(rows["score"].to_numpy(), pairs)
+        first, second = ([ids[i] for i in side] for side in divmod(effects.index.to_numpy(), width))
+        parts.append(effects.reset_index(drop=True).assign(
+            evaluation_template=template, concept_id_a=first, concept_a=[concepts.name(c) for c in first],
+            concept_id_b=second, concept_b=[concepts.name(c) for c in second]))
+    if not parts:
+        return _empty(CONCEPT_PAIR_EFFECT_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CONCEPT_PAIR_EFFECT_COLUMNS]
+
+
+# --------------------------------------------------------------------------
+# 12. writing the report tables
 # --------------------------------------------------------------------------
 
 REPORT_FILES: dict[str, str] = {
@@ -743,33 +1008,36 @@ REPORT_FILES: dict[str, str] = {
     "top_score_paths": "top_score_paths.csv",
     "judge_agreement": "judge_agreement.csv",
     "variance_components": "variance_components.csv",
+    "concept_effects": "concept_effects.csv",
+    "concept_pair_effects": "concept_pair_effects.csv",
     "agreement": "agreement.json",
 }
 
 
-def write_tables(scores: pd.DataFrame, reports_dir: Path) -> dict[str, Path]:
+def write_tables(scores: pd.DataFrame, reports_dir: Path, concepts: ConceptMap = NO_CONCEPTS) -> dict[str, Path]:
     """Write every result table into ``reports_dir`` (created if needed).
 
-    Files: ``parsed_scores.csv`` (canonical order), ``pivot.csv``,
-    ``judge_template_means.csv``, ``summary_statistics.csv``,
-    ``top_score_paths.csv`` (default n=10), ``judge_agreement.csv``,
-    ``variance_components.csv`` (CSV without index, NaN as empty field) and
-    ``agreement.json`` (:func:`agreement_summary`, ``alpha`` null when
-    undefined).  Each file is written to a temporary file in the same
-    directory and moved into place with ``os.replace``, so readers never see a
-    partial file.  Returns ``{name: path}`` with the names of
-    :data:`REPORT_FILES` (file name without extension).
+    Files: ``parsed_scores.csv`` (canonical order), ``pivot.csv`` (concept names from ``concepts``),
+    ``judge_template_means.csv``, ``summary_statistics.csv``, ``top_score_paths.csv`` (default n=10),
+    ``judge_agreement.csv``, ``variance_components.csv``, ``concept_effects.csv`` and
+    ``concept_pair_effects.csv`` (header only when ``concepts`` knows none of the combos; CSV without index,
+    NaN as empty field) and ``agreement.json`` (:func:`agreement_summary`, ``alpha`` null when undefined).
+    Each file is written to a temporary file in the same directory and moved into place with ``os.replace``,
+    so readers never see a partial file.  Returns ``{name: path}`` with the names of :data:`REPORT_FILES`
+    (file name without extension).
     """
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     tables = {
         "parsed_scores": sort_parsed_scores(scores),
-        "pivot": pivot_scores(scores),
+        "pivot": pivot_scores(scores, concepts),
         "judge_template_means": judge_template_means(scores),
         "summary_statistics": summary_statistics(scores),
         "top_score_paths": top_score_paths(scores),
         "judge_agreement": judge_agreement(scores),
         "variance_components": variance_components(scores),
+        "concept_effects": concept_effects(scores, concepts),
+        "concept_pair_effects": concept_pair_effects(scores, concepts),
     }
     written: dict[str, Path] = {}
     for name, table in tables.items():

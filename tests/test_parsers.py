@@ -1,14 +1,22 @@
 """Unit tests for the draft and score parsers, on small hand-written judge/draft texts."""
 
+import shutil
+
 import pytest
 from click.testing import CliRunner
+from conftest import REPO, write_raw
 
+from daydream_luigi.catalog import load_catalog
 from daydream_luigi.cli import main as cli_main
+from daydream_luigi.config import Paths
+from daydream_luigi.errors import InputError
 from daydream_luigi.parsers import (
     DRAFT_PARSERS,
+    PAIRWISE_PARSERS,
     SCORE_PARSERS,
     ParseError,
     parse_draft,
+    parse_pairwise,
     parse_score,
 )
 
@@ -295,3 +303,137 @@ def test_essay_idea_last_accepts_headings_written_in_place_of_tags():
     assert parse_draft("essay_idea_last", text) == "sharper idea\nwith detail"
     assert parse_draft("essay_idea_last", "An essay-idea stage is mentioned inline, not as a heading.\n"
                        '<essay-idea stage="1">tagged</essay-idea>') == "tagged"
+
+
+# ---------------------------------------------------------------- complex: the final verdict (issue 12)
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the issue's examples: sub-scores before the verdict never win
+        pytest.param("Novelty 3/10, clarity 9/10.\nOverall: 6", 6.0, id="issue-overall-after-subscores"),
+        pytest.param("Clarity: 9/10\nLogic: 2/10\nFinal verdict: 4", 4.0, id="issue-final-verdict"),
+        pytest.param("The essay rates 9/10 on clarity but overall I give it a 5.", 5.0, id="issue-first-person"),
+        # the result of a stated sum
+        pytest.param("**Final score:** 3 (Core) + 2 (Connections) = 5/10", 5.0, id="labelled-sum-with-labels"),
+        pytest.param("Breakdown done.\n3 (Core) + 2 (Connections) = 5/10", 5.0, id="bare-sum-of-ten"),
+        pytest.param("Total: 4 + 2.5 = 6.5", 6.5, id="sum-decimal-result"),
+        pytest.param("Thus total score is 3 +1 = 4.\nNothing else.", 4.0, id="sum-in-prose"),
+        pytest.param("Total connections: 1+1+0+2=4.\nTotal score: 4+4=8.", 8.0, id="subtotal-sum-then-total"),
+        # fractions on another scale, read on their scale and mapped onto 0..10
+        pytest.param("Overall: 4/5", 8.0, id="fifths"),
+        pytest.param("Final score: 72/100", 7.2, id="hundredths"),
+        pytest.param("Overall rating: 3 out of 5", 6.0, id="out-of-five"),
+        pytest.param("Final score: 6/10\nOverall: 4/5", 6.0, id="template-scale-beats-other-scale"),
+        # sub-scores on their own scale before or after the verdict
+        pytest.param("Rubric: mechanism 4/5, novelty 2/5.\nFinal score: 6/10", 6.0, id="fifths-before"),
+        pytest.param("SCORE: 6/10\n- Novelty score: 4/5\n- Clarity: 5/5", 6.0, id="qualified-after"),
+        pytest.param("Total for ideas: 3/5\nTotal for links: 2/5\nTotal: 5/10", 5.0, id="totals-for-parts"),
+        pytest.param("SCORE: 6/10\n\n1. Mechanism\n   - Score: 2\n2. Narrative\n   - Score: 1", 6.0,
+                     id="criterion-points-in-list-after"),
+        pytest.param("Clarity score: 9/10. Novelty score: 2/10. I rate it 4/10.", 4.0, id="qualified-then-mine"),
+        # restated and revised verdicts: the last statement counts
+        pytest.param("Score: 7/10\nThe mechanism is concrete.\nIn sum, the score is 7.", 7.0, id="restated"),
+        pytest.param("Score: 5\nOn second thought the final score is 6.", 6.0, id="revised"),
+        # alternatives and trailing notes never count
+        pytest.param("Overall: 5/10. A stricter reading would give the essay a score of 4/10.", 5.0,
+                     id="stricter-alternative"),
+        pytest.param("SCORE: 6 (a more lenient grader might say 7)", 6.0, id="lenient-alternative-in-parens"),
+        pytest.param("SCORE: 6\nIf the link were explicit, the score is 8.", 6.0, id="conditional-alternative"),
+        pytest.param("Final score: 6.5/10, rounded to a score of 7.", 6.5, id="rounded-alternative"),
+        pytest.param("Final score: 7/10\n\nNote: a total score of 8 was within reach with a sharper ending.", 7.0,
+                     id="trailing-note"),
+        pytest.param("<think>The score is 9/10.</think>\nOverall I give it a 6.", 6.0, id="thinking-ignored"),
+        # markdown and phrasing
+        pytest.param("## **Verdict**\n\n**7.5**", 7.5, id="heading-then-bold-value"),
+        pytest.param("| Criterion | Score |\n|---|---|\n| Novelty | 3/5 |\n| **Total** | **7/10** |", 7.0,
+                     id="markdown-table"),
+        pytest.param("`SCORE: 8`", 8.0, id="code-span"),
+        pytest.param("Final verdict \u2014 3/10", 3.0, id="em-dash"),
+        pytest.param("Score (0-10): 7", 7.0, id="label-with-scale-note"),
+        pytest.param("I'd give this essay a 6 overall.", 6.0, id="first-person-contracted"),
+        pytest.param("The essay deserves a 7/10.", 7.0, id="bare-fraction"),
+        pytest.param("Score: 7/10", 7.0, id="fraction-of-ten"),
+        pytest.param("Score: 7.5", 7.5, id="decimal"),
+        pytest.param("Score: 7.5/10", 7.5, id="decimal-fraction"),
+        pytest.param("7.5", 7.5, id="bare-number-answer"),
+    ],
+)
+def test_complex_takes_the_final_verdict(text, expected):
+    assert parse_score("complex", text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Overall: 6/5", "score 6/5 is outside 0..5"),
+        ("Total score: 4 (ideas) + 3 (links)\nNo verdict.", "no score found in judge response"),
+        ("- Mechanism: Score: 1/2\n- Links: 2/2", "no score found in judge response"),
+        ("A stricter reading would give it 4/10.", "no score found in judge response"),
+    ],
+)
+def test_complex_rejects_what_is_not_a_verdict(text, message):
+    with pytest.raises(ParseError) as err:
+        parse_score("complex", text)
+    assert str(err.value) == message
+
+
+# ---------------------------------------------------------------- pairwise: winner
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Essay A has the concrete mechanism.\nWINNER: A", "A"),
+        ("Reasoning.\n\nwinner: b\n\n", "B"),
+        ("Both are thin.\n**WINNER:** TIE", "TIE"),
+        ("### Winner: **A**.", "A"),
+        ("`WINNER: B`", "B"),
+        ("Winner:Tie", "TIE"),
+    ],
+)
+def test_winner_reads_the_last_line(text, expected):
+    assert parse_pairwise("winner", text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the answer is empty; expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
+        ("WINNER: A\nThanks for reading.",
+         "the answer does not end with a verdict ('Thanks for reading.'); "
+         "expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
+        ("I prefer essay A. " * 5,
+         "the answer does not end with a verdict "
+         "('I prefer essay A. I prefer essay A. I prefer essay A. I pre\u2026'); expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
+        ("WINNER: C", "unknown winner 'C'; expected A, B or TIE"),
+        ("WINNER: A or B", "unknown winner 'A or B'; expected A, B or TIE"),
+        ("WINNER:", "unknown winner ''; expected A, B or TIE"),
+    ],
+)
+def test_winner_rejects_anything_else(text, message):
+    with pytest.raises(ParseError) as err:
+        parse_pairwise("winner", text)
+    assert str(err.value) == message
+
+
+def test_pairwise_registry_is_separate_from_score_parsers():
+    assert set(PAIRWISE_PARSERS) == {"winner"}
+    assert not set(PAIRWISE_PARSERS) & set(SCORE_PARSERS)
+    with pytest.raises(ParseError) as err:
+        parse_score("winner", "WINNER: A")
+    assert str(err.value) == "unknown score parser 'winner'; known: complex, in_last_line"
+    with pytest.raises(ParseError) as err:
+        parse_pairwise("complex", "SCORE: 7")
+    assert str(err.value) == "unknown pairwise parser 'complex'; known: winner"
+
+
+def test_catalog_rejects_a_pairwise_parser_on_an_evaluation_template(tmp_path):
+    raw = tmp_path / "data" / "1_raw"
+    write_raw(raw)
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    catalog = raw / "evaluation_templates.csv"
+    catalog.write_text(catalog.read_text().replace(",complex\n", ",winner\n"))
+    with pytest.raises(InputError) as err:
+        load_catalog(Paths(tmp_path / "data", tmp_path / "config"), {"paid": 1, "free": 1, "local": 1})
+    assert str(err.value) == (f"{catalog}: line 3: unknown parser 'winner' for template 'judge-b'; "
+                              "use one of: complex, in_last_line")

@@ -38,7 +38,8 @@ def test_default_cohort_runs_end_to_end_and_rerun_calls_nothing(project, endpoin
     with (folder / "reports" / "pivot.csv").open() as handle:
         pivot = list(csv.DictReader(handle))
     assert len(pivot) == 12
-    assert set(pivot[0]) >= {"parent_gen_id", "judge-a_judge-paid", "judge-b_judge-paid", "sum"}
+    assert set(pivot[0]) >= {"parent_gen_id", "judge-a_judge-paid", "judge-b_judge-paid", "judge-a:mean",
+                             "judge-b:mean"}
 
     again = daydream("run")
     assert again.returncode == 0, again.stderr

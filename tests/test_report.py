@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from daydream_luigi.report import ESSAY_PREVIEW_CHARS, build_report, write_report
-from daydream_luigi.results import PARSED_SCORES_COLUMNS, write_tables
+from daydream_luigi.results import PARSED_SCORES_COLUMNS, ConceptMap, write_tables
 
 COHORT = "coh-report"
 NOVELTY, COHERENCE = "novelty", "coherence"
@@ -32,6 +32,11 @@ ESSAYS = {
     "essay00000000003": ("draft00000000003", "combo_v1_cccccccccccc", "ladder", "verbatim", "gen-x",
                          "Sourdough starters as distributed caches. " * 150 + LONG_TAIL),
 }
+CONCEPTS = ConceptMap(
+    {"combo_v1_aaaaaaaaaaaa": ("tides", "ants"), "combo_v1_bbbbbbbbbbbb": ("ants", "bread"),
+     "combo_v1_cccccccccccc": ("bread", "tides")},
+    {"tides": "Tidal power", "ants": "Ant trails", "bread": "Sourdough"},
+)
 NAN = math.nan
 # evaluation gen_id, essay, template, judge, score (NaN = the score error)
 EVALS = [
@@ -85,7 +90,7 @@ def build_store(root: Path) -> tuple[Path, Path, pd.DataFrame]:
                      "generation_template": essay_t, "generation_model": model, "evaluation_path": str(raw),
                      "essay_path": str(paths[essay][0]), "draft_path": str(paths[essay][1])})
     frame = pd.DataFrame(rows, columns=PARSED_SCORES_COLUMNS)
-    write_tables(frame, reports_dir)
+    write_tables(frame, reports_dir, CONCEPTS)
     status = {"evaluations": len(EVALS) + len(FAILED) + len(MISSING), "on_disk": len(EVALS),
               "score_errors": sum(math.isnan(e[4]) for e in EVALS), "failed": len(FAILED), "missing": len(MISSING),
               "failures": FAILED}
@@ -196,8 +201,8 @@ def test_heatmap_has_one_cell_per_pivot_cell(store, report):
     reports_dir = store[0]
     _, html = report
     pivot = pd.read_csv(reports_dir / "pivot.csv", dtype={"parent_gen_id": str})
-    meta = {"parent_gen_id", "combo_id", "draft_template", "generation_template", "generation_model", "sum"}
-    score_columns = [c for c in pivot.columns if c not in meta]
+    meta = {"parent_gen_id", "combo_id", "concepts", "draft_template", "generation_template", "generation_model"}
+    score_columns = [c for c in pivot.columns if c not in meta and ":" not in c]
     assert score_columns == ["coherence_judge-a", "coherence_judge-b", "novelty_judge-a", "novelty_judge-b"]
     cells = parse(html).cells
     assert len(cells) == len(pivot) * len(score_columns) == 12
@@ -321,3 +326,113 @@ def test_headless_chromium_renders_a_screenshot(report, tmp_path):
     assert png.exists(), f"no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
     assert png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- research loop sections (issue 12)
+
+
+class _Plots(HTMLParser):
+    """The rows of every point-and-interval plot, by its data-plot name, in page order."""
+
+    def __init__(self):
+        super().__init__()
+        self.plots: list[tuple[str, list[dict]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "svg" and "forest" in (a.get("class") or "").split():
+            self.plots.append((a["data-plot"], []))
+        if tag == "g" and a.get("class") == "interval-row":
+            self.plots[-1][1].append({k: a[f"data-{k}"] for k in ("label", "point", "interval")})
+
+
+def plots(html: str) -> list[tuple[str, list[dict]]]:
+    collector = _Plots()
+    collector.feed(html)
+    return collector.plots
+
+
+def _section(html: str, name: str) -> str:
+    start = html.index(f'<section id="{name}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_concept_names_appear_wherever_combos_do(report):
+    _, html = report
+    heatmap = _section(html, "heatmap")
+    for essay, (_draft, combo, *_rest) in ESSAYS.items():
+        label = CONCEPTS.label(combo)
+        assert f'<td class="label concepts" title="combo {combo}">{label}</td>' in heatmap, essay
+    assert "<strong>Ant trails + Tidal power</strong>" in _section(html, "top")  # essay 1, best on both templates
+    summary = _section(html, "comparisons")
+    assert "<td>Ant trails + Sourdough (combo_v1_bbbbbbbbbbbb)</td>" in summary
+
+
+def test_concept_effects_are_plotted_with_their_intervals(store, report):
+    reports_dir = store[0]
+    _, html = report
+    effects = pd.read_csv(reports_dir / "concept_effects.csv")
+    concept_plots = [rows for name, rows in plots(html) if name == "concepts"]
+    assert len(concept_plots) == 2  # coherence, then novelty
+    # novelty: essays 1 (9, 8), 2 (2, 7), 3 (5, 6) -> 8.5, 4.5, 5.5; tides in 1 and 3: 7 vs 4.5 -> +2.5
+    novelty = effects[effects["evaluation_template"] == NOVELTY].set_index("concept")
+    assert novelty.loc["Tidal power", "difference"] == 2.5
+    assert [r["label"] for r in concept_plots[1]] == ["Tidal power", "Ant trails", "Sourdough"]  # largest first
+    assert [r["point"] for r in concept_plots[1]] == ["2.5", "1", "-3.5"]
+    # one essay without the concept: no interval, and the plot says so instead of drawing one
+    assert all(r["interval"] == "no interval" for r in concept_plots[1])
+    assert "Ant trails + Tidal power</td>" in _section(html, "concepts")  # the pairs table names both
+
+
+def test_templates_and_models_are_compared_with_intervals(store, report):
+    reports_dir = store[0]
+    _, html = report
+    summary = pd.read_csv(reports_dir / "summary_statistics.csv")
+    judges = summary[(summary["evaluation_template"] == COHERENCE) & (summary["grouping"] == "evaluation_model")]
+    # coherence by judge-a: essays 7, 6.5, 4 -> mean 5.83, t interval over three essays
+    row = judges.set_index("group").loc[JA]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(17.5 / 3)
+    by_judge = [rows for name, rows in plots(html) if name == "evaluation_model"][0]
+    assert by_judge[0] == {"label": JA, "point": "5.83",
+                           "interval": f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"}
+    assert by_judge[0]["interval"] == "[1.84, 9.83]"
+    names = [name for name, _ in plots(html)]
+    assert names.count("generation_template") == names.count("generation_model") == 2  # per evaluation template
+
+
+def test_a_single_judge_cohort_says_why_agreement_is_undefined(tmp_path):
+    reports_dir, gens, frame = build_store(tmp_path)
+    write_tables(frame[frame["evaluation_model"] == JA], reports_dir, CONCEPTS)
+    html = build_report(reports_dir, COHORT, gens)
+    agreement = _section(html, "agreement")
+    assert "one judge scored these essays; agreement between judges needs two judges or more" in agreement
+    assert "\u03b1 =" not in agreement and "reliability" not in agreement
+    assert 'class="unit-row"' not in agreement
+
+
+def test_tournament_and_dedup_say_not_run_until_their_files_exist(store, report):
+    reports_dir, gens, _ = store
+    _, html = report
+    assert "Not run: no <code>tournament_ratings.csv</code>" in _section(html, "tournament")
+    assert "Not run: no <code>dedup_clusters.csv</code>" in _section(html, "dedup")
+    (reports_dir / "tournament_ratings.csv").write_text(
+        "gen_id,rating,ci_low,ci_high,wins,losses,ties\n"
+        "essay00000000002,-0.3,-1.1,0.5,2,3,1\nessay00000000001,1.2,0.4,2.0,5,1,0\n")
+    (reports_dir / "dedup_clusters.csv").write_text(
+        "gen_id,cluster,representative,nearest_similarity\n"
+        "essay00000000003,c0,essay00000000001,0.91\nessay00000000001,c0,essay00000000001,0.91\n"
+        "essay00000000002,c1,essay00000000002,0.42\n")
+    html = build_report(reports_dir, COHORT, gens)
+    tournament = _section(html, "tournament")
+    ladder = [rows for name, rows in plots(html) if name == "tournament"][0]
+    assert ladder == [{"label": "#1 essay00000000001", "point": "1.2", "interval": "[0.4, 2]"},
+                      {"label": "#2 essay00000000002", "point": "-0.3", "interval": "[-1.1, 0.5]"}]
+    assert ("<td class=\"id\">essay00000000001</td><td>Ant trails + Tidal power</td>\n        "
+            "<td class=\"num\">1.2</td><td class=\"num\">[0.4, 2]</td><td class=\"num\">5–1–0</td>") in tournament
+    assert "Position bias (share of first-position wins): not reported by these tables." in tournament
+    dedup = _section(html, "dedup")
+    assert "3 essays in 2 clusters of near-duplicates" in dedup and "1 cluster holds more than" in dedup
+    assert dedup.count('<table class="data cluster"') == 1 and 'data-cluster="c0"' in dedup
+    members = dedup[dedup.index('data-cluster="c0"'):]
+    assert members.index("essay00000000001") < members.index("essay00000000003")  # the representative first
+    assert "<td>★</td><td class=\"id\">essay00000000001</td>" in members

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -14,9 +15,14 @@ import pytest
 
 from daydream_luigi import results as R
 from daydream_luigi.results import (
+    CROSS_EXPERIMENT_COLUMNS,
     PARSED_SCORES_COLUMNS,
+    ConceptMap,
     agreement_alpha,
+    agreement_summary,
     aggregate_cross_experiment,
+    concept_effects,
+    concept_pair_effects,
     judge_agreement,
     judge_template_means,
     krippendorff_alpha_interval,
@@ -129,15 +135,18 @@ def test_missing_column_is_reported(scores):
 
 
 def test_pivot_scores(scores):
-    p = pivot_scores(scores)
+    concepts = ConceptMap({"c1": ["tides", "ants"], "c2": ["ants"]}, {"tides": "Tidal power", "ants": "Ant trails"})
+    p = pivot_scores(scores, concepts)
     assert list(p.columns) == [
-        "parent_gen_id", "combo_id", "draft_template", "generation_template",
+        "parent_gen_id", "combo_id", "concepts", "draft_template", "generation_template",
         "generation_model",
         "creativity_judge-a", "creativity_judge-b", "rigor_judge-a", "rigor_judge-b",
-        "sum",
+        "creativity:n", "creativity:mean", "creativity:ci_low", "creativity:ci_high",
+        "rigor:n", "rigor:mean", "rigor:ci_low", "rigor:ci_high",
     ]
     assert list(p["parent_gen_id"]) == ["E1", "E2", "E3"]
     assert list(p["combo_id"]) == ["c1", "c1", "c2"]
+    assert list(p["concepts"]) == ["Ant trails + Tidal power", "Ant trails + Tidal power", "Ant trails"]
     assert list(p["generation_template"]) == ["g1", "g2", "g1"]
     assert list(p["generation_model"]) == ["m1", "m1", "m2"]
     # replicate pair 8 and 10 -> 9
@@ -146,7 +155,20 @@ def test_pivot_scores(scores):
     assert list(p["rigor_judge-a"]) == [6.0, 2.0, 1.0]
     rb = list(p["rigor_judge-b"])
     assert rb[:2] == [9.0, 5.5] and math.isnan(rb[2])  # error row -> NaN
-    assert list(p["sum"]) == [31.0, 16.5, 19.0]
+    # the aggregate counts every judge x replicate once: E1 creativity is 8, 10, 7 (not the judges' 9 and 7)
+    assert list(p["creativity:n"]) == [3, 2, 2] and list(p["rigor:n"]) == [2, 2, 1]
+    assert list(p["creativity:mean"]) == [25 / 3, 4.5, 9.0]
+    assert list(p["rigor:mean"]) == [7.5, 3.75, 1.0]
+    # E1 creativity: sd of 8, 10, 7 is sqrt(7/3); t(0.975, 2) = 4.302653 -> 25/3 -+ 4.302653 * sqrt(7/9)
+    half = 4.302652729749464 * math.sqrt(7 / 9)
+    assert p["creativity:ci_low"][0] == pytest.approx(25 / 3 - half, rel=1e-12)
+    assert p["creativity:ci_high"][0] == pytest.approx(25 / 3 + half, rel=1e-12)
+    assert (p["creativity:ci_low"][2], p["creativity:ci_high"][2]) == (9.0, 9.0)  # 9 and 9: no spread
+    assert math.isnan(p["rigor:ci_low"][2]) and math.isnan(p["rigor:ci_high"][2])  # one evaluation
+
+
+def test_pivot_without_concept_map_leaves_names_empty(scores):
+    assert list(pivot_scores(scores)["concepts"]) == ["", "", ""]
 
 
 def test_pivot_drops_essays_without_any_score(scores):
@@ -170,95 +192,129 @@ def test_judge_template_means(scores):
 # ---------------------------------------------------------------- summary
 
 
+GROUP_ROWS = [
+    ("generation_template", "g1"),
+    ("generation_template", "g2"),
+    ("generation_model", "m1"),
+    ("generation_model", "m2"),
+    ("evaluation_model", JA),
+    ("evaluation_model", JB),
+    ("combo_id", "c1"),
+    ("combo_id", "c2"),
+    ("draft_template", "d1"),
+    ("generation_template x generation_model", "g1 x m1"),
+    ("generation_template x generation_model", "g1 x m2"),
+    ("generation_template x generation_model", "g2 x m1"),
+    ("generation_model x evaluation_model", f"m1 x {JA}"),
+    ("generation_model x evaluation_model", f"m1 x {JB}"),
+    ("generation_model x evaluation_model", f"m2 x {JA}"),
+    ("generation_model x evaluation_model", f"m2 x {JB}"),
+    ("overall", "all"),
+]
+
+
 def test_summary_statistics_layout(scores):
     s = summary_statistics(scores)
     assert list(s.columns) == [
-        "grouping", "group", "count", "mean", "sd", "min", "max",
-        "top_share", "high_share", "low_count",
+        "evaluation_template", "grouping", "group", "n", "n_evaluations", "mean", "sd", "ci_low", "ci_high",
+        "min", "max", "top_share", "high_share", "low_count",
     ]
-    assert list(zip(s["grouping"], s["group"])) == [
-        ("generation_template", "g1"),
-        ("generation_template", "g2"),
-        ("generation_model", "m1"),
-        ("generation_model", "m2"),
-        ("evaluation_model", JA),
-        ("evaluation_model", JB),
-        ("combo_id", "c1"),
-        ("combo_id", "c2"),
-        ("draft_template", "d1"),
-        ("generation_template x generation_model", "g1 x m1"),
-        ("generation_template x generation_model", "g1 x m2"),
-        ("generation_template x generation_model", "g2 x m1"),
-        ("generation_model x evaluation_model", f"m1 x {JA}"),
-        ("generation_model x evaluation_model", f"m1 x {JB}"),
-        ("generation_model x evaluation_model", f"m2 x {JA}"),
-        ("generation_model x evaluation_model", f"m2 x {JB}"),
-        ("overall", "all"),
-    ]
-    assert s["count"].dtype == np.int64 and s["low_count"].dtype == np.int64
+    # one block per evaluation template: two templates' scores are never pooled
+    rigor_rows = [row for row in GROUP_ROWS if row[1] != f"m2 x {JB}"]  # judge-b's only m2 rigor row is the error
+    assert list(zip(s["evaluation_template"], s["grouping"], s["group"])) == (
+        [(CRE, *row) for row in GROUP_ROWS] + [(RIG, *row) for row in rigor_rows]
+    )
+    for column in ("n", "n_evaluations", "low_count"):
+        assert s[column].dtype == np.int64
 
 
 def test_summary_statistics_values(scores):
     s = summary_statistics(scores)
-    key = lambda grouping, group: {"grouping": grouping, "group": group}  # noqa: E731
+    key = lambda template, grouping, group: {  # noqa: E731
+        "evaluation_template": template, "grouping": grouping, "group": group}
 
-    g1 = [8.0, 10.0, 7.0, 6.0, 9.0, 9.0, 9.0, 1.0]  # E1 + E3, error skipped
-    k = key("generation_template", "g1")
-    assert cell(s, k, "count") == 8
-    assert cell(s, k, "mean") == 7.375
-    assert cell(s, k, "sd") == pytest.approx(statistics.stdev(g1), rel=1e-12)
-    assert cell(s, k, "min") == 1.0 and cell(s, k, "max") == 10.0
-    assert cell(s, k, "top_share") == 0.5  # 10, 9, 9, 9 (9 == 0.9*10 counts)
-    assert cell(s, k, "high_share") == 0.75  # 8, 10, 7, 9, 9, 9 (7 counts)
-    assert cell(s, k, "low_count") == 1  # 1
-
-    k = key("generation_template", "g2")  # 5, 4, 2, 5.5
-    assert cell(s, k, "count") == 4
-    assert cell(s, k, "mean") == 4.125
-    assert cell(s, k, "top_share") == 0.0 and cell(s, k, "high_share") == 0.0
-    assert cell(s, k, "low_count") == 1  # 2
-
-    # single value -> sd NaN
-    k = key("generation_model x evaluation_model", f"m2 x {JB}")
-    assert cell(s, k, "count") == 1 and cell(s, k, "mean") == 9.0
-    assert math.isnan(cell(s, k, "sd"))
-
-    k = key("evaluation_model", JB)  # 7, 9, 4, 5.5, 9
-    assert cell(s, k, "count") == 5
-    assert cell(s, k, "mean") == 6.9
-    assert cell(s, k, "top_share") == 0.4
-    assert cell(s, k, "high_share") == 0.6  # 7, 9, 9
+    # creativity, essays E1 (8, 10, 7 -> 25/3), E2 (5, 4 -> 4.5), E3 (9, 9 -> 9)
+    k = key(CRE, "overall", "all")
+    essays = [25 / 3, 4.5, 9.0]
+    assert cell(s, k, "n") == 3 and cell(s, k, "n_evaluations") == 7
+    assert cell(s, k, "mean") == pytest.approx(statistics.mean(essays), rel=1e-12)
+    assert cell(s, k, "sd") == pytest.approx(statistics.stdev(essays), rel=1e-12)
+    half = 4.302652729749464 * statistics.stdev(essays) / math.sqrt(3)  # t(0.975, 2)
+    assert cell(s, k, "ci_low") == pytest.approx(statistics.mean(essays) - half, rel=1e-12)
+    assert cell(s, k, "ci_high") == pytest.approx(statistics.mean(essays) + half, rel=1e-12)
+    assert cell(s, k, "min") == 4.5 and cell(s, k, "max") == 9.0
+    assert cell(s, k, "top_share") == pytest.approx(1 / 3)  # 9 (== 0.9 * 10 counts)
+    assert cell(s, k, "high_share") == pytest.approx(2 / 3)  # 25/3 and 9
     assert cell(s, k, "low_count") == 0
 
-    allv = g1 + [5.0, 4.0, 2.0, 5.5]
-    k = key("overall", "all")
-    assert cell(s, k, "count") == 12
-    assert cell(s, k, "mean") == pytest.approx(75.5 / 12, rel=1e-12)
-    assert cell(s, k, "sd") == pytest.approx(statistics.stdev(allv), rel=1e-12)
-    assert cell(s, k, "top_share") == 4 / 12
-    assert cell(s, k, "high_share") == 6 / 12
-    assert cell(s, k, "low_count") == 2
+    # a judge grouping: each essay's score is that judge's mean over replicates (E1: 8 and 10 -> 9)
+    k = key(CRE, "evaluation_model", JA)
+    assert cell(s, k, "n") == 3 and cell(s, k, "n_evaluations") == 4
+    assert cell(s, k, "mean") == pytest.approx((9 + 5 + 9) / 3, rel=1e-12)
+
+    # rigor, essays E1 (6, 9 -> 7.5), E2 (2, 5.5 -> 3.75), E3 (1; its error row skipped)
+    k = key(RIG, "generation_template", "g1")  # E1 and E3
+    assert cell(s, k, "n") == 2 and cell(s, k, "n_evaluations") == 3
+    assert cell(s, k, "mean") == 4.25
+    assert cell(s, k, "low_count") == 1  # E3's 1
+    assert cell(s, k, "high_share") == 0.5  # E1's 7.5
+
+    # a single essay: no spread, no interval
+    k = key(RIG, "generation_template", "g2")
+    assert cell(s, k, "n") == 1 and cell(s, k, "mean") == 3.75
+    assert all(math.isnan(cell(s, k, c)) for c in ("sd", "ci_low", "ci_high"))
 
 
 def test_summary_thresholds_are_relative_to_score_max():
-    # On a 1..5 scale: top >= 4.5, high >= 3.5, low <= 1.5
+    # On a 1..5 scale: top >= 4.5, high >= 3.5, low <= 1.5 (one evaluation per essay: essay score = the score)
     ev = [
         ("x1", "E1", CRE, JA, 1, 4.5),
-        ("x2", "E1", CRE, JB, 1, 4.4),
-        ("x3", "E2", CRE, JA, 1, 3.5),
-        ("x4", "E2", CRE, JB, 1, 1.5),
-        ("x5", "E3", CRE, JA, 1, 1.6),
+        ("x2", "E2", CRE, JA, 1, 4.4),
+        ("x3", "E3", CRE, JA, 1, 1.5),
     ]
     s = summary_statistics(make_scores(ev, score_max=5.0))
-    k = {"grouping": "overall", "group": "all"}
-    assert cell(s, k, "top_share") == 0.2
-    assert cell(s, k, "high_share") == 0.6
+    k = {"evaluation_template": CRE, "grouping": "overall", "group": "all"}
+    assert cell(s, k, "top_share") == pytest.approx(1 / 3)
+    assert cell(s, k, "high_share") == pytest.approx(2 / 3)
     assert cell(s, k, "low_count") == 1
 
 
 def test_summary_boundary_three_of_ten_is_low():
     s = summary_statistics(make_scores([("x1", "E1", CRE, JA, 1, 3.0)]))
     assert cell(s, {"grouping": "overall"}, "low_count") == 1
+
+
+# ---------------------------------------------------------------- intervals
+
+
+def test_t_interval_against_a_hand_computed_case():
+    # Scores 4, 6, 8: mean 6, sd = sqrt(((-2)^2 + 0 + 2^2) / 2) = 2, se = 2 / sqrt(3).
+    # With 2 degrees of freedom the t CDF has a closed form, F(t) = 1/2 + t / (2 sqrt(2 + t^2)), so the 0.975
+    # quantile is t = u sqrt(2 / (1 - u^2)) with u = 2 * 0.975 - 1 = 0.95: 0.95 * sqrt(2 / 0.0975) = 4.302653.
+    # Half width 4.302653 * 2 / sqrt(3) = 4.968275 -> [1.031725, 10.968275].
+    t2 = 0.95 * math.sqrt(2 / 0.0975)
+    low, high = R.t_interval([3], [6.0], [2.0])
+    assert low[0] == pytest.approx(6 - t2 * 2 / math.sqrt(3), rel=1e-12)
+    assert high[0] == pytest.approx(6 + t2 * 2 / math.sqrt(3), rel=1e-12)
+    assert (round(low[0], 6), round(high[0], 6)) == (1.031725, 10.968275)
+    low, high = R.t_interval([1, 2], [5.0, 5.0], [NaN, 0.0])
+    assert math.isnan(low[0]) and math.isnan(high[0])  # one value: no interval
+    assert (low[1], high[1]) == (5.0, 5.0)  # no spread
+
+
+def test_welch_interval_against_a_hand_computed_case():
+    # Groups 7, 9 (mean 8, sd sqrt 2) and 3, 5 (mean 4, sd sqrt 2): difference 4, se = sqrt(2/2 + 2/2) = sqrt 2,
+    # Welch df = (1 + 1)^2 / (1^2 / 1 + 1^2 / 1) = 2, so t = 4.302653 as above:
+    # 4 -+ 4.302653 * 1.414214 = 4 -+ 6.084870 -> [-2.084870, 10.084870].
+    t2 = 0.95 * math.sqrt(2 / 0.0975)
+    low, high = R.welch_interval([2], [8.0], [math.sqrt(2)], [2], [4.0], [math.sqrt(2)])
+    assert low[0] == pytest.approx(4 - t2 * math.sqrt(2), rel=1e-12)
+    assert high[0] == pytest.approx(4 + t2 * math.sqrt(2), rel=1e-12)
+    assert (round(low[0], 6), round(high[0], 6)) == (-2.08487, 10.08487)
+    # one side with a single essay: undefined; no spread on either side: the point difference
+    low, high = R.welch_interval([1, 3], [8.0, 6.0], [NaN, 0.0], [3, 2], [4.0, 5.0], [1.0, 0.0])
+    assert math.isnan(low[0]) and math.isnan(high[0])
+    assert (low[1], high[1]) == (1.0, 1.0)
 
 
 # ---------------------------------------------------------------- top paths
@@ -411,7 +467,7 @@ def test_krippendorff_textbook_example():
 
 def test_agreement_alpha_on_fixture(scores):
     units = [
-        [8.0, 10.0, 7.0],  # E1 creativity: (a,1), (a,2), (b,1)
+        [9.0, 7.0],  # E1 creativity: judge-a's replicates 8 and 10 averaged, judge-b 7
         [6.0, 9.0],
         [5.0, 4.0],
         [2.0, 5.5],
@@ -430,25 +486,94 @@ def test_alpha_undefined_cases():
     assert krippendorff_alpha_interval([[1.0, 1.0], [5.0, 5.0]]) == 1.0
 
 
+def test_one_judge_has_no_agreement_even_with_replicates():
+    # Two replicates that agree perfectly used to count as two raters and give alpha = 1 ("good reliability").
+    one_judge = make_scores([("a", "E1", CRE, JA, 1, 8.0), ("b", "E1", CRE, JA, 2, 8.0),
+                             ("c", "E2", CRE, JA, 1, 3.0), ("d", "E2", CRE, JA, 2, 3.0)])
+    summary = agreement_summary(one_judge)
+    assert summary["alpha"] is None and summary["n_judges"] == 1
+    assert summary["undefined_reason"] == (
+        "one judge scored these essays; agreement between judges needs two judges or more")
+    assert summary["n_pairable_units"] == 0
+
+
+def test_agreement_reasons_when_two_judges_never_meet_or_never_vary():
+    apart = make_scores([("a", "E1", CRE, JA, 1, 8.0), ("b", "E2", CRE, JB, 1, 3.0)])
+    assert agreement_summary(apart)["undefined_reason"] == (
+        "no essay was scored by two judges with the same evaluation template")
+    flat = make_scores([("a", "E1", CRE, JA, 1, 5.0), ("b", "E1", CRE, JB, 1, 5.0)])
+    assert agreement_summary(flat)["undefined_reason"] == (
+        "the judges' scores do not vary at all, so agreement beyond chance cannot be measured")
+    assert agreement_summary(make_scores())["undefined_reason"] is None
+
+
 # ---------------------------------------------------------------- select_top
 
 
-def test_select_top_ranking_and_ties(scores):
-    assert select_top(scores, [CRE]) == ["E1", "E3", "E2"]  # max 10, 9, 5
-    assert select_top(scores, [CRE], top_n=2) == ["E1", "E3"]
-    assert select_top(scores, [CRE], exclude_judge=JA) == ["E3", "E1", "E2"]  # 9, 7, 4
-    # both templates without judge-a: E1 max 9, E3 max 9 (tie -> id), E2 5.5
-    assert select_top(scores, [CRE, RIG], exclude_judge="*-a") == ["E1", "E3", "E2"]
-    assert select_top(scores, [RIG], exclude_judge="judge-?") == []
-    assert select_top(scores, [RIG], exclude_judge="judge") == ["E1", "E2", "E3"]  # glob, no partial
-    assert select_top(scores, [RIG], top_n=0) == []
+def ranked(table: pd.DataFrame) -> list[str]:
+    return list(table["gen_id"])
+
+
+def test_select_top_ranks_by_the_mean_not_the_luckiest_draw(scores):
+    # creativity means: E1 (8, 10, 7) 25/3, E2 (5, 4) 4.5, E3 (9, 9) 9; the maximum would put E1 (10) first
+    top = select_top(scores, [CRE])
+    assert list(top.columns) == ["gen_id", "mean", "ci_low", "ci_high", "n_judges", "n", "judge_range"]
+    assert ranked(top) == ["E3", "E1", "E2"]
+    assert list(top["mean"]) == [9.0, 25 / 3, 4.5]
+    assert list(top["n"]) == [2, 3, 2] and list(top["n_judges"]) == [2, 2, 2]
+    assert list(top["judge_range"]) == [0.0, 2.0, 1.0]  # E1: judge-a (8+10)/2 = 9 vs judge-b 7
+    assert list(top["ci_low"][:1]) == [9.0] and top["ci_low"][1] == pytest.approx(25 / 3 - 4.302652729749464 *
+                                                                                math.sqrt(7 / 9), rel=1e-12)
+    assert ranked(select_top(scores, [CRE], top_n=2)) == ["E3", "E1"]
+    assert ranked(select_top(scores, [CRE], exclude_judge=JA)) == ["E3", "E1", "E2"]  # 9, 7, 4
+    # both templates without judge-a: E1 (7, 9) 8, E3 (9) 9, E2 (4, 5.5) 4.75
+    assert ranked(select_top(scores, [CRE, RIG], exclude_judge="*-a")) == ["E3", "E1", "E2"]
+    assert ranked(select_top(scores, [RIG], exclude_judge="judge-?")) == []
+    assert ranked(select_top(scores, [RIG], exclude_judge="judge")) == ["E1", "E2", "E3"]  # glob, no partial
+    assert ranked(select_top(scores, [RIG], top_n=0)) == []
+
+
+def test_select_top_by_lower_bound_prefers_the_consistent_essay():
+    steady = [("s1", "E1", CRE, JA, 1, 7.0), ("s2", "E1", CRE, JA, 2, 7.5), ("s3", "E1", CRE, JB, 1, 7.0),
+              ("s4", "E1", CRE, JB, 2, 7.5)]  # mean 7.25, sd sqrt(1/12), se sqrt(1/48): interval [6.79, 7.71]
+    erratic = [("e1", "E2", CRE, JA, 1, 10.0), ("e2", "E2", CRE, JA, 2, 4.0), ("e3", "E2", CRE, JB, 1, 10.0),
+               ("e4", "E2", CRE, JB, 2, 6.0)]  # mean 7.5, sd 3, se 1.5: interval [2.73, 12.27]
+    single = [("o1", "E3", CRE, JA, 1, 9.0)]  # one evaluation: no interval
+    table = make_scores(steady + erratic + single)
+    assert ranked(select_top(table, [CRE])) == ["E3", "E2", "E1"]
+    by_bound = select_top(table, [CRE], by="lower-bound")
+    assert ranked(by_bound) == ["E1", "E2", "E3"]  # no interval ranks last
+    assert by_bound["ci_low"][0] == pytest.approx(7.25 - 3.182446305284263 * math.sqrt(1 / 48), rel=1e-12)
+    assert by_bound["ci_low"][1] == pytest.approx(7.5 - 3.182446305284263 * 1.5, rel=1e-12)  # t(0.975, 3)
+
+
+def test_select_top_min_judges_and_agreement_filter():
+    table = make_scores([("a", "E1", CRE, JA, 1, 9.0), ("b", "E1", CRE, JB, 1, 3.0),  # range 6
+                         ("c", "E2", CRE, JA, 1, 6.0), ("d", "E2", CRE, JB, 1, 7.0),  # range 1
+                         ("e", "E3", CRE, JA, 1, 8.0)])  # one judge
+    assert ranked(select_top(table, [CRE])) == ["E3", "E2", "E1"]
+    assert ranked(select_top(table, [CRE], min_judges=2)) == ["E2", "E1"]
+    assert ranked(select_top(table, [CRE], max_judge_range=1)) == ["E3", "E2"]
+    assert ranked(select_top(table, [CRE], min_judges=2, max_judge_range=0.5)) == []
+    with pytest.raises(ValueError, match=r"^by must be one of mean, lower-bound, got 'max'$"):
+        select_top(table, [CRE], by="max")
+    with pytest.raises(ValueError, match=r"^min_judges must be >= 1, got 0$"):
+        select_top(table, [CRE], min_judges=0)
+
+
+def test_select_top_counts_an_evaluation_shared_by_cohorts_once():
+    a = make_scores([("a", "E1", CRE, JA, 1, 9.0), ("b", "E1", CRE, JA, 2, 1.0)], cohort="a")
+    b = make_scores([("a", "E1", CRE, JA, 1, 9.0)], cohort="b")
+    top = select_top(aggregate_cross_experiment([a, b]), [CRE])
+    assert list(top["n"]) == [2] and list(top["mean"]) == [5.0]
 
 
 def test_select_top_tie_order_independent_of_input():
     tie = make_scores(
         [("a", "E3", CRE, JA, 1, 7.0), ("b", "E1", CRE, JA, 1, 7.0), ("c", "E2", CRE, JB, 1, 8.0)]
     )
-    assert select_top(tie, [CRE]) == ["E2", "E1", "E3"]
+    assert ranked(select_top(tie, [CRE])) == ["E2", "E1", "E3"]
+    assert ranked(select_top(tie, [CRE], by="lower-bound")) == ["E2", "E1", "E3"]
 
 
 def test_select_top_unknown_template(scores):
@@ -461,26 +586,28 @@ def test_select_top_unknown_template(scores):
 
 def test_select_top_template_known_only_through_error_row():
     s = make_scores([("a", "E1", CRE, JA, 1, 5.0), ("b", "E1", RIG, JA, 1, NaN)])
-    assert select_top(s, [RIG]) == []
+    assert ranked(select_top(s, [RIG])) == []
 
 
 # ---------------------------------------------------------------- aggregate
 
 
-def test_aggregate_cross_experiment_dedupes_by_gen_id(scores):
+def test_aggregate_cross_experiment_lists_a_shared_evaluation_under_every_cohort(scores):
     b = scores.copy()
     b["cohort_id"] = "b-cohort"
     a = make_scores(EVALS[:2], cohort="a-cohort")  # ev01, ev02 shared
     a_extra = make_scores([("ev50", "E2", CRE, JA, 2, 6.0)], cohort="a-cohort")
-    out = aggregate_cross_experiment([b, pd.concat([a, a_extra]), pd.DataFrame(columns=PARSED_SCORES_COLUMNS)])
-    assert list(out.columns) == PARSED_SCORES_COLUMNS
-    assert len(out) == 14 and out["gen_id"].is_unique
-    cohort_of = dict(zip(out["gen_id"], out["cohort_id"]))
-    assert cohort_of["ev01"] == cohort_of["ev02"] == cohort_of["ev50"] == "a-cohort"
-    assert cohort_of["ev03"] == "b-cohort"
+    out = aggregate_cross_experiment([b, pd.concat([a, a_extra, a]), pd.DataFrame(columns=PARSED_SCORES_COLUMNS)])
+    assert list(out.columns) == CROSS_EXPERIMENT_COLUMNS == [*PARSED_SCORES_COLUMNS, "cohorts"]
+    assert len(out) == 13 + 3  # every b row, and a's three (its repeated copy of ev01 and ev02 once)
+    assert sorted(out.loc[out["gen_id"] == "ev01", "cohort_id"]) == ["a-cohort", "b-cohort"]
+    assert (out.groupby("cohort_id").size().to_dict()) == {"a-cohort": 3, "b-cohort": 13}
+    cohorts = out.drop_duplicates("gen_id").set_index("gen_id")["cohorts"]
+    assert cohorts["ev01"] == cohorts["ev02"] == "a-cohort;b-cohort"
+    assert cohorts["ev50"] == "a-cohort" and cohorts["ev03"] == "b-cohort"
     # sorted: cohort, essay, template, judge, replicate, gen_id
     assert list(out["gen_id"][:3]) == ["ev01", "ev02", "ev50"]
-    assert list(out["gen_id"][3:8]) == ["ev03", "ev04", "ev05", "ev06", "ev07"]
+    assert list(out["gen_id"][3:8]) == ["ev01", "ev02", "ev03", "ev04", "ev05"]
     # order of frames does not matter
     again = aggregate_cross_experiment([pd.concat([a, a_extra]), b])
     pd.testing.assert_frame_equal(out, again)
@@ -488,7 +615,7 @@ def test_aggregate_cross_experiment_dedupes_by_gen_id(scores):
 
 def test_aggregate_cross_experiment_empty():
     out = aggregate_cross_experiment([])
-    assert list(out.columns) == PARSED_SCORES_COLUMNS and len(out) == 0
+    assert list(out.columns) == CROSS_EXPERIMENT_COLUMNS and len(out) == 0
 
 
 # ---------------------------------------------------------------- empty / all-NaN
@@ -499,8 +626,8 @@ def test_degenerate_inputs(make):
     df = make()
     p = pivot_scores(df)
     assert list(p.columns) == [
-        "parent_gen_id", "combo_id", "draft_template", "generation_template",
-        "generation_model", "sum",
+        "parent_gen_id", "combo_id", "concepts", "draft_template", "generation_template",
+        "generation_model",
     ] and len(p) == 0
     m = judge_template_means(df)
     assert list(m.columns) == ["evaluation_model"] and len(m) == 0
@@ -514,12 +641,16 @@ def test_degenerate_inputs(make):
     assert list(v.columns) == R.VARIANCE_COMPONENTS_COLUMNS and len(v) == 0
     assert math.isnan(agreement_alpha(df))
     agg = aggregate_cross_experiment([df, df])
-    assert list(agg.columns) == PARSED_SCORES_COLUMNS and len(agg) == len(df)
+    assert list(agg.columns) == CROSS_EXPERIMENT_COLUMNS and len(agg) == len(df)
+    concepts = ConceptMap({"c1": ["x"], "c2": ["y"]}, {})
+    assert list(concept_effects(df, concepts).columns) == R.CONCEPT_EFFECT_COLUMNS
+    assert len(concept_effects(df, concepts)) == len(concept_pair_effects(df, concepts)) == 0
 
 
 def test_select_top_degenerate():
-    assert select_top(empty_scores(), [CRE]) == []
-    assert select_top(all_nan_scores(), [CRE, RIG]) == []
+    assert ranked(select_top(empty_scores(), [CRE])) == []
+    assert list(select_top(empty_scores(), [CRE]).columns) == R.SELECT_TOP_COLUMNS
+    assert ranked(select_top(all_nan_scores(), [CRE, RIG])) == []
     with pytest.raises(ValueError, match=r"^unknown evaluation template\(s\): 'x'; templates present: creativity, rigor$"):
         select_top(all_nan_scores(), ["x"])
 
@@ -529,7 +660,9 @@ def test_select_top_degenerate():
 
 def test_write_tables(scores, tmp_path):
     out_dir = tmp_path / "reports" / "coh-1"
-    paths = write_tables(scores, out_dir)
+    concepts = ConceptMap({"c1": ["tides", "ants"], "c2": ["ants", "bread"]},
+                          {"tides": "Tidal power", "ants": "Ant trails", "bread": "Sourdough"})
+    paths = write_tables(scores, out_dir, concepts)
     expected = {
         "parsed_scores": "parsed_scores.csv",
         "pivot": "pivot.csv",
@@ -538,6 +671,8 @@ def test_write_tables(scores, tmp_path):
         "top_score_paths": "top_score_paths.csv",
         "judge_agreement": "judge_agreement.csv",
         "variance_components": "variance_components.csv",
+        "concept_effects": "concept_effects.csv",
+        "concept_pair_effects": "concept_pair_effects.csv",
         "agreement": "agreement.json",
     }
     assert {k: p.name for k, p in paths.items()} == expected
@@ -548,12 +683,15 @@ def test_write_tables(scores, tmp_path):
 
     assert header("parsed_scores") == ",".join(PARSED_SCORES_COLUMNS)
     assert header("pivot") == (
-        "parent_gen_id,combo_id,draft_template,generation_template,generation_model,"
-        "creativity_judge-a,creativity_judge-b,rigor_judge-a,rigor_judge-b,sum"
+        "parent_gen_id,combo_id,concepts,draft_template,generation_template,generation_model,"
+        "creativity_judge-a,creativity_judge-b,rigor_judge-a,rigor_judge-b,"
+        "creativity:n,creativity:mean,creativity:ci_low,creativity:ci_high,"
+        "rigor:n,rigor:mean,rigor:ci_low,rigor:ci_high"
     )
     assert header("judge_template_means") == "evaluation_model,creativity,rigor"
     assert header("summary_statistics") == (
-        "grouping,group,count,mean,sd,min,max,top_share,high_share,low_count"
+        "evaluation_template,grouping,group,n,n_evaluations,mean,sd,ci_low,ci_high,min,max,top_share,high_share,"
+        "low_count"
     )
     assert header("top_score_paths") == (
         "evaluation_template,parent_gen_id,mean_score,essay_path,draft_path,evaluation_paths"
@@ -564,24 +702,39 @@ def test_write_tables(scores, tmp_path):
     assert header("variance_components") == (
         "parent_gen_id,template_variance,judge_variance,n_templates,n_judges"
     )
+    assert header("concept_effects") == (
+        "evaluation_template,concept_id,concept,n_with,mean_with,n_without,mean_without,difference,ci_low,ci_high"
+    )
+    assert header("concept_pair_effects") == (
+        "evaluation_template,concept_id_a,concept_a,concept_id_b,concept_b,n_with,mean_with,n_without,"
+        "mean_without,difference,ci_low,ci_high"
+    )
     parsed = pd.read_csv(paths["parsed_scores"])
     assert list(parsed["gen_id"]) == [f"ev{i:02d}" for i in range(1, 14)]
     pivot = pd.read_csv(paths["pivot"])
-    assert list(pivot["sum"]) == [31.0, 16.5, 19.0]
+    assert list(pivot["concepts"]) == ["Ant trails + Tidal power", "Ant trails + Tidal power",
+                                       "Ant trails + Sourdough"]
+    assert list(pivot["creativity:n"]) == [3, 2, 2]
+    assert paths["pivot"].read_text().splitlines()[3].endswith(",2,9.0,9.0,9.0,1,1.0,,")  # E3: rigor n=1
+    effects = pd.read_csv(paths["concept_effects"])
+    assert list(zip(effects["evaluation_template"], effects["concept"])) == [
+        (CRE, "Ant trails"), (CRE, "Sourdough"), (CRE, "Tidal power"),
+        (RIG, "Ant trails"), (RIG, "Sourdough"), (RIG, "Tidal power")]
     agreement = json.loads(paths["agreement"].read_text())
     assert agreement["alpha"] == pytest.approx(agreement_alpha(scores), rel=1e-12)
-    assert agreement["metric"] == "interval"
-    assert agreement["n_evaluations"] == 13
+    assert agreement["metric"] == "interval" and agreement["undefined_reason"] is None
+    assert agreement["n_evaluations"] == 13 and agreement["n_judges"] == 2
     assert agreement["n_scored"] == 12 and agreement["n_errors"] == 1
     assert agreement["n_essays"] == 3
     assert agreement["n_units"] == 6 and agreement["n_pairable_units"] == 5
-    assert agreement["n_pairable_values"] == 11
+    assert agreement["n_pairable_values"] == 10  # one value per judge and unit
 
     # rewriting replaces the files in place
     write_tables(scores.iloc[:0], out_dir)
     assert paths["pivot"].read_text().strip() == (
-        "parent_gen_id,combo_id,draft_template,generation_template,generation_model,sum"
+        "parent_gen_id,combo_id,concepts,draft_template,generation_template,generation_model"
     )
+    assert paths["concept_effects"].read_text().strip() == header("concept_effects")
     assert json.loads(paths["agreement"].read_text())["alpha"] is None
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(expected.values())
 
@@ -593,3 +746,83 @@ def test_write_tables_reads_back_round_trip(scores, tmp_path):
     pd.testing.assert_frame_equal(
         pivot_scores(back), pivot_scores(scores), check_dtype=False
     )
+
+
+# ---------------------------------------------------------------- concept effects
+
+PLANTED = ["anchor", "bees", "clouds", "dunes"]
+
+
+def planted_cohort() -> tuple[pd.DataFrame, ConceptMap]:
+    """Every non-empty subset of four concepts as a combo, two essays each, judged by two judges.
+
+    An essay scores 4, plus 3 when its combo holds "anchor", plus 1 for its first copy and -1 for its second;
+    the judges add +0.5 and -0.5 (so an essay's mean is its own score).  Each other concept occurs with and
+    without "anchor" about equally often, so only "anchor" has an effect.
+    """
+    combos, rows = {}, []
+    subsets = [s for k in range(1, 5) for s in itertools.combinations(PLANTED, k)]
+    for number, subset in enumerate(subsets):
+        combo = f"combo{number:02d}"
+        combos[combo] = list(subset)
+        for copy, noise in enumerate((1.0, -1.0)):
+            essay = f"{combo}-e{copy}"
+            for judge, offset in ((JA, 0.5), (JB, -0.5)):
+                score = 4.0 + (3.0 if "anchor" in subset else 0.0) + noise + offset
+                rows.append({"cohort_id": "planted", "gen_id": f"{essay}-{judge}", "parent_gen_id": essay,
+                             "evaluation_template": CRE, "evaluation_model": judge, "evaluation_replicate": 1,
+                             "score": score, "score_max": 10.0, "error": "", "combo_id": combo,
+                             "draft_gen_id": f"D-{essay}", "draft_template": "d1", "generation_template": "g1",
+                             "generation_model": "m1", "evaluation_path": "", "essay_path": "", "draft_path": ""})
+    return pd.DataFrame(rows, columns=PARSED_SCORES_COLUMNS), ConceptMap(combos, {c: c.title() for c in PLANTED})
+
+
+def test_concept_effects_find_the_planted_concept():
+    table, concepts = planted_cohort()
+    effects = concept_effects(table, concepts).set_index("concept_id")
+    assert list(effects.index) == PLANTED and list(effects["concept"]) == ["Anchor", "Bees", "Clouds", "Dunes"]
+    # anchor: 8 of the 15 subsets hold it -> 16 essays at 7 -+ 1 against 14 at 4 -+ 1: difference exactly 3
+    anchor = effects.loc["anchor"]
+    assert (anchor["n_with"], anchor["n_without"]) == (16, 14)
+    assert (anchor["mean_with"], anchor["mean_without"]) == (pytest.approx(7.0), pytest.approx(4.0))
+    assert anchor["difference"] == pytest.approx(3.0, rel=1e-12)
+    assert anchor["ci_low"] > 2 and anchor["ci_high"] < 4
+    # bees (and each other concept): with it 8 combos, half with anchor -> mean 5.5; without it 7 combos, 4 with
+    # anchor -> mean (4*7 + 3*4) / 7 = 40/7; difference -3/14, and its interval includes 0
+    for concept in PLANTED[1:]:
+        other = effects.loc[concept]
+        assert (other["n_with"], other["n_without"]) == (16, 14)
+        assert other["difference"] == pytest.approx(5.5 - 40 / 7, rel=1e-12)
+        assert other["ci_low"] < 0 < other["ci_high"], concept
+    # the interval is the Welch interval over essay means (each essay: the mean of its two judges)
+    essay_means = table.groupby("parent_gen_id")["score"].mean()
+    has_anchor = essay_means.index.map(lambda e: "anchor" in concepts.concept_ids(e.split("-")[0]))
+    with_a, without_a = essay_means[has_anchor], essay_means[~has_anchor]
+    low, high = R.welch_interval(16, with_a.mean(), with_a.std(), 14, without_a.mean(), without_a.std())
+    assert (anchor["ci_low"], anchor["ci_high"]) == (pytest.approx(float(low)), pytest.approx(float(high)))
+
+
+def test_concept_pair_effects_cover_every_pair_that_occurs():
+    table, concepts = planted_cohort()
+    pairs = concept_pair_effects(table, concepts)
+    assert list(zip(pairs["concept_a"], pairs["concept_b"])) == [
+        ("Anchor", "Bees"), ("Anchor", "Clouds"), ("Anchor", "Dunes"),
+        ("Bees", "Clouds"), ("Bees", "Dunes"), ("Clouds", "Dunes")]
+    # each pair is held by 4 subsets (8 essays); the other 11 subsets (22 essays) are "without"
+    assert set(pairs["n_with"]) == {8} and set(pairs["n_without"]) == {22}
+    # anchor + bees: all 8 at 7 -+ 1; the rest: 4 subsets with anchor, 7 without -> (8*7 + 14*4) / 22 = 56/11
+    first = pairs.iloc[0]
+    assert first["difference"] == pytest.approx(7 - 112 / 22, rel=1e-12) and first["ci_low"] > 0
+    # bees + clouds: 2 of its 4 subsets hold anchor -> 5.5; the rest: 6 of 11 -> (12*7 + 10*4) / 22 = 62/11
+    second = pairs.iloc[3]
+    assert second["difference"] == pytest.approx(5.5 - 124 / 22, rel=1e-12)
+    assert second["ci_low"] < 0 < second["ci_high"]
+
+
+def test_concept_effects_leave_out_unknown_combos_and_name_unknown_concepts_by_id(scores):
+    effects = concept_effects(scores, ConceptMap({"c1": ["x", "y"]}, {"x": "Ex"}))
+    creativity = effects[effects["evaluation_template"] == CRE]
+    assert list(creativity["concept"]) == ["Ex", "y"]
+    # only E1 and E2 (combo c1) take part; both hold x and y, so nobody is "without"
+    assert list(creativity["n_with"]) == [2, 2] and list(creativity["n_without"]) == [0, 0]
+    assert creativity["difference"].isna().all() and creativity["ci_low"].isna().all()

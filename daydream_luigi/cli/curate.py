@@ -1,11 +1,14 @@
 """Curating the next round: `select top` essays, `cohort build` a curated cohort from them, `cohorts` on disk."""
 
+import math
 from pathlib import Path
 
 import click
+import pandas as pd
 import yaml
 
-from .. import operations, results
+from .. import collect, operations, results
+from ..report import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from ..catalog import load_catalog
 from ..cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
 from ..config import Paths, configure_luigi, default_backend, load_settings, pool_limits
@@ -22,20 +25,51 @@ def select():
 
 @select.command("top")
 @click.option("--templates", multiple=True, required=True, help="Evaluation template(s) to rank by (repeat or comma).")
+@click.option("--cohort", help="Only essays of this cohort (default: every cohort on disk).")
+@click.option("--by", type=click.Choice(results.SELECT_TOP_ORDERS), default="mean", show_default=True,
+              help="mean: the mean over judges and replicates; lower-bound: the low end of its 95% interval.")
+@click.option("--min-judges", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Only essays scored by at least this many judges.")
+@click.option("--max-judge-range", type=click.FloatRange(min=0), help="Only essays whose judges' means differ by at "
+              "most this many points (an agreement filter).")
+@click.option("--dedup", is_flag=True, help="One essay per near-duplicate cluster (`daydream dedup` first).")
 @click.option("--exclude-judge", help="Glob of judge model ids to ignore, e.g. 'free-*'.")
 @click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Default: data/selected_essays.txt")
-def select_top(templates, exclude_judge, top_n, out):
-    """Top essays by their best score on the chosen templates, over every cohort; ties by id."""
+def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, exclude_judge, top_n, out):
+    """Top essays by their mean score over judges and replicates on the chosen templates; ties by id. Prints the
+    scores it ranked by."""
     paths = Paths.from_env()
+    scores = all_scores(paths)
+    if cohort is not None:
+        scores = scores[scores["cohorts"].str.split(";").apply(lambda ids: cohort in ids)]
+    if dedup:
+        scores = scores[scores["parent_gen_id"].isin(dedup_representatives(paths, cohort))]
     try:
-        chosen = results.select_top(all_scores(paths), id_list(templates), exclude_judge, top_n)
+        chosen = results.select_top(scores, id_list(templates), exclude_judge, top_n, by=by, min_judges=min_judges,
+                                    max_judge_range=max_judge_range)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     out = out or paths.data_root / "selected_essays.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, "".join(f"{gen_id}\n" for gen_id in chosen))
+    atomic_write_text(out, "".join(f"{gen_id}\n" for gen_id in chosen["gen_id"]))
+    for row in chosen.itertuples():
+        interval = "no interval" if math.isnan(row.ci_low) else f"[{row.ci_low:.2f}, {row.ci_high:.2f}]"
+        spread = "" if math.isnan(row.judge_range) else f"  range={row.judge_range:.2f}"
+        click.echo(f"{row.gen_id}  mean {row.mean:.2f} {interval}  n={row.n}  judges={row.n_judges}{spread}")
     click.echo(f"{len(chosen)} essay(s) -> {out}")
+
+
+def dedup_representatives(paths: Paths, cohort: str | None) -> set:
+    """Essays that represent their near-duplicate cluster in the dedup tables of the cohort (or of every cohort)."""
+    files = [collect.reports_dir(paths, cohort) / DEDUP_FILE] if cohort else \
+        sorted(paths.cohorts.glob(f"*/reports/{DEDUP_FILE}"))
+    files = [path for path in files if path.exists()]
+    if not files:
+        raise InputError(f"no {DEDUP_FILE} for {'cohort ' + cohort if cohort else 'any cohort'}; run "
+                         f"`daydream dedup --cohort NAME` first")
+    frames = [pd.read_csv(path, dtype=str) for path in files]
+    return {row.gen_id for frame in frames for row in frame.itertuples() if row.gen_id == row.representative}
 
 
 @main.group()

@@ -43,4 +43,5 @@ def scores_aggregate(out):
     out = out or paths.data_root / "cross_experiment" / "parsed_scores.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
-    click.echo(f"{len(frame)} evaluations from {frame['cohort_id'].nunique()} cohort(s) -> {out}")
+    cohorts = {c for ids in frame["cohorts"] for c in str(ids).split(";") if c}
+    click.echo(f"{frame['gen_id'].nunique()} evaluations from {len(cohorts)} cohort(s) -> {out}")
