@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 
+from . import identity
 from .catalog import Catalog
 from .combos import Combo, enumerate_combos, make_combo, read_mappings
 from .config import LEVELS, POSITIVE_INT, REPLICATES, STAGES, Paths, Settings, read_yaml, schema_problems, shown
 from .errors import InputError, raise_if
-from .ids import checked_id, draft_task_id, evaluation_task_id, gen_id, id_problem
+from .ids import checked_id, id_problem
 from .render import RenderError, render
 from .store import METADATA, atomic_write_json, atomic_write_text, gen_dir, read_json
 
@@ -39,7 +40,7 @@ MEMBERSHIP_COLUMNS = [f.name for f in fields(Member)]
 @dataclass
 class CohortSpec:
     """The axes of a cohort. `essays` set means curated mode: those essays, judged by the evaluation axes.
-    `recorded`: read back from data/cohorts/<id>/manifest.json, so its membership is the recorded one."""
+    `recorded`: its axes were read back from data/cohorts/<id>/manifest.json (it is expanded like any spec)."""
 
     cohort_id: str
     source: str  # where the spec came from, for error messages
@@ -70,22 +71,25 @@ def _backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
                   if getattr(m, flag) and (m.provider == "embedded") == (backend == "local"))
 
 
-def check_draft_prompts(spec: CohortSpec, catalog: Catalog, settings: Settings) -> None:
-    """Render every draft prompt of the cohort now. Their inputs (template, concept descriptions) are all known before
-    a run, so a template that fails, or renders longer than limits.max_prompt_chars, is one message per template
-    instead of a failure per draft. (Essay and evaluation prompts need their parents' text: the stage checks those.)"""
-    problems = []
+def draft_prompts(spec: CohortSpec, catalog: Catalog, settings: Settings) -> dict:
+    """(combo_id, template_id) -> the rendered draft prompt, for every draft of the cohort. Their inputs (template,
+    concept descriptions) are all known before a run, so a template that fails, or renders longer than
+    limits.max_prompt_chars, is one message per template instead of a failure per draft; and the prompt is part of
+    each draft's identity. (Essay and evaluation prompts need their parents' text: the stage checks those.)"""
+    problems, prompts = [], {}
     for template_id in spec.draft_templates:
         template = catalog.templates["draft"][template_id]
         for combo in spec.combos:
             try:
-                render(template.source, max_chars=settings.max_prompt_chars,
-                       concepts=catalog.draft_concepts(combo.concept_ids, combo.level))
+                prompts[combo.combo_id, template_id] = render(
+                    template.source, max_chars=settings.max_prompt_chars,
+                    concepts=catalog.draft_concepts(combo.concept_ids, combo.level))
             except RenderError as exc:
                 problems.append(f"{template.path}: template {template_id!r} failed to render for {combo.combo_id} "
                                 f"({', '.join(combo.concept_ids)}): {exc}")
                 break
     raise_if(problems)
+    return prompts
 
 
 def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:
@@ -101,7 +105,6 @@ def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpe
         replicates=settings.replicates)
     digest = hashlib.sha256(json.dumps(spec.manifest(), sort_keys=True).encode()).hexdigest()[:8]
     spec.cohort_id = f"active-{digest}"
-    check_draft_prompts(spec, catalog, settings)
     return spec
 
 
@@ -221,7 +224,6 @@ def spec_from_mapping(paths: Paths, name: str, raw, where: str, catalog: Catalog
     else:
         combos = enumerate_combos(concepts, k, level)
     spec = CohortSpec(name, where, combos, replicates=replicates, **axes)
-    check_draft_prompts(spec, catalog, settings)
     return spec
 
 
@@ -257,10 +259,7 @@ def recorded_spec(paths: Paths, cohort_id: str, catalog: Catalog, settings: Sett
                 for key, kind, filename in _AXES for value in axes[key] if value not in _known(catalog, kind)]
     problems += [] if essays is not None else _gone_concepts(combos, catalog, str(path))
     raise_if(problems)
-    spec = CohortSpec(cohort_id, str(path), combos, replicates=replicates, essays=essays, recorded=True, **axes)
-    if essays is None:
-        check_draft_prompts(spec, catalog, settings)
-    return spec
+    return CohortSpec(cohort_id, str(path), combos, replicates=replicates, essays=essays, recorded=True, **axes)
 
 
 def new_spec_path(paths: Paths, name: str, force: bool) -> Path:
@@ -285,39 +284,46 @@ def read_essay_list(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _cartesian(spec: CohortSpec) -> list[Member]:
+def _cartesian(spec: CohortSpec, catalog: Catalog, settings: Settings) -> list[Member]:
     rows: list[Member] = []
     cid, reps = spec.cohort_id, spec.replicates
-    for combo in spec.combos:
+    prompts = draft_prompts(spec, catalog, settings)
+    for combo in sorted(spec.combos, key=lambda c: c.combo_id):  # the order a recorded manifest keeps them in
         for dt in spec.draft_templates:
             for model in spec.generation_models:
-                dtask = draft_task_id(combo.combo_id, dt, model)
+                shape = identity.call_shape(settings, "draft", catalog.models[model])
                 for dr in range(1, reps["draft"] + 1):
-                    draft = gen_id("draft", dtask, dr)
+                    draft = identity.draft_id(prompts[combo.combo_id, dt], shape, dr)
                     rows.append(Member("draft", draft, cid, "", combo.combo_id, dt, model, dr))
-                    rows += _essays_of(spec, draft, combo.combo_id, model)
+                    rows += _essays_of(spec, catalog, settings, draft, combo.combo_id, model)
     return rows
 
 
-def _essays_of(spec: CohortSpec, draft: str, combo: str, model: str) -> list[Member]:
+def _essays_of(spec: CohortSpec, catalog: Catalog, settings: Settings, draft: str, combo: str,
+               model: str) -> list[Member]:
     rows = []
     for et in spec.essay_templates:
+        template = catalog.templates["essay"][et]
+        shape = None if template.kind == "copy" else identity.call_shape(settings, "essay", catalog.models[model])
         for er in range(1, spec.replicates["essay"] + 1):
-            essay = gen_id("essay", f"{draft}__{et}", er)
+            essay = identity.essay_id(draft, template, shape, er)
             rows.append(Member("essay", essay, spec.cohort_id, draft, combo, et, model, er))
-            rows += _evaluations_of(spec, essay, combo)
+            rows += _evaluations_of(spec, catalog, settings, essay, combo)
     return rows
 
 
-def _evaluations_of(spec: CohortSpec, essay: str, combo: str) -> list[Member]:
-    return [Member("evaluation", gen_id("evaluation", evaluation_task_id(essay, vt, judge), vr), spec.cohort_id,
-                   essay, combo, vt, judge, vr)
-            for vt in spec.evaluation_templates
-            for judge in spec.evaluation_models
-            for vr in range(1, spec.replicates["evaluation"] + 1)]
+def _evaluations_of(spec: CohortSpec, catalog: Catalog, settings: Settings, essay: str, combo: str) -> list[Member]:
+    rows = []
+    for vt in spec.evaluation_templates:
+        template = catalog.templates["evaluation"][vt]
+        for judge in spec.evaluation_models:
+            shape = identity.call_shape(settings, "evaluation", catalog.models[judge])
+            rows += [Member("evaluation", identity.evaluation_id(essay, template, shape, vr), spec.cohort_id, essay,
+                            combo, vt, judge, vr) for vr in range(1, spec.replicates["evaluation"] + 1)]
+    return rows
 
 
-def _curated(spec: CohortSpec, paths: Paths) -> list[Member]:
+def _curated(spec: CohortSpec, paths: Paths, catalog: Catalog, settings: Settings) -> list[Member]:
     """The listed essays with their drafts (already generated), plus the evaluations asked for."""
     rows: list[Member] = []
     problems = []
@@ -342,18 +348,19 @@ def _curated(spec: CohortSpec, paths: Paths) -> list[Member]:
                            draft_meta["template_id"], draft_meta["llm_model_id"], draft_meta["replicate"]))
         rows.append(Member("essay", essay, spec.cohort_id, meta["parent_gen_id"], meta["combo_id"],
                            meta["template_id"], meta["llm_model_id"], meta["replicate"]))
-        rows += _evaluations_of(spec, essay, meta["combo_id"])
+        rows += _evaluations_of(spec, catalog, settings, essay, meta["combo_id"])
         spec.combos.append(make_combo(draft_meta["concept_ids"], draft_meta["description_level"], draft_meta["k"]))
     raise_if(problems)
     return rows
 
 
-def expand(spec: CohortSpec, paths: Paths) -> list[Member]:
-    """All generations of the cohort, drafts first; duplicates (a draft shared by two essays) appear once."""
-    if spec.recorded:
-        rows = list(load_membership(paths, spec.cohort_id).values())
+def expand(spec: CohortSpec, paths: Paths, catalog: Catalog, settings: Settings) -> list[Member]:
+    """All generations of the cohort, drafts first; duplicates (a draft shared by two essays) appear once. A recorded
+    cohort is expanded again from its recorded axes too, so a template edited since gives new gen_ids (see identity)."""
+    if spec.essays is not None:
+        rows = _curated(spec, paths, catalog, settings)
     else:
-        rows = _curated(spec, paths) if spec.essays is not None else _cartesian(spec)
+        rows = _cartesian(spec, catalog, settings)
     unique = list({(m.stage, m.gen_id): m for m in rows}.values())
     stage_order = {stage: i for i, stage in enumerate(STAGES)}
     unique.sort(key=lambda m: stage_order[m.stage])

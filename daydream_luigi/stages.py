@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import llm, providers
+from . import identity, llm, providers
 from .catalog import Catalog, Model
 from .cohort import Member
 from .combos import Combo
@@ -70,18 +70,15 @@ def endpoint(ctx: Context, model: Model) -> tuple[str, str | None]:
 
 
 def call_settings(ctx: Context, member: Member, model: Model) -> llm.CallSettings:
-    """Per-stage sampling; the embedded model also gets its tuned sampling and a seed derived from the gen_id, so
-    an offline run is reproducible on the same machine (replicates differ because their gen_ids do)."""
-    stage = member.stage
-    config = ctx.settings.stage(stage)
-    options = {key: config[key] for key in ("temperature", "max_tokens", "connect_timeout", "read_timeout")}
+    """What the generation's identity says shapes its call (identity.call_shape), plus the stage's timeouts; the
+    embedded model also gets a seed derived from the gen_id, so an offline run is reproducible on the same machine
+    (replicates differ because their gen_ids do)."""
+    config = ctx.settings.stage(member.stage)
+    shape = identity.call_shape(ctx.settings, member.stage, model)
+    options = {key: value for key, value in shape.items() if key not in ("model", "provider")}
+    options.update(connect_timeout=config["connect_timeout"], read_timeout=config["read_timeout"])
     if model.provider == "embedded":
-        from . import embedded
         options["seed"] = int(hashlib.sha256(member.gen_id.encode()).hexdigest()[:8], 16) % 2**31
-        if stage == "evaluation":
-            options.update(grammar=embedded.JUDGE_GRAMMAR, system_prompt=embedded.JUDGE_SYSTEM_PROMPT)
-        else:
-            options.update({k: v for k, v in embedded.DRAFT_SAMPLING.items() if k != "temperature"})
     return llm.CallSettings(**options)
 
 
@@ -114,6 +111,7 @@ class _Generation:
     directory: Path
     run_id: str
     emit: Emit
+    prompt_sha256: str | None = None  # of the prompt rendered for it (recorded in its metadata)
 
     def fail(self, reason: str, kind: str, retryable: bool) -> GenerationFailed:
         """Record the failure in error.json when the disk lets us (the failure may be the disk's) and return it."""
@@ -190,12 +188,18 @@ def _read_parent(gen: _Generation, parent_stage: str) -> tuple[str, dict]:
 
 
 def _render(gen: _Generation, template, variables: dict) -> str:
+    """The prompt, written to prompt.txt; a kept answer is reused only for exactly the prompt it answered."""
     try:
         prompt = render(template.source, max_chars=gen.ctx.settings.max_prompt_chars, **variables)
     except RenderError as exc:
         raise gen.fail(f"template {template.template_id} ({template.path}) failed to render: {exc}", "render",
                        False) from None
-    atomic_write_text(gen.directory / PROMPT, prompt)
+    path = gen.directory / PROMPT
+    if (gen.directory / CALL).exists() and path.exists() and read_text(path) != prompt:
+        raise gen.fail(f"the kept answer in {gen.directory} was given for another prompt than this generation's now; "
+                       f"remove it with `daydream gens rm {gen.member.gen_id} --yes` and re-run", "stale", False)
+    atomic_write_text(path, prompt)
+    gen.prompt_sha256 = identity.text_sha(prompt)
     return prompt
 
 
@@ -301,7 +305,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
                 "template_sha256": template.sha256, "llm_model_id": member.llm_model_id,
                 "replicate": member.replicate, "model": model.model if model else None, "started_at": started[0],
                 "finished_at": now(), "duration_s": round(time.monotonic() - started[1], 3), "run_id": run_id,
-                **details}
+                "prompt_sha256": gen.prompt_sha256, **details}
             (directory / ERROR).unlink(missing_ok=True)
             atomic_write_json(directory / METADATA, metadata)
         except GenerationFailed:

@@ -49,7 +49,7 @@ def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     settings = load_settings(paths)
     catalog = load_catalog(paths, pool_limits(), settings)
     spec = resolve(paths, cohort_id, catalog, settings, backend)
-    members = expand(spec, paths)
+    members = expand(spec, paths, catalog, settings)
     all_lineages = schedule.lineages(members)
     context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
     return CohortPlan(context, spec, {m.gen_id: m for m in members}, all_lineages,

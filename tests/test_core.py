@@ -70,15 +70,15 @@ def test_cartesian_cohort_counts_lineage_and_determinism(project):
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS)
     spec = active_spec(catalog, settings, "http")
-    rows = expand(spec, paths)
+    rows = expand(spec, paths, catalog, settings)
     assert [sum(r.stage == s for r in rows) for s in ("draft", "essay", "evaluation")] == [6, 12, 24]
     drafts = {r.gen_id for r in rows if r.stage == "draft"}
     essays = {r.gen_id: r for r in rows if r.stage == "essay"}
     assert all(e.parent_gen_id in drafts and e.llm_model_id == "gen-paid" for e in essays.values())
     assert all(r.parent_gen_id in essays and r.llm_model_id == "judge-paid" for r in rows if r.stage == "evaluation")
-    again = expand(active_spec(catalog, settings, "http"), paths)
+    again = expand(active_spec(catalog, settings, "http"), paths, catalog, settings)
     assert again == rows and spec.cohort_id.startswith("active-")
-    local = expand(active_spec(catalog, settings, "local"), paths)
+    local = expand(active_spec(catalog, settings, "local"), paths, catalog, settings)
     assert {r.llm_model_id for r in local} == {"qwen-local"}
 
 

@@ -134,7 +134,7 @@ def test_a_too_long_draft_prompt_stops_the_cohort_before_anything_is_written(pro
     edit_settings(paths, **{"limits.max_prompt_chars": 120})
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS, settings)
-    problems = problems_of(lambda: active_spec(catalog, settings, "http"))
+    problems = problems_of(lambda: expand(active_spec(catalog, settings, "http"), paths, catalog, settings))
     assert problems == [  # the first combo over the limit; sketch's prompts (names only) are all shorter
         f"{paths.templates_root}/draft/ladder.txt: template 'ladder' failed to render for combo_v1_b62accda497e "
         f"(ant-foraging, sourdough): the rendered prompt has 174 characters, more than limits.max_prompt_chars (120) "
@@ -148,15 +148,16 @@ def written_active_cohort(paths: Paths, backend: str = "http"):
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS, settings)
     spec = active_spec(catalog, settings, backend)
-    members = expand(spec, paths)
+    members = expand(spec, paths, catalog, settings)
     write_cohort(paths, spec, members)
     return spec, members
 
 
-def test_the_active_cohort_id_and_gen_ids_are_unchanged(project):
+def test_the_active_cohort_id_and_gen_ids_are_stable(project):
+    """Pinned: a change to how ids are derived must be deliberate (it makes every generation new)."""
     spec, members = written_active_cohort(Paths.from_env())
     assert spec.cohort_id == "active-08c9d38e"
-    assert members[0].gen_id == "xyzfwlnetpr8tb0e"
+    assert members[0].gen_id == "8rfmc7xrxdrmuvi7"
 
 
 def test_a_recorded_cohort_can_be_named_after_a_flag_flip(project):
@@ -172,7 +173,7 @@ def test_a_recorded_cohort_can_be_named_after_a_flag_flip(project):
     spec = load_spec(paths, old.cohort_id, catalog, settings, "http")
     assert (spec.recorded, spec.source) == (True, str(paths.cohorts / old.cohort_id / "manifest.json"))
     assert spec.manifest() == old.manifest()
-    assert expand(spec, paths) == members == list(load_membership(paths, old.cohort_id).values())
+    assert expand(spec, paths, catalog, settings) == members == list(load_membership(paths, old.cohort_id).values())
 
 
 def test_a_recorded_cohort_whose_template_is_gone_says_so(project):
@@ -195,7 +196,7 @@ def test_every_cohort_on_disk_is_listed_with_its_source_counts_and_last_run(proj
     catalog = load_catalog(paths, POOLS, settings)
     (paths.cohort_specs / "pilot.yaml").write_text("draft_templates: [ladder]\n")
     pilot = load_spec(paths, "pilot", catalog, settings, "http")
-    write_cohort(paths, pilot, expand(pilot, paths))
+    write_cohort(paths, pilot, expand(pilot, paths, catalog, settings))
     write_cohort(paths, CohortSpec("winners", "a list", [], [], [], ["judge-a"], [], ["judge-paid"],
                                    {"draft": 1, "essay": 1, "evaluation": 1}, essays=[]), [])
     (paths.cohorts / "broken").mkdir()

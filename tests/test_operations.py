@@ -103,7 +103,7 @@ def plan_row(stage, model, generations, done, to_call, prompt, completion, cost)
 def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answers(paths):
     settings = load_settings(paths)
     catalog = catalog_of(paths)
-    members = expand(active_spec(catalog, settings, "http"), paths)
+    members = expand(active_spec(catalog, settings, "http"), paths, catalog, settings)
     frame = ops.plan(paths, catalog, members)
     # drafts: 6 x (400 + 500) tokens at $1.5/Mtok; essays: only the 6 llm ones call, 6 x (600 + 500) at $1.5;
     # evaluations: 24 x (700 + 300) at $3 (judge-paid)
@@ -128,7 +128,7 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
 def test_budget_refuses_an_estimate_over_it(paths):
     settings = load_settings(paths)
     catalog = catalog_of(paths)
-    frame = ops.plan(paths, catalog, expand(active_spec(catalog, settings, "http"), paths))
+    frame = ops.plan(paths, catalog, expand(active_spec(catalog, settings, "http"), paths, catalog, settings))
     with pytest.raises(InputError) as caught:
         ops.check_budget(frame, 0.05)
     assert caught.value.problems == ["estimated cost $0.0900 exceeds --budget $0.05; lower the cohort size or raise "

@@ -96,7 +96,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
            "evaluation_models": id_list(eval_models)}
     spec = spec_from_mapping(paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings,
                              backend or default_backend())
-    members = expand(spec, paths)  # validates every essay before anything is written
+    members = expand(spec, paths, catalog, settings)  # validates every essay before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, f"# Curated cohort built by `daydream cohort build` from {from_essays}\n" +
                       yaml.safe_dump(raw, sort_keys=False))
