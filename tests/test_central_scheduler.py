@@ -8,7 +8,9 @@ import time
 
 import requests
 
-from conftest import daydream
+from collections import Counter
+
+from conftest import daydream, members_of
 
 from fake_endpoint import FakeEndpoint
 
@@ -54,6 +56,17 @@ def test_two_workers_share_luigid_and_its_pool_limit(project):
                                 params={"data": json.dumps({"task_id": evaluations[0]})}, timeout=5).json()
         assert progress["response"]["progressPercentage"] == 100
         assert (project / "data" / "luigid" / "history.db").exists()
+
+        # the visualiser's graph of the cohort's root holds the whole cohort: every generation, membership, reports
+        from daydream_luigi.tasks import Cohort
+        root = Cohort(cohort_id=members_of()[0].cohort_id).task_id
+        graph = requests.get(url + "api/dep_graph", params={"data": json.dumps({"task_id": root})},
+                             timeout=5).json()["response"]
+        families = Counter(task["name"] for task in graph.values())
+        assert families == {"Cohort": 1, "Report": 1, "Pivot": 1, "ParseScores": 1, "Lineages": 1,
+                            "CohortMembership": 1, "Combinations": 1, "DraftTask": 6, "EssayTask": 12,
+                            "EvaluationTask": 24}
+        assert {task["status"] for task in graph.values()} == {"DONE"}
     finally:
         luigid.terminate()
         luigid.wait(timeout=10)

@@ -48,8 +48,11 @@ def start_run(log_dir: Path, name: str) -> tuple[subprocess.Popen, Path]:
     return process, out
 
 
-def requested_prompts(server: FakeEndpoint) -> list[str]:
-    return [r["body"]["messages"][-1]["content"] for r in server.requests if r["path"].endswith("/chat/completions")]
+def requested_prompts(server: FakeEndpoint) -> list[str | None]:
+    """The prompt of every chat request in arrival order; None for a body the kill cut off mid-send (the endpoint
+    counted it, but it names no generation: it can only be a call in flight when the run was killed)."""
+    return [r["body"]["messages"][-1]["content"] if isinstance(r["body"], dict) else None for r in server.requests
+            if r["path"].endswith("/chat/completions")]
 
 
 def settle(server: FakeEndpoint) -> int:
@@ -225,14 +228,16 @@ def test_sigkill_then_resume_repeats_only_calls_in_flight(project, slow_endpoint
     assert len(owners) == MODEL_CALLS
     prompts = requested_prompts(slow_endpoint)
     assert len(prompts) == slow_endpoint.stats["requests"]
-    first = Counter(owners[p] for p in prompts[:first_requests])
+    assert None not in prompts[first_requests:], "only the killed run can have sent a torn request"
+    torn = prompts[:first_requests].count(None)
+    first = Counter(owners[p] for p in prompts[:first_requests] if p is not None)
     second = Counter(owners[p] for p in prompts[first_requests:])
     assert max(first.values(), default=1) == 1 and max(second.values(), default=1) == 1
     assert set(kept) <= set(first), "a kept answer that the endpoint never gave"
     assert not set(second) & kept, f"kept answers were asked for again: {sorted(set(second) & kept)}"
     in_flight = set(first) - kept  # asked for before the kill, answer never written: the only calls repeated
     assert set(second) == set(owners.values()) - kept
-    assert len(prompts) == MODEL_CALLS + len(in_flight)
+    assert len(prompts) == MODEL_CALLS + len(in_flight) + torn
     assert set(first) & set(second) == in_flight
 
 
