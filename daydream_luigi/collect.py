@@ -165,7 +165,3 @@ def write_all(paths, cohort_id: str) -> None:
     write_parsed_scores(paths, cohort_id)
     write_derived_tables(paths, cohort_id)
     write_report(paths, cohort_id)
-
-
-def read_status(paths, cohort_id: str) -> dict:
-    return json.loads((reports_dir(paths, cohort_id) / "status.json").read_text())

@@ -173,10 +173,3 @@ def generation_lock(directory: Path):
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def wait_unlocked(directory: Path) -> None:
-    """Block while another process works on this generation (e.g. a second worker sharing a central scheduler)."""
-    if (directory / ".lock").exists():
-        with generation_lock(directory):
-            pass
