@@ -99,8 +99,8 @@ class Combinations(luigi.Task):
         return "".join(f"{combo_id}\n" for combo_id in sorted(cohort_plan(self.cohort_id).context.combos))
 
     def complete(self):
-        path = self.output().path
-        return os.path.exists(path) and open(path).read() == self._listing()
+        path = Path(self.output().path)
+        return path.exists() and path.read_text() == self._listing()
 
     def run(self):
         plan = cohort_plan(self.cohort_id)
