@@ -21,7 +21,7 @@ def test_smoke_cohort_runs_offline_and_scores_parse(tmp_path):
            "OPENROUTER_API_KEY": "", "DAYDREAM_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # nothing may go there
     result = daydream("run", "--cohort", "smoke", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert "cohort smoke: done 3, skipped (already complete) 0, failed 0, blocked 0" in result.stdout
+    assert "cohort smoke: done 3, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
 
     with (tmp_path / "data" / "cohorts" / "smoke" / "membership.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -35,7 +35,7 @@ def test_smoke_cohort_runs_offline_and_scores_parse(tmp_path):
             ("qwen-local", embedded.MODEL_STRING, "embedded")
         assert meta["finish_reason"] == "stop" and meta["completion_tokens"] > 0
     evaluation = json.loads((tmp_path / "data" / "gens" / "evaluation" / rows[2]["gen_id"] / "metadata.json").read_text())
-    assert evaluation["error"] == "" and 0 <= evaluation["score"] <= 9
+    assert evaluation["error"] == "" and 0 <= evaluation["score"] <= 10
     last_line = (tmp_path / "data" / "gens" / "evaluation" / rows[2]["gen_id"] / "raw.txt").read_text().strip() \
         .splitlines()[-1]
     assert last_line == f"SCORE: {evaluation['score']:g}"
