@@ -3,10 +3,13 @@
 import csv
 import hashlib
 import io
+import itertools
 import json
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+
+import yaml
 
 from . import identity
 from .catalog import Catalog
@@ -37,9 +40,21 @@ class Member:
 MEMBERSHIP_COLUMNS = [f.name for f in fields(Member)]
 
 
+def is_imported(member: Member) -> bool:
+    """A text imported from a file (see `importer`): complete from the start, made with no template and no model (an
+    imported essay has no draft either)."""
+    return not member.template_id
+
+
+def calls_model(member: Member, catalog: Catalog) -> bool:
+    """Whether making this generation calls a model: not for a copy essay (it copies its draft) nor an imported text."""
+    return not is_imported(member) and catalog.templates[member.stage][member.template_id].kind != "copy"
+
+
 @dataclass
 class CohortSpec:
-    """The axes of a cohort. `essays` set means curated mode: those essays, judged by the evaluation axes.
+    """The axes of a cohort. `essays` or `drafts` set means curated mode: those essays, and essays written from those
+    drafts by the essay axes (essay templates x generation models), all judged by the evaluation axes.
     `recorded`: its axes were read back from data/cohorts/<id>/manifest.json (it is expanded like any spec)."""
 
     cohort_id: str
@@ -52,10 +67,17 @@ class CohortSpec:
     evaluation_models: list
     replicates: dict
     essays: list | None = None
+    drafts: list | None = None
     recorded: bool = False
+
+    @property
+    def curated(self) -> bool:
+        return self.essays is not None or self.drafts is not None
 
     def manifest(self) -> dict:
         data = asdict(self)
+        if self.drafts is None:
+            data.pop("drafts")  # the manifests of cohorts without drafts stay as they were recorded
         data["combos"] = {c.combo_id: list(c.concept_ids) for c in self.combos}
         data["description_level"] = self.combos[0].level if self.combos else None
         data["k"] = self.combos[0].k if self.combos else None
@@ -109,10 +131,11 @@ def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpe
 
 
 _SPEC_KEYS = {"concepts", "combos", "k", "description_level", "draft_templates", "essay_templates",
-              "evaluation_templates", "generation_models", "evaluation_models", "replicates", "essays"}
+              "evaluation_templates", "generation_models", "evaluation_models", "replicates", "essays", "drafts"}
 _FIXED_BY_COMBOS = ("concepts", "k", "description_level")  # a recorded combo carries its own
-_IGNORED_WHEN_CURATED = ("concepts", "combos", "k", "description_level", "draft_templates", "essay_templates",
-                         "generation_models")  # a curated cohort takes its essays' drafts as they are
+_IGNORED_WITH_DRAFTS = ("concepts", "combos", "k", "description_level", "draft_templates")  # drafts are as listed
+_IGNORED_WHEN_CURATED = (*_IGNORED_WITH_DRAFTS, "essay_templates", "generation_models")  # so are essays' drafts
+CURATED_LISTS = {"essay": "essays", "draft": "drafts"}  # the spec key that lists a stage's generations
 _AXES = (  # spec key, what it names (a template stage, or "model"), the catalog file that lists them
     ("draft_templates", "draft", "draft_templates.csv"), ("essay_templates", "essay", "essay_templates.csv"),
     ("evaluation_templates", "evaluation", "evaluation_templates.csv"),
@@ -174,13 +197,21 @@ def _replicates(raw: dict, settings: Settings, where: str, problems: list[str]) 
     return {**settings.replicates, **given}
 
 
+def _unused_by_curated(raw: dict, where: str, key: str, what: str, unused: tuple, stages: tuple) -> list[str]:
+    ignored = [name for name in unused if name in raw]
+    ignored += [f"replicates.{stage}" for stage in stages
+                if isinstance(raw.get("replicates"), dict) and stage in raw["replicates"]]
+    return [f"{where}: {key} makes a curated cohort ({what}), so {', '.join(ignored)} "
+            f"would be ignored; remove {'it' if len(ignored) == 1 else 'them'}"] if ignored else []
+
+
 def _conflicts(raw: dict, where: str) -> list[str]:
+    if "drafts" in raw:  # with or without essays: the essay axes write the drafts' essays
+        return _unused_by_curated(raw, where, "drafts", "essays written from those drafts", _IGNORED_WITH_DRAFTS,
+                                  ("draft",))
     if "essays" in raw:
-        ignored = [key for key in _IGNORED_WHEN_CURATED if key in raw]
-        ignored += [f"replicates.{stage}" for stage in ("draft", "essay")
-                    if isinstance(raw.get("replicates"), dict) and stage in raw["replicates"]]
-        return [f"{where}: essays makes a curated cohort (those essays with their drafts), so {', '.join(ignored)} "
-                f"would be ignored; remove {'it' if len(ignored) == 1 else 'them'}"] if ignored else []
+        return _unused_by_curated(raw, where, "essays", "those essays with their drafts", _IGNORED_WHEN_CURATED,
+                                  ("draft", "essay"))
     fixed = [key for key in _FIXED_BY_COMBOS if key in raw]
     if "combos" in raw and fixed:
         return [f"{where}: combos already fix their concepts, k and description level; remove {', '.join(fixed)}"]
@@ -209,10 +240,11 @@ def spec_from_mapping(paths: Paths, name: str, raw, where: str, catalog: Catalog
     combo_ids = _id_list(raw, "combos", None, [], where, problems)
     axes = {key: _id_list(raw, key, _known(catalog, kind), _default_axis(catalog, key, kind, backend), where,
                           problems) for key, kind, _ in _AXES}
-    essays = _id_list(raw, "essays", None, None, where, problems) if "essays" in raw else None
+    essays, drafts = (_id_list(raw, key, None, None, where, problems) if key in raw else None
+                      for key in ("essays", "drafts"))
     raise_if(problems)
-    if essays is not None:
-        return CohortSpec(name, where, [], replicates=replicates, essays=essays, **axes)
+    if essays is not None or drafts is not None:
+        return CohortSpec(name, where, [], replicates=replicates, essays=essays, drafts=drafts, **axes)
     if combo_ids:
         recorded = read_mappings(paths.combo_mappings)
         unknown = [c for c in combo_ids if c not in recorded]
@@ -250,16 +282,17 @@ def recorded_spec(paths: Paths, cohort_id: str, catalog: Catalog, settings: Sett
         combos = [Combo(cid, tuple(concepts), manifest["description_level"], manifest["k"])
                   for cid, concepts in manifest["combos"].items()]
         axes = {key: list(manifest[key]) for key, _, _ in _AXES}
-        replicates, essays = dict(manifest["replicates"]), manifest["essays"]
+        replicates, essays, drafts = dict(manifest["replicates"]), manifest["essays"], manifest.get("drafts")
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
         raise InputError(f"{path}: not a readable cohort manifest ({type(exc).__name__}: {exc}); rebuild the cohort "
                          f"from its spec, or remove {path.parent}") from None
     problems = [f"{path}: cohort {cohort_id} uses {key[:-1].replace('_', ' ')} {value!r}, which is no longer in "
                 f"{filename}; restore its row to use this cohort"
                 for key, kind, filename in _AXES for value in axes[key] if value not in _known(catalog, kind)]
-    problems += [] if essays is not None else _gone_concepts(combos, catalog, str(path))
+    problems += [] if essays is not None or drafts is not None else _gone_concepts(combos, catalog, str(path))
     raise_if(problems)
-    return CohortSpec(cohort_id, str(path), combos, replicates=replicates, essays=essays, recorded=True, **axes)
+    return CohortSpec(cohort_id, str(path), combos, replicates=replicates, essays=essays, drafts=drafts,
+                      recorded=True, **axes)
 
 
 def new_spec_path(paths: Paths, name: str, force: bool) -> Path:
@@ -282,6 +315,55 @@ def read_essay_list(path: Path) -> list[str]:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def listed_in_specs(paths: Paths) -> set[tuple[str, str]]:
+    """(stage, gen_id) of every essay and draft a curated spec in config/cohorts lists. A spec that cannot be read
+    lists nothing here; using it says why."""
+    listed = set()
+    for path in sorted(paths.cohort_specs.glob("*.yaml")):
+        try:
+            raw = read_yaml(path)
+        except (InputError, OSError):
+            continue
+        for stage, key in CURATED_LISTS.items():
+            values = raw.get(key) if isinstance(raw, dict) else None
+            if isinstance(values, list):
+                listed.update((stage, value) for value in values if isinstance(value, str))
+    return listed
+
+
+def curated_listing(paths: Paths, name: str, stage: str, gen_ids: list[str], catalog: Catalog, settings: Settings,
+                    backend: str) -> tuple[Path, str | None, list[str]]:
+    """config/cohorts/<name>.yaml with `gen_ids` added to its essays (or drafts) list, validated, written by nobody:
+    (its path, its new text or None when every id is listed already, the ids added). Only a curated cohort's spec
+    takes them: the other cohorts make their essays and drafts from their axes. Its leading comment lines are kept;
+    the rest of the file is written out again as plain YAML."""
+    path = _spec_path(paths, name)
+    if not path.exists():
+        if (paths.cohorts / name / MANIFEST).exists():
+            raise InputError(f"cohort {name!r} is recorded in {paths.cohorts / name} but has no spec file {path} to "
+                             f"add to; build a curated cohort with `daydream cohort build NAME --from-essays FILE`")
+        raise InputError(f"unknown cohort {name!r}: {path} does not exist; known cohorts: "
+                         f"{', '.join(known_cohorts(paths)) or 'none'} (or build a curated one with "
+                         f"`daydream cohort build {name} --from-essays FILE`)")
+    raw = read_yaml(path)
+    raw = {} if raw is None else raw
+    if isinstance(raw, dict) and not any(key in raw for key in CURATED_LISTS.values()):
+        raise InputError(f"{path}: cohort {name} is not curated (it lists no essays or drafts): it makes its {stage}s "
+                         f"from its axes, so imported ones cannot join it; give a curated cohort, or build one with "
+                         f"`daydream cohort build NAME --from-essays FILE`")
+    spec_from_mapping(paths, name, raw, str(path), catalog, settings, backend)  # a broken spec is not added to
+    key = CURATED_LISTS[stage]
+    listed = raw.get(key) or []
+    added = [gen_id for gen_id in gen_ids if gen_id not in listed]
+    if not added:
+        return path, None, []
+    updated = {**raw, key: [*listed, *added]}
+    spec_from_mapping(paths, name, updated, str(path), catalog, settings, backend)
+    original = path.read_text(encoding="utf-8-sig")
+    header = "".join(itertools.takewhile(lambda line: line.startswith("#"), original.splitlines(keepends=True)))
+    return path, header + yaml.safe_dump(updated, sort_keys=False, allow_unicode=True), added
 
 
 def _cartesian(spec: CohortSpec, catalog: Catalog, settings: Settings) -> list[Member]:
@@ -323,33 +405,54 @@ def _evaluations_of(spec: CohortSpec, catalog: Catalog, settings: Settings, essa
     return rows
 
 
+def _complete_metadata(paths: Paths, stage: str, gen_id: str, source: str, problems: list[str]) -> dict | None:
+    """The metadata of a generation a curated cohort lists, or None (and a problem) when it is not complete."""
+    problem = id_problem(gen_id)
+    if problem:
+        problems.append(f"{source}: {stage} id {gen_id!r} {problem}")
+        return None
+    path = gen_dir(paths.gens, stage, gen_id) / METADATA
+    if not path.exists():
+        problems.append(f"{source}: {stage} {gen_id} has no complete generation at {path.parent}; remove it from the "
+                        f"list, run its cohort first, or import its text again")
+        return None
+    return read_json(path)
+
+
+def _draft_row(spec: CohortSpec, meta: dict) -> Member:
+    """A listed draft as it is on disk; a generated one also brings its combination (an imported one has none)."""
+    if not meta.get("imported"):
+        spec.combos.append(make_combo(meta["concept_ids"], meta["description_level"], meta["k"]))
+    return Member("draft", meta["gen_id"], spec.cohort_id, "", meta["combo_id"], meta["template_id"],
+                  meta["llm_model_id"], meta["replicate"])
+
+
 def _curated(spec: CohortSpec, paths: Paths, catalog: Catalog, settings: Settings) -> list[Member]:
-    """The listed essays with their drafts (already generated), plus the evaluations asked for."""
+    """The listed essays with their drafts (already complete; an imported essay has no draft), the essays asked of
+    the listed drafts (essay templates x generation models), and the evaluations asked of every essay."""
     rows: list[Member] = []
-    problems = []
-    for essay in spec.essays:
-        problem = id_problem(essay)
-        if problem:
-            problems.append(f"{spec.source}: essay id {essay!r} {problem}")
+    problems: list[str] = []
+    for essay in spec.essays or []:
+        meta = _complete_metadata(paths, "essay", essay, spec.source, problems)
+        if meta is None:
             continue
-        essay_meta = gen_dir(paths.gens, "essay", essay) / METADATA
-        if not essay_meta.exists():
-            problems.append(f"{spec.source}: essay {essay} has no complete generation at {essay_meta.parent}; "
-                            f"remove it from the list or run its cohort first")
-            continue
-        meta = read_json(essay_meta)
-        draft_path = gen_dir(paths.gens, "draft", meta["parent_gen_id"]) / METADATA
-        if not draft_path.exists():
-            problems.append(f"{spec.source}: essay {essay} has parent draft {meta['parent_gen_id']}, which has no "
-                            f"complete generation at {draft_path.parent}; remove the essay from the list")
-            continue
-        draft_meta = read_json(draft_path)
-        rows.append(Member("draft", draft_meta["gen_id"], spec.cohort_id, "", draft_meta["combo_id"],
-                           draft_meta["template_id"], draft_meta["llm_model_id"], draft_meta["replicate"]))
+        if not meta.get("imported"):
+            draft_path = gen_dir(paths.gens, "draft", meta["parent_gen_id"]) / METADATA
+            if not draft_path.exists():
+                problems.append(f"{spec.source}: essay {essay} has parent draft {meta['parent_gen_id']}, which has no "
+                                f"complete generation at {draft_path.parent}; remove the essay from the list")
+                continue
+            rows.append(_draft_row(spec, read_json(draft_path)))
         rows.append(Member("essay", essay, spec.cohort_id, meta["parent_gen_id"], meta["combo_id"],
                            meta["template_id"], meta["llm_model_id"], meta["replicate"]))
         rows += _evaluations_of(spec, catalog, settings, essay, meta["combo_id"])
-        spec.combos.append(make_combo(draft_meta["concept_ids"], draft_meta["description_level"], draft_meta["k"]))
+    for draft in spec.drafts or []:
+        meta = _complete_metadata(paths, "draft", draft, spec.source, problems)
+        if meta is None:
+            continue
+        rows.append(_draft_row(spec, meta))
+        for model in spec.generation_models:
+            rows += _essays_of(spec, catalog, settings, draft, meta["combo_id"], model)
     raise_if(problems)
     return rows
 
@@ -357,7 +460,7 @@ def _curated(spec: CohortSpec, paths: Paths, catalog: Catalog, settings: Setting
 def expand(spec: CohortSpec, paths: Paths, catalog: Catalog, settings: Settings) -> list[Member]:
     """All generations of the cohort, drafts first; duplicates (a draft shared by two essays) appear once. A recorded
     cohort is expanded again from its recorded axes too, so a template edited since gives new gen_ids (see identity)."""
-    if spec.essays is not None:
+    if spec.curated:
         rows = _curated(spec, paths, catalog, settings)
     else:
         rows = _cartesian(spec, catalog, settings)
@@ -370,12 +473,14 @@ def expand(spec: CohortSpec, paths: Paths, catalog: Catalog, settings: Settings)
 
 
 def check_integrity(rows: list[Member], source: str) -> None:
-    """Every essay's parent is a draft and every evaluation's parent an essay of the same cohort."""
+    """Every essay's parent is a draft (an imported essay has none) and every evaluation's parent an essay of the same
+    cohort."""
     by_stage = {stage: {m.gen_id for m in rows if m.stage == stage} for stage in STAGES}
     parent_stage = {"essay": "draft", "evaluation": "essay"}
     problems = [f"{source}: {m.stage} {m.gen_id} has parent {m.parent_gen_id!r}, which is not a "
                 f"{parent_stage[m.stage]} of cohort {m.cohort_id}; rebuild the cohort"
-                for m in rows if m.stage in parent_stage and m.parent_gen_id not in by_stage[parent_stage[m.stage]]]
+                for m in rows if m.stage in parent_stage and not is_imported(m)
+                and m.parent_gen_id not in by_stage[parent_stage[m.stage]]]
     raise_if(problems)
 
 
@@ -413,10 +518,11 @@ def record_run(paths: Paths, cohort_id: str, started_at: str, finished_at: str, 
 def cohort_source(paths: Paths, cohort_id: str, manifest: dict) -> str:
     """Where a recorded cohort came from: the active flags, a spec file or a curated list (a spec file that no longer
     exists is said so)."""
-    if manifest.get("essays") is None and cohort_id.startswith("active-"):
+    curated = manifest.get("essays") is not None or manifest.get("drafts") is not None
+    if not curated and cohort_id.startswith("active-"):
         return "active flags"
     path = paths.cohort_specs / f"{cohort_id}.yaml"
-    kind = "curated list" if manifest.get("essays") is not None else "spec"
+    kind = "curated list" if curated else "spec"
     return f"{kind} {path}" + ("" if path.exists() else " (file removed)")
 
 

@@ -20,6 +20,9 @@ from .ids import checked_id
 from .store import ERROR, METADATA, atomic_write_json, atomic_write_text, read_json
 
 
+NO_DRAFT = {"combo_id": "", "gen_id": "", "template_id": ""}  # the lineage columns of an imported essay
+
+
 def reports_dir(paths, cohort_id: str) -> Path:
     return paths.cohorts / cohort_id / "reports"
 
@@ -107,16 +110,18 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
             if isinstance(evaluation, Exception):
                 raise evaluation
             essay = parent(essay_dir)
-            draft_dir = os.path.join(draft_root, checked_id(essay["parent_gen_id"], "gen_id"))
-            draft = parent(draft_dir)
+            if essay.get("imported"):  # no draft, no template, no model: those columns stay empty
+                draft, draft_path = NO_DRAFT, ""
+            else:
+                draft_dir = os.path.join(draft_root, checked_id(essay["parent_gen_id"], "gen_id"))
+                draft, draft_path = parent(draft_dir), os.path.join(draft_dir, "parsed.txt")
         except (OSError, ValueError, KeyError) as exc:
             failed[member.gen_id] = f"lineage unreadable ({exc}); run `daydream check`"
             continue
         row = (cohort_id, member.gen_id, member.parent_gen_id, member.template_id, member.llm_model_id,
                member.replicate, evaluation.get("score"), evaluation.get("score_max"), evaluation.get("error") or "",
                draft["combo_id"], draft["gen_id"], draft["template_id"], essay["template_id"], essay["llm_model_id"],
-               os.path.join(directory, "raw.txt"), os.path.join(essay_dir, "parsed.txt"),
-               os.path.join(draft_dir, "parsed.txt"))
+               os.path.join(directory, "raw.txt"), os.path.join(essay_dir, "parsed.txt"), draft_path)
         for values, value in zip(columns.values(), row):
             values.append(value)
     rows = len(columns["gen_id"])

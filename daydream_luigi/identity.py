@@ -9,7 +9,8 @@ and nothing made from other inputs is ever reused. Timeouts and parsers are not 
 is waited for or read, not what it says (a fixed parser re-reads the kept answer).
 
 The parts are encoded as canonical JSON, so ids that contain the `__` of task ids can never make two generations
-collide.
+collide. A text imported from a file (see `importer`) is identified by its stage and the text's sha256 alone: its parts
+name no prompt and no parent, so it can never share an id with generated work, and the same text always gets the same id.
 """
 
 import hashlib
@@ -53,3 +54,8 @@ def essay_id(draft: str, template: Template, shape: dict | None, replicate: int)
 
 def evaluation_id(essay: str, template: Template, shape: dict, replicate: int) -> str:
     return _id("evaluation", replicate, {"parent": essay, "template": template.sha256, **shape})
+
+
+def imported_id(stage: str, text_sha256: str) -> str:
+    """A text written elsewhere and imported as a complete generation of `stage` (no model, prompt or parent)."""
+    return _id(stage, 1, {"imported": text_sha256})

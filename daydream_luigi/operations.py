@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import identity
 from .catalog import Catalog
-from .cohort import MANIFEST, MEMBERSHIP, RUN_RECORD, Member, cohort_source, load_membership
+from .cohort import (CURATED_LISTS, MANIFEST, MEMBERSHIP, RUN_RECORD, Member, cohort_source, is_imported,
+                     listed_in_specs, load_membership)
 from .config import STAGES, Guard, Paths, Settings, load_settings
 from .errors import InputError, raise_if
 from .ids import id_problem
-from .store import CALL, ERROR, METADATA, RAW, complete_ids, gen_dir
+from .store import CALL, ERROR, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
 
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
@@ -35,7 +37,7 @@ PLAN_COLUMNS = ["stage", "llm_model_id", "pool", "generations", "done", "to_call
 STATUS_COLUMNS = ["stage", "total", "done", "failed", "pending"]
 COHORT_COLUMNS = ["cohort_id", "source", "drafts", "essays", "evaluations", "complete", "last_run"]
 FINDING_KINDS = ("corrupt", "incomplete", "missing_parent", "duplicate", "orphan", "template_changed",
-                 "unknown_template")
+                 "unknown_template", "text_changed")
 
 
 def _member_list(members) -> list[Member]:
@@ -58,7 +60,7 @@ def plan(paths: Paths, catalog: Catalog, members, settings: Settings | None = No
     whose raw answer and call record are kept (a re-run reuses them) cost nothing.
     """
     settings = settings or load_settings(paths)
-    members = _member_list(members)
+    members = [m for m in _member_list(members) if not is_imported(m)]  # complete from the start: nothing to call
     complete = {stage: complete_ids(paths.gens, stage) for stage in STAGES}
     unknown = sorted({m.llm_model_id for m in members if m.llm_model_id not in catalog.models})
     raise_if([f"the cohort uses model {model!r}, which is not in llm_models.csv; restore its row or rebuild the "
@@ -230,10 +232,28 @@ def _incomplete_detail(entry: Entry) -> str:
     return detail
 
 
+def _imported_text_problem(entry: Entry) -> str | None:
+    """Why an imported generation's parsed.txt is not the text it was imported as (its gen_id is that text's)."""
+    try:
+        text = read_text(entry.path / PARSED)
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"parsed.txt is unreadable ({exc})"
+    else:
+        if identity.text_sha(text) == entry.meta.get("text_sha256"):
+            return None
+        problem = f"parsed.txt is not the text imported from {entry.meta.get('source_file')} (sha256 differs)"
+    return f"{problem}; remove it with `daydream gens rm {entry.gen_id} --yes` and import the text again"
+
+
 def check(paths: Paths, catalog: Catalog) -> list[Finding]:
-    """Everything on disk that is inconsistent, stale or paid twice, sorted by kind, stage and gen_id."""
+    """Everything on disk that is inconsistent, stale or paid twice, sorted by kind, stage and gen_id.
+
+    An imported text has no parent, template or model to check; its parsed.txt must still be the text its gen_id
+    was computed from, and it is an orphan only while no cohort (a membership, or a curated spec not run yet)
+    lists it."""
     entries = scan(paths)
     memberships = all_memberships(paths)
+    listed = listed_in_specs(paths)
     complete = {key for key, entry in entries.items() if entry.has_metadata}
     findings: list[Finding] = []
     by_task: dict[tuple, list[str]] = {}
@@ -245,18 +265,26 @@ def check(paths: Paths, catalog: Catalog) -> list[Finding]:
             findings.append(Finding("corrupt", stage, gid, entry.problem))
             continue
         meta = entry.meta
+        imported = bool(meta.get("imported"))
         parent = meta.get("parent_gen_id") or ""
-        if stage in PARENT_STAGE and (PARENT_STAGE[stage], parent) not in complete:
+        if stage in PARENT_STAGE and not imported and (PARENT_STAGE[stage], parent) not in complete:
             findings.append(Finding("missing_parent", stage, gid,
                                     f"parent {PARENT_STAGE[stage]} {parent or '(none recorded)'} has no complete "
                                     f"generation"))
-        if (stage, gid) not in memberships:
-            findings.append(Finding("orphan", stage, gid, "complete but in no cohort membership under "
-                                                          f"{paths.cohorts}"))
+        if (stage, gid) not in memberships and (stage, gid) not in listed:
+            findings.append(Finding("orphan", stage, gid, (
+                f"imported from {meta.get('source_file')} but in no cohort; list it in a curated cohort's "
+                f"{CURATED_LISTS[stage]} (or import it again with --cohort NAME), or remove it with `daydream gens rm "
+                f"{gid} --yes`") if imported else f"complete but in no cohort membership under {paths.cohorts}"))
         # parent_gen_id is part of the key because an essay's task_id names its draft's task, not the draft
         # replicate: essays of two draft replicates share task_id and replicate without being the same work.
         task = (stage, parent, meta.get("task_id"), meta.get("replicate"))
         by_task.setdefault(task, []).append(gid)
+        if imported:
+            problem = _imported_text_problem(entry)
+            if problem:
+                findings.append(Finding("text_changed", stage, gid, problem))
+            continue
         template_id = meta.get("template_id")
         template = catalog.templates.get(stage, {}).get(template_id)
         if template is None:

@@ -5,7 +5,8 @@ Inputs are the files :func:`daydream_luigi.results.write_tables` and :mod:`daydr
 A derived table that is missing is recomputed from ``parsed_scores.csv`` (without concept names: those come from
 ``pivot.csv``'s ``concepts`` column, which ``write_tables`` fills from the combo mappings).  The tournament ladder
 and the near-duplicate clusters are read from :data:`TOURNAMENT_RATINGS_FILE` and :data:`DEDUP_CLUSTERS_FILE` when
-those commands have run; their sections say "not run" otherwise.
+those commands have run; their sections say "not run" otherwise. Texts imported from elsewhere (see `importer`), and
+essays written from imported drafts, are marked with the label they were imported with wherever an essay is listed.
 
 The page has no scripts, no external resources and no external links: charts are inline SVG or plain HTML tables,
 all text goes through Jinja2 autoescaping, and links to generation files are relative to the reports folder so the
@@ -216,6 +217,37 @@ def _usage(gens_root: Path, gen_ids: dict[str, set[str]]) -> list[StageUsage]:
     return usage
 
 
+@dataclass(frozen=True)
+class ImportedTexts:
+    """Texts of the cohort written elsewhere (see `importer`), each with the label it was imported with (else its
+    file name): imported essays, imported drafts, and the essays written here from those drafts."""
+
+    essays: dict  # essay gen_id -> label
+    drafts: dict  # draft gen_id -> label
+    from_drafts: dict  # essay gen_id -> the label of the imported draft it was written from
+
+    def origin(self, essay: str) -> str:
+        """The mark an essay gets in the report; empty for an essay generated here from a generated draft."""
+        if essay in self.essays:
+            return f"imported: {self.essays[essay]}"
+        return f"from imported draft: {self.from_drafts[essay]}" if essay in self.from_drafts else ""
+
+
+def _imported(gens_root: Path, gen_ids: dict[str, set[str]]) -> ImportedTexts:
+    labels: dict[str, dict] = {"draft": {}, "essay": {}}
+    parents = {}  # generated essay -> its draft
+    for stage, found in labels.items():
+        for gen_id in sorted(gen_ids[stage]):
+            meta = _read_json(gens_root / stage / gen_id / "metadata.json") or {}
+            if meta.get("imported"):
+                found[gen_id] = _text(meta.get("label")) or _text(meta.get("source_file"))
+            elif stage == "essay":
+                parents[gen_id] = _text(meta.get("parent_gen_id"))
+    drafts = labels["draft"]
+    return ImportedTexts(labels["essay"], drafts,
+                         {essay: drafts[draft] for essay, draft in parents.items() if draft in drafts})
+
+
 # --------------------------------------------------------------------------
 # charts (geometry only; the template draws it)
 # --------------------------------------------------------------------------
@@ -285,7 +317,7 @@ def _descending(value: float) -> tuple[bool, float]:
     return (True, 0.0) if _missing(value) else (False, -value)
 
 
-def _heatmap(pivot: pd.DataFrame, parsed: pd.DataFrame) -> dict:
+def _heatmap(pivot: pd.DataFrame, parsed: pd.DataFrame, imported: ImportedTexts) -> dict:
     pairs = {f"{t}_{j}": (str(t), str(j)) for t, j in
              parsed[["evaluation_template", "evaluation_model"]].dropna().drop_duplicates().itertuples(index=False)}
     columns = [{"name": c, "template": pairs[c][0], "judge": pairs[c][1]} for c in pivot.columns if c in pairs]
@@ -309,7 +341,8 @@ def _heatmap(pivot: pd.DataFrame, parsed: pd.DataFrame) -> dict:
             aggregates.append({"template": template, "mean": mean, "value": fmt_score(mean),
                                "interval": _interval_text(low, high), "n": "" if _missing(n) else int(n),
                                "background": background, "colour": colour})
-        rows.append({"essay": _text(record.get("parent_gen_id")), "combo": _text(record.get("combo_id")),
+        essay = _text(record.get("parent_gen_id"))
+        rows.append({"essay": essay, "combo": _text(record.get("combo_id")), "origin": imported.origin(essay),
                      "concepts": _text(record.get("concepts")),
                      "draft_template": _text(record.get("draft_template")),
                      "generation_template": _text(record.get("generation_template")),
@@ -607,7 +640,7 @@ def _read_preview(path: Path | None) -> tuple[str, int, bool]:
 
 
 def _top_essays(top: pd.DataFrame, parsed: pd.DataFrame, pivot: pd.DataFrame, reports_dir: Path,
-                gens_root: Path) -> list[dict]:
+                gens_root: Path, imported: ImportedTexts) -> list[dict]:
     per_essay = {_text(r.get("parent_gen_id")): r for r in _records(pivot)}
     essays = {}
     for record in _records(parsed):
@@ -643,6 +676,7 @@ def _top_essays(top: pd.DataFrame, parsed: pd.DataFrame, pivot: pd.DataFrame, re
             "interval": _interval_text(_number(aggregate.get(f"{template}:ci_low")),
                                        _number(aggregate.get(f"{template}:ci_high"))),
             "n": "" if _missing(n) else int(n), "concepts": _text(aggregate.get("concepts")),
+            "origin": imported.origin(essay), "imported": essay in imported.essays,
             "background": background, "colour": colour,
             "generation_model": _text(info.get("generation_model")),
             "generation_template": _text(info.get("generation_template")),
@@ -716,10 +750,12 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
     }
     gen_ids = _cohort_gen_ids(parsed, status, reports_dir.parent)
     usage = _usage(gens_root, gen_ids)
+    imported = _imported(gens_root, gen_ids)
     by_stage = {u.stage: u for u in usage}
     costs = [u.cost for u in usage if u.cost is not None]
     overview.update({
         "drafts": by_stage["draft"].in_cohort, "essays": by_stage["essay"].in_cohort,
+        "imported_essays": len(imported.essays), "imported_drafts": len(imported.drafts),
         "prompt_tokens": sum(u.prompt_tokens for u in usage),
         "completion_tokens": sum(u.completion_tokens for u in usage),
         "cost": sum(costs) if costs else None,
@@ -734,6 +770,8 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
     has_scores = len(scored) > 0
     pivot = _table(reports_dir, "pivot", parsed, results.pivot_scores)
     essay_labels = {_text(r.get("parent_gen_id")): _text(r.get("concepts")) for r in _records(pivot)}
+    essay_labels.update({essay: imported.origin(essay) for essay in (*imported.essays, *imported.from_drafts)
+                         if not essay_labels.get(essay)})  # the tournament and dedup tables name them too
     combo_labels = {_text(r.get("combo_id")): _text(r.get("concepts")) for r in _records(pivot)}
     context = {"cohort_id": cohort_id, "overview": overview, "usage": usage, "has_scores": has_scores,
                "has_status": status_json is not None, "error_list": error_list, "failure_list": failure_list,
@@ -756,10 +794,10 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
         "judge_means": _judge_means(means),
         "summaries": _summary_view(summary, combo_labels),
         "concept_effects": None if effects is None else _concept_view(effects, pairs),
-        "heatmap": _heatmap(pivot, parsed),
+        "heatmap": _heatmap(pivot, parsed, imported),
         "agreement": _agreement_plot(agreement, parsed),
         "alpha": _alpha_view(_read_json(reports_dir / results.REPORT_FILES["agreement"]), parsed),
-        "top": _top_essays(top, parsed, pivot, reports_dir, gens_root),
+        "top": _top_essays(top, parsed, pivot, reports_dir, gens_root, imported),
         "preview_chars": ESSAY_PREVIEW_CHARS,
     })
     return context

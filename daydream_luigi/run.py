@@ -20,6 +20,7 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from . import accounting, collect, providers, tasks
+from .cohort import calls_model
 from .config import STAGES
 from .errors import InputError
 from .monitor import Listening, Monitor
@@ -185,9 +186,7 @@ def _pool_of(plan: tasks.CohortPlan):
     catalog = plan.context.catalog
 
     def pool(member) -> str:
-        if catalog.templates[member.stage][member.template_id].kind == "copy":
-            return "-"
-        return catalog.models[member.llm_model_id].pool
+        return catalog.models[member.llm_model_id].pool if calls_model(member, catalog) else "-"
     return pool
 
 

@@ -1,7 +1,8 @@
 """How a cohort is cut into Luigi graphs: lineages, parts and priorities (pure functions over the membership).
 
-A lineage is a draft with everything made from it (its essays and their evaluations): no generation depends on another
-lineage, so any set of whole lineages is a complete Luigi graph. Luigi's scheduler scans every pending task on each
+A lineage is a draft with everything made from it (its essays and their evaluations), or an imported essay, which has
+no draft, with its evaluations: no generation depends on another lineage, so any set of whole lineages is a complete
+Luigi graph. Luigi's scheduler scans every pending task on each
 request for work, so one graph of n tasks costs O(n^2); `daydream run` therefore builds a big cohort as consecutive
 parts of whole lineages of about `part_size` generations each (the cost per generation stays flat), and a cohort that
 fits in one part as the single graph under its `Cohort` root.
@@ -23,7 +24,8 @@ class Lineage:
 
 
 def lineages(members: list[Member]) -> list[Lineage]:
-    """The cohort's lineages in membership order (drafts come first in a membership, each with its descendants)."""
+    """The cohort's lineages in membership order (drafts come first in a membership, each with its descendants; a
+    generation without a parent, a draft or an imported essay, is the root of its own)."""
     by_id = {member.gen_id: member for member in members}
     groups: dict[str, list[Member]] = {}
     for member in members:

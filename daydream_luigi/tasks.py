@@ -20,7 +20,7 @@ import luigi
 
 from . import collect, schedule
 from .catalog import load_catalog
-from .cohort import Member, expand, membership_is_current, resolve, write_cohort
+from .cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
 from .combos import persist_mappings
 from .config import Paths, configure_luigi, default_backend, load_settings, pool_limits
 from .stages import LOST_ANSWERS, Context, GenerationFailed, run_generation
@@ -129,11 +129,10 @@ class GenerationTask(luigi.Task):
 
     @cached_property
     def pool(self) -> str | None:
-        """The throttling pool of this generation's model; None for a copy essay, which calls nothing."""
+        """The throttling pool of this generation's model; None for one that calls nothing (a copy essay, an imported
+        text: Luigi asks a complete task for its resources too)."""
         catalog = self._plan.context.catalog
-        if catalog.templates[self.stage][self.member.template_id].kind == "copy":
-            return None
-        return catalog.models[self.member.llm_model_id].pool
+        return catalog.models[self.member.llm_model_id].pool if calls_model(self.member, catalog) else None
 
     @property
     def resources(self):

@@ -109,10 +109,10 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
      "cohort name '../x' may only contain letters, digits, '.', '_' and '-'; rename it to something like 'my-id_1'"),
     ("bad-yaml", write("config/cohorts/pilot.yaml", "draft_templates: [ladder\n"), ["--cohort", "pilot"],
      None),  # the YAML parser's own message follows the file name
-    ("spec-unknown-key", write("config/cohorts/pilot.yaml", "drafts: [ladder]\n"), ["--cohort", "pilot"],
-     "{root}/config/cohorts/pilot.yaml: unknown key 'drafts'; allowed: combos, concepts, description_level, "
-     "draft_templates, essay_templates, essays, evaluation_models, evaluation_templates, generation_models, k, "
-     "replicates"),
+    ("spec-unknown-key", write("config/cohorts/pilot.yaml", "draft_template: [ladder]\n"), ["--cohort", "pilot"],
+     "{root}/config/cohorts/pilot.yaml: unknown key 'draft_template'; allowed: combos, concepts, description_level, "
+     "draft_templates, drafts, essay_templates, essays, evaluation_models, evaluation_templates, generation_models, "
+     "k, replicates"),
     ("spec-unknown-template", write("config/cohorts/pilot.yaml", "draft_templates: [ladder, zigzag]\n"),
      ["--cohort", "pilot"],
      "{root}/config/cohorts/pilot.yaml: draft_templates lists unknown id 'zigzag'; known: ladder, plain, sketch"),
@@ -125,7 +125,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
      "{root}/data/combo_mappings.csv; run a cohort that creates them first or list concepts instead"),
     ("curated-missing-essay", write("config/cohorts/pilot.yaml", "essays: [abc123]\n"), ["--cohort", "pilot"],
      "{root}/config/cohorts/pilot.yaml: essay abc123 has no complete generation at {root}/data/gens/essay/abc123; "
-     "remove it from the list or run its cohort first"),
+     "remove it from the list, run its cohort first, or import its text again"),
     ("curated-escaping-id", write("config/cohorts/pilot.yaml", "essays: ['../../etc']\n"), ["--cohort", "pilot"],
      "{root}/config/cohorts/pilot.yaml: essay id '../../etc' may only contain letters, digits, '.', '_' and '-'"),
     ("dangling-parent", lambda root: (write("config/cohorts/pilot.yaml", "essays: [e1]\n")(root),

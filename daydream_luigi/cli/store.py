@@ -1,4 +1,5 @@
-"""The generation store: `check` its integrity, `gens rm` to redo work on purpose, `tasks` to see the Luigi classes."""
+"""The generation store: `check` its integrity, `gens rm` to redo work on purpose, `tasks` to see the Luigi classes,
+`import` texts written elsewhere."""
 
 import inspect
 import sys
@@ -6,16 +7,17 @@ from pathlib import Path
 
 import click
 
-from .. import operations
+from .. import importer, operations
 from ..catalog import load_catalog
-from ..config import STAGES, Paths, configure_luigi, load_settings, pool_limits
+from ..config import STAGES, Paths, configure_luigi, default_backend, load_settings, pool_limits
 from ..errors import InputError
 from . import main
 
 
 @main.command()
 def check():
-    """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates (exit 1 if any)."""
+    """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates, imported texts
+    edited since (exit 1 if any)."""
     paths = Paths.from_env()
     configure_luigi(paths)
     findings = operations.check(paths, load_catalog(paths, pool_limits(), load_settings(paths)))
@@ -77,3 +79,28 @@ def gens_rm(gen_ids, cohort, stage, template, yes):
         click.echo(f"removed {operations.remove(paths, items)} generation(s)")
     else:
         click.echo(f"{len(items)} generation(s); add --yes to delete them")
+
+
+@main.command("import")
+@click.option("--stage", type=click.Choice(importer.STAGES), required=True,
+              help="What the texts are: finished essays (to judge) or drafts (to write essays from).")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--cohort", help="Also add them to this curated cohort's spec (config/cohorts/NAME.yaml): essays to its "
+                               "essays list, drafts to its drafts list.")
+@click.option("--label", help="A short note shown with them in reports, e.g. 'winner of project X'.")
+def import_texts(stage, files, cohort, label):
+    """Register texts written elsewhere as complete essays or drafts, judged and ranked beside generated ones.
+
+    Each text gets a gen_id from its content: importing it again writes nothing. Prints the gen_ids on stdout, one per
+    line in the order given (e.g. `> imported.txt` for `cohort build --from-essays`); what it did goes to stderr.
+    """
+    paths = Paths.from_env()
+    configure_luigi(paths)
+    done = importer.import_texts(paths, stage, list(files), label, cohort, default_backend())
+    for text in done.texts:
+        state = "imported" if text.gen_id in done.written else "already imported (nothing written):"
+        click.echo(f"{state} {stage} {text.gen_id} <- {text.path}", err=True)
+        click.echo(text.gen_id)
+    if done.spec is not None:
+        what = f"added {len(done.added)} {stage}(s) to" if done.added else f"already lists every {stage}; unchanged:"
+        click.echo(f"cohort {cohort}: {what} {done.spec}; run it with `daydream run --cohort {cohort}`", err=True)
