@@ -157,8 +157,41 @@ def run_dir(name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=BENCH_ROOT))
 
 
-def clean() -> None:
-    shutil.rmtree(BENCH_ROOT, ignore_errors=True)
+def discard_stores() -> Path | None:
+    """Move the stores aside and delete them in a detached, low-priority `rm` (returns the folder being deleted).
+
+    Deleting is slow here: this file system is mounted with `discard`, so freeing the blocks of the ~100,000s of
+    files a full run writes takes many minutes; the results are printed first and nobody waits for it."""
+    if not BENCH_ROOT.exists():
+        return None
+    trash = BENCH_ROOT.with_name(f"{BENCH_ROOT.name}-trash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    BENCH_ROOT.rename(trash)
+    _delete_detached(trash)
+    return trash
+
+
+def wait_for_discarded(log) -> None:
+    """Before measuring: wait until earlier runs' stores are gone (files deleted during a measurement would be
+    charged to it), deleting them ourselves in case their `rm` did not survive; a left-over bench root is moved aside
+    and deleted too."""
+    if BENCH_ROOT.exists():
+        discard_stores()
+    pending = sorted(BENCH_ROOT.parent.glob(f"{BENCH_ROOT.name}-trash-*"))
+    if not pending:
+        return
+    log(f"waiting for {len(pending)} earlier store folder(s) to be deleted ({', '.join(map(str, pending))})")
+    for trash in pending:
+        _delete_detached(trash)
+    while any(trash.exists() for trash in pending):
+        time.sleep(2)
+
+
+def _delete_detached(folder: Path) -> None:
+    command = ["nice", "-n", "19", "rm", "-rf", str(folder)]
+    if shutil.which("ionice"):
+        command = ["ionice", "-c", "3", *command]
+    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def span(timeline: list) -> float:

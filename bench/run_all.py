@@ -62,9 +62,10 @@ def main(argv=None) -> int:
     unknown = sorted(set(only) - set(PARTS))
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; known: {', '.join(PARTS)}")
+    log = harness.log
+    harness.wait_for_discarded(log)
     codes = ([] if args.no_before else [harness.before(args.before)]) + [harness.after()]
     info = harness.machine()
-    log = harness.log
     log(f"machine: {info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB RAM, Python {info['python']}, "
         f"Luigi {info['luigi']}, pandas {info['pandas']}, kernel {info['kernel']}; load average {info['load_at_start']}")
     log(f"codes: {', '.join(f'{code.label} = {code.root}' for code in codes)}; scheduling.part_size "
@@ -92,8 +93,9 @@ def main(argv=None) -> int:
     finally:
         results["load_at_end"] = harness.load()
         if not args.keep:
-            log(f"removing the stores under {harness.BENCH_ROOT}")
-            harness.clean()
+            trash = harness.discard_stores()
+            if trash:
+                log(f"the stores are being deleted in the background ({trash})")
     print()
     print("\n".join(table.lines(rows)))
     if args.markdown:
