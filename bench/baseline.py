@@ -15,6 +15,19 @@ import time
 import requests
 
 
+def _children(lineage: list, position: int):
+    """(position, pool) of the generations of `lineage` made from the one at `position`."""
+    return [(child, pool) for child, (_, pool, parent) in enumerate(lineage) if parent == position]
+
+
+def _first_ready(lineages: list, pools: dict) -> dict:
+    """pool -> heap of (lineage, position) ready at the start: every lineage's draft."""
+    ready = {pool: [] for pool in pools}
+    for i, lineage in enumerate(lineages):
+        heapq.heappush(ready[lineage[0][1]], (i, 0))
+    return ready
+
+
 def simulate(lineages: list, pools: dict, latency) -> tuple[float, float | None]:
     """(span, first evaluation answered) of the same depth-first rule with no overhead at all: the floor of the rule
     itself, which can be above calls x latency / limit (the rule may leave a pool without ready work near the end).
@@ -22,9 +35,7 @@ def simulate(lineages: list, pools: dict, latency) -> tuple[float, float | None]
     `latency` is every call's latency, or a sequence of them in the order the calls are sent (the fake endpoint draws
     its lognormal latencies in the order requests arrive)."""
     latencies = iter(latency) if isinstance(latency, (list, tuple)) else itertools.repeat(latency)
-    ready = {pool: [] for pool in pools}
-    for i, lineage in enumerate(lineages):
-        heapq.heappush(ready[lineage[0][1]], (i, 0))
+    ready = _first_ready(lineages, pools)
     running, now, first, order = [], 0.0, None, itertools.count()
     free = dict(pools)
     while True:
@@ -42,19 +53,14 @@ def simulate(lineages: list, pools: dict, latency) -> tuple[float, float | None]
             free[pool] += 1
             if stage == "evaluation" and first is None:
                 first = now
-            for child, (_, child_pool, parent) in enumerate(lineages[i]):
-                if parent == position:
-                    heapq.heappush(ready[child_pool], (i, child))
+            for child, child_pool in _children(lineages[i], position):
+                heapq.heappush(ready[child_pool], (i, child))
 
 
 def run(base_url: str, lineages: list, pools: dict) -> float:
     """Send every call of `lineages` (project.Shape.lineages()) with `pools` limits; returns the wall time."""
-    ready = {pool: [] for pool in pools}
-    left = {pool: 0 for pool in pools}
-    for i, lineage in enumerate(lineages):
-        for stage, pool, parent in lineage:
-            left[pool] += 1
-        heapq.heappush(ready[lineage[0][1]], (i, 0))
+    ready = _first_ready(lineages, pools)
+    left = {pool: sum(1 for lineage in lineages for _, p, _ in lineage if p == pool) for pool in pools}
     condition = threading.Condition()
     failures = []
 
@@ -80,9 +86,8 @@ def run(base_url: str, lineages: list, pools: dict) -> float:
                 call(session, i, position)
                 with condition:
                     left[pool] -= 1
-                    for child, (_, child_pool, parent) in enumerate(lineages[i]):
-                        if parent == position:
-                            heapq.heappush(ready[child_pool], (i, child))
+                    for child, child_pool in _children(lineages[i], position):
+                        heapq.heappush(ready[child_pool], (i, child))
                     condition.notify_all()
 
     threads = [threading.Thread(target=worker, args=(pool,)) for pool, limit in pools.items() for _ in range(limit)]

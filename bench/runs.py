@@ -50,8 +50,9 @@ def pipeline(code: harness.Code, shape: Shape, latency: float = 0.0, sigma: floa
         if stop_after_first_judgment is not None:
             deadline = time.perf_counter() + stop_after_first_judgment
 
-            def stop() -> bool:
+            def judged_or_late() -> bool:
                 return time.perf_counter() > deadline or harness.first_judgment(endpoint.timeline()) is not None
+            stop = judged_or_late
         measured = harness.daydream(code, root, endpoint, "run", "--cohort", COHORT, stop_when=stop,
                                     ok=(0, 143, -15, -9) if stop else (0,))
         run = _from_endpoint(code.label, endpoint, measured.wall_s, measured.started_at)
