@@ -1,113 +1,74 @@
-"""P1 efficiency: model calls through the real stages at a fixed latency, against the ideal and a plain baseline.
+"""Efficiency at realistic latencies: lognormal calls through a pool of 20, and what Luigi's stock forked workers cost
+next to a 2 s call.
 
-The cohort: 5 concepts (10 combinations) x `calls / 40` draft replicates -> drafts, one llm essay each, two judges per
-essay: 2,000 calls = 500 drafts + 500 essays + 1,000 evaluations, all in the pool `paid` (limit = workers = 8).
-
-  ideal     = calls x latency / pool                   (125 s for 2,000 x 0.5 s / 8)
-  pipeline  = wall of `daydream run --workers 8`        (the real CLI: validation, cohort, three stages, results)
-  baseline  = the same calls (the prompts the pipeline sent, same models and settings, same client code) from 8
-              threads with a requests session each, no pipeline: the floor for this endpoint and client
-
-Usage: python bench/efficiency.py [--calls 2000] [--latency 0.5] [--workers 8]
+  lognormal  5 concepts (10 combinations) x 50 draft replicates, 2 judges: 500 drafts, 500 essays, 1,000 evaluations =
+             2,000 calls in pool `paid` of 20; latency lognormal, median 0.5 s, sigma 1 (the endpoint's seeded
+             sequence, drawn in the order requests arrive, so every run gets the same latencies). Ideal: the sum of the
+             latencies / 20 (from the baseline's endpoint timeline; a lower bound no schedule beats). The rule floor
+             replays the baseline's latencies, in the order it sent its calls, through the depth-first rule.
+  2 s calls  5 concepts x 3 draft replicates, 2 judges: 120 calls in pool `paid` of 10, every call 2 s. Ideal:
+             12 rounds x 2 s = 24 s. Overhead per generation = pool-slot time lost beyond the rule floor,
+             (span - rule floor) x limit / calls, in ms and as a fraction of the call.
 """
 
-import json
-import queue
-import sys
-import threading
-import time
-from pathlib import Path
+import math
 
-import requests
+import baseline
+import harness
+import runs
+from project import Model, Shape
+from table import Row
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import EndpointProcess, daydream, model_calls, parser_for, run_dir, run_then_clean  # noqa: E402
-from project import generations_of, make_project  # noqa: E402
-
-from daydream_luigi import llm  # noqa: E402
-from daydream_luigi.config import Paths, load_settings  # noqa: E402
-
-COMBOS, CALLS_PER_DRAFT = 10, 4  # 5 concepts; a draft, its essay and 2 evaluations
+MEDIAN, SIGMA = 0.5, 1.0
+SLOW = 2.0
 
 
-def recorded_calls(root: Path) -> list[tuple[str, str, llm.CallSettings]]:
-    """(model, prompt, settings) of every model call the pipeline made, read back from its store."""
-    settings = load_settings(Paths(root / "data", root / "config"))
-    calls = []
-    for stage in ("draft", "essay", "evaluation"):
-        config = settings.stage(stage)
-        options = llm.CallSettings(**{k: config[k] for k in ("temperature", "max_tokens", "connect_timeout",
-                                                             "read_timeout")})
-        for directory in sorted((root / "data" / "gens" / stage).iterdir()):
-            call = json.loads((directory / "call.json").read_text())
-            calls.append((call["model"], (directory / "prompt.txt").read_text(), options))
-    return calls
+def _shape(replicates: int, limit: int) -> Shape:
+    return Shape(concepts=5, judges=(Model("judge-1", "paid"), Model("judge-2", "paid")), draft_replicates=replicates,
+                 pools={"paid": limit})
 
 
-def baseline(base_url: str, calls: list, threads: int) -> float:
-    """Wall time of `calls` sent from `threads` threads (one keep-alive session each), no pipeline."""
-    work: queue.SimpleQueue = queue.SimpleQueue()
-    for call in calls:
-        work.put(call)
-    failures = []
-
-    def worker():
-        with requests.Session() as session:
-            while True:
-                try:
-                    model, prompt, options = work.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    llm.chat_completion(base_url, "bench", model, prompt, options, session=session)
-                except llm.LLMError as exc:
-                    failures.append(str(exc))
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    start = time.perf_counter()
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    wall = time.perf_counter() - start
-    if failures:
-        sys.exit(f"baseline: {len(failures)} calls failed, e.g. {failures[0]}")
-    return wall
+def _log(log, label: str, run: runs.Run, limit: int) -> None:
+    log(f"  {label:8} span {run.span_s:7.2f} s, wall {run.wall_s:7.2f} s, {run.calls} calls (sum of latencies "
+        f"{run.busy_s:.1f} s = {run.busy_s / limit:.2f} s / {limit}), at most {run.max_concurrent} at once, "
+        f"CPU {run.cpu_s:.1f} s, peak RSS {run.maxrss_mb:.0f} MB (load {harness.load()})")
 
 
-def run_efficiency(calls: int = 2000, latency: float = 0.5, workers: int = 8, window: int | None = None,
-                   log=print) -> dict:
-    if calls % (COMBOS * CALLS_PER_DRAFT):
-        raise ValueError(f"calls must be a multiple of {COMBOS * CALLS_PER_DRAFT}")
-    replicates = calls // (COMBOS * CALLS_PER_DRAFT)
-    root = make_project(run_dir(f"efficiency-{calls}"), 5, pool_limit=workers, window=window, judges=2,
-                        draft_replicates=replicates)
-    assert sum(generations_of(5, judges=2, draft_replicates=replicates).values()) == calls
-    ideal = calls * latency / workers
-    with EndpointProcess(latency=latency) as endpoint:
-        run = daydream(root, endpoint.base_url, "run", "--workers", str(workers))
-        stats = endpoint.stats()
-        made = model_calls(run.stdout)
-        if made != calls or stats["requests"] != calls:
-            sys.exit(f"expected {calls} calls; the run reports {made}, the endpoint saw {stats['requests']}")
-        log(f"pipeline: {calls} calls in {run.wall_s:.1f} s = {run.wall_s / ideal:.3f} x ideal ({ideal:.1f} s); "
-            f"at most {stats['max_concurrent']} calls at once (pool limit {workers})")
-        recorded = recorded_calls(root)
-        base = baseline(endpoint.base_url, recorded, workers)
-        log(f"baseline: the same {len(recorded)} calls from {workers} threads in {base:.1f} s = {base / ideal:.3f} x "
-            f"ideal; pipeline / baseline = {run.wall_s / base:.3f}")
-    return {"calls": calls, "latency_s": latency, "workers": workers, "ideal_s": ideal, "pipeline_s": run.wall_s,
-            "baseline_s": base, "max_concurrent": stats["max_concurrent"], "pipeline_maxrss_mb": run.maxrss_mb,
-            "root": str(root)}
+def lognormal(codes: list, replicates: int = 50, limit: int = 20, log=print) -> tuple[list[Row], dict]:
+    shape = _shape(replicates, limit)
+    log(f"lognormal: {shape.generations} calls, median {MEDIAN} s, sigma {SIGMA}, pool of {limit}")
+    measured = {"baseline": runs.plain(shape, MEDIAN, SIGMA)}
+    _log(log, "baseline", measured["baseline"], limit)
+    for code in codes:
+        label = code.label.split()[0]
+        measured[label] = runs.pipeline(code, shape, MEDIAN, SIGMA)
+        _log(log, label, measured[label], limit)
+    ideal = measured["baseline"].busy_s / limit
+    floor, _ = baseline.simulate(shape.lineages(), shape.pools, measured["baseline"].extra["latencies"])
+    rows = [Row(f"lognormal, {shape.generations:,} calls, pool {limit}: command wall", "s", ideal, 1.10 * ideal,
+                {label: run.wall_s for label, run in measured.items()}),
+            Row(f"lognormal, {shape.generations:,} calls, pool {limit}: call span", "s", ideal, None,
+                {"rule floor": floor, **{label: run.span_s for label, run in measured.items()}})]
+    return rows, measured
 
 
-def main(argv=None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--latency", type=float, default=0.5)
-    args = parser.parse_args(argv)
-    run_then_clean(args.keep, lambda: run_efficiency(args.calls, args.latency, args.workers, args.window))
-
-
-if __name__ == "__main__":
-    main()
+def slow_calls(codes: list, replicates: int = 3, limit: int = 10, log=print) -> tuple[list[Row], dict]:
+    shape = _shape(replicates, limit)
+    ideal = math.ceil(shape.generations / limit) * SLOW
+    floor, _ = baseline.simulate(shape.lineages(), shape.pools, SLOW)
+    log(f"2 s calls: {shape.generations} calls, pool of {limit}; ideal {ideal:.0f} s, rule floor {floor:.0f} s")
+    measured = {"baseline": runs.plain(shape, SLOW)}
+    _log(log, "baseline", measured["baseline"], limit)
+    for code in codes:
+        label = code.label.split()[0]
+        measured[label] = runs.pipeline(code, shape, SLOW)
+        _log(log, label, measured[label], limit)
+    overhead = {label: 1000 * (run.span_s - floor) * limit / run.calls for label, run in measured.items()}
+    rows = [Row(f"2 s calls, {shape.generations} calls, pool {limit}: call span", "s", ideal, None,
+                {"rule floor": floor, **{label: run.span_s for label, run in measured.items()}}),
+            Row(f"2 s calls, {shape.generations} calls, pool {limit}: command wall", "s", ideal, None,
+                {label: run.wall_s for label, run in measured.items()}),
+            Row("2 s calls: slot time lost per generation beyond the rule floor", "ms", None, None, overhead),
+            Row("2 s calls: the same, as a fraction of one call", "%", None, None,
+                {label: value / (10 * SLOW) for label, value in overhead.items()})]
+    return rows, measured

@@ -1,135 +1,85 @@
-"""P2 scale, P3 no-op re-run and peak memory: full `daydream run` of growing cohorts at zero model latency.
+"""Scale at zero latency: full `daydream run` of growing cohorts, the no-op re-run, and peak memory.
 
-Scheduling overhead per generation is given two ways (both should stay flat in n):
-  all-in    = wall / n                                   (everything: interpreter start, validation, cohort expansion,
-                                                          scheduling, the generations' own work, the results tables)
-  marginal  = (wall - wall of a 3-generation run) / (n - 3)   (the fixed start-up cost taken out)
-At zero latency each generation still does its real work (render, one HTTP round trip to the loopback endpoint,
-5 files written, metadata), so both figures are an upper bound on pure scheduling overhead.
+Cohorts of C(n, 2) combinations x 1 draft template x 1 generation model, an llm essay and 1 judge each (3 generations
+a lineage; ~1,000 = 27 concepts, 1,053 generations; ~20,000 = 116 concepts, 20,010), pool `paid` of 5 (the shipped
+limit) and the default worker count, endpoint latency 0. Each run is a new store and the whole command: validation,
+cohort expansion, every generation (render, one HTTP round trip, its files), the results tables and report.html.
 
-Usage: python bench/scale.py [--repeat R] [--workers W] [--window N] [--keep] [N ...]   (default sizes 1000 5000 20000)
+  all-in     wall / n
+  marginal   (wall - start-up) / (n - 3), start-up = the wall of the same command on a 3-generation cohort
+  flatness   marginal at the largest size / marginal at the smallest (target <= 1.3)
+  no-op      the same command again on the complete largest store (it must make no call; target <= 10 s)
+  memory     ru_maxrss of the run (os.wait4): the largest resident set of the run's process or of any one task process
+             it forked (they share most pages with it; the sum over processes is not measured)
+  baseline   the same calls through the plain baseline (HTTP only: no Luigi, no files), ms per call
 """
 
-import queue
-import sys
-import threading
-import time
-from pathlib import Path
+import harness
+import runs
+from project import Shape, concepts_for
+from table import Row
 
-import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (EndpointProcess, daydream, model_calls, parser_for, run_dir, run_then_clean,  # noqa: E402
-                     summarize)
-from project import concepts_for, generations_of, make_project  # noqa: E402
-
-from daydream_luigi import llm, store  # noqa: E402
+POOLS = {"paid": 5}
 
 
-def _one_run(size: int, endpoint: EndpointProcess, workers: int, window: int | None, rerun: bool) -> dict:
-    n_concepts = concepts_for(size) if size > 3 else 2
-    root = make_project(run_dir(f"scale-{size}"), n_concepts, pool_limit=workers, window=window)
-    generations = sum(generations_of(n_concepts).values())
-    before = endpoint.stats()["requests"]
-    cpu_before = endpoint.cpu_seconds()
-    run = daydream(root, endpoint.base_url, "run", "--workers", str(workers))
-    requests = endpoint.stats()["requests"] - before
-    row = {"generations": generations, "wall_s": run.wall_s, "user_s": run.user_s, "sys_s": run.sys_s,
-           "maxrss_mb": run.maxrss_mb, "calls": model_calls(run.stdout), "requests": requests,
-           "endpoint_cpu_s": endpoint.cpu_seconds() - cpu_before, "root": str(root)}
-    if row["calls"] != generations or requests != generations:
-        sys.exit(f"expected {generations} model calls, the run reports {row['calls']} and the endpoint saw {requests}")
-    if rerun:
-        again = daydream(root, endpoint.base_url, "run", "--workers", str(workers))
-        if model_calls(again.stdout) != 0:
-            sys.exit("the no-op re-run called the model")
-        row.update(rerun_wall_s=again.wall_s, rerun_maxrss_mb=again.maxrss_mb)
-    return row
+def shape_for(size: int) -> Shape:
+    return Shape(concepts=concepts_for(size) if size > 3 else 2, pools=POOLS)
 
 
-def floor_per_generation(n: int, endpoint: EndpointProcess, threads: int = 8) -> dict:
-    """The mandatory work of n generations without the pipeline: from `threads` threads (a keep-alive session each),
-    per generation the store's own calls (folder + lock, prompt, raw, call.json, parsed, metadata: 7 new files written
-    via temp + rename) and one model call to the zero-latency endpoint. No Luigi, no templates, no parsing."""
-    root = run_dir(f"floor-{n}") / "gens"
-    work: queue.SimpleQueue = queue.SimpleQueue()
-    for i in range(n):
-        work.put(i)
-    prompt = "Judge this essay about Concept 1 and Concept 2 ... End with SCORE: N\n" * 3
-
-    def worker():
-        with requests.Session() as session:
-            while True:
-                try:
-                    i = work.get_nowait()
-                except queue.Empty:
-                    return
-                directory = root / f"g{i:07d}"
-                with store.generation_lock(directory):
-                    store.atomic_write_text(directory / store.PROMPT, prompt)
-                    answer = llm.chat_completion(endpoint.base_url, "bench", "bench/floor", f"{prompt}{i}",
-                                                 session=session)
-                    store.atomic_write_text(directory / store.RAW, answer.text)
-                    store.atomic_write_json(directory / store.CALL, {"finish_reason": answer.finish_reason, "n": i})
-                    store.atomic_write_text(directory / store.PARSED, answer.text[-20:])
-                    (directory / store.ERROR).unlink(missing_ok=True)
-                    store.atomic_write_json(directory / store.METADATA, {"gen_id": f"g{i}", "attempts": 1})
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    start = time.perf_counter()
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    wall = time.perf_counter() - start
-    return {"generations": n, "wall_s": wall, "ms_per_gen": 1000 * wall / n}
+def _one(code: harness.Code, size: int, part_size: int | None, rerun: bool, log) -> runs.Run:
+    shape = shape_for(size)
+    run = runs.pipeline(code, shape, part_size=part_size, rerun=rerun)
+    n = shape.generations
+    rerun_text = f", no-op re-run {run.extra['rerun_wall_s']:.2f} s" if rerun else ""
+    log(f"  {code.label.split()[0]:6} n={n:>6,}{'' if part_size is None else f' part_size {part_size}'}: wall "
+        f"{run.wall_s:7.1f} s = {1000 * run.wall_s / n:5.2f} ms/gen, CPU {1000 * run.cpu_s / n:5.2f} ms/gen, peak RSS "
+        f"{run.maxrss_mb:.0f} MB, first call after {run.first_call_s:.2f} s{rerun_text} (load {harness.load()})")
+    return run
 
 
-def run_scale(sizes: list[int], workers: int = 8, window: int | None = None, repeat: int = 1,
-              endpoint: EndpointProcess | None = None, rerun_sizes: tuple = (), log=print) -> dict:
-    """Measure each size `repeat` times (new store each time); returns per-size best/median figures."""
-    if endpoint is None:
-        with EndpointProcess(latency=0.0) as own:
-            return run_scale(sizes, workers, window, repeat, own, rerun_sizes, log)
-    startup = [_one_run(3, endpoint, workers, window, False)["wall_s"] for _ in range(max(3, repeat))]
-    startup_s = summarize(startup)
-    log(f"start-up (3-generation cohort, full run): best {startup_s['best']:.2f} s, median {startup_s['median']:.2f} s")
-    out = {"startup_s": startup_s, "sizes": {}}
-    floor_n = sorted(sizes)[len(sizes) // 2]
-    floors = [floor_per_generation(floor_n, endpoint) for _ in range(max(3, repeat))]
-    out["floor_ms_per_gen"] = summarize([f["ms_per_gen"] for f in floors])
-    log(f"floor (n={floor_n:,}, 8 threads, no pipeline: store files + one HTTP call per generation): best "
-        f"{out['floor_ms_per_gen']['best']:.2f}, median {out['floor_ms_per_gen']['median']:.2f} ms/gen")
+def scale(codes: list, sizes: list[int], part_sizes: list[int] = (), log=print) -> tuple[list[Row], dict]:
+    largest = max(sizes)
+    out = {"startup": {}, "sizes": {}, "part_sizes": {}, "baseline": {}}  # sizes: label -> size -> run
+    log(f"scale: sizes {', '.join(f'{shape_for(s).generations:,}' for s in sizes)} at zero latency")
+    for code in codes:
+        label = code.label.split()[0]
+        out["startup"][label] = _one(code, 3, None, False, log)
+        out["sizes"][label] = {size: _one(code, size, None, size == largest, log) for size in sizes}
+    for part_size in part_sizes:
+        out["part_sizes"][part_size] = _one(harness.after(), largest, part_size, False, log)
     for size in sizes:
-        rows = []
-        for _ in range(repeat):
-            row = _one_run(size, endpoint, workers, window, rerun=not rerun_sizes or size in rerun_sizes)
-            n = row["generations"]
-            row["ms_per_gen"] = 1000 * row["wall_s"] / n
-            row["marginal_ms_per_gen"] = 1000 * (row["wall_s"] - startup_s["median"]) / (n - 3)
-            rows.append(row)
-            rerun = f"  no-op re-run {row['rerun_wall_s']:5.2f} s" if "rerun_wall_s" in row else ""
-            log(f"n={n:>6}  wall {row['wall_s']:7.1f} s  all-in {row['ms_per_gen']:5.2f} ms/gen  marginal "
-                f"{row['marginal_ms_per_gen']:5.2f} ms/gen  (run process: user {row['user_s']:.1f} s, sys "
-                f"{row['sys_s']:.1f} s, peak RSS {row['maxrss_mb']:.0f} MB; endpoint CPU "
-                f"{1000 * row['endpoint_cpu_s'] / n:.2f} ms/request){rerun}")
-        best = min(rows, key=lambda r: r["wall_s"])
-        out["sizes"][size] = {
-            "generations": best["generations"], "runs": rows,
-            "ms_per_gen": summarize([r["ms_per_gen"] for r in rows]),
-            "marginal_ms_per_gen": summarize([r["marginal_ms_per_gen"] for r in rows]),
-            "maxrss_mb": summarize([r["maxrss_mb"] for r in rows]),
-            "rerun_s": summarize([r["rerun_wall_s"] for r in rows if "rerun_wall_s" in r] or [float("nan")])}
-    return out
+        out["baseline"][size] = runs.plain(shape_for(size))
+        log(f"  baseline n={out['baseline'][size].calls:,}: {out['baseline'][size].wall_s:.1f} s")
+    return _rows(codes, sizes, out), out
 
 
-def main(argv=None) -> None:
-    parser = parser_for(__doc__)
-    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 20000])
-    parser.add_argument("--repeat", type=int, default=1)
-    args = parser.parse_args(argv)
-    run_then_clean(args.keep, lambda: run_scale(args.sizes, args.workers, args.window, args.repeat))
+def _rows(codes: list, sizes: list[int], out: dict) -> list[Row]:
+    labels = [code.label.split()[0] for code in codes]
+    smallest, largest = min(sizes), max(sizes)
+    n = {size: shape_for(size).generations for size in sizes}
 
+    def marginal(label: str, size: int) -> float:
+        return 1000 * (out["sizes"][label][size].wall_s - out["startup"][label].wall_s) / (n[size] - 3)
 
-if __name__ == "__main__":
-    main()
+    rows = []
+    for size in sizes:
+        all_in = {label: 1000 * out["sizes"][label][size].wall_s / n[size] for label in labels}
+        all_in["baseline"] = 1000 * out["baseline"][size].wall_s / n[size]
+        rows.append(Row(f"zero latency, {n[size]:,} generations: ms per generation, all-in", "ms", None, None, all_in))
+        rows.append(Row(f"zero latency, {n[size]:,} generations: ms per generation, marginal", "ms", None, None,
+                        {label: marginal(label, size) for label in labels}))
+        rows.append(Row(f"zero latency, {n[size]:,} generations: CPU ms per generation (run + task processes)", "ms",
+                        None, None, {label: 1000 * out["sizes"][label][size].cpu_s / n[size] for label in labels}))
+    rows.append(Row(f"flatness: marginal ms/gen, {n[largest]:,} / {n[smallest]:,}", "x", 1.0, 1.3,
+                    {label: marginal(label, largest) / marginal(label, smallest) for label in labels}))
+    rows.append(Row("start-up: the command on a 3-generation cohort", "s", None, None,
+                    {label: out["startup"][label].wall_s for label in labels}))
+    rows.append(Row(f"no-op re-run of the complete {n[largest]:,}", "s", None, 10.0,
+                    {label: out["sizes"][label][largest].extra["rerun_wall_s"] for label in labels}))
+    rows.append(Row(f"peak RSS, run of {n[largest]:,} generations", "MB", None, None,
+                    {label: out["sizes"][label][largest].maxrss_mb for label in labels}))
+    for part_size, run in sorted(out["part_sizes"].items()):
+        rows.append(Row(f"{n[largest]:,} generations with part_size {part_size}: ms/gen all-in (peak RSS)", "ms",
+                        None, None, {"after": 1000 * run.wall_s / n[largest]},
+                        {"after": f"{1000 * run.wall_s / n[largest]:.2f} ms ({run.maxrss_mb:.0f} MB)"}))
+    return rows

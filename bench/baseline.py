@@ -1,0 +1,101 @@
+"""The plain baseline: the same calls as a benchmark cohort, in the same dependency order and pool limits, sent from
+plain threads (one keep-alive `requests` session each) with no Luigi, no templates and no files.
+
+Each pool gets as many threads as its limit; a thread takes the ready generation of its pool that comes first in
+depth-first order (earliest lineage first, and within a lineage the draft, then its essay, then its evaluations: the
+order Luigi's priorities ask for), and a generation becomes ready the moment its parent's answer arrives. What it
+measures is the floor of this endpoint, this client library and this machine for the cohort's dependency graph.
+"""
+
+import heapq
+import itertools
+import threading
+import time
+
+import requests
+
+
+def _children(lineage: list, position: int):
+    """(position, pool) of the generations of `lineage` made from the one at `position`."""
+    return [(child, pool) for child, (_, pool, parent) in enumerate(lineage) if parent == position]
+
+
+def _first_ready(lineages: list, pools: dict) -> dict:
+    """pool -> heap of (lineage, position) ready at the start: every lineage's draft."""
+    ready = {pool: [] for pool in pools}
+    for i, lineage in enumerate(lineages):
+        heapq.heappush(ready[lineage[0][1]], (i, 0))
+    return ready
+
+
+def simulate(lineages: list, pools: dict, latency) -> tuple[float, float | None]:
+    """(span, first evaluation answered) of the same depth-first rule with no overhead at all: the floor of the rule
+    itself, which can be above calls x latency / limit (the rule may leave a pool without ready work near the end).
+
+    `latency` is every call's latency, or a sequence of them in the order the calls are sent (the fake endpoint draws
+    its lognormal latencies in the order requests arrive)."""
+    latencies = iter(latency) if isinstance(latency, (list, tuple)) else itertools.repeat(latency)
+    ready = _first_ready(lineages, pools)
+    running, now, first, order = [], 0.0, None, itertools.count()
+    free = dict(pools)
+    while True:
+        for pool, queue in ready.items():
+            while queue and free[pool]:
+                i, position = heapq.heappop(queue)
+                free[pool] -= 1
+                heapq.heappush(running, (now + next(latencies), next(order), i, position))
+        if not running:
+            return now, first
+        now = running[0][0]
+        while running and running[0][0] == now:  # every call ending now, before the freed slots are handed out
+            _, _, i, position = heapq.heappop(running)
+            stage, pool, _ = lineages[i][position]
+            free[pool] += 1
+            if stage == "evaluation" and first is None:
+                first = now
+            for child, child_pool in _children(lineages[i], position):
+                heapq.heappush(ready[child_pool], (i, child))
+
+
+def run(base_url: str, lineages: list, pools: dict) -> float:
+    """Send every call of `lineages` (project.Shape.lineages()) with `pools` limits; returns the wall time."""
+    ready = _first_ready(lineages, pools)
+    left = {pool: sum(1 for lineage in lineages for _, p, _ in lineage if p == pool) for pool in pools}
+    condition = threading.Condition()
+    failures = []
+
+    def call(session: requests.Session, i: int, position: int) -> None:
+        stage = lineages[i][position][0]
+        prompt = f"{stage} {i}.{position}: write about concept {i}" + ("\nEnd with SCORE: N" if stage == "evaluation"
+                                                                       else "")
+        response = session.post(f"{base_url}/chat/completions", timeout=300, headers={"Authorization": "Bearer bench"},
+                                json={"model": f"bench/{stage}", "temperature": 0.5, "max_tokens": 500,
+                                      "messages": [{"role": "user", "content": prompt}]})
+        if response.status_code != 200 or not response.json()["choices"][0]["message"]["content"]:
+            failures.append(f"{response.status_code} {response.text[:200]}")
+
+    def worker(pool: str) -> None:
+        with requests.Session() as session:
+            while True:
+                with condition:
+                    while not ready[pool] and left[pool]:
+                        condition.wait()
+                    if not left[pool]:
+                        return
+                    i, position = heapq.heappop(ready[pool])
+                call(session, i, position)
+                with condition:
+                    left[pool] -= 1
+                    for child, child_pool in _children(lineages[i], position):
+                        heapq.heappush(ready[child_pool], (i, child))
+                    condition.notify_all()
+
+    threads = [threading.Thread(target=worker, args=(pool,)) for pool, limit in pools.items() for _ in range(limit)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"baseline: {len(failures)} calls failed, e.g. {failures[0]}")
+    return time.perf_counter() - start
