@@ -2,14 +2,17 @@
 
 A lineage is a draft with everything made from it (its essays and their evaluations), or an imported essay, which has
 no draft, with its evaluations: no generation depends on another lineage, so any set of whole lineages is a complete
-Luigi graph. Luigi's scheduler scans every pending task on each
-request for work, so one graph of n tasks costs O(n^2); `daydream run` therefore builds a big cohort as consecutive
-parts of whole lineages of about `part_size` generations each (the cost per generation stays flat), and a cohort that
-fits in one part as the single graph under its `Cohort` root.
+Luigi graph. Luigi's scheduler scans every pending task on each request for work, so one graph of n tasks costs
+O(n^2); `daydream run` therefore builds a big cohort as consecutive parts of whole lineages of about `part_size`
+generations each (the cost per generation stays flat), and a cohort that fits in one part as the single graph under
+its `Cohort` root.
 
-Within a graph, Luigi runs the highest priority first and a task's dependencies inherit its priority, so giving every
-task of lineage i the priority n - i makes the scheduler go deep before wide: as soon as a draft is done its essay outranks
-the next draft, and its evaluations outrank both, so scored essays appear from the first minutes of a long run.
+Within a graph, Luigi runs the highest priority first (and a task's dependencies inherit its priority). Lineage i's
+essays and evaluations rank by i, earliest first, so as soon as a draft is done its essay outranks the drafts behind
+it and its evaluations outrank both: scored essays appear within a few call latencies of the start. Drafts alone rank
+as if they were one pool-full of lineages earlier (`draft_lookahead`, the limit of the draft's pool): without that,
+the last lineages of a graph would each start their draft, essay and evaluations one after another with slots idle,
+a round lost per pool-full of lineages at the end (cohort W: 11 rounds where 10 suffice; BENCHMARKS.md).
 """
 
 from dataclasses import dataclass
@@ -49,8 +52,15 @@ def parts(all_lineages: list[Lineage], part_size: int) -> list[list[Lineage]]:
     return result if result[-1] else []
 
 
-def priorities(all_lineages: list[Lineage]) -> dict[str, int]:
-    """gen_id -> Luigi priority: earlier lineages first, depth before breadth (see the module docstring). All are
-    above 0, the priority of the wrapper and report tasks, which Luigi would otherwise pass down to every generation."""
+def priorities(all_lineages: list[Lineage], draft_lookahead) -> dict[str, int]:
+    """gen_id -> Luigi priority (see the module docstring); `draft_lookahead(draft)` is how many lineages ahead its
+    draft may start. Every priority is above 0, the priority of the wrapper and report tasks, which Luigi would
+    otherwise pass down to every generation; a draft ranks just below the essays and evaluations of the lineage it
+    stands in for, never level with them."""
     count = len(all_lineages)
-    return {m.gen_id: count - lineage.index for lineage in all_lineages for m in lineage.members}
+    ranks = {}
+    for lineage in all_lineages:
+        for m in lineage.members:
+            ahead = draft_lookahead(m) if m.stage == "draft" else 0
+            ranks[m.gen_id] = 2 * (count - lineage.index + ahead) - (1 if m.stage == "draft" else 0)
+    return ranks

@@ -47,13 +47,19 @@ class CohortPlan:
 def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     configure_luigi(paths)
     settings = load_settings(paths)
-    catalog = load_catalog(paths, pool_limits(), settings)
+    limits = pool_limits()
+    catalog = load_catalog(paths, limits, settings)
     spec = resolve(paths, cohort_id, catalog, settings, backend)
     members = expand(spec, paths, catalog, settings)
     all_lineages = schedule.lineages(members)
     context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
+
+    def lookahead(draft: Member) -> int:  # a pool-full of lineages (an imported draft calls nothing: none)
+        model = catalog.models.get(draft.llm_model_id)
+        return limits.get(model.pool, 1) if model else 0
+
     return CohortPlan(context, spec, {m.gen_id: m for m in members}, all_lineages,
-                      schedule.parts(all_lineages, settings.part_size), schedule.priorities(all_lineages))
+                      schedule.parts(all_lineages, settings.part_size), schedule.priorities(all_lineages, lookahead))
 
 
 def cohort_plan(cohort_id: str) -> CohortPlan:

@@ -31,4 +31,12 @@ def test_parts_hold_whole_lineages_of_about_part_size_generations():
 
 
 def test_earlier_lineages_outrank_later_ones_and_every_priority_is_above_the_wrappers():
-    assert priorities(lineages(COHORT)) == {"d1": 2, "e1": 2, "e2": 2, "v1": 2, "v2": 2, "d2": 1, "e3": 1, "v3": 1}
+    assert priorities(lineages(COHORT), lambda draft: 0) == {"d1": 3, "e1": 4, "e2": 4, "v1": 4, "v2": 4,
+                                                             "d2": 1, "e3": 2, "v3": 2}
+
+
+def test_a_draft_runs_a_pool_full_of_lineages_ahead_just_below_the_lineage_it_stands_in_for():
+    three = COHORT + [member("draft", "d3"), member("essay", "e4", "d3")]
+    ranks = priorities(lineages(three), lambda draft: 1)
+    assert ranks["d2"] == ranks["e1"] - 1 and ranks["d3"] == ranks["e3"] - 1  # lineage i+1's draft next to lineage i
+    assert ranks["d1"] > ranks["e1"] and min(ranks.values()) > 0
