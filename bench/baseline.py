@@ -1,9 +1,9 @@
 """The plain baseline: the same calls as a benchmark cohort, in the same dependency order and pool limits, sent from
 plain threads (one keep-alive `requests` session each) with no Luigi, no templates and no files.
 
-Each pool gets as many threads as its limit; a thread takes the ready generation of its pool that comes first in
-depth-first order (earliest lineage first, and within a lineage the draft, then its essay, then its evaluations: the
-order Luigi's priorities ask for), and a generation becomes ready the moment its parent's answer arrives. What it
+Each pool gets as many threads as its limit; a thread takes the ready generation of its pool that comes first in the
+order Luigi's priorities ask for (`schedule.priorities`: earliest lineage first, a draft ranked as if it were a
+pool-full of lineages earlier), and a generation becomes ready the moment its parent's answer arrives. What it
 measures is the floor of this endpoint, this client library and this machine for the cohort's dependency graph.
 """
 
@@ -20,11 +20,18 @@ def _children(lineage: list, position: int):
     return [(child, pool) for child, (_, pool, parent) in enumerate(lineage) if parent == position]
 
 
+def _rank(lineages: list, pools: dict, i: int, position: int) -> tuple:
+    """The order of `schedule.priorities`, smallest first: lineage i's essays and evaluations at 2i, its draft just
+    below lineage i - L's (L = the limit of the draft's pool)."""
+    stage, pool, _ = lineages[i][position]
+    return (2 * (i - pools[pool]) + 1 if stage == "draft" else 2 * i, i, position)
+
+
 def _first_ready(lineages: list, pools: dict) -> dict:
-    """pool -> heap of (lineage, position) ready at the start: every lineage's draft."""
+    """pool -> heap of (rank, lineage, position) ready at the start: every lineage's draft."""
     ready = {pool: [] for pool in pools}
     for i, lineage in enumerate(lineages):
-        heapq.heappush(ready[lineage[0][1]], (i, 0))
+        heapq.heappush(ready[lineage[0][1]], _rank(lineages, pools, i, 0))
     return ready
 
 
@@ -41,7 +48,7 @@ def simulate(lineages: list, pools: dict, latency) -> tuple[float, float | None]
     while True:
         for pool, queue in ready.items():
             while queue and free[pool]:
-                i, position = heapq.heappop(queue)
+                _, i, position = heapq.heappop(queue)
                 free[pool] -= 1
                 heapq.heappush(running, (now + next(latencies), next(order), i, position))
         if not running:
@@ -54,7 +61,7 @@ def simulate(lineages: list, pools: dict, latency) -> tuple[float, float | None]
             if stage == "evaluation" and first is None:
                 first = now
             for child, child_pool in _children(lineages[i], position):
-                heapq.heappush(ready[child_pool], (i, child))
+                heapq.heappush(ready[child_pool], _rank(lineages, pools, i, child))
 
 
 def run(base_url: str, lineages: list, pools: dict) -> float:
@@ -82,12 +89,12 @@ def run(base_url: str, lineages: list, pools: dict) -> float:
                         condition.wait()
                     if not left[pool]:
                         return
-                    i, position = heapq.heappop(ready[pool])
+                    _, i, position = heapq.heappop(ready[pool])
                 call(session, i, position)
                 with condition:
                     left[pool] -= 1
                     for child, child_pool in _children(lineages[i], position):
-                        heapq.heappush(ready[child_pool], (i, child))
+                        heapq.heappush(ready[child_pool], _rank(lineages, pools, i, child))
                     condition.notify_all()
 
     threads = [threading.Thread(target=worker, args=(pool,)) for pool, limit in pools.items() for _ in range(limit)]
