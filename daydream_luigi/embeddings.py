@@ -181,7 +181,8 @@ def embedding_model(catalog: Catalog, backend: str, model_id: str | None) -> Mod
             raise InputError(f"--embedding-model {model_id!r} is not an embedding model of llm_models.csv; use one of "
                              f"{', '.join(sorted(models)) or 'none'} (a row with for_embedding true)")
         return models[model_id]
-    candidates = sorted(m for m, model in models.items() if (model.provider == OFFLINE_PROVIDER) == (backend == "local"))
+    offline = backend == "local"
+    candidates = sorted(m for m, model in models.items() if (model.provider == OFFLINE_PROVIDER) == offline)
     if len(candidates) != 1:
         kind = "offline (provider embedded)" if backend == "local" else "provider's (not embedded)"
         found = f"{len(candidates)}: {', '.join(candidates)}" if candidates else "none"
@@ -196,8 +197,8 @@ def embedder_for(model: Model, settings: Settings) -> Embedder:
     if model.provider == OFFLINE_PROVIDER:
         from . import minilm
         if model.model != minilm.MODEL_ID:
-            raise InputError(f"embedding model {model.model_id!r}: the offline backend runs {minilm.MODEL_ID} only; set "
-                             f"its model to {minilm.MODEL_ID} in llm_models.csv, or use another provider")
+            raise InputError(f"embedding model {model.model_id!r}: the offline backend runs {minilm.MODEL_ID} only; "
+                             f"set its model to {minilm.MODEL_ID} in llm_models.csv, or use another provider")
         reason = minilm.unavailable_reason()
         if reason:
             raise InputError(reason)

@@ -13,7 +13,7 @@ same judgments and finds them all kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from . import identity, stages
@@ -48,21 +48,25 @@ def judging_context(ctx: Context) -> Context:
 
 @dataclass(frozen=True)
 class Judge:
-    """Who judges a tournament of one cohort: a pairwise template and a model, with the call shape of its ids."""
+    """Who judges a tournament of one cohort's essays: a pairwise template and a model, with what their ids need."""
 
     cohort_id: str
     template: Template
     model: Model
-    shape: dict
+    shape: dict  # the judge's call shape (identity.call_shape)
+    essay_sha256: Mapping[str, str]  # essay gen_id -> sha256 of its text, for every essay of the field
 
     def judgment(self, first: str, second: str) -> Judgment:
-        gen_id = judgment_id(first, second, self.template.sha256, self.shape)
+        texts = (self.essay_sha256[first], self.essay_sha256[second])
+        gen_id = judgment_id(first, second, texts, self.template.sha256, self.shape)
         return Judgment(STAGE, gen_id, self.cohort_id, "", "", self.template.template_id, self.model.model_id, 1,
                         first, second)
 
 
-def judge_for(ctx: Context, cohort_id: str, template: Template, model: Model) -> Judge:
-    return Judge(cohort_id, template, model, identity.call_shape(judging_context(ctx).settings, STAGE, model))
+def judge_for(ctx: Context, cohort_id: str, template: Template, model: Model, essays: Mapping[str, str]) -> Judge:
+    """The judge of a tournament over `essays` (gen_id -> text)."""
+    return Judge(cohort_id, template, model, identity.call_shape(judging_context(ctx).settings, STAGE, model),
+                 {gen_id: identity.text_sha(text) for gen_id, text in essays.items()})
 
 
 def _essay(gen: _Generation, gen_id: str) -> str:

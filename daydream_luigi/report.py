@@ -40,7 +40,7 @@ TOURNAMENT_RATINGS_FILE = "tournament_ratings.csv"
 TOURNAMENT_MATCHES_FILE = "tournament_matches.csv"
 #: Written by `daydream tournament`: its judge, template, rounds and position bias.
 TOURNAMENT_SUMMARY_FILE = "tournament.json"
-#: Written by `daydream dedup`: gen_id, cluster, representative (the cluster's representative gen_id), nearest_similarity.
+#: Written by `daydream dedup`: gen_id, cluster, representative (its cluster's representative), nearest_similarity.
 DEDUP_CLUSTERS_FILE = "dedup_clusters.csv"
 #: Written by `daydream dedup`: its threshold, embedding model and the template that picked representatives.
 DEDUP_SUMMARY_FILE = "dedup.json"

@@ -53,17 +53,18 @@ MATCH_COLUMNS = ["match_id", "round", "a", "b", "order", "judgment_id", "verdict
 RATING_COLUMNS = ["gen_id", "rating", "ci_low", "ci_high", "wins", "losses", "ties"]
 
 
-def judgment_id(first: str, second: str, template_sha256: str, shape: Mapping, replicate: int = 1) -> str:
-    """Content id of one pairwise judgment: the essays in the order shown (``first`` as A), the template's text (its
-    sha256) and everything else that shapes the judge's call (``shape``: model string, provider, sampling, as
-    :func:`daydream_luigi.identity.call_shape` gives it).
+def judgment_id(first: str, second: str, texts_sha256: tuple[str, str], template_sha256: str, shape: Mapping,
+                replicate: int = 1) -> str:
+    """Content id of one pairwise judgment: the essays in the order shown (``first`` as A) with the sha256 of their
+    texts, the template's text (its sha256) and everything else that shapes the judge's call (``shape``: model string,
+    provider, sampling, as :func:`daydream_luigi.identity.call_shape` gives it).
 
-    An edited template or another judge makes new judgments, so a kept answer is never reused for another prompt.
-    The parts are canonical JSON, so no two different inputs share a signature (a joined string could:
-    ``"a__b" + "__" + "c"`` equals ``"a" + "__" + "b__c"``); the id is a gen_id of the pairwise stage and names the
-    judgment's folder in the generation store like any other generation.
+    An essay made again with another text, an edited template or another judge makes new judgments, so a kept answer
+    is never reused for another prompt. The parts are canonical JSON, so no two different inputs share a signature
+    (a joined string could: ``"a__b" + "__" + "c"`` equals ``"a" + "__" + "b__c"``); the id is a gen_id of the
+    pairwise stage and names the judgment's folder in the generation store like any other generation.
     """
-    parts = {"first": first, "second": second, "template": template_sha256, **shape}
+    parts = {"first": first, "second": second, "texts": list(texts_sha256), "template": template_sha256, **shape}
     signature = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return gen_id(PAIRWISE_STAGE, signature, replicate)
 

@@ -5,6 +5,7 @@
 * a pairwise prompt (it has ``ESSAY A START``): ``WINNER: A`` or ``WINNER: B`` for the essay that contains
   ``prefer`` (when exactly one does), else ``WINNER: A``: a judge that always favours the first position, so every
   match without the preferred essay is a tie once both orders are judged, and its position bias is measurable;
+  HTTP 400 (a request no retry can help) when the prompt contains ``fail_when``;
 * a judge prompt (it has ``SCORE``): ``SCORE: 8`` or ``9`` when the prompt contains ``planted``, else ``3`` or ``4``
   (the second digit from the prompt's hash), so a planted concept raises the scores of the essays about it;
 * any other prompt: a draft or essay that repeats the prompt's words (markup removed) in an ``<essay-idea>`` block
@@ -51,6 +52,7 @@ class FakeJudge:
         self.latency = latency
         self.prefer: str | None = None
         self.planted: str | None = None
+        self.fail_when: str | None = None
         self.idea_of = lambda text: text
         self.requests: list[dict] = []
         self.max_concurrent = 0
@@ -73,8 +75,9 @@ class FakeJudge:
         with self._lock:
             self.requests.clear()
             self.max_concurrent = 0
-        self.prefer = self.planted = None
+        self.prefer = self.planted = self.fail_when = None
         self.idea_of = lambda text: text
+        self.latency = 0.0
 
     def chat_prompts(self) -> list[str]:
         return [r["body"]["messages"][-1]["content"] for r in self.requests if r["path"] == "/v1/chat/completions"]
@@ -108,6 +111,8 @@ class FakeJudge:
                                   for k, text in enumerate(body["input"])]}
         if path != "/v1/chat/completions":
             return 404, {"error": {"message": f"no route {path}"}}
+        if self.fail_when and self.fail_when in body["messages"][-1]["content"]:
+            return 400, {"error": {"message": "fake judge refuses this prompt", "code": 400}}
         with self._lock:
             self._current += 1
             self.max_concurrent = max(self.max_concurrent, self._current)

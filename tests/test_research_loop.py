@@ -7,6 +7,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -148,8 +152,8 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
 
     unknown = invoke("rescore", "--template", "nope")
     assert unknown.exit_code == 2
-    assert unknown.stderr == (f"error: --template 'nope' is not in {project / 'data' / '1_raw'}/evaluation_templates.csv;"
-                              f" known: judge-a, judge-b\n")
+    csv = project / "data" / "1_raw" / "evaluation_templates.csv"
+    assert unknown.stderr == f"error: --template 'nope' is not in {csv}; known: judge-a, judge-b\n"
 
 
 def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_them_without_a_call(project,
@@ -248,6 +252,12 @@ def test_a_tournament_rates_the_planted_essay_first_judges_both_orders_and_never
         "requests sent 0, answers received 0, tokens 0 prompt + 0 completion, cost $0.0000 reported"]
     assert {name: (reports(project) / name).read_bytes() for name in tables} == tables
 
+    changed = next(e for e in essays if e != planted)  # made again with another text (as after `gens rm`)
+    (project / "data" / "gens" / "essay" / changed / "parsed.txt").write_text("A different essay.\n")
+    fake.requests.clear()
+    assert daydream("tournament", "--cohort", COHORT, "--rounds", "3").returncode == 0
+    assert len(fake.requests) == 6  # its 3 matches, both orders: never a verdict given for its old text
+
     html = (reports(project) / "report.html").read_text()
     tournament = section(html, "tournament")
     assert f'<tr data-essay="{planted}"><td class="num">1</td>' in tournament
@@ -257,6 +267,74 @@ def test_a_tournament_rates_the_planted_essay_first_judges_both_orders_and_never
                        tournament)
     assert len(names) == 12 and all(re.fullmatch(r"(Ant foraging|Sourdough|Tidal power) \+ "
                                                  r"(Ant foraging|Sourdough|Tidal power)", n) for n in names)
+
+
+def pairwise_prompts(fake: FakeJudge) -> list[str]:
+    return [p for p in fake.chat_prompts() if "ESSAY A START" in p]
+
+
+def test_failed_judgments_stop_the_tournament_after_their_round_and_the_next_run_pays_only_for_them(project, fake):
+    members = ran(project, fake)
+    refused = sorted(members[(members["stage"] == "essay") & (members["template_id"] == "polish")]["gen_id"])[0]
+    fake.fail_when = essay_text(project, refused).splitlines()[0]
+    fake.requests.clear()
+    result = daydream("tournament", "--cohort", COHORT, "--rounds", "2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("round 1: 2 judgment(s) failed; nothing written. Run the same command again to retry them "
+                        "(kept judgments are reused, none is paid twice):")
+    failed = sorted(p.parent for p in (project / "data" / "gens" / "pairwise").glob("*/error.json"))
+    assert len(failed) == 2 and all(fake.fail_when in (folder / "prompt.txt").read_text() for folder in failed)
+    reasons = [json.loads((folder / "error.json").read_text()) for folder in failed]
+    assert [r["kind"] for r in reasons] == ["config", "config"] and "fake judge refuses this prompt" in \
+        reasons[0]["error"]
+    assert lines[1:3] == [f"  failed pairwise {folder.name}: {r['error']}" for folder, r in zip(failed, reasons)]
+    assert lines[3].startswith("requests sent 12, answers received 10, ")
+    assert not list(reports(project).glob("tournament*"))
+    assert len(pairwise_prompts(fake)) == 12  # round 1, each judgment asked once; no round 2
+
+    first = set(pairwise_prompts(fake))
+    fake.fail_when = None
+    fake.requests.clear()
+    again = daydream("tournament", "--cohort", COHORT, "--rounds", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines()[0].endswith("24 judgments by judge-paid with pairwise-novelty (14 made now, 10 "
+                                                 "kept)")
+    retried = {(folder / "prompt.txt").read_text() for folder in failed}
+    assert {p for p in pairwise_prompts(fake) if p in first} == retried  # of round 1, only the failed ones again
+    assert len(pairwise_prompts(fake)) == 2 + 12 and len(set(pairwise_prompts(fake))) == 14
+
+
+def test_sigterm_lets_the_judgments_in_flight_finish_and_the_next_run_makes_exactly_the_rest(project, fake):
+    ran(project, fake)
+    fake.requests.clear()
+    fake.latency = 1.0
+    out = project / "tournament.out"
+    with open(out, "w") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "tournament", "--cohort", COHORT,
+                                    "--rounds", "2", "-q"], stdout=stdout, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not pairwise_prompts(fake):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143
+    sent = pairwise_prompts(fake)
+    assert 1 <= len(sent) < 12
+    gens = project / "data" / "gens" / "pairwise"
+    kept = {(folder / "prompt.txt").read_text() for folder in gens.iterdir() if (folder / "call.json").exists()}
+    assert kept == set(sent)  # every answer paid for is kept
+    lines = out.read_text().splitlines()
+    assert lines[0] == (f"interrupted in round 1: {len(sent)} judgment(s) made in this run; every call in flight "
+                        f"finished and its answer is kept; nothing written. Resume with the same command: kept "
+                        f"judgments are reused.")
+    assert not list(reports(project).glob("tournament*"))
+
+    fake.latency = 0.0
+    again = daydream("tournament", "--cohort", COHORT, "--rounds", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(pairwise_prompts(fake)) == 24 and len(set(pairwise_prompts(fake))) == 24  # the rest, nothing twice
 
 
 def test_a_tournament_says_what_to_choose_or_run_first_before_anything_runs(project, fake):

@@ -1,6 +1,5 @@
 """The research loop after a run: `rescore` kept judge answers, a `tournament` of pairwise judgments, `dedup` essays."""
 
-import json
 import math
 import os
 import sys
@@ -16,13 +15,15 @@ from ..config import Paths, configure_luigi, load_settings, pool_limits
 from ..dedup import DEFAULT_THRESHOLD, dedup_clusters
 from ..embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
 from ..errors import InputError
+from ..monitor import Listening, Monitor
+from ..progress import Display
 from ..report import DEDUP_CLUSTERS_FILE, DEDUP_SUMMARY_FILE, TOURNAMENT_MATCHES_FILE, TOURNAMENT_RATINGS_FILE, \
     TOURNAMENT_SUMMARY_FILE
 from ..store import ATTEMPTS, METADATA, PARSED, atomic_write_json, atomic_write_text, complete_ids, gen_dir, \
     read_json, read_lines, read_text
 from ..tournament import describe_position_bias, matches_table, position_bias, ratings_table
 from . import backend_option, main, prepare
-from .run import _embedded_server
+from .run import _confirm, _embedded_server
 
 LISTED = 20  # lines of detail a command prints per kind before "... and N more"
 DEFAULT_ROUNDS = 5  # Si et al. (2024) ranked generated ideas with a 5-round Swiss tournament
@@ -40,24 +41,12 @@ def _listed(lines: list[str]) -> None:
         click.echo(f"  ... and {len(lines) - LISTED} more")
 
 
-def _catalog(paths: Paths):
-    configure_luigi(paths)
-    settings = load_settings(paths)
-    return settings, load_catalog(paths, pool_limits(), settings)
-
-
-def refresh_reports(paths: Paths, cohort_id: str):
-    """Every table and the report of a cohort that has run, from the disk now; None for a cohort not run yet."""
-    if not (paths.cohorts / cohort_id / "membership.csv").exists():
-        return None
-    collect.write_all(paths, cohort_id)
-    return collect.reports_dir(paths, cohort_id) / "report.html"
-
-
 def _report_line(paths: Paths, cohort_id: str) -> str:
-    report = refresh_reports(paths, cohort_id)
-    return f"report: {report}" if report else \
-        f"report: none yet (cohort {cohort_id} has not run; `daydream run --cohort {cohort_id}` writes it)"
+    """Rewrite every table and the report of a cohort that has run, from the disk now (the reports follow)."""
+    if not (paths.cohorts / cohort_id / "membership.csv").exists():
+        return f"report: none yet (cohort {cohort_id} has not run; `daydream run --cohort {cohort_id}` writes it)"
+    collect.write_all(paths, cohort_id)
+    return f"report: {collect.reports_dir(paths, cohort_id) / 'report.html'}"
 
 
 def complete_essays(paths: Paths, plan) -> list[str]:
@@ -66,11 +55,10 @@ def complete_essays(paths: Paths, plan) -> list[str]:
 
 
 def _concepts(plan) -> dict[str, str]:
-    """essay gen_id -> the names of its combo's concepts, for what the commands print."""
-    catalog, combos = plan.context.catalog, plan.context.combos
-    return {m.gen_id: " + ".join(catalog.concepts[c].name if c in catalog.concepts else c
-                                 for c in combos[m.combo_id].concept_ids)
-            for m in plan.members.values() if m.stage == "essay" and m.combo_id in combos}
+    """essay gen_id -> the names of its combo's concepts, as the report labels them."""
+    concepts = results.ConceptMap({cid: combo.concept_ids for cid, combo in plan.context.combos.items()},
+                                  {cid: concept.name for cid, concept in plan.context.catalog.concepts.items()})
+    return {m.gen_id: concepts.label(m.combo_id) for m in plan.members.values() if m.stage == "essay"}
 
 
 # ------------------------------------------------------------------------------------------------------- rescore
@@ -87,7 +75,8 @@ def rescore(cohort, template, backend):
     would pay for it again.
     """
     paths = Paths.from_env()
-    _, catalog = _catalog(paths)
+    configure_luigi(paths)
+    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
     if template is not None and template not in catalog.templates["evaluation"]:
         raise InputError(f"--template {template!r} is not in {paths.raw / 'evaluation_templates.csv'}; known: "
                          f"{', '.join(sorted(catalog.templates['evaluation']))}")
@@ -155,18 +144,13 @@ def _kept_judgments(paths: Paths, judge: pairwise.Judge, field: set[str]) -> int
     return kept
 
 
-def _tournament_plan(paths: Paths, settings, judge: pairwise.Judge, essays: list[str], rounds: int) -> dict:
+def _tournament_plan(settings, judge: pairwise.Judge, texts: dict[str, str], rounds: int, kept: int) -> dict:
     """At most how many new judge calls the tournament makes, and their estimated cost (for the guard)."""
-    bound = rounds * (len(essays) // 2) * 2
-    to_call = max(0, bound - _kept_judgments(paths, judge, set(essays)))
-    essay_chars = sum(len(read_text(gen_dir(paths.gens, "essay", e) / PARSED)) for e in essays) / len(essays)
+    to_call = max(0, rounds * (len(texts) // 2) * 2 - kept)
+    essay_chars = sum(len(text) for text in texts.values()) / len(texts)
     prompt = (len(judge.template.source) + 2 * essay_chars) / PROMPT_CHARS_PER_TOKEN
     completion = settings.stage(pairwise.SAMPLED_LIKE)["max_tokens"]
     return {"to_call": to_call, "est_cost_usd": to_call * (prompt + completion) / 1e6 * judge.model.price_per_mtok}
-
-
-def _confirm(question: str) -> bool:
-    return click.confirm(question, default=False, err=True)
 
 
 def calls_line(calls: accounting.Calls) -> str:
@@ -192,6 +176,59 @@ def _accounted(paths: Paths, judgments, run_id: str) -> tuple[accounting.Calls, 
     return calls, made
 
 
+class Interrupted(Exception):
+    def __init__(self, signum: int, abandoned: bool):
+        super().__init__(signum)
+        self.signum, self.abandoned = signum, abandoned
+
+
+class RoundBuilder:
+    """Makes the judgments of a round that are not kept yet: one Luigi build, watched as `daydream run` watches its
+    graph (progress from Luigi's events, answers lost by a full disk never asked for again, Ctrl-C / SIGTERM: the
+    calls in flight finish and their answers are kept, a second Ctrl-C abandons them)."""
+
+    def __init__(self, paths: Paths, judge: pairwise.Judge, verbosity: int):
+        self.paths, self.judge, self.verbosity = paths, judge, verbosity
+        self.workers = pool_limits().get(judge.model.pool, 1)
+        self.asked: list[pairwise.Judgment] = []
+        self.rounds = 0
+
+    def __call__(self, judgments: list[pairwise.Judgment]) -> None:
+        self.asked.extend(judgments)
+        self.rounds += 1
+        pending = [j for j in judgments
+                   if not (gen_dir(self.paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
+        if not pending:
+            return
+        monitor = Monitor.for_members(pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()})
+        display = Display(monitor, f"tournament round {self.rounds}", self.verbosity)
+        with display, Listening(monitor), running.Stopper(display) as stopper:
+            try:
+                luigi.build([tasks.pairwise_task(j) for j in pending], workers=min(self.workers, len(pending)),
+                            local_scheduler=True)
+            except KeyboardInterrupt:
+                stopper.abandoned = True
+            luigi.task_register.Register.clear_instance_cache()
+        if stopper.signal is not None:
+            raise Interrupted(stopper.signal, stopper.abandoned)
+
+
+def _tournament_tables(paths: Paths, cohort_id: str, judge: pairwise.Judge, played, rounds: int):
+    """Write tournament_matches.csv, tournament_ratings.csv and tournament.json; returns the ratings and the
+    position bias."""
+    out = collect.reports_dir(paths, cohort_id)
+    matches = matches_table(played.matches, lambda first, second: judge.judgment(first, second).gen_id)
+    ratings, bias = ratings_table(played.essay_ids, played.matches), position_bias(played.matches)
+    atomic_write_text(out / TOURNAMENT_MATCHES_FILE, matches.to_csv(index=False))
+    atomic_write_text(out / TOURNAMENT_RATINGS_FILE, ratings.to_csv(index=False))
+    atomic_write_json(out / TOURNAMENT_SUMMARY_FILE, {
+        "template_id": judge.template.template_id, "judge": judge.model.model_id, "model": judge.model.model,
+        "essays": len(played.essay_ids), "rounds_asked": rounds, "rounds_played": len(played.rounds),
+        "matches": len(played.matches), "judgments": len(matches), "stopped_early": played.stopped_early,
+        "position_bias": bias})
+    return ratings, bias
+
+
 @main.command()
 @click.option("--cohort", required=True, help="The cohort whose complete essays play.")
 @click.option("--template", help="Pairwise template [default: the active one of pairwise_templates.csv].")
@@ -199,23 +236,25 @@ def _accounted(paths: Paths, judgments, run_id: str) -> tuple[accounting.Calls, 
 @click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True)
 @backend_option
 @click.option("--yes", is_flag=True, help="Start a tournament above the guard thresholds without asking.")
-def tournament(cohort, template, judge, rounds, backend, yes):
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
+def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     """A Swiss tournament of pairwise judgments over the cohort's essays, every match judged in both orders.
 
     Each judgment is a Luigi task throttled by the judge's pool and kept in data/gens/pairwise/ like any generation,
     so running it again makes no call. Writes tournament_matches.csv and tournament_ratings.csv (Bradley-Terry, 95%
-    intervals) to the cohort's reports and prints the ladder and the judge's position bias. Exit 1 when judgments
-    failed (run again to retry them: kept ones are reused).
+    intervals) to the cohort's reports and prints the ladder and the judge's position bias. Exit codes: 0; 1 some
+    judgments failed (run again to retry them: kept ones are reused); 2 bad input; 130 / 143 interrupted.
     """
     paths, plan = prepare(cohort, backend)
     cohort_id, settings = plan.spec.cohort_id, plan.context.settings
-    judge = pairwise.judge_for(plan.context, cohort_id, _pairwise_template(paths, plan.context.catalog, template),
-                               _judge_model(plan, judge))
+    template, model = _pairwise_template(paths, plan.context.catalog, template), _judge_model(plan, judge)
     essays = complete_essays(paths, plan)
     if len(essays) < 2:
         raise InputError(f"cohort {cohort_id} has {len(essays)} complete essay(s); a tournament needs 2 or more "
                          f"(`daydream run --cohort {cohort_id}` first)")
-    totals = _tournament_plan(paths, settings, judge, essays, rounds)
+    texts = {e: read_text(gen_dir(paths.gens, "essay", e) / PARSED) for e in essays}
+    judge = pairwise.judge_for(plan.context, cohort_id, template, model, texts)
+    totals = _tournament_plan(settings, judge, texts, rounds, _kept_judgments(paths, judge, set(essays)))
     operations.check_guard(totals, settings.guard, yes, _confirm if sys.stdin.isatty() else None)
     running.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE})
     if totals["to_call"] and judge.model.provider != running.EMBEDDED_PROVIDER:
@@ -223,46 +262,36 @@ def tournament(cohort, template, judge, rounds, backend, yes):
     run_id = uuid.uuid4().hex[:12]
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
     log_path = running._log_to_file(paths, run_id)
-    workers = pool_limits().get(judge.model.pool, 1)
-    asked: list[pairwise.Judgment] = []
-
-    def make(judgments: list[pairwise.Judgment]) -> None:
-        asked.extend(judgments)
-        pending = [j for j in judgments if not (gen_dir(paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
-        if pending:
-            luigi.build([tasks.pairwise_task(j) for j in pending], workers=min(workers, len(pending)),
-                        local_scheduler=True)
-            luigi.task_register.Register.clear_instance_cache()
-
+    build = RoundBuilder(paths, judge, 0 if quiet else 1)
     click.echo(f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
                f"{judge.model.model_id} with {judge.template.template_id}", err=True)
     with _embedded_server(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         try:
-            played = pairwise.play(essays, rounds, judge, paths.gens, make)
+            played = pairwise.play(essays, rounds, judge, paths.gens, build)
         except pairwise.RoundFailed as exc:
             click.echo(f"{exc}; nothing written. Run the same command again to retry them (kept judgments are "
                        f"reused, none is paid twice):")
             _listed([f"  failed pairwise {gen_id}: {reason}" for gen_id, reason in sorted(exc.failures.items())])
-            click.echo(calls_line(_accounted(paths, asked, run_id)[0]))
+            click.echo(calls_line(_accounted(paths, build.asked, run_id)[0]))
             click.echo(f"log: {log_path}")
-            sys.exit(1)
-    calls, made = _accounted(paths, asked, run_id)
-    out = collect.reports_dir(paths, cohort_id)
-    matches = matches_table(played.matches, lambda first, second: judge.judgment(first, second).gen_id)
-    ratings = ratings_table(played.essay_ids, played.matches)
-    bias = position_bias(played.matches)
-    atomic_write_text(out / TOURNAMENT_MATCHES_FILE, matches.to_csv(index=False))
-    atomic_write_text(out / TOURNAMENT_RATINGS_FILE, ratings.to_csv(index=False))
-    atomic_write_json(out / TOURNAMENT_SUMMARY_FILE, {
-        "template_id": judge.template.template_id, "judge": judge.model.model_id, "model": judge.model.model,
-        "essays": len(essays), "rounds_asked": rounds, "rounds_played": len(played.rounds),
-        "matches": len(played.matches), "judgments": len(matches), "stopped_early": played.stopped_early,
-        "position_bias": bias})
+            sys.exit(running.EXIT_FAILED)
+        except Interrupted as exc:
+            calls, made = _accounted(paths, build.asked, run_id)
+            finished = "calls still in flight were abandoned" if exc.abandoned else \
+                "every call in flight finished and its answer is kept"
+            click.echo(f"interrupted in round {build.rounds}: {made} judgment(s) made in this run; {finished}; "
+                       f"nothing written. Resume with the same command: kept judgments are reused.")
+            click.echo(calls_line(calls))
+            click.echo(f"log: {log_path}")
+            sys.exit(running.EXIT_SIGNAL[exc.signum])
+    calls, made = _accounted(paths, build.asked, run_id)
+    ratings, bias = _tournament_tables(paths, cohort_id, judge, played, rounds)
+    judgments = 2 * len(played.matches)
     click.echo(f"tournament of cohort {cohort_id}: {len(essays)} essays, {len(played.rounds)} round(s), "
-               f"{len(matches)} judgments by {judge.model.model_id} with {judge.template.template_id} "
-               f"({made} made now, {len(matches) - made} kept)")
+               f"{judgments} judgments by {judge.model.model_id} with {judge.template.template_id} "
+               f"({made} made now, {judgments - made} kept)")
     click.echo(calls_line(calls))
     if played.stopped_early:
         click.echo(played.stopped_early)
@@ -274,6 +303,7 @@ def tournament(cohort, template, judge, rounds, backend, yes):
              f"W-L-T {r.wins}-{r.losses}-{r.ties}  {concepts.get(r.gen_id, '')}".rstrip()
              for rank, r in enumerate(ratings.itertuples(), 1)])
     click.echo(f"position bias: {describe_position_bias(bias)}")
+    out = collect.reports_dir(paths, cohort_id)
     click.echo(f"tables: {out / TOURNAMENT_MATCHES_FILE}, {out / TOURNAMENT_RATINGS_FILE}")
     click.echo(_report_line(paths, cohort_id))
     click.echo(f"log: {log_path}")
@@ -308,7 +338,8 @@ def _representative_scores(paths: Paths, plan, template_id):
 @click.option("--cohort", required=True, help="The cohort whose complete essays are compared.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_THRESHOLD,
               show_default=True, help="Cosine similarity at or above which two essays are near-duplicates.")
-@click.option("--embedding-model", "embedding_model_id", help="An llm_models.csv row with for_embedding true [default: the backend's one].")
+@click.option("--embedding-model", "embedding_model_id",
+              help="An llm_models.csv row with for_embedding true [default: the backend's one].")
 @click.option("--template", help="Evaluation template whose mean score picks each cluster's representative "
               "[default: the cohort's, when it has one].")
 @backend_option
