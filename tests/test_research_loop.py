@@ -456,3 +456,37 @@ def test_concept_effects_find_the_planted_concept_and_the_report_names_concepts(
         assert all(combo in section(html, name) for combo in combos), name
     assert "one judge scored these essays; agreement between judges needs two judges or more" in \
         section(html, "agreement")
+
+
+# ------------------------------------------------------------------------------------------------------- inputs
+
+
+def test_pairwise_templates_and_embedding_models_are_validated_with_the_other_inputs(project, fake):
+    raw = project / "data" / "1_raw"
+    template = raw / "generation_templates" / "pairwise" / "pairwise-novelty.txt"
+    template.write_text("Which is better?\n{{ essay_a }}\n{{ response }}\n")
+    (raw / "pairwise_templates.csv").write_text(
+        "template_id,template_name,description,active,parser\npairwise-novelty,P,D,true,in_last_line\n")
+    models = raw / "llm_models.csv"
+    models.write_text(models.read_text().replace("Embed,false,false,paid", "Embed,false,true,paid"))
+    result = invoke("plan", "--cohort", COHORT)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {raw / 'pairwise_templates.csv'}: line 2: unknown parser 'in_last_line' for template "
+        f"'pairwise-novelty'; use one of: winner",
+        f"error: {template}: template 'pairwise-novelty' uses undefined variable 'response' (available for pairwise: "
+        f"essay_a, essay_b); fix the template",
+        f"error: {models}: line 6: model 'embed-small' is for_embedding, so it cannot also be for_generation or "
+        f"for_evaluation (an embedding model does not chat); set those to false"]
+    (raw / "pairwise_templates.csv").unlink()  # optional: without it there is no tournament, nothing else changes
+    models.write_text(models.read_text().replace("Embed,false,true,paid", "Embed,false,false,paid"))
+    assert invoke("plan", "--cohort", COHORT).exit_code == 0
+    none = invoke("tournament", "--cohort", COHORT)
+    assert (none.exit_code, none.stderr) == (2, f"error: {raw / 'pairwise_templates.csv'}: no pairwise template (the "
+                                                f"file is missing or has no row); add a row with parser winner and its "
+                                                f"file generation_templates/pairwise/<template_id>.txt (see the "
+                                                f"README)\n")
+    unknown = invoke("dedup", "--cohort", COHORT, "--embedding-model", "judge-paid")
+    assert (unknown.exit_code, unknown.stderr) == (2, "error: --embedding-model 'judge-paid' is not an embedding model "
+                                                      "of llm_models.csv; use one of embed-small (a row with "
+                                                      "for_embedding true)\n")

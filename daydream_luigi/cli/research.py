@@ -107,11 +107,13 @@ def _pairwise_template(paths: Paths, catalog, template_id):
             raise InputError(f"--template {template_id!r} is not in {where}; known: "
                              f"{', '.join(sorted(templates)) or 'none'}")
         return templates[template_id]
+    if not templates:
+        raise InputError(f"{where}: no pairwise template (the file is missing or has no row); add a row with parser "
+                         f"winner and its file generation_templates/pairwise/<template_id>.txt (see the README)")
     active = catalog.active_templates(pairwise.STAGE)
     if len(active) != 1:
         found = f"{len(active)} active ({', '.join(active)})" if active else "none active"
-        raise InputError(f"{where}: {found}; name the pairwise template with --template, or leave exactly one "
-                         f"active" + ("" if templates else " (add a row with parser winner, see the README)"))
+        raise InputError(f"{where}: {found}; name the pairwise template with --template, or leave exactly one active")
     return templates[active[0]]
 
 
