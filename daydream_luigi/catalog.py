@@ -9,7 +9,7 @@ from pathlib import Path
 from .config import LEVELS, Paths, Settings, load_settings
 from .errors import raise_if
 from .ids import id_problem
-from .parsers import DRAFT_PARSERS, SCORE_PARSERS
+from .parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
 from .render import template_problem
 
 GENERATORS = ("llm", "copy")
@@ -38,7 +38,7 @@ class Template:
     template_id: str
     name: str
     active: bool
-    kind: str  # parser name for draft/evaluation templates, generator for essay templates
+    kind: str  # parser name for draft/evaluation/pairwise templates, generator for essay templates
     path: Path
     source: str
 
@@ -57,6 +57,7 @@ class Model:
     for_evaluation: bool
     pool: str
     price_per_mtok: float
+    for_embedding: bool = False  # an embedding model (`daydream dedup`), never a cohort's generator or judge
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,10 @@ _TEMPLATE_CATALOGS = {
     "draft": ("draft_templates.csv", "parser"),
     "essay": ("essay_templates.csv", "generator"),
     "evaluation": ("evaluation_templates.csv", "parser"),
+    "pairwise": ("pairwise_templates.csv", "parser"),  # judges of `daydream tournament`
 }
+# A catalog file a project may leave out: without pairwise templates there is no tournament to run, nothing else.
+_OPTIONAL_CATALOGS = {"pairwise"}
 _MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "for_evaluation", "pool"]
 
 
@@ -182,9 +186,12 @@ def _load_concepts(paths: Paths, name_only: bool, problems: list[str]) -> dict:
 def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
     filename, kind_column = _TEMPLATE_CATALOGS[stage]
     path = paths.raw / filename
+    if stage in _OPTIONAL_CATALOGS and not path.exists():
+        return {}
     columns = ["template_id", "template_name", "description", "active", kind_column]
     rows = _check_ids(_read_rows(path, columns, problems), path, "template_id", problems)
-    allowed = {"draft": set(DRAFT_PARSERS) | {""}, "essay": set(GENERATORS), "evaluation": set(SCORE_PARSERS)}[stage]
+    allowed = {"draft": set(DRAFT_PARSERS) | {""}, "essay": set(GENERATORS), "evaluation": set(SCORE_PARSERS),
+               "pairwise": set(PAIRWISE_PARSERS)}[stage]
     templates = {}
     for line, row in rows:
         where = f"{path}: line {line}"
@@ -227,10 +234,14 @@ def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]
         except ValueError:
             problems.append(f"{where}: price_per_mtok {row['price_per_mtok']!r} is not a number")
             price = 0.0
-        models[row["id"]] = Model(row["id"], row["model"], row["provider"], row["display_name"],
-                                  _flag(row["for_generation"], where, "for_generation", problems),
-                                  _flag(row["for_evaluation"], where, "for_evaluation", problems),
-                                  row["pool"], price)
+        model = Model(row["id"], row["model"], row["provider"], row["display_name"],
+                      _flag(row["for_generation"], where, "for_generation", problems),
+                      _flag(row["for_evaluation"], where, "for_evaluation", problems),
+                      row["pool"], price, _flag(row.get("for_embedding", ""), where, "for_embedding", problems))
+        if model.for_embedding and (model.for_generation or model.for_evaluation):
+            problems.append(f"{where}: model {row['id']!r} is for_embedding, so it cannot also be for_generation or "
+                            f"for_evaluation (an embedding model does not chat); set those to false")
+        models[row["id"]] = model
     return models
 
 

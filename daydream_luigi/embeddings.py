@@ -6,10 +6,14 @@ The cache is filled batch by batch: a run that fails halfway keeps every batch t
 
 An embedder is any callable from a list of texts to one vector each: :func:`request_embeddings` bound to a
 provider (``functools.partial``) or the offline :class:`daydream_luigi.minilm.MiniLMEmbedder`.
+
+Embedding models are rows of llm_models.csv with ``for_embedding`` true: their provider's ``/embeddings`` endpoint
+is asked, with that provider's key; a row whose provider is ``embedded`` is the offline MiniLM, run in-process.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -20,6 +24,10 @@ from typing import NamedTuple
 import numpy as np
 import requests
 
+from . import providers
+from .catalog import Catalog, Model
+from .config import Settings
+from .errors import InputError
 from .store import atomic_write_json, gen_dir, read_json
 
 DEFAULT_BATCH_SIZE = 64  # texts per request: few requests per cohort, far below providers' input limits
@@ -27,6 +35,7 @@ TIMEOUT = (10.0, 120.0)  # connect, read seconds
 _MAX_PROVIDER_MESSAGE = 200
 
 Embedder = Callable[[list[str]], list[list[float]]]
+OFFLINE_PROVIDER = "embedded"  # an embedding model of this provider is the offline MiniLM, run in this process
 
 
 class EmbeddingError(RuntimeError):
@@ -161,3 +170,38 @@ def essay_embeddings(gens_root: Path, texts: Mapping[str, str], model: str, embe
             vectors[gen_id] = vector
     matrix = np.array([vectors[g] for g in ids], dtype=np.float64).reshape(len(ids), -1)
     return Embeddings(ids, matrix, len(missing))
+
+
+def embedding_model(catalog: Catalog, backend: str, model_id: str | None) -> Model:
+    """The embedding model named by `model_id`, else the one for_embedding model of the backend (the offline one for
+    local, a provider's for http); InputError naming the fix when there is none or a choice to make."""
+    models = {m.model_id: m for m in catalog.models.values() if m.for_embedding}
+    if model_id is not None:
+        if model_id not in models:
+            raise InputError(f"--embedding-model {model_id!r} is not an embedding model of llm_models.csv; use one of "
+                             f"{', '.join(sorted(models)) or 'none'} (a row with for_embedding true)")
+        return models[model_id]
+    offline = backend == "local"
+    candidates = sorted(m for m, model in models.items() if (model.provider == OFFLINE_PROVIDER) == offline)
+    if len(candidates) != 1:
+        kind = "offline (provider embedded)" if backend == "local" else "provider's (not embedded)"
+        found = f"{len(candidates)}: {', '.join(candidates)}" if candidates else "none"
+        raise InputError(f"the {backend} backend needs one {kind} embedding model in llm_models.csv (a row with "
+                         f"for_embedding true), found {found}; name one with --embedding-model")
+    return models[candidates[0]]
+
+
+def embedder_for(model: Model, settings: Settings) -> Embedder:
+    """How `model` embeds texts: its provider's /embeddings endpoint, with that provider's key read now (it goes
+    nowhere else), or the offline MiniLM for the embedded provider."""
+    if model.provider == OFFLINE_PROVIDER:
+        from . import minilm
+        if model.model != minilm.MODEL_ID:
+            raise InputError(f"embedding model {model.model_id!r}: the offline backend runs {minilm.MODEL_ID} only; "
+                             f"set its model to {minilm.MODEL_ID} in llm_models.csv, or use another provider")
+        reason = minilm.unavailable_reason()
+        if reason:
+            raise InputError(reason)
+        return minilm.MiniLMEmbedder()
+    base_url, key = providers.resolve(settings.providers[model.provider])
+    return functools.partial(request_embeddings, base_url, key, model.model, session=requests.Session())

@@ -11,6 +11,7 @@ STAGE_VARIABLES = {
     "draft": frozenset({"concepts"}),
     "essay": frozenset({"draft_block"}),
     "evaluation": frozenset({"response"}),
+    "pairwise": frozenset({"essay_a", "essay_b"}),  # the essay shown first (A) and second (B)
 }
 
 # Statements that load another template file. The environment has no loader, so they could only fail at render time

@@ -29,15 +29,22 @@ import pandas as pd
 
 from . import results
 from .ids import id_problem
+from .tournament import describe_position_bias, matches_from_table, position_bias
 from .store import atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE_NAME = "report.html.j2"
 REPORT_FILE = "report.html"
-#: Written by the tournament: gen_id, rating, ci_low, ci_high, wins, losses, ties.
+#: Written by `daydream tournament`: gen_id, rating, ci_low, ci_high, wins, losses, ties.
 TOURNAMENT_RATINGS_FILE = "tournament_ratings.csv"
-#: Written by dedup: gen_id, cluster, representative (the cluster's representative gen_id), nearest_similarity.
+#: Written by `daydream tournament`: one row per judgment (match_id, round, a, b, order, judgment_id, verdict, ...).
+TOURNAMENT_MATCHES_FILE = "tournament_matches.csv"
+#: Written by `daydream tournament`: its judge, template, rounds and position bias.
+TOURNAMENT_SUMMARY_FILE = "tournament.json"
+#: Written by `daydream dedup`: gen_id, cluster, representative (its cluster's representative), nearest_similarity.
 DEDUP_CLUSTERS_FILE = "dedup_clusters.csv"
+#: Written by `daydream dedup`: its threshold, embedding model and the template that picked representatives.
+DEDUP_SUMMARY_FILE = "dedup.json"
 
 SCORE_MIN, SCORE_MAX = 0, 10
 ESSAY_PREVIEW_CHARS = 4000
@@ -54,6 +61,7 @@ AGREEMENT_COLOURS = {"high": "#2e8b57", "moderate": "#3b7dd8", "low": "#e08a1e",
 AGREEMENT_RULES = {"high": "range \u2264 1", "moderate": "range \u2264 2", "low": "range \u2264 3",
                    "poor": "range > 3", "single": "one judge"}
 MARKERS = ("circle", "square", "diamond", "triangle")
+NOTE_CHAR_PX = 7.0  # width of one character of the notes beside a plot (12 px sans-serif, generously)
 
 # Score colour scale (value on 0..10 -> RGB): warm for low scores, neutral in the middle, blue for high ones.
 _SCALE = ((0.0, (179, 58, 58)), (2.5, (232, 149, 107)), (5.0, (244, 241, 234)), (7.5, (116, 169, 207)),
@@ -473,6 +481,8 @@ def _forest(rows: list[dict], low: float, high: float, reference: float | None =
                       "x_low": x(row["low"]) if has_interval else None,
                       "x_high": x(row["high"]) if has_interval else None,
                       "point_text": fmt_score(row["point"]), "interval": _interval_text(row["low"], row["high"])})
+    longest = max((len(f"{r['point_text']} {r['interval']} \u00b7 {r['note']}") for r in drawn), default=0)
+    right_w = max(right_w, 12 + round(NOTE_CHAR_PX * longest))  # the note beside each row is never cut off
     height = top + row_h * len(rows) + bottom
     return {"rows": drawn, "grid": [{"x": x(t), "label": fmt_score(t)} for t in _ticks(low, high)],
             "width": label_w + plot_w + right_w, "height": height, "label_w": label_w,
@@ -580,8 +590,11 @@ def _tournament_view(reports_dir: Path, essay_labels: dict[str, str]) -> dict | 
     if values:
         low, high = math.floor(min(values)), math.ceil(max(values))
         plot = _forest(plot_rows, low, high if high > low else low + 1)
-    # The tournament's share of first-position wins; filled from the match table once its format is settled.
-    return {"ladder": ladder, "plot": plot, "position_bias": None}
+    matches = _read_csv(reports_dir / TOURNAMENT_MATCHES_FILE)
+    bias = None if matches is None or matches.empty else describe_position_bias(position_bias(
+        matches_from_table(matches)))
+    return {"ladder": ladder, "plot": plot, "position_bias": bias,
+            "summary": _read_json(reports_dir / TOURNAMENT_SUMMARY_FILE)}
 
 
 def _dedup_view(reports_dir: Path, essay_labels: dict[str, str]) -> dict | None:
@@ -598,7 +611,8 @@ def _dedup_view(reports_dir: Path, essay_labels: dict[str, str]) -> dict | None:
                      for name, members in clusters.items() if len(members) > 1),
                     key=lambda item: (-len(item[1]), item[0]))
     return {"essays": sum(len(m) for m in clusters.values()), "clusters": len(clusters),
-            "merged": [{"cluster": name, "members": members} for name, members in merged]}
+            "merged": [{"cluster": name, "members": members} for name, members in merged],
+            "summary": _read_json(reports_dir / DEDUP_SUMMARY_FILE)}
 
 
 # --------------------------------------------------------------------------
@@ -779,7 +793,8 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
                "tournament": _tournament_view(reports_dir, essay_labels),
                "dedup": _dedup_view(reports_dir, essay_labels),
                "files": [name for name in (*results.REPORT_FILES.values(), "status.json", TOURNAMENT_RATINGS_FILE,
-                                           DEDUP_CLUSTERS_FILE) if (reports_dir / name).is_file()]}
+                                           TOURNAMENT_MATCHES_FILE, TOURNAMENT_SUMMARY_FILE, DEDUP_CLUSTERS_FILE,
+                                           DEDUP_SUMMARY_FILE) if (reports_dir / name).is_file()]}
     if not has_scores:
         return context
 

@@ -271,6 +271,12 @@ def _evaluation(gen: _Generation) -> dict:
 _RUNNERS = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
 
 
+def register_stage(stage: str, runner: Callable[[_Generation], dict]) -> None:
+    """Add a stage that run_generation makes like the ones above (tournaments add "pairwise"), so its calls are
+    recorded, kept and never paid for twice exactly as theirs are."""
+    _RUNNERS[stage] = runner
+
+
 def _final_failure(directory: Path, run_id: str) -> dict | None:
     """The failure this run already recorded for the generation, when trying again cannot help."""
     try:

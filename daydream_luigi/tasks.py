@@ -302,3 +302,39 @@ class Cohort(luigi.WrapperTask):
 
 
 configure_luigi(Paths.from_env())  # so that the stock `luigi --module daydream_luigi.tasks` command has our pools too
+
+
+# ------------------------------------------------------------------------------------------ tournaments (pairwise)
+
+from . import pairwise  # noqa: E402 - registers the pairwise stage with stages.run_generation
+
+
+class PairwiseJudgment(GenerationTask):
+    """One judgment of a tournament over the cohort's essays: `first` shown as A, `second` as B, keyed by its content
+    (tournament.judgment_id), throttled by the judge's pool and kept in data/gens/pairwise/<gen_id>/."""
+
+    stage = pairwise.STAGE
+    first = luigi.Parameter(significant=False)
+    second = luigi.Parameter(significant=False)
+    template_id = luigi.Parameter(significant=False)
+    judge = luigi.Parameter(significant=False)
+    priority = 0  # a round's judgments are independent of each other
+
+    @cached_property
+    def member(self) -> pairwise.Judgment:
+        return pairwise.Judgment(self.stage, self.gen_id, self.cohort_id, "", "", self.template_id, self.judge, 1,
+                                 self.first, self.second)
+
+    @cached_property
+    def pool(self) -> str:
+        return self._plan.context.catalog.models[self.judge].pool
+
+    def run(self):
+        self.set_status_message(f"pairwise {self.gen_id}: {self.first} vs {self.second} / {self.judge}")
+        run_generation(pairwise.judging_context(self._plan.context), self.member, RUN_ID, self._emit)
+        self.set_progress_percentage(100)
+
+
+def pairwise_task(judgment: pairwise.Judgment) -> PairwiseJudgment:
+    return PairwiseJudgment(gen_id=judgment.gen_id, cohort_id=judgment.cohort_id, first=judgment.first,
+                            second=judgment.second, template_id=judgment.template_id, judge=judgment.llm_model_id)

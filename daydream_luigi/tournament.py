@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,14 +53,19 @@ MATCH_COLUMNS = ["match_id", "round", "a", "b", "order", "judgment_id", "verdict
 RATING_COLUMNS = ["gen_id", "rating", "ci_low", "ci_high", "wins", "losses", "ties"]
 
 
-def judgment_id(first: str, second: str, template_id: str, judge_model_id: str, replicate: int = 1) -> str:
-    """Content id of one pairwise judgment: ``first`` is the essay shown as A, ``second`` as B.
+def judgment_id(first: str, second: str, texts_sha256: tuple[str, str], template_sha256: str, shape: Mapping,
+                replicate: int = 1) -> str:
+    """Content id of one pairwise judgment: the essays in the order shown (``first`` as A) with the sha256 of their
+    texts, the template's text (its sha256) and everything else that shapes the judge's call (``shape``: model string,
+    provider, sampling, as :func:`daydream_luigi.identity.call_shape` gives it).
 
-    The parts are encoded as a JSON array, so no two different inputs share a signature (a joined string could:
-    ``"a__b" + "__" + "c"`` equals ``"a" + "__" + "b__c"``); the id is a gen_id of the pairwise stage, so it names
-    the judgment's folder in the generation store like any other generation.
+    An essay made again with another text, an edited template or another judge makes new judgments, so a kept answer
+    is never reused for another prompt. The parts are canonical JSON, so no two different inputs share a signature
+    (a joined string could: ``"a__b" + "__" + "c"`` equals ``"a" + "__" + "b__c"``); the id is a gen_id of the
+    pairwise stage and names the judgment's folder in the generation store like any other generation.
     """
-    signature = json.dumps([first, second, template_id, judge_model_id], separators=(",", ":"))
+    parts = {"first": first, "second": second, "texts": list(texts_sha256), "template": template_sha256, **shape}
+    signature = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return gen_id(PAIRWISE_STAGE, signature, replicate)
 
 
@@ -396,11 +401,12 @@ def position_bias(matches: Sequence[Match]) -> dict:
             "share": first / len(verdicts) if verdicts else math.nan, "ci_low": low, "ci_high": high}
 
 
-def matches_table(matches: Sequence[Match], template_id: str, judge_model_id: str, replicate: int = 1) -> pd.DataFrame:
+def matches_table(matches: Sequence[Match], judgment_of: Callable[[str, str], str]) -> pd.DataFrame:
     """reports/tournament_matches.csv: one row per judgment, the (a, b) order first, then (b, a).
 
-    ``winner`` is the gen_id that judgment chose, 'tie', or '' when it had no verdict; ``match_winner`` is the
-    match's outcome after both orders (gen_id, 'tie', or '' when unjudged).
+    ``judgment_of(first, second)`` is the judgment_id of that presentation. ``winner`` is the gen_id that judgment
+    chose, 'tie', or '' when it had no verdict; ``match_winner`` is the match's outcome after both orders (gen_id,
+    'tie', or '' when unjudged).
     """
     rows = []
     for m in matches:
@@ -409,6 +415,26 @@ def matches_table(matches: Sequence[Match], template_id: str, judge_model_id: st
         for order, first, second, verdict in (("ab", m.a, m.b, m.verdict_ab), ("ba", m.b, m.a, m.verdict_ba)):
             winner = {"A": first, "B": second, "TIE": "tie", None: ""}[verdict]
             rows.append({"match_id": m.match_id, "round": m.round, "a": m.a, "b": m.b, "order": order,
-                         "judgment_id": judgment_id(first, second, template_id, judge_model_id, replicate),
-                         "verdict": verdict or "", "winner": winner, "match_winner": match_winner})
+                         "judgment_id": judgment_of(first, second), "verdict": verdict or "", "winner": winner,
+                         "match_winner": match_winner})
     return pd.DataFrame(rows, columns=MATCH_COLUMNS)
+
+
+def matches_from_table(table: pd.DataFrame) -> list[Match]:
+    """The matches of a tournament_matches.csv read back (every column as text), in the table's order."""
+    verdicts: dict[tuple[int, int, str, str], dict[str, str | None]] = {}
+    for row in table.itertuples(index=False):
+        number, index = (int(part) for part in str(row.match_id)[1:].split("m"))
+        verdict = str(row.verdict) if isinstance(row.verdict, str) and row.verdict else None
+        verdicts.setdefault((number, index, str(row.a), str(row.b)), {})[str(row.order)] = verdict
+    return [Match(number, index, a, b, orders.get("ab"), orders.get("ba"))
+            for (number, index, a, b), orders in verdicts.items()]
+
+
+def describe_position_bias(bias: dict) -> str:
+    """One sentence for the terminal and the report, from :func:`position_bias`."""
+    if not bias["decisive_judgments"]:
+        return "no judgment named a winner, so position bias cannot be measured"
+    return (f"the essay shown first won {bias['first_position_wins']} of {bias['decisive_judgments']} decisive "
+            f"judgments ({bias['share']:.0%}, 95% interval {bias['ci_low']:.0%} to {bias['ci_high']:.0%}); "
+            f"50% is a judge without position bias")

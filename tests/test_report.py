@@ -429,7 +429,24 @@ def test_tournament_and_dedup_say_not_run_until_their_files_exist(store, report)
                       {"label": "#2 essay00000000002", "point": "-0.3", "interval": "[-1.1, 0.5]"}]
     assert ("<td class=\"id\">essay00000000001</td><td>Ant trails + Tidal power</td>\n        "
             "<td class=\"num\">1.2</td><td class=\"num\">[0.4, 2]</td><td class=\"num\">5–1–0</td>") in tournament
-    assert "Position bias (share of first-position wins): not reported by these tables." in tournament
+    assert ("Position bias (share of first-position wins): no <code>tournament_matches.csv</code> to measure it "
+            "from.") in tournament
+    (reports_dir / "tournament_matches.csv").write_text(
+        "match_id,round,a,b,order,judgment_id,verdict,winner,match_winner\n"
+        "r1m1,1,essay00000000001,essay00000000002,ab,j1,A,essay00000000001,essay00000000001\n"
+        "r1m1,1,essay00000000001,essay00000000002,ba,j2,B,essay00000000001,essay00000000001\n"
+        "r2m1,2,essay00000000001,essay00000000002,ab,j3,A,essay00000000001,tie\n"
+        "r2m1,2,essay00000000001,essay00000000002,ba,j4,A,essay00000000002,tie\n")
+    (reports_dir / "tournament.json").write_text(json.dumps({
+        "essays": 2, "rounds_played": 2, "judgments": 4, "judge": "judge-x", "template_id": "pairwise-novelty",
+        "stopped_early": "stopped after round 2 of 5: every pair of the 2 essays has already met"}))
+    tournament = _section(build_report(reports_dir, COHORT, gens), "tournament")
+    assert ("Position bias: the essay shown first won 3 of 4 decisive judgments (75%, 95% interval 30% to 95%); 50% "
+            "is a judge without position bias.") in tournament
+    assert " ".join(tournament.split()).count(
+        "2 essays, 2 Swiss rounds (4 judgments) judged by <code>judge-x</code> with <code>pairwise-novelty</code>; "
+        "Bradley-Terry ratings, 0 is a reference essay, higher is better, a disagreement between the two orders "
+        "counts as a tie. stopped after round 2 of 5: every pair of the 2 essays has already met.") == 1
     dedup = _section(html, "dedup")
     assert "3 essays in 2 clusters of near-duplicates" in dedup and "1 cluster holds more than" in dedup
     assert dedup.count('<table class="data cluster"') == 1 and 'data-cluster="c0"' in dedup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import random
 from collections import Counter
@@ -19,7 +20,9 @@ from daydream_luigi.ids import gen_id
 from daydream_luigi.render import render
 
 REPO = Path(__file__).resolve().parents[1]
-TEMPLATE, JUDGE = "pairwise-novelty", "judge-paid"
+TEMPLATE_SHA = "ab" * 32  # a pairwise template's sha256
+TEXTS = ("01" * 32, "23" * 32)  # the sha256 of the two essays' texts
+SHAPE = {"model": "vendor/judge-model", "provider": "openrouter", "temperature": 0.3, "max_tokens": 300}
 ESSAYS = [gen_id("essay", f"fixture-essay-{k}", 1) for k in range(8)]
 PLANTED = sorted(ESSAYS)[5]  # neither first nor last by gen_id, so tie-breaks cannot put it on top
 QUALITY = {e: k for k, e in enumerate(sorted(ESSAYS, key=lambda e: gen_id("x", e, 1)))}  # a hidden order
@@ -36,7 +39,7 @@ class Judge:
         self.position_bias = position_bias
 
     def verdict(self, first: str, second: str) -> str:
-        key = t.judgment_id(first, second, TEMPLATE, JUDGE)
+        key = t.judgment_id(first, second, TEXTS, TEMPLATE_SHA, SHAPE)
         if random.Random(key).random() < self.position_bias:
             return "A"
         return "A" if self.quality[first] > self.quality[second] else "B"
@@ -44,7 +47,7 @@ class Judge:
     def __call__(self, presented):
         verdicts = []
         for first, second in presented:
-            key = t.judgment_id(first, second, TEMPLATE, JUDGE)
+            key = t.judgment_id(first, second, TEXTS, TEMPLATE_SHA, SHAPE)
             if key not in self.kept:
                 self.calls[(first, second)] += 1
                 self.kept[key] = self.verdict(first, second)
@@ -77,8 +80,8 @@ def test_the_same_verdicts_give_the_same_tournament_whatever_the_input_order_and
     assert sum(judge.calls.values()) == calls == 40
     assert again.matches == first.matches and again.rounds == first.rounds
     fresh = t.play_tournament(ESSAYS, 5, Judge())
-    pd.testing.assert_frame_equal(t.matches_table(fresh.matches, TEMPLATE, JUDGE),
-                                  t.matches_table(first.matches, TEMPLATE, JUDGE))
+    pd.testing.assert_frame_equal(t.matches_table(fresh.matches, _judgment_of), t.matches_table(first.matches,
+                                                                                                 _judgment_of))
     pd.testing.assert_frame_equal(t.ratings_table(ESSAYS, fresh.matches), t.ratings_table(ESSAYS, first.matches))
 
 
@@ -153,23 +156,34 @@ def test_match_outcome_rejects_an_unknown_verdict():
         t.match_outcome("a", "B")
 
 
-def test_judgment_ids_are_content_addressed_and_unambiguous():
-    assert t.judgment_id("e1", "e2", TEMPLATE, JUDGE) == gen_id("pairwise", '["e1","e2","pairwise-novelty","judge-paid"]', 1)
-    assert t.judgment_id("e1", "e2", TEMPLATE, JUDGE) == "mpch7k4llq42qio1"  # kept judgments are found by this id
-    variants = {t.judgment_id("e1", "e2", TEMPLATE, JUDGE), t.judgment_id("e2", "e1", TEMPLATE, JUDGE),
-                t.judgment_id("e1", "e2", "other", JUDGE), t.judgment_id("e1", "e2", TEMPLATE, "other"),
-                t.judgment_id("e1", "e2", TEMPLATE, JUDGE, replicate=2),
-                t.judgment_id("a__b", "c", "t", "m"), t.judgment_id("a", "b__c", "t", "m"),
-                t.judgment_id("a", "b", "c__t", "m"), t.judgment_id("a", "b", "c", "t__m")}
-    assert len(variants) == 9
+def _judgment_of(first: str, second: str) -> str:
+    return t.judgment_id(first, second, TEXTS, TEMPLATE_SHA, SHAPE)
 
 
-def test_matches_table_has_one_row_per_judgment():
-    matches = [t.Match(1, 1, "x", "y", "A", "A"), t.Match(2, 1, "x", "z", "B", "A"), t.Match(3, 1, "y", "z", None, "TIE")]
-    table = t.matches_table(matches, TEMPLATE, JUDGE)
+def test_judgment_ids_cover_what_shapes_the_call_and_are_unambiguous():
+    signature = ('{"first":"e1","max_tokens":300,"model":"vendor/judge-model","provider":"openrouter",'
+                 f'"second":"e2","temperature":0.3,"template":"{TEMPLATE_SHA}","texts":["{TEXTS[0]}","{TEXTS[1]}"]}}')
+    assert t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE) == gen_id("pairwise", signature, 1)
+    assert t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE) == "vds5ya4ghki0ducb"  # kept ones are found by it
+    variants = {t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE),
+                t.judgment_id("e2", "e1", TEXTS, TEMPLATE_SHA, SHAPE),
+                t.judgment_id("e1", "e2", (TEXTS[0], "45" * 32), TEMPLATE_SHA, SHAPE),  # an essay made again
+                t.judgment_id("e1", "e2", TEXTS, "cd" * 32, SHAPE),  # an edited template
+                t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, {**SHAPE, "model": "vendor/other"}),  # another judge
+                t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, {**SHAPE, "temperature": 0.0}),
+                t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE, replicate=2),
+                t.judgment_id("a__b", "c", TEXTS, "t", {}), t.judgment_id("a", "b__c", TEXTS, "t", {}),
+                t.judgment_id('a","second":"b', "c", TEXTS, "t", {}),
+                t.judgment_id("a", 'b","second":"c', TEXTS, "t", {})}
+    assert len(variants) == 11
+
+
+def test_matches_table_has_one_row_per_judgment_and_reads_back_into_the_same_matches():
+    matches = [t.Match(1, 1, "x", "y", "A", "A"), t.Match(2, 1, "x", "z", "B", "A"),
+               t.Match(3, 1, "y", "z", None, "TIE")]
+    table = t.matches_table(matches, _judgment_of)
     assert list(table.columns) == t.MATCH_COLUMNS
-    ids = [t.judgment_id(f, s, TEMPLATE, JUDGE) for f, s in (("x", "y"), ("y", "x"), ("x", "z"), ("z", "x"),
-                                                            ("y", "z"), ("z", "y"))]
+    ids = [_judgment_of(f, s) for f, s in (("x", "y"), ("y", "x"), ("x", "z"), ("z", "x"), ("y", "z"), ("z", "y"))]
     assert table.drop(columns="judgment_id").values.tolist() == [
         ["r1m1", 1, "x", "y", "ab", "A", "x", "tie"],
         ["r1m1", 1, "x", "y", "ba", "A", "y", "tie"],
@@ -179,6 +193,18 @@ def test_matches_table_has_one_row_per_judgment():
         ["r3m1", 3, "y", "z", "ba", "TIE", "tie", ""],
     ]
     assert table["judgment_id"].tolist() == ids
+    written = pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype=str, keep_default_na=False)
+    assert t.matches_from_table(written) == matches
+
+
+def test_position_bias_is_described_in_one_sentence():
+    matches = [t.Match(1, 1, "x", "y", "A", "A"), t.Match(2, 1, "x", "z", "B", "A"),
+               t.Match(3, 1, "y", "z", None, "TIE")]
+    assert t.describe_position_bias(t.position_bias(matches)) == (
+        "the essay shown first won 3 of 4 decisive judgments (75%, 95% interval 30% to 95%); 50% is a judge without "
+        "position bias")
+    assert t.describe_position_bias(t.position_bias(matches[2:])) == \
+        "no judgment named a winner, so position bias cannot be measured"
 
 
 def _results(*pairs_and_outcomes):

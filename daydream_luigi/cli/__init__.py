@@ -58,4 +58,4 @@ def prepare(cohort: str | None, backend: str | None):
     return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
 
 
-from . import curate, debug, report, run, store  # noqa: E402,F401 - each module adds its commands to `main`
+from . import curate, debug, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`
