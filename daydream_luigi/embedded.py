@@ -84,6 +84,13 @@ reason  ::= ( [^S\n\r] rchar{0,299} | "S" ( [^C\n\r] rchar{0,298} )? ) "\n"
 rchar   ::= [^\n\r]
 verdict ::= "SCORE: " ( "10" | [0-9] )
 """
+# The pairwise judge's answer: the same reasoning lines, then exactly one verdict line (without it the 1.5B model
+# wrote "Therefore, the winner is ESSAY A." or a bare "TIE": 0 of 4 answers parsed; with it, every answer parses).
+PAIRWISE_GRAMMAR = r"""root    ::= reason reason? reason? verdict
+reason  ::= ( [^W\n\r] rchar{0,299} | "W" ( [^I\n\r] rchar{0,298} )? ) "\n"
+rchar   ::= [^\n\r]
+verdict ::= "WINNER: " ( "A" | "B" | "TIE" )
+"""
 
 REQUIREMENTS_HINT = "pip install --require-hashes -r config/requirements-local-llm.txt"
 INSTALL_HINT = "make run installs them, or pip install -e '.[local]'"

@@ -30,6 +30,8 @@ def call_shape(settings: Settings, stage: str, model: Model) -> dict:
         from . import embedded
         if stage == "evaluation":
             shape.update(grammar=embedded.JUDGE_GRAMMAR, system_prompt=embedded.JUDGE_SYSTEM_PROMPT)
+        elif stage == "pairwise":
+            shape.update(grammar=embedded.PAIRWISE_GRAMMAR)
         else:
             shape.update({k: v for k, v in embedded.DRAFT_SAMPLING.items() if k != "temperature"})
     return shape

@@ -252,6 +252,17 @@ def test_every_grammar_verdict_parses_to_its_number(parser):
         assert parse_score(parser, f"Weaknesses: vague.\nStrengths: short.\nSCORE: {n}") == n
 
 
+def test_pairwise_grammar_is_reasoning_then_one_winner_line_the_parser_reads():
+    from daydream_luigi.parsers import parse_pairwise
+    root = re.compile(_gbnf_regex(embedded.PAIRWISE_GRAMMAR))
+    for winner in ("A", "B", "TIE"):
+        answer = f"Essay A restates a known idea.\nEssay B has a mechanism.\nWINNER: {winner}"
+        assert root.fullmatch(answer) and parse_pairwise("winner", answer) == winner
+    for wrong in ("WINNER: A", "Both fine.\nWINNER: C", "Both fine.\nWINNER: a", "Why.\nWINNER: A\nMore.",
+                  "WINNER: B first.\nWINNER: B"):
+        assert not root.fullmatch(wrong), wrong
+
+
 def test_server_start_fails_cleanly_without_model_file(tmp_path):
     server = embedded.EmbeddedServer(tmp_path / "missing.gguf")
     with pytest.raises(EmbeddedModelError, match="call ensure_model_file"):

@@ -42,7 +42,7 @@ def tasks():
     from .. import tasks as task_module
     classes = (task_module.Cohort, task_module.Report, task_module.Pivot, task_module.ParseScores,
                task_module.Lineages, task_module.EvaluationTask, task_module.EssayTask, task_module.DraftTask,
-               task_module.Combinations, task_module.CohortMembership)
+               task_module.Combinations, task_module.CohortMembership, task_module.PairwiseJudgment)
     for cls in classes:
         if issubclass(cls, task_module.GenerationTask):
             group, target = "generation", f"data/gens/{cls.stage}/<gen_id>/metadata.json"
