@@ -1,10 +1,6 @@
-"""Read a cohort's evaluations from the store into the parsed-scores table, and keep reports in step with the disk.
+"""Read a cohort's evaluations from the store into the parsed-scores table, the derived tables and the report, each
+stamped with the fingerprint of what it was built from (see `freshness`)."""
 
-Reports never require the evaluations (a failed one must not block them); instead each report records a fingerprint of
-the evaluations it was built from and counts as complete only while that fingerprint still matches the disk.
-"""
-
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,57 +9,14 @@ import pandas as pd
 
 from . import results
 from .catalog import load_catalog
-from .cohort import load_membership
 from .combos import read_mappings
 from .config import load_settings, pool_limits
+from .freshness import evaluations, fingerprint, reports_dir, stage_dir, write_stamp
 from .ids import checked_id
 from .store import ERROR, METADATA, atomic_write_json, atomic_write_text, read_json
 
 
 NO_DRAFT = {"combo_id": "", "gen_id": "", "template_id": ""}  # the lineage columns of an imported essay
-
-
-def reports_dir(paths, cohort_id: str) -> Path:
-    return paths.cohorts / cohort_id / "reports"
-
-
-def _evaluations(paths, cohort_id: str):
-    return sorted((m for m in load_membership(paths, cohort_id).values() if m.stage == "evaluation"),
-                  key=lambda m: m.gen_id)
-
-
-def _stage_dir(paths, stage: str) -> str:
-    """data/gens/<stage> as a string: the loops below join ~100,000 paths, and pathlib costs ~4 us per join."""
-    return os.path.join(str(paths.gens), stage)
-
-
-def fingerprint(paths, cohort_id: str) -> str:
-    """Changes whenever the cohort's membership changes or an evaluation is completed, failed or removed.
-
-    One stat per evaluation: error.json is looked at only when metadata.json is absent, since a generation's
-    error.json is removed before its metadata.json is written (stages.run_generation).
-    """
-    digest = hashlib.sha256((paths.cohorts / cohort_id / "membership.csv").read_bytes())
-    digest.update((paths.raw / "concepts_metadata.csv").read_bytes())  # the tables name the concepts
-    root = _stage_dir(paths, "evaluation")
-    for member in _evaluations(paths, cohort_id):
-        directory = os.path.join(root, checked_id(member.gen_id, "gen_id"))
-        for name in (METADATA, ERROR):
-            try:
-                digest.update(f"{member.gen_id}/{name}/{os.stat(os.path.join(directory, name)).st_mtime_ns}".encode())
-                break
-            except FileNotFoundError:
-                pass
-    return digest.hexdigest()
-
-
-def is_current(paths, cohort_id: str, output: str) -> bool:
-    stamp = Path(output + ".fingerprint")
-    return os.path.exists(output) and stamp.exists() and stamp.read_text() == fingerprint(paths, cohort_id)
-
-
-def _stamp(paths, cohort_id: str, output: Path, value: str) -> None:
-    atomic_write_text(Path(str(output) + ".fingerprint"), value)
 
 
 def _read_json(path: str) -> dict:
@@ -92,8 +45,8 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
             raise found
         return found
 
-    evaluation_root, essay_root, draft_root = (_stage_dir(paths, stage) for stage in ("evaluation", "essay", "draft"))
-    for member in _evaluations(paths, cohort_id):
+    evaluation_root, essay_root, draft_root = (stage_dir(paths, stage) for stage in ("evaluation", "essay", "draft"))
+    for member in evaluations(paths, cohort_id):
         directory = os.path.join(evaluation_root, checked_id(member.gen_id, "gen_id"))
         try:
             evaluation = _read_json(os.path.join(directory, METADATA))
@@ -139,7 +92,7 @@ def write_parsed_scores(paths, cohort_id: str) -> None:
     out = reports_dir(paths, cohort_id)
     atomic_write_text(out / "parsed_scores.csv", frame.to_csv(index=False))
     atomic_write_json(out / "status.json", counts)
-    _stamp(paths, cohort_id, out / "parsed_scores.csv", stamp)
+    write_stamp(paths, cohort_id, out / "parsed_scores.csv", stamp)
 
 
 def write_derived_tables(paths, cohort_id: str) -> None:
@@ -148,7 +101,7 @@ def write_derived_tables(paths, cohort_id: str) -> None:
     frame = pd.read_csv(out / "parsed_scores.csv", keep_default_na=False, na_values=[""],
                         dtype={"error": str}).fillna({"error": ""})
     results.write_tables(frame, out, concept_map(paths))
-    _stamp(paths, cohort_id, out / "pivot.csv", stamp)
+    write_stamp(paths, cohort_id, out / "pivot.csv", stamp)
 
 
 def concept_map(paths) -> results.ConceptMap:
@@ -162,7 +115,7 @@ def write_report(paths, cohort_id: str) -> None:
     from .report import write_report as write_html
     stamp = fingerprint(paths, cohort_id)
     page = write_html(reports_dir(paths, cohort_id), cohort_id, paths.gens)
-    _stamp(paths, cohort_id, page, stamp)
+    write_stamp(paths, cohort_id, page, stamp)
 
 
 def write_all(paths, cohort_id: str) -> None:

@@ -29,7 +29,8 @@ import pandas as pd
 
 from . import results
 from .ids import id_problem
-from .tournament import describe_position_bias, matches_from_table, position_bias
+from .ratings import matches_from_table
+from .tournament import describe_position_bias, position_bias
 from .store import atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import luigi
 
-from . import collect, schedule
+from . import freshness, schedule
 from .catalog import load_catalog
 from .cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
 from .combos import persist_mappings
@@ -232,15 +232,20 @@ class ReportTask(luigi.Task):
 
     cohort_id = luigi.Parameter()
     filename = ""
+    writer = ""  # the function of `collect` that writes it
 
     def output(self):
-        return luigi.LocalTarget(str(collect.reports_dir(Paths.from_env(), self.cohort_id) / self.filename))
+        return luigi.LocalTarget(str(freshness.reports_dir(Paths.from_env(), self.cohort_id) / self.filename))
 
     def complete(self):
         plan = cohort_plan(self.cohort_id)
         paths = plan.context.paths
-        return all_complete(paths, plan.members.values()) and collect.is_current(paths, self.cohort_id,
+        return all_complete(paths, plan.members.values()) and freshness.is_current(paths, self.cohort_id,
                                                                                  self.output().path)
+
+    def run(self):
+        from . import collect  # pandas and scipy only in the task process that writes the table
+        getattr(collect, self.writer)(Paths.from_env(), self.cohort_id)
 
 
 def all_complete(paths: Paths, members) -> bool:
@@ -257,6 +262,7 @@ class ParseScores(ReportTask):
     """parsed_scores.csv: one row per evaluation of the cohort, with lineage, score and error."""
 
     filename = "parsed_scores.csv"
+    writer = "write_parsed_scores"
 
     def requires(self):
         """Every generation, and the membership itself (a cohort whose generations all exist already, such as a
@@ -264,32 +270,25 @@ class ParseScores(ReportTask):
         parts = range(len(cohort_plan(self.cohort_id).parts))
         return [CohortMembership(cohort_id=self.cohort_id), *(Lineages(cohort_id=self.cohort_id, part=i) for i in parts)]
 
-    def run(self):
-        collect.write_parsed_scores(Paths.from_env(), self.cohort_id)
-
 
 class Pivot(ReportTask):
     """pivot.csv and the other tables derived from the parsed scores."""
 
     filename = "pivot.csv"
+    writer = "write_derived_tables"
 
     def requires(self):
         return ParseScores(cohort_id=self.cohort_id)
-
-    def run(self):
-        collect.write_derived_tables(Paths.from_env(), self.cohort_id)
 
 
 class Report(ReportTask):
     """report.html: the cohort's self-contained HTML report."""
 
     filename = "report.html"
+    writer = "write_report"
 
     def requires(self):
         return Pivot(cohort_id=self.cohort_id)
-
-    def run(self):
-        collect.write_report(Paths.from_env(), self.cohort_id)
 
 
 class Cohort(luigi.WrapperTask):

@@ -158,7 +158,7 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
 
 def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_them_without_a_call(project,
                                                                                                    endpoint):
-    from daydream_luigi import collect, rescore
+    from daydream_luigi import collect, freshness, rescore
     from daydream_luigi.catalog import load_catalog
     from daydream_luigi.config import Paths, configure_luigi, load_settings, pool_limits
 
@@ -170,13 +170,13 @@ def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_
     configure_luigi(paths)
     collect.write_all(paths, COHORT)  # what `daydream report` does
     page = str(reports(project) / "report.html")
-    assert collect.is_current(paths, COHORT, page)
+    assert freshness.is_current(paths, COHORT, page)
     done = rescore.rescore(paths, load_catalog(paths, pool_limits(), load_settings(paths)), [sub_score])
     assert [(c.gen_id, c.before, c.after) for c in done.changed] == [(sub_score, 9, 6)]
-    assert not collect.is_current(paths, COHORT, page)
+    assert not freshness.is_current(paths, COHORT, page)
     assert daydream("run", "--cohort", COHORT).returncode == 0
     assert endpoint.stats["requests"] == 36 and scores_of(project)[sub_score] == 6
-    assert collect.is_current(paths, COHORT, page)
+    assert freshness.is_current(paths, COHORT, page)
 
 
 # ---------------------------------------------------------------------------------------------------- tournament

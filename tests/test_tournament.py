@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from jinja2 import meta
 
+from daydream_luigi import ratings as r
 from daydream_luigi import tournament as t
 from daydream_luigi.errors import InputError
 from daydream_luigi.ids import gen_id
@@ -62,7 +63,7 @@ def test_planted_best_essay_is_rated_first_without_repeats_and_with_every_match_
     assert len({frozenset((m.a, m.b)) for m in played.matches}) == 20
     assert set(judge.calls) == {(m.a, m.b) for m in played.matches} | {(m.b, m.a) for m in played.matches}
     assert set(judge.calls.values()) == {1}
-    ratings = t.ratings_table(ESSAYS, played.matches)
+    ratings = r.ratings_table(ESSAYS, played.matches)
     assert list(ratings.columns) == ["gen_id", "rating", "ci_low", "ci_high", "wins", "losses", "ties"]
     assert ratings.iloc[0][["gen_id", "wins", "losses", "ties"]].tolist() == [PLANTED, 5, 0, 0]
     assert (ratings["ci_low"] < ratings["rating"]).all() and (ratings["rating"] < ratings["ci_high"]).all()
@@ -80,9 +81,9 @@ def test_the_same_verdicts_give_the_same_tournament_whatever_the_input_order_and
     assert sum(judge.calls.values()) == calls == 40
     assert again.matches == first.matches and again.rounds == first.rounds
     fresh = t.play_tournament(ESSAYS, 5, Judge())
-    pd.testing.assert_frame_equal(t.matches_table(fresh.matches, _judgment_of), t.matches_table(first.matches,
+    pd.testing.assert_frame_equal(r.matches_table(fresh.matches, _judgment_of), r.matches_table(first.matches,
                                                                                                  _judgment_of))
-    pd.testing.assert_frame_equal(t.ratings_table(ESSAYS, fresh.matches), t.ratings_table(ESSAYS, first.matches))
+    pd.testing.assert_frame_equal(r.ratings_table(ESSAYS, fresh.matches), r.ratings_table(ESSAYS, first.matches))
 
 
 def test_a_position_biased_judge_shows_its_bias_and_its_disagreements_become_ties():
@@ -181,8 +182,8 @@ def test_judgment_ids_cover_what_shapes_the_call_and_are_unambiguous():
 def test_matches_table_has_one_row_per_judgment_and_reads_back_into_the_same_matches():
     matches = [t.Match(1, 1, "x", "y", "A", "A"), t.Match(2, 1, "x", "z", "B", "A"),
                t.Match(3, 1, "y", "z", None, "TIE")]
-    table = t.matches_table(matches, _judgment_of)
-    assert list(table.columns) == t.MATCH_COLUMNS
+    table = r.matches_table(matches, _judgment_of)
+    assert list(table.columns) == r.MATCH_COLUMNS
     ids = [_judgment_of(f, s) for f, s in (("x", "y"), ("y", "x"), ("x", "z"), ("z", "x"), ("y", "z"), ("z", "y"))]
     assert table.drop(columns="judgment_id").values.tolist() == [
         ["r1m1", 1, "x", "y", "ab", "A", "x", "tie"],
@@ -194,7 +195,7 @@ def test_matches_table_has_one_row_per_judgment_and_reads_back_into_the_same_mat
     ]
     assert table["judgment_id"].tolist() == ids
     written = pd.read_csv(io.StringIO(table.to_csv(index=False)), dtype=str, keep_default_na=False)
-    assert t.matches_from_table(written) == matches
+    assert r.matches_from_table(written) == matches
 
 
 def test_position_bias_is_described_in_one_sentence():
@@ -219,7 +220,7 @@ def test_bradley_terry_on_a_hand_checked_three_player_case():
     # maximum-likelihood log-strengths are ln 4, ln 2, ln 1 up to a constant: centred, (ln 2, 0, -ln 2).
     matches = _results(("A", "B", "a", 2), ("A", "B", "b", 1), ("B", "C", "a", 2), ("B", "C", "b", 1),
                        ("A", "C", "a", 4), ("A", "C", "b", 1))
-    ratings, covariance = t.fit_bradley_terry(["A", "B", "C"], matches, prior_matches=0)
+    ratings, covariance = r.fit_bradley_terry(["A", "B", "C"], matches, prior_matches=0)
     assert ratings == pytest.approx([math.log(2), 0.0, -math.log(2)], abs=1e-9)
     # Fisher information = a graph Laplacian with conductance n p (1 - p) per pair: A-B 3 * 2/9, B-C 3 * 2/9,
     # A-C 5 * 4/25; Var(r_A - r_C) is the effective resistance A-C: 1 / (1/3 + 4/5) = 15/17.
@@ -228,14 +229,14 @@ def test_bradley_terry_on_a_hand_checked_three_player_case():
 
 
 def test_a_tie_counts_as_half_a_win_for_each_side():
-    split = t.fit_bradley_terry(["A", "B", "C"], _results(("A", "B", "a", 1), ("A", "B", "b", 1), ("B", "C", "a", 1)))
-    tied = t.fit_bradley_terry(["A", "B", "C"], _results(("A", "B", "tie", 2), ("B", "C", "a", 1)))
+    split = r.fit_bradley_terry(["A", "B", "C"], _results(("A", "B", "a", 1), ("A", "B", "b", 1), ("B", "C", "a", 1)))
+    tied = r.fit_bradley_terry(["A", "B", "C"], _results(("A", "B", "tie", 2), ("B", "C", "a", 1)))
     assert split[0] == pytest.approx(tied[0], abs=1e-12)
 
 
 def test_an_essay_that_won_everything_gets_a_finite_shrunk_rating_and_unjudged_matches_are_ignored():
     matches = _results(("A", "B", "a", 3), ("A", "C", "a", 2)) + [t.Match(2, 9, "B", "C", None, "A")]
-    table = t.ratings_table(["A", "B", "C"], matches)
+    table = r.ratings_table(["A", "B", "C"], matches)
     assert table["gen_id"].tolist() == ["A", "C", "B"]  # C lost fewer matches than B
     top = table.iloc[0]
     assert top[["gen_id", "wins", "losses", "ties"]].tolist() == ["A", 5, 0, 0]
@@ -243,7 +244,7 @@ def test_an_essay_that_won_everything_gets_a_finite_shrunk_rating_and_unjudged_m
     assert table.set_index("gen_id").loc[["B", "C"], ["wins", "losses", "ties"]].values.tolist() == [[0, 3, 0],
                                                                                                      [0, 2, 0]]
     with pytest.raises(ValueError, match=r"some group of essays won \(or lost\) every match against the rest"):
-        t.fit_bradley_terry(["A", "B", "C"], matches, prior_matches=0)
+        r.fit_bradley_terry(["A", "B", "C"], matches, prior_matches=0)
 
 
 def test_position_bias_without_decisive_judgments_is_undefined():

@@ -21,7 +21,8 @@ from ..report import DEDUP_CLUSTERS_FILE, DEDUP_SUMMARY_FILE, TOURNAMENT_MATCHES
     TOURNAMENT_SUMMARY_FILE
 from ..store import ATTEMPTS, METADATA, PARSED, atomic_write_json, atomic_write_text, complete_ids, gen_dir, \
     read_json, read_lines, read_text
-from ..tournament import describe_position_bias, matches_table, position_bias, ratings_table
+from ..ratings import matches_table, ratings_table
+from ..tournament import describe_position_bias, position_bias
 from . import backend_option, main, prepare
 from .run import _confirm, _embedded_server
 
