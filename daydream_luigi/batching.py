@@ -180,9 +180,11 @@ def _eligible(turns: list[Turn]) -> bool:
 
 def locate(ctx: Context, found: Chunks, cohort_id: str, member: Member, run_id: str) -> tuple[str, Wave] | None:
     """The next batch step of a generation: ("submit", wave) or ("poll", wave); None when it has its answer or is
-    made as a normal call. A generation sent in a live batch is always polled, batched now or not, so no run pays
-    for it twice. Raises gate.Stopped when this run's budget refused to send it."""
-    if _answered_or_kept(gen_dir(ctx.paths.gens, member.stage, member.gen_id)):
+    made as a normal call (or fails with what this run recorded, e.g. a prompt that cannot be rendered). A
+    generation sent in a live batch is always polled, batched now or not, so no run pays for it twice. Raises
+    gate.Stopped when this run's budget refused to send it."""
+    directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
+    if _answered_or_kept(directory) or stages.final_failure(directory, run_id) is not None:
         return None
     chunk = found.where.get(member.gen_id)
     turns = turn_finder(ctx.paths, cohort_id, member.stage, member.llm_model_id, chunk)(member.gen_id)

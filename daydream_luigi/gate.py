@@ -118,8 +118,9 @@ class Gate:
             self.budget.settle(self._attempt(n), 0.0, estimated=False)
 
     def after(self, n: int, reply: Reply) -> None:
-        """Hear what attempt `n` got back. A 429 that reports a quota pauses the pool for every process and raises
-        Stopped: the generation waits for the resume time instead of failing."""
+        """Hear what attempt `n` got back. Raises Stopped when the call cannot go on: a 429 that reports a quota
+        (the pool is paused for every process; the generation waits for the resume time instead of failing), or a
+        connection failure that finds the provider's breaker open."""
         if reply.no_connection:
             self.breaker.failure(self.provider, self.url, reply.cause)
         elif reply.status is not None:
@@ -130,6 +131,12 @@ class Gate:
         if self.budget is not None:
             cost, estimated = call_cost(reply.cost, self.price_per_mtok, reply.prompt_tokens, reply.completion_tokens)
             self.budget.settle(self._attempt(n), cost, estimated)
-        paused = self.limiter.paused(self.pool) if reply.status == 429 and verdict and verdict.kind == "quota" else None
-        if paused is not None:
-            raise stopped(PoolPaused(self.pool, *paused), self.run_id)
+        try:
+            if reply.no_connection:
+                self.breaker.check(self.provider)
+            paused = self.limiter.paused(self.pool) if reply.status == 429 and verdict and verdict.kind == "quota" \
+                else None
+            if paused is not None:
+                raise PoolPaused(self.pool, *paused)
+        except (BreakerOpen, PoolPaused) as exc:
+            raise stopped(exc, self.run_id) from None

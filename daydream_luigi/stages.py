@@ -305,7 +305,7 @@ def _evaluation(gen: _Generation) -> dict:
 _RUNNERS = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
 
 
-def _final_failure(directory: Path, run_id: str) -> dict | None:
+def final_failure(directory: Path, run_id: str) -> dict | None:
     """The failure this run already recorded for the generation, when trying again cannot help."""
     try:
         error = read_json(directory / ERROR)
@@ -325,7 +325,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
             return read_json(directory / METADATA)
         remove_stale_temps(directory)  # a killed run may have left some; they are never read, only litter
         gen = _Generation(ctx, member, directory, run_id, emit)
-        final = _final_failure(directory, run_id)
+        final = final_failure(directory, run_id)
         if final is not None:  # Luigi retries a task once before it learns that trying again cannot help
             raise GenerationFailed(final["error"], final.get("kind", ""), False)
         started = now(), time.monotonic()

@@ -52,13 +52,14 @@ _ROUTES = [  # (method, path pattern, handler and route name)
 ]
 
 
-def answer(custom_id: str, body: dict) -> dict:
-    """The chat-completions answer the fake gives one request."""
+def answer(custom_id: str, body: dict, cost: bool = True) -> dict:
+    """The chat-completions answer the fake gives one request; OpenAI's (`cost` False) reports tokens only."""
     prompt = _last_user_message(body)
     content = judge_answer(prompt) if _SCORE_RE.search(prompt) else draft_answer(prompt)
     return {"id": f"gen-{custom_id}", "object": "chat.completion", "model": body.get("model"),
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": REQUEST_COST}}
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                      **({"cost": REQUEST_COST} if cost else {})}}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -88,8 +89,12 @@ class _Handler(BaseHTTPRequestHandler):
                     given = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                     return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}",
                                                       "code": 401}})
-                status, body, ctype = getattr(fake, name)(match.groupdict().get("id"), payload,
-                                                          self.headers.get("Content-Type", ""), parse_qs(parts.query))
+                try:
+                    status, body, ctype = getattr(fake, name)(match.groupdict().get("id"), payload,
+                                                              self.headers.get("Content-Type", ""),
+                                                              parse_qs(parts.query))
+                except Exception as exc:  # a fake's bug answers at once rather than leave the client waiting
+                    status, body, ctype = 500, {"error": {"message": f"fake: {exc!r}"}}, "application/json"
                 return self._send(status, body, ctype)
         with fake.lock:
             fake.calls["unrouted"] += 1
@@ -167,13 +172,18 @@ class FakeBatchServer:
     def _models(self, *_):
         return 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]}, "application/json"
 
-    def _chat(self, _, payload: bytes, ctype, query):
+    def _chat(self, payload: bytes, cost: bool):
         with self.lock:
             number = sum(self.calls[name] for name in ("openrouter_chat", "openai_chat"))
-        return 200, answer(f"chat-{number}", json.loads(payload)), "application/json"
+        return 200, answer(f"chat-{number}", json.loads(payload), cost), "application/json"
+
+    def openrouter_chat(self, _, payload: bytes, ctype, query):
+        return self._chat(payload, cost=True)
+
+    def openai_chat(self, _, payload: bytes, ctype, query):
+        return self._chat(payload, cost=False)
 
     openrouter_models = openai_models = _models
-    openrouter_chat = openai_chat = _chat
 
     def _counts(self, batch: dict, status: str) -> dict:
         ran = self._ran(batch) if status in OUTCOMES else []
@@ -274,7 +284,7 @@ class FakeBatchServer:
             if kind == "out" and custom_id in ran and custom_id not in self.fail_ids:
                 lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
                               "response": {"status_code": 200, "request_id": f"req_{custom_id}",
-                                           "body": answer(custom_id, body)}})
+                                           "body": answer(custom_id, body, cost=False)}})
             elif kind == "err" and custom_id in ran and custom_id in self.fail_ids:
                 lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
                               "response": {"status_code": 400, "request_id": f"req_{custom_id}",

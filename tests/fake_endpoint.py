@@ -325,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             "total_tokens": prompt_tokens + completion_tokens,
         }
         usage_req = body.get("usage")
-        if isinstance(usage_req, dict) and usage_req.get("include"):
+        if isinstance(usage_req, dict) and usage_req.get("include") and ep.report_cost:
             usage["cost"] = 1e-6 * (prompt_tokens + completion_tokens)
         payload = {
             "id": "chatcmpl-fake-" + _digest(prompt).hex()[:12],
@@ -356,7 +356,7 @@ class FakeEndpoint:
                  hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0,
                  record_requests: bool = True, latency_sigma: float = 0.0,
                  rate_limit: tuple[int, float] | None = None, quotas: dict[str, int] | None = None,
-                 quota_reset_s: float = 3.0):
+                 quota_reset_s: float = 3.0, report_cost: bool = True):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
@@ -374,6 +374,7 @@ class FakeEndpoint:
         self.record_requests = record_requests  # False: keep counters only (benchmarks send 100,000s of requests)
         self.host = host
         self.port = port
+        self.report_cost = report_cost  # False: answers carry tokens but no usage.cost, as many servers do
         self.rate_limit = rate_limit  # (requests, window seconds) accepted in any window
         self.quotas = dict(quotas or {})  # model string -> requests accepted until the quota's reset
         self.quota_reset_s = float(quota_reset_s)
