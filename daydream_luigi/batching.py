@@ -173,9 +173,11 @@ def _answered_or_kept(directory: Path) -> bool:
 
 
 def _eligible(turns: list[Turn]) -> bool:
-    """Not sent before, or only into batches that never ran it (and not too often)."""
+    """For a generation without a kept answer: not sent before, or only into batches that never ran it (not too
+    often) or that answered it (its answer was removed since, e.g. by `daydream gens rm`)."""
     sent = [t for t in turns if t.outcome != REFUSED]
-    return all(t.outcome == MISSING for t in sent) and len(sent) < MAX_SUBMISSIONS
+    return all(t.outcome in (MISSING, ANSWERED) for t in sent) and \
+        sum(t.outcome == MISSING for t in sent) < MAX_SUBMISSIONS
 
 
 def locate(ctx: Context, found: Chunks, cohort_id: str, member: Member, run_id: str) -> tuple[str, Wave] | None:
@@ -183,6 +185,8 @@ def locate(ctx: Context, found: Chunks, cohort_id: str, member: Member, run_id: 
     made as a normal call (or fails with what this run recorded, e.g. a prompt that cannot be rendered). A
     generation sent in a live batch is always polled, batched now or not, so no run pays for it twice. Raises
     gate.Stopped when this run's budget refused to send it."""
+    if ctx.catalog.templates[member.stage][member.template_id].kind == "copy":
+        return None
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     if _answered_or_kept(directory) or stages.final_failure(directory, run_id) is not None:
         return None

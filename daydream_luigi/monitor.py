@@ -54,7 +54,7 @@ class Monitor:
     waiting: dict = field(default_factory=dict)  # gen_id -> "batch" or "stopped"
     failures: dict = field(default_factory=dict)  # gen_id -> (stage, reason), latest first-class failure
     gates: dict = field(default_factory=dict)  # key -> (kind, name, message) of each closed gate, in order
-    batches: dict = field(default_factory=dict)  # batch_id -> its latest status (batching._status)
+    batches: dict = field(default_factory=dict)  # batch_id -> its latest status event
     batch_failures: list = field(default_factory=list)  # reasons batch tasks failed
     new_notes: list = field(default_factory=list)  # lines not yet shown (gate messages, batch statuses)
     requests: int = 0
@@ -162,15 +162,17 @@ class Monitor:
                     "eta": left / (rate / 60) if rate > 0 else None, "requests": self.requests,
                     "answers": self.answers, "prompt_tokens": self.prompt_tokens,
                     "completion_tokens": self.completion_tokens, "cost": self.cost, "new_failures": failures,
-                    "new_notes": notes, "batches": {k: dict(v) for k, v in self.batches.items()}}
+                    "new_notes": notes}
 
 
 def batch_line(status: dict) -> str:
     """One batch's status, e.g. `batch orb-1 (openrouter, draft gen-paid, chunk 0 wave 0): in_progress, 0 of 6
     done`."""
-    done = f", {status['completed'] or 0} of {status['requests']} done" + \
-        (f", {status['failed']} failed" if status["failed"] else "") if status["status"] != "submitted" else \
-        f", {status['requests']} request(s)"
+    if status["status"] == "submitted":
+        done = f", {status['requests']} request(s)"
+    else:
+        done = f", {status['completed'] or 0} of {status['requests']} done" + \
+            (f", {status['failed']} failed" if status["failed"] else "")
     return (f"batch {status['batch_id']} ({status['api']}, {status['stage']} {status['model_id']}, chunk "
             f"{status['chunk']} wave {status['wave']}): {status['status']}{done}")
 

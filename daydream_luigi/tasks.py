@@ -171,7 +171,7 @@ class GenerationTask(luigi.Task):
             yield from batch_steps(self)
             metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
         except Stopped as stop:
-            self._emit(STOPPED, {"kind": stop.kind, "name": stop.name, "key": stop.key, "message": str(stop)})
+            self._emit(STOPPED, {"kind": stop.kind})
             yield GateClosed(kind=stop.kind, name=stop.name, key=stop.key, message=str(stop))
             return
         self.set_progress_percentage(100)
