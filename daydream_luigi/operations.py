@@ -32,8 +32,8 @@ _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 # Rendered prompts need their parents' text, which does not exist before a run: plan with typical sizes instead.
 DEFAULT_PROMPT_TOKENS = {"draft": 400, "essay": 600, "evaluation": 700}
 
-PLAN_COLUMNS = ["stage", "llm_model_id", "pool", "batched", "generations", "done", "to_call", "est_prompt_tokens",
-                "est_completion_tokens", "est_cost_usd"]
+PLAN_COLUMNS = ["stage", "llm_model_id", "pool", "generations", "done", "to_call", "est_prompt_tokens",
+                "est_completion_tokens", "est_cost_usd", "batched"]
 PLAN_COUNTS = ["generations", "done", "to_call", "est_prompt_tokens", "est_completion_tokens"]
 STATUS_COLUMNS = ["stage", "total", "done", "failed", "pending"]
 COHORT_COLUMNS = ["cohort_id", "source", "drafts", "essays", "evaluations", "complete", "last_run"]

@@ -106,13 +106,13 @@ def test_a_daily_quota_pauses_its_pool_and_a_run_after_the_pause_finishes_the_re
 
 def test_repeated_429s_lower_the_pools_rate_and_the_summary_shows_it(project, endpoint):
     set_settings(project, lambda s: s["pools"].update(paid={"requests_per_minute": 1000}))
-    endpoint.script("429", "429", "429")  # one generation, refused three times in a row (Retry-After: 0)
+    endpoint.script("429", "ok", "429", "429", "429")  # a lone 429, then one generation refused three times in a row
     result = daydream("run", "--workers", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     rate = float(re.search(r"^pool paid: ([\d.]+)/min \(lowered after 429s, configured 1000/min\)$", result.stdout,
                            re.M)[1])
-    assert 125 < rate < 126  # halved three times (1000 -> 125), then recovering: +1/rate per answer
-    assert endpoint.stats["requests"] == MODEL_CALLS + 3
+    assert 250 < rate < 251  # halved at the second and third 429 in a row (1000 -> 250), recovering +1/rate an answer
+    assert endpoint.stats["requests"] == MODEL_CALLS + 4
 
 
 def test_the_spending_stop_keeps_what_was_paid_and_a_later_run_makes_only_the_rest(project, endpoint):
