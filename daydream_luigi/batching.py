@@ -316,10 +316,6 @@ def is_submitted(paths, wave: Wave) -> bool:
     return record is not None and record["done"]
 
 
-def is_polled(paths, wave: Wave) -> bool:
-    return (wave.folder(paths) / RESULTS).exists()
-
-
 class PollingStopped(Exception):
     """The run was asked to stop while its batches were still running (they go on at the provider)."""
 
