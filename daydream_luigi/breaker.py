@@ -78,12 +78,12 @@ class CircuitBreaker:
         """Count a connection failure (see is_connection_failure; ``cause`` must be free of keys); True when this one
         opened the breaker."""
         with locked_json(state_file(self.state_dir, provider)) as state:
+            if state.get("open"):
+                return False  # its message names the failures that opened it
             state["failures"] = state.get("failures", 0) + 1
             state.update(url=url, last_error=cause)
-            opened = not state.get("open") and state["failures"] >= self.threshold
-            if opened:
-                state["open"] = True
-        return opened
+            state["open"] = state["failures"] >= self.threshold
+            return state["open"]
 
     def success(self, provider: str) -> None:
         """The server answered (any HTTP status, or the run's preflight check passed): the count starts again and an

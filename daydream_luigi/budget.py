@@ -1,5 +1,5 @@
 """The spending stop: a new call starts only while what was spent, what is in flight and its own estimate fit
-within ``--max-cost``.
+within ``--max-cost``; once one does not, the budget is reached and no new call starts in the run.
 
 A run's calls are made by forked worker processes (and possibly other machines), so the account is one ledger file
 shared like the rate limits (see ``shared_state``): each call reserves its estimate before it is sent and settles
@@ -59,7 +59,7 @@ class Spend:
         if self.in_flight_usd:
             text += f", ${self.in_flight_usd:.4f} in flight"
         if self.limit_usd is not None:
-            text += f", remaining ${self.remaining_usd:.4f} of --max-cost ${self.limit_usd:.2f}"
+            text += f", remaining ${self.remaining_usd:.4f} of --max-cost ${self.limit_usd:g}"
         return text
 
 
@@ -68,7 +68,8 @@ class BudgetReached(Exception):
 
     def __init__(self, spend: Spend, estimate_usd: float):
         self.spend, self.estimate_usd = spend, estimate_usd
-        super().__init__(f"budget reached: {spend.line()}; a call estimated at ${estimate_usd:.4f} was not started")
+        super().__init__(f"budget reached: {spend.line()}; a call estimated at ${estimate_usd:.4f} did not fit, so no "
+                         f"new call starts in this run")
 
 
 class Budget:
@@ -87,14 +88,18 @@ class Budget:
 
     def reserve(self, call_id: str, estimate_usd: float) -> None:
         """Count ``estimate_usd`` as in flight for ``call_id``, or raise BudgetReached (nothing counted) when the call
-        would not fit. Call before sending; ``call_id`` is unique per call (e.g. the gen_id and attempt)."""
+        would not fit or an earlier one did not. Call before sending; ``call_id`` is unique per call (e.g. the gen_id
+        and attempt)."""
         with locked_json(self.ledger) as state:
             in_flight = state.setdefault("in_flight", {})
             in_flight.pop(call_id, None)
             spend = self._spend_of(state, self.limit_usd)
-            if not may_start(spend.spent_usd, spend.in_flight_usd, estimate_usd, self.limit_usd):
-                raise BudgetReached(spend, estimate_usd)
-            in_flight[call_id] = estimate_usd
+            state["reached"] = state.get("reached") or not may_start(spend.spent_usd, spend.in_flight_usd,
+                                                                     estimate_usd, self.limit_usd)
+            if not state["reached"]:
+                in_flight[call_id] = estimate_usd
+        if state["reached"]:
+            raise BudgetReached(spend, estimate_usd)
 
     def settle(self, call_id: str, cost_usd: float, estimated: bool) -> None:
         """Replace the call's reservation by its cost (0 when nothing was billed, e.g. no connection)."""

@@ -11,6 +11,7 @@ import luigi.configuration
 import yaml
 
 from .errors import InputError, raise_if
+from .batch import BatchSettings, batch_settings
 from .providers import parse_providers
 from .ratelimit import pool_rates
 
@@ -102,8 +103,9 @@ SCHEMA = {
     "guard": {"max_calls": NON_NEGATIVE_INT, "max_cost_usd": NON_NEGATIVE_NUMBER},
     "providers": None,
     "pools": None,
+    "batch": None,
 }
-OPTIONAL_SETTINGS = ("pools",)  # may be left out; checked by the ratelimit module
+OPTIONAL_SETTINGS = ("pools", "batch")  # may be left out; checked by the ratelimit and batch modules
 
 
 def shown(value) -> str:
@@ -194,6 +196,10 @@ class Settings:
         return pool_rates(self.raw.get("pools"), "config/daydream.yaml", known_pools)
 
     @property
+    def batch(self) -> BatchSettings:
+        return batch_settings(self.raw.get("batch"), "config/daydream.yaml", STAGES)
+
+    @property
     def guard(self) -> Guard:
         return Guard(**self.raw["guard"])
 
@@ -234,11 +240,13 @@ def load_settings(paths: Paths) -> Settings:
     if "providers" in raw:
         providers, provider_problems = parse_providers(raw["providers"], str(path))
         problems += provider_problems
-    if "pools" in raw:
-        try:
-            pool_rates(raw.get("pools"), str(path))
-        except InputError as exc:
-            problems += exc.problems
+    for key, check in (("pools", lambda value: pool_rates(value, str(path))),
+                       ("batch", lambda value: batch_settings(value, str(path), STAGES))):
+        if key in raw:
+            try:
+                check(raw[key])
+            except InputError as exc:
+                problems += exc.problems
     raise_if(problems)
     return Settings(raw, providers)
 

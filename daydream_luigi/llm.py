@@ -13,7 +13,10 @@ request, so one function with one small retry loop serves them all:
   with a one-line message and a hint;
 * every error message and log line is scrubbed of the API key;
 * an ``on_attempt`` callback hears of every request before it is sent and of its outcome after, so the caller can
-  keep a record that adds up to what the provider received (and refuse to send when the record cannot be written).
+  keep a record that adds up to what the provider received (and refuse to send when the record cannot be written,
+  or when a rate limit, quota, breaker or budget says no);
+* an ``on_reply`` callback gets what each attempt got back (status, headers, the key-free body, whether a connection
+  was made at all), for rate limits and circuit breakers; it is never written anywhere.
 
 ``finish_reason == "length"`` is returned as a normal :class:`Completion`; the
 caller decides whether a truncated answer is acceptable.
@@ -33,8 +36,10 @@ from typing import Any, Callable
 
 import requests
 
-__all__ = ["CallSettings", "RetryPolicy", "Completion", "LLMError", "chat_completion", "connection_cause", "error_text",
-           "one_line", "parse_retry_after", "provider_message"]
+from .breaker import is_connection_failure
+
+__all__ = ["CallSettings", "RetryPolicy", "Completion", "LLMError", "Reply", "answer_of", "chat_completion",
+           "connection_cause", "error_text", "one_line", "parse_retry_after", "provider_message", "request_body"]
 
 log = logging.getLogger("daydream.llm")
 
@@ -92,6 +97,21 @@ class Completion:
     attempts: list[dict] = field(default_factory=list)  # {"n", "outcome", "wait_s", "elapsed_s"}
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What one attempt got back, for whoever throttles calls (rate limits, breaker, budget). Held in memory only; the
+    body is scrubbed of the key."""
+
+    status: int | None  # None: no HTTP response at all
+    headers: dict = field(default_factory=dict)
+    body: str = ""  # of an error response (a limit's details live there); empty for an answer
+    no_connection: bool = False  # no connection was made: refused, unresolvable host, connect timeout
+    cause: str = ""  # one line, key-free
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+
+
 class LLMError(Exception):
     """Permanent failure: the message is one line, names the model and the cause, never contains the API key."""
 
@@ -106,7 +126,7 @@ class LLMError(Exception):
 class _Attempt(Exception):
     """Internal: one failed attempt. ``outcome`` goes into the attempts log."""
 
-    def __init__(self, outcome: str, detail: str, *, permanent: bool = False, status: int | None = None,
+    def __init__(self, outcome: str, detail: str, *, reply: Reply, permanent: bool = False, status: int | None = None,
                  retry_after: float | None = None, usage: dict | None = None):
         super().__init__(detail)
         self.outcome = outcome
@@ -115,6 +135,7 @@ class _Attempt(Exception):
         self.status = status
         self.retry_after = retry_after
         self.usage = usage or {}  # a 200 without a usable answer may still report (billed) tokens
+        self.reply = reply
 
 
 def one_line(text: str, limit: int = _MAX_PROVIDER_MSG) -> str:
@@ -198,7 +219,8 @@ def _backoff(policy: RetryPolicy, failures: int) -> float:
     return _rng.uniform(0.0, max(0.0, cap))
 
 
-def _build_body(model: str, prompt: str, s: CallSettings) -> dict[str, Any]:
+def request_body(model: str, prompt: str, s: CallSettings) -> dict[str, Any]:
+    """The chat-completions request body (also what a batch request carries)."""
     messages = []
     if s.system_prompt is not None:
         messages.append({"role": "system", "content": s.system_prompt})
@@ -226,48 +248,65 @@ def _int_or_none(v: Any) -> int | None:
 
 
 def _attempt(session: requests.Session, url: str, headers: dict, body: dict, model: str,
-             s: CallSettings, api_key: str | None, started: float) -> Completion:
-    """One HTTP round trip. Returns a Completion or raises _Attempt (whose detail is key-free)."""
+             s: CallSettings, api_key: str | None, started: float) -> tuple[Completion, Reply]:
+    """One HTTP round trip. Returns a Completion with its Reply, or raises _Attempt (whose detail is key-free)."""
     shown_url = _scrub(url, api_key)  # for messages only
+
+    def unanswered(outcome: str, detail: str, exc: Exception, **kwargs) -> _Attempt:
+        return _Attempt(outcome, detail, reply=Reply(None, no_connection=is_connection_failure(exc), cause=detail),
+                        **kwargs)
+
     try:
         resp = session.post(url, headers=headers, json=body, timeout=(s.connect_timeout, s.read_timeout))
-    except requests.exceptions.ConnectTimeout:
-        raise _Attempt("timeout", f"connect timed out after {s.connect_timeout:g}s ({shown_url})")
-    except requests.exceptions.Timeout:
-        raise _Attempt("timeout", f"read timed out after {s.read_timeout:g}s")
+    except requests.exceptions.ConnectTimeout as e:
+        raise unanswered("timeout", f"connect timed out after {s.connect_timeout:g}s ({shown_url})", e)
+    except requests.exceptions.Timeout as e:
+        raise unanswered("timeout", f"read timed out after {s.read_timeout:g}s", e)
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-        raise _Attempt("connection", f"{connection_cause(e, api_key)} ({shown_url})")
-    except requests.exceptions.InvalidHeader:  # its text would quote the Authorization header
-        raise _Attempt("request_error", "invalid request header (stray characters in the API key?)",
-                       permanent=True)
+        raise unanswered("connection", f"{connection_cause(e, api_key)} ({shown_url})", e)
+    except requests.exceptions.InvalidHeader as e:  # its text would quote the Authorization header
+        raise unanswered("request_error", "invalid request header (stray characters in the API key?)", e,
+                         permanent=True)
     except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
             requests.exceptions.InvalidURL) as e:  # a config problem: retrying cannot help
-        raise _Attempt("request_error", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}",
-                       permanent=True)
+        raise unanswered("request_error", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}", e,
+                         permanent=True)
     except requests.exceptions.RequestException as e:  # e.g. a corrupt compressed body
-        raise _Attempt("connection", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}")
+        raise unanswered("connection", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}", e)
 
     status = resp.status_code
+    received = dict(resp.headers)
     if not 200 <= status < 300:
         msg = provider_message(resp, api_key)
         retryable = status >= 500 or status in _RETRYABLE_4XX
         retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status in _RETRY_AFTER_STATUSES else None
-        raise _Attempt(f"http_{status}", f"HTTP {status}: {msg}", permanent=not retryable, status=status,
-                       retry_after=retry_after)
+        detail = f"HTTP {status}: {msg}"
+        raise _Attempt(f"http_{status}", detail, permanent=not retryable, status=status, retry_after=retry_after,
+                       reply=Reply(status, received, _scrub(resp.text or "", api_key), cause=detail))
 
     try:
         data = resp.json()
     except ValueError:
-        raise _Attempt("malformed_json", f"HTTP {status} with a body that is not JSON", status=status)
+        detail = f"HTTP {status} with a body that is not JSON"
+        raise _Attempt("malformed_json", detail, status=status, reply=Reply(status, received, cause=detail))
+    return _completion(data, status, received, model, started)
+
+
+def _completion(data: Any, status: int, received: dict, model: str, started: float) -> tuple[Completion, Reply]:
+    """The answer in a chat-completions JSON body, or _Attempt when it has none (no choices, empty content)."""
+
+    def unusable(outcome: str, detail: str, usage: dict | None = None) -> _Attempt:
+        return _Attempt(outcome, detail, status=status, usage=usage,
+                        reply=Reply(status, received, cause=detail, **(usage or {})))
+
     if not isinstance(data, dict):
-        raise _Attempt("malformed_json", f"HTTP {status} with a JSON {type(data).__name__}, not an object",
-                       status=status)
+        raise unusable("malformed_json", f"HTTP {status} with a JSON {type(data).__name__}, not an object")
     usage = _usage(data)
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         err = data.get("error")
         why = f": {one_line(err.get('message', ''))}" if isinstance(err, dict) and err.get("message") else ""
-        raise _Attempt("no_choices", f"HTTP {status} without choices{why}", status=status, usage=usage)
+        raise unusable("no_choices", f"HTTP {status} without choices{why}", usage)
 
     choice = choices[0]
     finish_reason = choice.get("finish_reason")
@@ -279,12 +318,21 @@ def _attempt(session: requests.Session, url: str, headers: dict, body: dict, mod
     # Empty content is retried, except when the token budget ran out: that is the
     # caller's call (same as any other finish_reason == "length").
     if not text.strip() and finish_reason != "length":
-        raise _Attempt("empty_content", f"HTTP {status} with empty content (finish_reason={finish_reason})",
-                       status=status, usage=usage)
+        raise unusable("empty_content", f"HTTP {status} with empty content (finish_reason={finish_reason})", usage)
 
-    return Completion(text=text, finish_reason=finish_reason, model=model, prompt_tokens=usage["prompt_tokens"],
-                      completion_tokens=usage["completion_tokens"], cost=usage["cost"],
-                      latency_s=time.perf_counter() - started)
+    completion = Completion(text=text, finish_reason=finish_reason, model=model, prompt_tokens=usage["prompt_tokens"],
+                            completion_tokens=usage["completion_tokens"], cost=usage["cost"],
+                            latency_s=time.perf_counter() - started)
+    return completion, Reply(status, received, **usage)
+
+
+def answer_of(data: Any, model: str) -> Completion:
+    """The answer in a chat-completions response body that arrived another way (a batch's result); LLMError (one
+    line) when it holds none."""
+    try:
+        return _completion(data, 200, {}, model, time.perf_counter())[0]
+    except _Attempt as fail:
+        raise LLMError(f"the batch's answer is unusable: {fail.detail}", retryable=True, status=200) from None
 
 
 def _usage(data: dict) -> dict:
@@ -299,21 +347,25 @@ def _usage(data: dict) -> dict:
 def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
                     settings: CallSettings = CallSettings(), retry: RetryPolicy = RetryPolicy(),
                     session: requests.Session | None = None,
-                    on_attempt: Callable[[dict], None] | None = None) -> Completion:
+                    on_attempt: Callable[[dict], None] | None = None,
+                    on_reply: Callable[[int, Reply], None] | None = None) -> Completion:
     """Send one chat request, retrying transient faults; raise LLMError on permanent failure.
 
     Pass a ``session`` to reuse connections across calls (one per thread is safest);
     without one a private session is opened and closed around this call. ``on_attempt`` is called with
     ``{"event": "sent", "n"}`` before each request (an exception from it means the request is not sent) and with
     ``{"event": "answered" | "failed", "n", "outcome", "status", "elapsed_s", tokens, cost}`` after it.
+    ``on_reply(n, Reply)`` is called after that outcome; an exception from it ends the call (e.g. a quota that
+    pauses the pool) and propagates.
     """
     report = on_attempt or (lambda record: None)
+    hear = on_reply or (lambda n, reply: None)
     api_key = api_key.strip() if api_key else None  # a stray newline from a .env file is common
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    body = _build_body(model, prompt, settings)
+    body = request_body(model, prompt, settings)
     max_attempts = max(1, int(retry.max_attempts))
 
     own_session = session is None
@@ -327,13 +379,14 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
             report({"event": "sent", "n": n})
             started = time.perf_counter()
             try:
-                result = _attempt(sess, url, headers, body, model, settings, api_key, started)
+                result, reply = _attempt(sess, url, headers, body, model, settings, api_key, started)
             except _Attempt as fail:
                 record = {"n": n, "outcome": fail.outcome, "wait_s": 0.0,
                           "elapsed_s": round(time.perf_counter() - started, 4)}
                 attempts.append(record)
                 report({"event": "failed", "n": n, "outcome": fail.outcome, "status": fail.status,
                         "elapsed_s": record["elapsed_s"], **fail.usage})
+                hear(n, fail.reply)
                 detail = _scrub(fail.detail, api_key)
                 if fail.permanent:
                     hint = _HINTS.get(fail.status or 0, "check base_url" if fail.status is None else "")
@@ -374,6 +427,7 @@ def chat_completion(base_url: str, api_key: str | None, model: str, prompt: str,
             report({"event": "answered", "n": n, "outcome": "ok", "status": 200, "elapsed_s": attempts[-1]["elapsed_s"],
                     "finish_reason": result.finish_reason, "prompt_tokens": result.prompt_tokens,
                     "completion_tokens": result.completion_tokens, "cost": result.cost})
+            hear(n, reply)
             result.attempts = attempts
             if n > 1:
                 log.info("LLM call to %r succeeded on attempt %d", model, n)

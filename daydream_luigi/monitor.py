@@ -1,5 +1,6 @@
-"""What a run is doing, as Luigi's events tell it: per stage and pool, done / running / queued / failed, answers,
-tokens and cost, rate and ETA, and every failure with its reason.
+"""What a run is doing, as Luigi's events tell it: per stage and pool, done / running / queued / in a batch / stopped
+/ failed, answers, tokens and cost, rate and ETA, every failure with its reason, each closed gate's one message
+(a quota pause, an unreachable provider, the budget) and each batch's status.
 
 Luigi fires START, SUCCESS and FAILURE (and our own `daydream.attempt` and `daydream.answer_lost`) in the task
 process it forked for a generation, and TIMEOUT / PROCESS_FAILURE in the worker process. Every handler here writes
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 
 import luigi
 
-from . import stages, tasks
+from . import batching, stages, tasks
 from .stages import ANSWER_LOST, ATTEMPT
-from .tasks import GenerationTask
+from .tasks import STOPPED, BatchPoll, BatchSubmit, GateClosed, GenerationTask
 
 _MAX_MESSAGE = 4000  # under PIPE_BUF (4096 on Linux): one os.write is atomic
 _channel: int | None = None  # write end of the run's pipe, inherited by every task process Luigi forks
@@ -34,10 +35,13 @@ class Row:
     done: int = 0
     running: int = 0
     failed: int = 0
+    batched: int = 0  # waiting for a batch's results
+    stopped: int = 0  # refused by a closed gate: pending until a later run
 
     @property
     def queued(self) -> int:
-        return max(0, self.total - self.done_before - self.done - self.running - self.failed)
+        return max(0, self.total - self.done_before - self.done - self.running - self.failed - self.batched -
+                   self.stopped)
 
 
 @dataclass
@@ -47,7 +51,12 @@ class Monitor:
     rows: dict = field(default_factory=dict)  # (stage, pool) -> Row
     where: dict = field(default_factory=dict)  # gen_id -> (stage, pool)
     running: set = field(default_factory=set)
+    waiting: dict = field(default_factory=dict)  # gen_id -> "batch" or "stopped"
     failures: dict = field(default_factory=dict)  # gen_id -> (stage, reason), latest first-class failure
+    gates: dict = field(default_factory=dict)  # key -> (kind, name, message) of each closed gate, in order
+    batches: dict = field(default_factory=dict)  # batch_id -> its latest status event
+    batch_failures: list = field(default_factory=list)  # reasons batch tasks failed
+    new_notes: list = field(default_factory=list)  # lines not yet shown (gate messages, batch statuses)
     requests: int = 0
     answers: int = 0
     prompt_tokens: int = 0
@@ -81,8 +90,17 @@ class Monitor:
                 if gen_id in self.failures:  # a retry
                     del self.failures[gen_id]
                     row.failed -= 1
+                self._stop_waiting(gen_id, row)
                 self.running.add(gen_id)
                 row.running += 1
+            elif event in ("waiting", "stopped") and row and gen_id in self.running:
+                self.running.discard(gen_id)
+                row.running -= 1
+                self.waiting[gen_id] = "batch" if event == "waiting" else "stopped"
+                if event == "waiting":
+                    row.batched += 1
+                else:
+                    row.stopped += 1
             elif event in ("success", "failure") and row and gen_id in self.running:
                 self.running.discard(gen_id)
                 row.running -= 1
@@ -98,6 +116,27 @@ class Monitor:
                 self._count_attempt(message)
             elif event == "answer_lost":
                 stages.LOST_ANSWERS.add(gen_id)
+            elif event == "gate" and message["key"] not in self.gates:
+                self.gates[message["key"]] = (message["kind"], message["name"], message["message"])
+                self.new_notes.append(message["message"])
+            elif event == "batch":
+                self._batch(message)
+            elif event == "batch_failed":
+                self.batch_failures.append(message["reason"])
+                self.new_notes.append(message["reason"])
+
+    def _stop_waiting(self, gen_id: str, row: Row) -> None:
+        state = self.waiting.pop(gen_id, None)
+        if state == "batch":
+            row.batched -= 1
+        elif state == "stopped":
+            row.stopped -= 1
+
+    def _batch(self, status: dict) -> None:
+        batch_id = status["batch_id"]
+        if self.batches.get(batch_id, {}).get("status") != status["status"]:
+            self.new_notes.append(batch_line(status))
+        self.batches[batch_id] = status
 
     def _count_attempt(self, record: dict) -> None:
         if record["kind"] == "sent":
@@ -118,10 +157,24 @@ class Monitor:
             left = sum(row.queued + row.running for row in rows.values())
             rate = done / elapsed * 60 if elapsed > 0 else 0.0
             failures, self.new_failures = self.new_failures, []
+            notes, self.new_notes = self.new_notes, []
             return {"rows": rows, "elapsed": elapsed, "done": done, "left": left, "rate": rate,
                     "eta": left / (rate / 60) if rate > 0 else None, "requests": self.requests,
                     "answers": self.answers, "prompt_tokens": self.prompt_tokens,
-                    "completion_tokens": self.completion_tokens, "cost": self.cost, "new_failures": failures}
+                    "completion_tokens": self.completion_tokens, "cost": self.cost, "new_failures": failures,
+                    "new_notes": notes}
+
+
+def batch_line(status: dict) -> str:
+    """One batch's status, e.g. `batch orb-1 (openrouter, draft gen-paid, chunk 0 wave 0): in_progress, 0 of 6
+    done`."""
+    if status["status"] == "submitted":
+        done = f", {status['requests']} request(s)"
+    else:
+        done = f", {status['completed'] or 0} of {status['requests']} done" + \
+            (f", {status['failed']} failed" if status["failed"] else "")
+    return (f"batch {status['batch_id']} ({status['api']}, {status['stage']} {status['model_id']}, chunk "
+            f"{status['chunk']} wave {status['wave']}): {status['status']}{done}")
 
 
 def _send(message: dict) -> None:
@@ -160,6 +213,36 @@ def _attempted(task, record):
 @GenerationTask.event_handler(ANSWER_LOST)
 def _lost(task, details):
     _send({"event": "answer_lost", "gen_id": task.gen_id})
+
+
+@GenerationTask.event_handler(STOPPED)
+def _stopped(task, details):
+    _send({"event": "stopped", "gen_id": task.gen_id})
+
+
+@GenerationTask.event_handler(batching.WAITING)
+def _waiting(task, details):
+    _send({"event": "waiting", "gen_id": task.gen_id})
+
+
+@GateClosed.event_handler(luigi.Event.FAILURE)
+def _gate_closed(task, exception):
+    _send({"event": "gate", "kind": task.kind, "name": task.name, "key": task.key, "message": task.message})
+
+
+for _batch_task in (BatchSubmit, BatchPoll):
+    @_batch_task.event_handler(batching.STATUS)
+    def _batch_status(task, status):
+        _send({**status, "event": "batch"})
+
+    @_batch_task.event_handler(ATTEMPT)
+    def _batch_attempt(task, record):  # a batched request, on behalf of its generation
+        _send({**record, "event": "attempt", "kind": record["event"]})
+
+    @_batch_task.event_handler(luigi.Event.FAILURE)
+    def _batch_failed(task, exception):
+        _send({"event": "batch_failed", "reason": f"batch {task.stage} {task.model_id} chunk {task.chunk} wave "
+                                                   f"{task.wave} ({type(task).__name__}): {exception}"})
 
 
 def _killed(task, reason: str) -> None:

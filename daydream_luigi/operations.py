@@ -18,9 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import identity
+from .batch import is_batched
+from .budget import BATCH_PRICE_FACTOR
 from .catalog import Catalog
-from .cohort import (CURATED_LISTS, MANIFEST, MEMBERSHIP, RUN_RECORD, Member, cohort_source, is_imported,
-                     listed_in_specs, load_membership)
+from .cohort import (CURATED_LISTS, MANIFEST, MEMBERSHIP, RUN_RECORD, Member, calls_model, cohort_source,
+                     is_imported, listed_in_specs, load_membership)
 from .config import STAGES, Guard, Paths, Settings, load_settings
 from .errors import InputError, raise_if
 from .ids import id_problem
@@ -33,7 +35,8 @@ _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 DEFAULT_PROMPT_TOKENS = {"draft": 400, "essay": 600, "evaluation": 700}
 
 PLAN_COLUMNS = ["stage", "llm_model_id", "pool", "generations", "done", "to_call", "est_prompt_tokens",
-                "est_completion_tokens", "est_cost_usd"]
+                "est_completion_tokens", "est_cost_usd", "batched"]
+PLAN_COUNTS = ["generations", "done", "to_call", "est_prompt_tokens", "est_completion_tokens"]
 STATUS_COLUMNS = ["stage", "total", "done", "failed", "pending"]
 COHORT_COLUMNS = ["cohort_id", "source", "drafts", "essays", "evaluations", "complete", "last_run"]
 FINDING_KINDS = ("corrupt", "incomplete", "missing_parent", "duplicate", "orphan", "template_changed",
@@ -45,19 +48,16 @@ def _member_list(members) -> list[Member]:
     return list(members.values()) if isinstance(members, dict) else list(members)
 
 
-def _is_copy(catalog: Catalog, member: Member) -> bool:
-    template = catalog.templates.get(member.stage, {}).get(member.template_id)
-    return member.stage == "essay" and template is not None and template.kind == "copy"
-
-
 # ---------------------------------------------------------------------------------------------------------- plan
 
 
-def plan(paths: Paths, catalog: Catalog, members, settings: Settings | None = None) -> pd.DataFrame:
+def plan(paths: Paths, catalog: Catalog, members, settings: Settings | None = None,
+         every_call: bool = False) -> pd.DataFrame:
     """What a run of `members` would do and roughly cost, one row per (stage, model, pool); nothing is called.
 
     Only generations that would make a new model call are costed: complete ones, copy-mode essays and partial ones
-    whose raw answer and call record are kept (a re-run reuses them) cost nothing.
+    whose raw answer and call record are kept (a re-run reuses them) cost nothing. Batched rows (`batched`: the
+    `batch:` settings, or `every_call` for `run --batch`) are costed at batch price.
     """
     settings = settings or load_settings(paths)
     members = [m for m in _member_list(members) if not is_imported(m)]  # complete from the start: nothing to call
@@ -72,23 +72,26 @@ def plan(paths: Paths, catalog: Catalog, members, settings: Settings | None = No
         row["generations"] += 1
         if member.gen_id in complete[member.stage]:
             row["done"] += 1
-        elif not _is_copy(catalog, member):
+        elif calls_model(member, catalog):
             directory = gen_dir(paths.gens, member.stage, member.gen_id)
             if not ((directory / RAW).exists() and (directory / CALL).exists()):
                 row["to_call"] += 1
     rows = []
+    batch = settings.batch
     for (stage, model_id, pool), counts in sorted(groups.items(), key=lambda kv: (_STAGE_ORDER[kv[0][0]], kv[0][1:])):
+        model = catalog.models[model_id]
+        batched = is_batched(batch, settings.providers[model.provider].batch_api, stage, model_id, every_call)
         prompt = counts["to_call"] * DEFAULT_PROMPT_TOKENS[stage]
         completion = counts["to_call"] * int(settings.stage(stage)["max_tokens"])
-        cost = (prompt + completion) / 1e6 * catalog.models[model_id].price_per_mtok
-        rows.append({"stage": stage, "llm_model_id": model_id, "pool": pool, **counts, "est_prompt_tokens": prompt,
-                     "est_completion_tokens": completion, "est_cost_usd": cost})
+        cost = (prompt + completion) / 1e6 * model.price_per_mtok * (BATCH_PRICE_FACTOR if batched else 1.0)
+        rows.append({"stage": stage, "llm_model_id": model_id, "pool": pool, "batched": batched, **counts,
+                     "est_prompt_tokens": prompt, "est_completion_tokens": completion, "est_cost_usd": cost})
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
 def plan_total(frame: pd.DataFrame) -> dict:
     """The plan's totals as plain Python numbers (for printing and for the budget check)."""
-    total = {column: int(frame[column].sum()) for column in PLAN_COLUMNS[3:-1]}
+    total = {column: int(frame[column].sum()) for column in PLAN_COUNTS}
     total["est_cost_usd"] = float(frame["est_cost_usd"].sum())
     return total
 
@@ -102,10 +105,11 @@ def check_budget(frame: pd.DataFrame, budget: float) -> float:
     return cost
 
 
-def checked_budget(budget: float | None) -> float | None:
-    """--budget as given: None (no budget) or a finite number of USD >= 0 (Click's float type lets nan and inf pass)."""
+def checked_budget(budget: float | None, option: str = "--budget") -> float | None:
+    """--budget (or --max-cost) as given: None (none) or a finite number of USD >= 0 (Click's float type lets nan and
+    inf pass)."""
     if budget is not None and not (math.isfinite(budget) and budget >= 0):
-        raise InputError(f"--budget must be a number of USD >= 0 (found {budget:g}); give e.g. --budget 5")
+        raise InputError(f"{option} must be a number of USD >= 0 (found {budget:g}); give e.g. {option} 5")
     return budget
 
 

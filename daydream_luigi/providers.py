@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .batch import CLIENTS
 from .errors import InputError
 from .ids import id_problem
 
@@ -25,7 +26,7 @@ LOOPBACK_NAMES = frozenset({"localhost"})  # besides the addresses 127.0.0.0/8 a
 # Hosts that answer GET {base}/key with the key's own status; other OpenAI-compatible servers are asked
 # GET {base}/models (on OpenRouter /models is public, so it would not check the key).
 KEY_CHECK_HOSTS = frozenset({"openrouter.ai"})
-FIELDS = ("api_key_env", "base_url", "base_url_env")
+FIELDS = ("api_key_env", "base_url", "base_url_env", "batch_api")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_EXAMPLES = "like https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1"
 
@@ -36,6 +37,7 @@ class Provider:
     base_url: str | None  # None: only base_url_env supplies it (the embedded server's URL is known once it runs)
     api_key_env: str | None  # the environment variable holding the key; None for a server that needs no key
     base_url_env: str | None = None  # an environment variable that, when set, replaces base_url
+    batch_api: str | None = None  # its batch API (batch.CLIENTS: openrouter, openai); None: no batches
 
 
 def is_loopback(host: str) -> bool:
@@ -102,6 +104,9 @@ def parse_providers(raw, where: str) -> tuple[dict[str, Provider], list[str]]:
             if value is not None and not (isinstance(value, str) and _ENV_NAME.fullmatch(value)):
                 problems.append(f"{where}: {key}.{field} must be the name of an environment variable (letters, "
                                 f"digits and _, e.g. OPENROUTER_API_KEY), not its value")
+        if fields.get("batch_api") is not None and fields["batch_api"] not in CLIENTS:
+            problems.append(f"{where}: {key}.batch_api must be one of {', '.join(CLIENTS)} (found "
+                            f"{fields['batch_api']!r}), or left out when the provider has no batch API")
         base_url = fields.get("base_url")
         if base_url is not None:
             if not isinstance(base_url, str):
@@ -113,7 +118,8 @@ def parse_providers(raw, where: str) -> tuple[dict[str, Provider], list[str]]:
         elif fields.get("base_url_env") is None:
             problems.append(f"{where}: {key} has no base_url; add one, {_URL_EXAMPLES}")
         if len(problems) == found:
-            providers[name] = Provider(name, base_url, fields.get("api_key_env"), fields.get("base_url_env"))
+            providers[name] = Provider(name, base_url, fields.get("api_key_env"), fields.get("base_url_env"),
+                                       fields.get("batch_api"))
     return providers, problems
 
 

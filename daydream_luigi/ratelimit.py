@@ -13,10 +13,12 @@ counts N + 1 in its own window despite network jitter and clock differences up t
 sharing the folder (the times in the file are each machine's ``time.time()``; keep the machines on NTP). The day is
 the UTC day, as on OpenRouter, whose daily counter resets at UTC midnight.
 
-Adaptive back-off. A 429 halves the pool's effective request rate (floor 1 a window), once per round of requests:
-a 429 for a request allowed before the last decrease says nothing new. Each success then adds 1/rate, about one
-request a window per window of successes, until the configured rate (or, for a pool without one, the rate that drew
-the 429) is reached again.
+Adaptive back-off. Repeated 429s (two in a row, no answer between them) halve the effective request rate of a pool
+with a configured ``requests_per_minute`` (floor 1 a window), once per round of requests: a 429 for a request allowed
+before the last decrease says nothing new. Each success then adds 1/rate, about one request a window per window of
+successes, until the configured rate is reached again. A lone 429 among answers (upstream providers behind OpenRouter
+send them) is only waited out as the provider asks; a pool without a configured rate follows the provider's own
+headers and Retry-After, which say more than any guess of ours.
 
 Quotas. A 429 that reports a daily or quota limit, or whose reset or Retry-After lies beyond the retry budget,
 cannot be waited out within a run: ``classify_rate_limit`` says "quota", the pool is paused until the reset, every
@@ -44,6 +46,7 @@ WINDOW_S = 60.0  # the minute of requests_per_minute and tokens_per_minute
 DEFAULT_MARGIN_S = 1.0  # added to the window: network jitter and clock differences between machines
 DAY_S = 86_400
 FLOOR_PER_WINDOW = 1.0  # adaptive back-off never goes below one request a window
+REPEATED_429S = 2  # 429s in a row (no answer between) that lower a pool's rate
 UNKNOWN_RESUME_S = 3_600  # a quota that names no reset time pauses its pool for an hour
 POOL_SETTINGS = ("requests_per_minute", "requests_per_day", "tokens_per_minute")
 
@@ -364,8 +367,12 @@ class RateLimiter:
                 verdict = classify_rate_limit(status, headers, body, self.retry_budget_s, now)
                 if info.retry_after_s is not None:
                     hold = max(hold, now + info.retry_after_s)
-                self._decrease(state, rates, permit, now)
+                state["refused_in_a_row"] = state.get("refused_in_a_row", 0) + 1
+                if rates.requests_per_minute and verdict.kind == "retry" and \
+                        state["refused_in_a_row"] >= REPEATED_429S:
+                    self._decrease(state, rates, permit, now)
             elif 200 <= status < 300:
+                state.pop("refused_in_a_row", None)
                 self._increase(state, rates)
             if verdict is None and hold - now > self.retry_budget_s:  # a success that used the last of a day
                 verdict = Verdict("quota", hold, "X-RateLimit-Remaining 0 until the provider's reset")
@@ -376,12 +383,11 @@ class RateLimiter:
                 state["hold_until"] = hold
         return verdict
 
-    def _decrease(self, state: dict, rates: PoolRates, permit: Permit, now: float) -> None:
+    @staticmethod
+    def _decrease(state: dict, rates: PoolRates, permit: Permit, now: float) -> None:
         if permit.at <= state.get("decreased_at", float("-inf")):
             return  # allowed before the last decrease: the rate it was sent under is already gone
-        current = state.get("effective") or rates.requests_per_minute or max(1, len(state["sent"]))
-        state["ceiling"] = rates.requests_per_minute or state.get("ceiling") or current
-        state["effective"] = max(FLOOR_PER_WINDOW, current / 2)
+        state["effective"] = max(FLOOR_PER_WINDOW, (state.get("effective") or rates.requests_per_minute) / 2)
         state["decreased_at"] = now
 
     @staticmethod
@@ -390,8 +396,8 @@ class RateLimiter:
         if effective is None:
             return
         effective += 1.0 / effective
-        if effective >= (rates.requests_per_minute or state.get("ceiling") or effective):
-            for key in ("effective", "ceiling", "decreased_at"):
+        if rates.requests_per_minute is None or effective >= rates.requests_per_minute:
+            for key in ("effective", "decreased_at"):
                 state.pop(key, None)
         else:
             state["effective"] = effective

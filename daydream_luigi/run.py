@@ -1,14 +1,22 @@
 """`daydream run`: build a cohort's Luigi graph, watch it, stop cleanly when asked, and account for what was paid.
 
 A cohort that fits in one part is built as the one graph under its `Cohort` root; a bigger one part by part (whole
-lineages each, see `schedule`), then the root for its reports. Luigi's stock worker runs every generation in a forked
-task process, so its worker timeout, retry policy and events hold. Ctrl-C or SIGTERM asks Luigi's worker to stop
-asking for work (what its SIGUSR1 handler does) and lets the calls in flight finish, so every answer already paid for
-is kept; a second Ctrl-C abandons them. Luigi's log, tracebacks included, goes to a file under the data folder.
+lineages each, see `schedule`), then the root for its reports. With batched calls (`--batch`, or the `batch:`
+settings) the stages are built one after another, each after the BatchSubmit tasks of its chunks, so that every batch
+of a stage runs at the provider at once. Luigi's stock worker runs every generation in a forked task process, so its
+worker timeout, retry policy and events hold. Ctrl-C or SIGTERM asks Luigi's worker to stop asking for work (what its
+SIGUSR1 handler does) and lets the calls in flight finish, so every answer already paid for is kept (batch polls
+stop: their batches go on at the provider and the next run polls them again); a second Ctrl-C abandons them.
+Luigi's log, tracebacks included, goes to a file under the data folder.
+
+Exit codes: 0 done; 1 failures (generations, reports, batches), the budget reached, or a provider unreachable;
+2 bad input; 3 only a quota pause left work pending (run again after the resume time); 130 / 143 interrupted.
 """
 
+import dataclasses
 import logging
 import os
+import shutil
 import signal
 import uuid
 from dataclasses import dataclass, field
@@ -19,15 +27,15 @@ import luigi
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from . import accounting, collect, providers, tasks
+from . import accounting, batch, batching, collect, gate, providers, tasks
 from .cohort import calls_model
 from .config import STAGES
-from .errors import InputError
+from .errors import InputError, raise_if
 from .monitor import Listening, Monitor
 from .progress import Display
 from .stages import call_time_limit
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUOTA = 0, 1, 2, 3
 EMBEDDED_PROVIDER = "embedded"  # the provider whose server `daydream run` starts itself
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _SCHEDULING_FAILED = (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
@@ -42,6 +50,8 @@ class Request:
     stage: str | None = None  # only this stage (and what it needs)
     gen_ids: tuple = ()  # only these generations (and what they need)
     verbosity: int = 1
+    max_cost_usd: float | None = None  # --max-cost: no new call once it would not fit
+    batch: bool = False  # --batch: every eligible call through its provider's batch API
 
 
 @dataclass
@@ -53,6 +63,10 @@ class Result:
     abandoned: bool = False
     report_problem: str | None = None  # why the reports could not be written, if they could not
     notes: list = field(default_factory=list)
+    gates: dict = field(default_factory=dict)  # key -> (kind, name, message) of every gate that closed
+    batch_failures: list = field(default_factory=list)
+    pools: dict = field(default_factory=dict)  # pool -> ratelimit.PoolStatus at the end, for the pools used
+    max_cost_usd: float | None = None
 
 
 class Stopper:
@@ -63,8 +77,9 @@ class Stopper:
     (how Luigi's worker timeout ends a task process) kill it as usual.
     """
 
-    def __init__(self, display: Display):
+    def __init__(self, display: Display, on_stop=lambda: None):
         self.display = display
+        self.on_stop = on_stop  # told of the first signal (batch polls in task processes watch for it)
         self.pid = os.getpid()
         self.signal: int | None = None
         self.abandoned = False
@@ -89,6 +104,7 @@ class Stopper:
             self.abandoned = True
             raise KeyboardInterrupt  # Luigi's worker terminates the task processes still running as it unwinds
         self.signal = signum
+        self.on_stop()
         self.display.note(f"{signal.Signals(signum).name}: no new generation starts; waiting for the calls in flight "
                           f"to finish (again to abandon them)")
         phase_out = signal.getsignal(signal.SIGUSR1)  # Luigi's worker: stop asking for work, finish what runs
@@ -105,7 +121,8 @@ def preflight(paths, request: Request, pending: list) -> None:
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members})
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending
-            if catalog.templates[m.stage][m.template_id].kind != "copy"}
+            if calls_model(m, catalog)}
+    raise_if(batch.unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
     for name in sorted(used - {EMBEDDED_PROVIDER}):
         providers.preflight(context.settings.providers[name])
 
@@ -168,6 +185,24 @@ def _roots(request: Request, plan: tasks.CohortPlan, complete: dict) -> list[lis
     return [[tasks.Lineages(cohort_id=cohort_id, part=i)] for i in open_parts] + [[tasks.Cohort(cohort_id=cohort_id)]]
 
 
+def _graphs(paths, request: Request, plan: tasks.CohortPlan):
+    """The graphs to build, in order, each made when its turn comes. With batched generations pending, stage by stage:
+    first the BatchSubmit tasks of the stage's chunks, then the stage's parts, and the root last."""
+    complete = accounting.complete_sets(paths)
+    found = tasks.batch_chunks(request.cohort_id, batching.EVERY_CALL)
+    if request.gen_ids or not any(g not in complete[plan.members[g].stage] for g in found.where):
+        yield from _roots(request, plan, complete)
+        return
+    last = STAGES.index(request.stage) if request.stage else len(STAGES) - 1
+    for stage in STAGES[: last + 1]:
+        submits = tasks.open_submits(request.cohort_id, stage)
+        if submits:
+            yield submits
+        yield from _roots(dataclasses.replace(request, stage=stage), plan, accounting.complete_sets(paths))
+    if not request.stage:
+        yield [tasks.Cohort(cohort_id=request.cohort_id)]
+
+
 def _scope(request: Request, plan: tasks.CohortPlan) -> list:
     """The generations this run was asked to make: all, or those of `--stage` / `--gen-id` with their ancestors."""
     if not (request.stage or request.gen_ids):
@@ -192,40 +227,60 @@ def _pool_of(plan: tasks.CohortPlan):
 
 def run(paths, request: Request) -> Result:
     run_id = uuid.uuid4().hex[:12]
-    tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
+    tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them, and these two as well
+    gate.MAX_COST_USD, batching.EVERY_CALL = request.max_cost_usd, request.batch
     plan = tasks.cohort_plan(request.cohort_id)
     complete_before = accounting.complete_sets(paths)
     log_path = _log_to_file(paths, run_id)
     monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
+    limiter = gate.limiter(paths, plan.context.settings)
     options = {"scheduler_url": request.scheduler_url} if request.scheduler_url else {"local_scheduler": True}
-    graphs = _roots(request, plan, complete_before)
-    scheduled_ok, built_root = True, False
-    display = Display(monitor, f"cohort {request.cohort_id}", request.verbosity)
-    with display, Listening(monitor), Stopper(display) as stopper:
+    scheduled_ok, built_root, built = True, False, 0
+    display = Display(monitor, f"cohort {request.cohort_id}", request.verbosity, limiter=limiter)
+    with display, Listening(monitor), Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper:
         try:
-            for graph in graphs:
+            for graph in _graphs(paths, request, plan):
                 if stopper.signal is not None:
                     break
-                if len(graphs) > 1 and graph is graphs[-1] and not tasks.all_complete(paths, plan.members.values()):
+                root = any(isinstance(task, tasks.Cohort) for task in graph)
+                if root and built and not tasks.all_complete(paths, plan.members.values()):
                     break  # the root needs every generation: one failed in a part, so it is reported, not retried
                 result = luigi.build(graph, workers=request.workers, detailed_summary=True, **options)
                 scheduled_ok &= result.status not in _SCHEDULING_FAILED
-                built_root |= any(isinstance(task, tasks.Cohort) for task in graph)
+                built_root |= root
+                built += 1
                 luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every instance; parts add up
         except KeyboardInterrupt:
             stopper.abandoned = True
     seen = {gen_id: reason for gen_id, (_, reason) in monitor.failures.items()}
-    outcome = accounting.outcome(paths, _scope(request, plan), complete_before, run_id, seen)
-    result = Result(outcome, log_path, EXIT_OK, stopper.signal, stopper.abandoned)
+    scope = _scope(request, plan)
+    prices = {model_id: model.price_per_mtok for model_id, model in plan.context.catalog.models.items()}
+    outcome = accounting.outcome(paths, scope, complete_before, run_id, seen, prices)
+    pool_of = _pool_of(plan)
+    result = Result(outcome, log_path, EXIT_OK, stopper.signal, stopper.abandoned, gates=dict(monitor.gates),
+                    batch_failures=list(monitor.batch_failures), max_cost_usd=request.max_cost_usd,
+                    pools={pool: limiter.status(pool) for pool in sorted({pool_of(m) for m in scope} - {"-"})})
+    shutil.rmtree(gate.run_dir(paths, run_id), ignore_errors=True)  # its breaker, ledger and stop flag
     if not scheduled_ok:
         result.notes.append(f"Luigi could not schedule some tasks; see {log_path}")
     if not (request.stage or request.gen_ids) and stopper.signal is None:
         result.report_problem = _reports(paths, request.cohort_id, built_root, log_path)
-    if stopper.signal is not None:
-        result.exit_code = EXIT_SIGNAL[stopper.signal]
-    elif not outcome.ok or result.report_problem or not scheduled_ok:
-        result.exit_code = EXIT_FAILED
+    result.exit_code = _exit_code(result, scheduled_ok)
     return result
+
+
+def _exit_code(result: Result, scheduled_ok: bool) -> int:
+    """A quota pause alone (nothing failed, no other gate closed) is 3: the same command finishes after its resume
+    time. Any other unfinished work is 1."""
+    outcome, kinds = result.outcome, {kind for kind, _, _ in result.gates.values()}
+    if result.interrupted_by is not None:
+        return EXIT_SIGNAL[result.interrupted_by]
+    if outcome.ok and not (result.report_problem or result.batch_failures) and scheduled_ok:
+        return EXIT_OK
+    if kinds == {"quota"} and not (outcome.failed or outcome.blocked or result.report_problem or
+                                   result.batch_failures) and scheduled_ok:
+        return EXIT_QUOTA
+    return EXIT_FAILED
 
 
 def _reports(paths, cohort_id: str, built_root: bool, log_path: Path) -> str | None:

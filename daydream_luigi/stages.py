@@ -5,6 +5,10 @@ raw.txt and call.json the moment an answer arrives; parsed.txt; metadata.json la
 Anything that goes wrong once an answer has arrived becomes a recorded failure (error.json, with its reason) and never
 a second call: a later try takes the kept answer, and an answer that could not even be stored is remembered by the run
 (`LOST_ANSWERS`) so that no retry in it pays for the same generation again.
+
+Every attempt passes the call's `gate.Gate` (breaker, quota pause, budget, rate) before its "sent" line is written;
+a refusal (`gate.Stopped`) leaves the generation pending, not failed. A batched generation's request is rendered by
+`batch_request` and its answer kept by `keep_batch_answer`, into the same files as a single call's.
 """
 
 import hashlib
@@ -20,6 +24,7 @@ from .cohort import Member
 from .combos import Combo
 from .config import Paths, Settings
 from .errors import InputError
+from .gate import Gate, Stopped, estimated_tokens
 from .ids import draft_task_id, essay_task_id, evaluation_task_id
 from .parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from .render import RenderError, render
@@ -128,6 +133,27 @@ def _kept_answer(gen: _Generation) -> tuple[str, dict] | None:
     return None
 
 
+def _call_record(answer: llm.Completion, model: Model, settings: llm.CallSettings, run_id: str, **extra) -> dict:
+    """call.json: what was asked of whom and what it cost."""
+    return {"model": answer.model, "provider": model.provider, "finish_reason": answer.finish_reason,
+            "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens, "cost": answer.cost,
+            "latency_s": round(answer.latency_s, 3), "attempts": answer.attempts, "called_at": now(), "run_id": run_id,
+            "temperature": settings.temperature, "max_tokens": settings.max_tokens, "seed": settings.seed, **extra}
+
+
+def _keep(gen: _Generation, text: str, call: dict) -> None:
+    """raw.txt and call.json the moment an answer arrives; an answer that cannot be stored is never asked again."""
+    try:
+        atomic_write_text(gen.directory / RAW, text)
+        atomic_write_json(gen.directory / CALL, call)
+    except OSError as exc:
+        LOST_ANSWERS.add(gen.member.gen_id)
+        gen.emit(ANSWER_LOST, {"gen_id": gen.member.gen_id})
+        raise gen.fail(
+            f"the answer arrived but could not be stored ({exc}); it was paid for and is not asked for again in this "
+            f"run; free the disk (or fix the folder's permissions) and re-run", "answer_lost", False) from None
+
+
 def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
     """The model's answer: the kept one when raw.txt and call.json exist, else one real call, kept at once."""
     kept = _kept_answer(gen)
@@ -140,11 +166,19 @@ def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
                        "answer_lost", False)
     base_url, key = endpoint(gen.ctx, model)
     settings = call_settings(gen.ctx, member, model)
+    gate = Gate(gen.ctx.paths, gen.ctx.settings, gen.run_id, provider=model.provider, url=base_url, pool=model.pool,
+                price_per_mtok=model.price_per_mtok, call_id=member.gen_id,
+                tokens=estimated_tokens(prompt, settings.max_tokens))
 
     def on_attempt(record: dict) -> None:
         line = {**record, "run_id": gen.run_id, "at": now()}
         if record["event"] == "sent":
-            append_line(directory / ATTEMPTS, line)  # no record, no request: an OSError here stops the call
+            gate.before(record["n"])  # Stopped: not sent, and no line says it was
+            try:
+                append_line(directory / ATTEMPTS, line)  # no record, no request: an OSError here stops the call
+            except OSError:
+                gate.cancel(record["n"])
+                raise
         else:
             try:
                 append_line(directory / ATTEMPTS, line)
@@ -154,28 +188,28 @@ def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
 
     try:
         answer = llm.chat_completion(base_url, key, model.model, prompt, settings,
-                                     llm.RetryPolicy(**gen.ctx.settings.retry), on_attempt=on_attempt)
+                                     llm.RetryPolicy(**gen.ctx.settings.retry), on_attempt=on_attempt,
+                                     on_reply=gate.after)
     except llm.LLMError as exc:
         kind = "transport" if exc.retryable else "config"
         raise gen.fail(str(exc), kind, exc.retryable) from None
     except OSError as exc:  # attempts.jsonl could not be written: nothing was sent
         raise gen.fail(f"could not record the request before sending it ({exc}); nothing was sent", "storage",
                        True) from None
-    call = {"model": answer.model, "provider": model.provider, "finish_reason": answer.finish_reason,
-            "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens, "cost": answer.cost,
-            "latency_s": round(answer.latency_s, 3), "attempts": answer.attempts, "called_at": now(),
-            "run_id": gen.run_id, "temperature": settings.temperature, "max_tokens": settings.max_tokens,
-            "seed": settings.seed}
-    try:
-        atomic_write_text(directory / RAW, answer.text)
-        atomic_write_json(directory / CALL, call)
-    except OSError as exc:
-        LOST_ANSWERS.add(member.gen_id)
-        gen.emit(ANSWER_LOST, {"gen_id": member.gen_id})
-        raise gen.fail(
-            f"the answer arrived but could not be stored ({exc}); it was paid for and is not asked for again in this "
-            f"run; free the disk (or fix the folder's permissions) and re-run", "answer_lost", False) from None
+    call = _call_record(answer, model, settings, gen.run_id)
+    _keep(gen, answer.text, call)
     return answer.text, call
+
+
+def _variables(gen: _Generation) -> tuple[dict, dict | None]:
+    """What the generation's template is rendered with, and its parent's metadata (None for a draft)."""
+    ctx, member = gen.ctx, gen.member
+    if member.stage == "draft":
+        combo: Combo = ctx.combos[member.combo_id]
+        return {"concepts": ctx.catalog.draft_concepts(combo.concept_ids, combo.level)}, None
+    name, parent_stage = ("draft_block", "draft") if member.stage == "essay" else ("response", "essay")
+    text, meta = _read_parent(gen, parent_stage)
+    return {name: text}, meta
 
 
 def _read_parent(gen: _Generation, parent_stage: str) -> tuple[str, dict]:
@@ -215,7 +249,7 @@ def _draft(gen: _Generation) -> dict:
     combo: Combo = ctx.combos[member.combo_id]
     template = ctx.catalog.templates["draft"][member.template_id]
     model = ctx.catalog.models[member.llm_model_id]
-    prompt = _render(gen, template, {"concepts": ctx.catalog.draft_concepts(combo.concept_ids, combo.level)})
+    prompt = _render(gen, template, _variables(gen)[0])
     raw, call = _call(gen, model, prompt)
     lines = sum(1 for line in raw.splitlines() if line.strip())
     problem = _truncated(call, member.gen_id)
@@ -237,8 +271,9 @@ def _draft(gen: _Generation) -> dict:
 def _essay(gen: _Generation) -> dict:
     ctx, member = gen.ctx, gen.member
     template = ctx.catalog.templates["essay"][member.template_id]
-    draft_block, draft_meta = _read_parent(gen, "draft")
-    prompt = _render(gen, template, {"draft_block": draft_block})
+    variables, draft_meta = _variables(gen)
+    draft_block = variables["draft_block"]
+    prompt = _render(gen, template, variables)
     common = {"task_id": essay_task_id(draft_meta["task_id"], template.template_id), "mode": template.kind}
     if template.kind == "copy":
         atomic_write_text(gen.directory / RAW, draft_block)
@@ -255,8 +290,7 @@ def _essay(gen: _Generation) -> dict:
 def _evaluation(gen: _Generation) -> dict:
     ctx, member = gen.ctx, gen.member
     template = ctx.catalog.templates["evaluation"][member.template_id]
-    essay, _ = _read_parent(gen, "essay")
-    prompt = _render(gen, template, {"response": essay})
+    prompt = _render(gen, template, _variables(gen)[0])
     raw, call = _call(gen, ctx.catalog.models[member.llm_model_id], prompt)
     truncated = _truncated(call, member.gen_id)
     try:
@@ -277,7 +311,7 @@ def register_stage(stage: str, runner: Callable[[_Generation], dict]) -> None:
     _RUNNERS[stage] = runner
 
 
-def _final_failure(directory: Path, run_id: str) -> dict | None:
+def final_failure(directory: Path, run_id: str) -> dict | None:
     """The failure this run already recorded for the generation, when trying again cannot help."""
     try:
         error = read_json(directory / ERROR)
@@ -297,7 +331,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
             return read_json(directory / METADATA)
         remove_stale_temps(directory)  # a killed run may have left some; they are never read, only litter
         gen = _Generation(ctx, member, directory, run_id, emit)
-        final = _final_failure(directory, run_id)
+        final = final_failure(directory, run_id)
         if final is not None:  # Luigi retries a task once before it learns that trying again cannot help
             raise GenerationFailed(final["error"], final.get("kind", ""), False)
         started = now(), time.monotonic()
@@ -316,6 +350,9 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
             atomic_write_json(directory / METADATA, metadata)
         except GenerationFailed:
             raise
+        except Stopped:  # not sent: the generation is pending, whatever failure an earlier try recorded
+            (directory / ERROR).unlink(missing_ok=True)
+            raise
         except Exception as exc:  # a bug or a full disk after the call: recorded with its reason, never re-paid
             reason = f"unexpected {type(exc).__name__}: {exc}"
             if member.gen_id in LOST_ANSWERS:
@@ -326,3 +363,45 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
                 "internal", True) from None
         return metadata
 
+
+# ----------------------------------------------------------------------------------------------- batched calls
+
+
+def batch_request(ctx: Context, member: Member, run_id: str) -> tuple[Model, dict]:
+    """The model and the chat-completions body a batched generation sends, rendered now (prompt.txt written) but not
+    sent. Raises GenerationFailed (recorded) when it cannot be rendered."""
+    directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
+    with generation_lock(directory):
+        gen = _Generation(ctx, member, directory, run_id, _ignore)
+        prompt = _render(gen, ctx.catalog.templates[member.stage][member.template_id], _variables(gen)[0])
+    model = ctx.catalog.models[member.llm_model_id]
+    return model, llm.request_body(model.model, prompt, call_settings(ctx, member, model))
+
+
+def record_batch_attempt(ctx: Context, member: Member, run_id: str, record: dict, emit: Emit = _ignore) -> None:
+    """One line of a batched request in attempts.jsonl ("sent" when its batch was accepted, "failed" when the batch
+    ended without its answer), tagged with the run, so the store adds up to what the provider received."""
+    line = {**record, "via": "batch", "run_id": run_id, "at": now()}
+    append_line(gen_dir(ctx.paths.gens, member.stage, member.gen_id) / ATTEMPTS, line)
+    emit(ATTEMPT, {**line, "gen_id": member.gen_id})
+
+
+def keep_batch_answer(ctx: Context, member: Member, run_id: str, answer: llm.Completion, batch: dict,
+                      price_factor: float, emit: Emit = _ignore) -> None:
+    """A batch's answer for one generation, kept as a single call's would be (raw.txt, call.json and its
+    "answered" line); a later run of the generation validates and parses it without calling."""
+    directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
+    model = ctx.catalog.models[member.llm_model_id]
+    with generation_lock(directory):
+        gen = _Generation(ctx, member, directory, run_id, emit)
+        if (directory / METADATA).exists() or _kept_answer(gen):
+            return
+        answer.attempts = [{"n": 1, "outcome": "ok", "via": "batch", "batch_id": batch["batch_id"]}]
+        call = _call_record(answer, model, call_settings(ctx, member, model), run_id, batch=batch,
+                            price_factor=price_factor)
+        call["latency_s"] = None  # the batch's turnaround, not one request's
+        record_batch_attempt(ctx, member, run_id, {
+            "event": "answered", "n": 1, "outcome": "ok", "status": 200, "batch_id": batch["batch_id"],
+            "finish_reason": answer.finish_reason, "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens, "cost": answer.cost, "price_factor": price_factor}, emit)
+        _keep(gen, answer.text, call)

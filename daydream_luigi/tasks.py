@@ -18,11 +18,12 @@ from pathlib import Path
 
 import luigi
 
-from . import freshness, schedule
+from . import batching, freshness, schedule
 from .catalog import load_catalog
 from .cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
 from .combos import persist_mappings
 from .config import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from .gate import Stopped
 from .stages import LOST_ANSWERS, Context, GenerationFailed, run_generation
 from .store import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
 
@@ -70,6 +71,7 @@ def cohort_plan(cohort_id: str) -> CohortPlan:
 def forget_plans() -> None:
     """Drop cached plans (a new run in the same process may see changed inputs)."""
     _plan.cache_clear()
+    batch_chunks.cache_clear()
 
 
 class CohortMembership(luigi.Task):
@@ -165,9 +167,18 @@ class GenerationTask(luigi.Task):
         return os.path.exists(self.directory / METADATA)
 
     def run(self):
+        """The generation, its answer taken from a batch when it is batched (batch steps are dynamic dependencies).
+        A request a gate refused (a paused pool, an unreachable provider, the budget) leaves it pending: it then
+        depends on a GateClosed task that never completes, so Luigi neither fails nor retries it."""
         member = self.member
         self.set_status_message(f"{self.stage} {self.gen_id}: {member.template_id} / {member.llm_model_id}")
-        metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
+        try:
+            yield from batch_steps(self)
+            metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
+        except Stopped as stop:
+            self._emit(STOPPED, {"kind": stop.kind})
+            yield GateClosed(kind=stop.kind, name=stop.name, key=stop.key, message=str(stop))
+            return
         self.set_progress_percentage(100)
         self.set_status_message(f"done in {metadata.get('duration_s', 0):.1f} s, "
                                 f"{metadata.get('completion_tokens') or 0} completion tokens")
@@ -298,6 +309,112 @@ class Cohort(luigi.WrapperTask):
 
     def requires(self):
         return Report(cohort_id=self.cohort_id)
+
+
+# ---------------------------------------------------------------------------------------- batches and closed gates
+# Batch mode (see `batching`): a batched generation depends, dynamically, on the BatchSubmit of its chunk's wave and
+# then on its BatchPoll; a generation a gate stopped depends on a GateClosed that fails once, with the one message.
+
+STOPPED = "daydream.stopped"  # a generation's request was refused by a gate (event for the progress display)
+
+
+@lru_cache(maxsize=8)
+def batch_chunks(cohort_id: str, every_call: bool) -> batching.Chunks:
+    """The cohort's batched generations in chunks (computed by the run before Luigi forks, then inherited)."""
+    plan = cohort_plan(cohort_id)
+    return batching.chunks(plan.context, plan.members.values(), every_call)
+
+
+def batch_steps(task: GenerationTask):
+    """Yield the batch tasks a generation waits for, until its answer is kept or it is to be called normally."""
+    plan = task._plan
+    while True:
+        step = batching.locate(plan.context, batch_chunks(task.cohort_id, batching.EVERY_CALL), task.cohort_id,
+                               task.member, RUN_ID)
+        if step is None:
+            return
+        action, wave = step
+        dependency = (BatchSubmit if action == "submit" else BatchPoll)(**vars(wave))
+        if not dependency.complete():
+            task._emit(batching.WAITING, {"action": action, **vars(wave)})
+        yield dependency
+
+
+def open_submits(cohort_id: str, stage: str) -> list:
+    """BatchSubmit tasks for every chunk of `stage` with requests still to send (the run builds them first, so that
+    every chunk's batch runs at the provider at once)."""
+    plan = cohort_plan(cohort_id)
+    found = batch_chunks(cohort_id, batching.EVERY_CALL)
+    return [BatchSubmit(**vars(wave)) for wave in batching.open_waves(plan.context, found, cohort_id, plan.members,
+                                                                      stage)]
+
+
+class _BatchTask(luigi.Task):
+    cohort_id = luigi.Parameter()
+    stage = luigi.Parameter()
+    model_id = luigi.Parameter()
+    chunk = luigi.IntParameter()
+    wave = luigi.IntParameter()
+
+    @property
+    def _wave(self) -> batching.Wave:
+        return batching.Wave(self.cohort_id, self.stage, self.model_id, self.chunk, self.wave)
+
+    def _emit(self, event: str, details: dict) -> None:
+        self.trigger_event(event, self, details)
+
+
+class BatchSubmit(_BatchTask):
+    """One wave of one chunk sent as batch(es); its output records every batch id before anything polls it."""
+
+    retry_count = 1  # a submit that failed may have reached the provider: not repeated in this run
+
+    def output(self):
+        return luigi.LocalTarget(str(self._wave.folder(Paths.from_env()) / batching.SUBMITTED))
+
+    def complete(self):
+        return batching.is_submitted(Paths.from_env(), self._wave)
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        batching.submit(plan.context, plan.members, batch_chunks(self.cohort_id, batching.EVERY_CALL), self._wave,
+                        RUN_ID, self._emit)
+
+
+class BatchPoll(_BatchTask):
+    """Waits for the wave's batches to end, then keeps every answer in its generation's folder."""
+
+    worker_timeout = 0  # a batch may take 24 hours; Luigi's worker timeout is for hung calls
+
+    def requires(self):
+        return BatchSubmit(**vars(self._wave))
+
+    def output(self):
+        return luigi.LocalTarget(str(self._wave.folder(Paths.from_env()) / batching.RESULTS))
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        batching.poll(plan.context, plan.members, self._wave, RUN_ID, self._emit)
+
+
+class GateClosed(luigi.Task):
+    """A closed gate (a pool paused for a quota, an unreachable provider, a reached budget): never complete, it fails
+    once with its message and Luigi disables it, so the generations that depend on it stay pending."""
+
+    kind = luigi.Parameter()
+    name = luigi.Parameter()
+    key = luigi.Parameter()
+    message = luigi.Parameter(significant=False)
+    retry_count = 1
+
+    def complete(self):
+        return False
+
+    def run(self):
+        raise Stopped(self.kind, self.name, self.key, self.message)
+
+    def on_failure(self, exception):
+        return self.message
 
 
 configure_luigi(Paths.from_env())  # so that the stock `luigi --module daydream_luigi.tasks` command has our pools too

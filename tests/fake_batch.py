@@ -4,7 +4,8 @@ OpenRouter's inline batches live under ``/api/v1`` (``POST /batches``, ``GET /ba
 ``GET /batches/{id}/results`` in pages of ``page_size``), OpenAI's file batches under ``/v1`` (``POST /files``
 multipart, ``POST /batches``, ``GET /batches/{id}``, ``GET /files/{id}/content``).
 
-A batch answers ``in_progress`` to its first ``in_progress_polls`` polls, then ends with ``outcome``:
+A batch answers ``in_progress`` to its first ``in_progress_polls`` polls, then ends with ``outcome`` (or, given a
+list, the i-th batch submitted with its i-th entry, the last one repeating):
 
 * ``completed``: every request answered, except the custom ids in ``fail_ids``, which get a per-request error;
 * ``expired`` / ``cancelled``: the first half of the requests ran, the rest did not (OpenAI lists them in the error
@@ -13,7 +14,10 @@ A batch answers ``in_progress`` to its first ``in_progress_polls`` polls, then e
 
 Every request is counted in ``calls`` by route (``openrouter_submit``, ``openai_poll``, ...; ``unrouted`` for the
 rest), so tests can prove a poll never re-submits. A wrong key is refused with 401 and a message that quotes it, as
-some providers do.
+some providers do. ``GET .../models`` (what a run's preflight asks) and ``POST .../chat/completions`` (a normal call,
+counted as ``openrouter_chat`` / ``openai_chat``) are served too, so a whole cohort can run against it. Answers are
+those of tests/fake_endpoint.py: a draft for a prompt, a judge's verdict ending ``SCORE: N`` for a prompt that asks
+for one.
 """
 
 from __future__ import annotations
@@ -28,10 +32,16 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from fake_endpoint import _SCORE_RE, _last_user_message, draft_answer, judge_answer
+
 OUTCOMES = ("completed", "expired", "cancelled", "failed")
 REQUEST_COST = 0.00025  # usage.cost of each answered request (OpenRouter reports it)
 
 _ROUTES = [  # (method, path pattern, handler and route name)
+    ("GET", r"/api/v1/models", "openrouter_models"),
+    ("POST", r"/api/v1/chat/completions", "openrouter_chat"),
+    ("GET", r"/v1/models", "openai_models"),
+    ("POST", r"/v1/chat/completions", "openai_chat"),
     ("POST", r"/api/v1/batches", "openrouter_submit"),
     ("GET", r"/api/v1/batches/(?P<id>[^/]+)", "openrouter_poll"),
     ("GET", r"/api/v1/batches/(?P<id>[^/]+)/results", "openrouter_results"),
@@ -42,12 +52,14 @@ _ROUTES = [  # (method, path pattern, handler and route name)
 ]
 
 
-def answer(custom_id: str, body: dict) -> dict:
-    """The chat-completions answer the fake gives one request."""
+def answer(custom_id: str, body: dict, cost: bool = True) -> dict:
+    """The chat-completions answer the fake gives one request; OpenAI's (`cost` False) reports tokens only."""
+    prompt = _last_user_message(body)
+    content = judge_answer(prompt) if _SCORE_RE.search(prompt) else draft_answer(prompt)
     return {"id": f"gen-{custom_id}", "object": "chat.completion", "model": body.get("model"),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": f"answer for {custom_id}"}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": REQUEST_COST}}
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                      **({"cost": REQUEST_COST} if cost else {})}}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -77,8 +89,12 @@ class _Handler(BaseHTTPRequestHandler):
                     given = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                     return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}",
                                                       "code": 401}})
-                status, body, ctype = getattr(fake, name)(match.groupdict().get("id"), payload,
-                                                          self.headers.get("Content-Type", ""), parse_qs(parts.query))
+                try:
+                    status, body, ctype = getattr(fake, name)(match.groupdict().get("id"), payload,
+                                                              self.headers.get("Content-Type", ""),
+                                                              parse_qs(parts.query))
+                except Exception as exc:  # a fake's bug answers at once rather than leave the client waiting
+                    status, body, ctype = 500, {"error": {"message": f"fake: {exc!r}"}}, "application/json"
                 return self._send(status, body, ctype)
         with fake.lock:
             fake.calls["unrouted"] += 1
@@ -99,11 +115,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeBatchServer:
-    def __init__(self, key: str, in_progress_polls: int = 1, outcome: str = "completed", fail_ids=(),
+    def __init__(self, key: str, in_progress_polls: int = 1, outcome: str | list = "completed", fail_ids=(),
                  page_size: int = 2):
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {OUTCOMES}")
-        self.key, self.in_progress_polls, self.outcome = key, in_progress_polls, outcome
+        outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
+        if not outcomes or any(o not in OUTCOMES for o in outcomes):
+            raise ValueError(f"outcome must be one of {OUTCOMES}, or a list of them")
+        self.key, self.in_progress_polls, self.outcomes = key, in_progress_polls, outcomes
         self.fail_ids, self.page_size = set(fail_ids), page_size
         self.lock = threading.Lock()
         self.calls: collections.Counter[str] = collections.Counter()
@@ -134,21 +151,39 @@ class FakeBatchServer:
     def _new(self, prefix: str, model: str, items: list[tuple[str, dict]]) -> dict:
         with self.lock:
             batch_id = f"{prefix}{next(self._ids)}"
-            self.batches[batch_id] = {"id": batch_id, "model": model, "items": items, "polls": 0}
+            outcome = self.outcomes[min(len(self.batches), len(self.outcomes) - 1)]
+            self.batches[batch_id] = {"id": batch_id, "model": model, "items": items, "polls": 0, "outcome": outcome}
         return self.batches[batch_id]
 
     def _advance(self, batch: dict) -> str:
         """Count a poll and say the batch's status after it."""
         with self.lock:
             batch["polls"] += 1
-            return "in_progress" if batch["polls"] <= self.in_progress_polls else self.outcome
+        return self._status(batch)
 
     def _status(self, batch: dict) -> str:
-        return "in_progress" if batch["polls"] <= self.in_progress_polls else self.outcome
+        return "in_progress" if batch["polls"] <= self.in_progress_polls else batch["outcome"]
 
     def _ran(self, batch: dict) -> list[tuple[str, dict]]:
         items = batch["items"]
-        return {"completed": items, "failed": []}.get(self.outcome, items[: (len(items) + 1) // 2])
+        return {"completed": items, "failed": []}.get(batch["outcome"], items[: (len(items) + 1) // 2])
+
+    # -- what a whole run asks besides batches ------------------------------------------------------------------
+    def _models(self, *_):
+        return 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]}, "application/json"
+
+    def _chat(self, payload: bytes, cost: bool):
+        with self.lock:
+            number = sum(self.calls[name] for name in ("openrouter_chat", "openai_chat"))
+        return 200, answer(f"chat-{number}", json.loads(payload), cost), "application/json"
+
+    def openrouter_chat(self, _, payload: bytes, ctype, query):
+        return self._chat(payload, cost=True)
+
+    def openai_chat(self, _, payload: bytes, ctype, query):
+        return self._chat(payload, cost=False)
+
+    openrouter_models = openai_models = _models
 
     def _counts(self, batch: dict, status: str) -> dict:
         ran = self._ran(batch) if status in OUTCOMES else []
@@ -249,7 +284,7 @@ class FakeBatchServer:
             if kind == "out" and custom_id in ran and custom_id not in self.fail_ids:
                 lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
                               "response": {"status_code": 200, "request_id": f"req_{custom_id}",
-                                           "body": answer(custom_id, body)}})
+                                           "body": answer(custom_id, body, cost=False)}})
             elif kind == "err" and custom_id in ran and custom_id in self.fail_ids:
                 lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
                               "response": {"status_code": 400, "request_id": f"req_{custom_id}",
@@ -257,7 +292,7 @@ class FakeBatchServer:
                                                                          "was exceeded",
                                                               "type": "invalid_request_error"}}}})
             elif kind == "err" and custom_id not in ran:
-                word = "expired" if self.outcome == "expired" else "cancelled"
+                word = "expired" if batch["outcome"] == "expired" else "cancelled"
                 lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "response": None,
                               "error": {"code": f"batch_{word}",
                                         "message": f"This request could not be executed before the batch {word}."}})

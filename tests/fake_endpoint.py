@@ -18,6 +18,13 @@ Run standalone::
 
 It prints its base URL on the first line; ``GET /_stats`` returns its counters as JSON
 (requests, completed_ok, max_concurrent, ...), and ``--no-record`` keeps counters only.
+
+Provider limits, as OpenRouter states them: ``rate_limit=(N, window_s)`` accepts at most N chat requests in any
+``window_s`` seconds and answers the next with a 429 ("free-models-per-min"); ``quotas={model: N}`` accepts N requests
+of that model and then answers 429 "free-models-per-day" until ``quota_reset_s`` after the first refusal (when N more
+are allowed). Both refusals carry ``X-RateLimit-Limit``, ``-Remaining`` (0) and ``-Reset`` (epoch milliseconds) as
+headers and in the body's ``error.metadata.headers``; with a ``rate_limit`` every accepted answer carries the
+headers too. Refusals are counted in ``faults_served`` as "rate_limit" and "quota".
 """
 
 from __future__ import annotations
@@ -239,6 +246,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         received = time.time()
         model = body.get("model") if isinstance(body, dict) else None
+        refusal, limit_headers = ep._admit(str(model) if model is not None else "", received)
+        if refusal is not None:
+            self._send(429, refusal, headers=limit_headers)
+            record["answered"] = time.time()
+            return
         fault = ep._next_fault(str(model) if model is not None else "")
         ep._enter()
         try:
@@ -249,12 +261,12 @@ class _Handler(BaseHTTPRequestHandler):
                 ep._stop_event.wait(ep.hang_seconds)
         finally:
             ep._leave()
-        self._answer(body, fault)
+        self._answer(body, fault, limit_headers)
         record["answered"] = answered = time.time()
         kind = "judge" if isinstance(body, dict) and _SCORE_RE.search(_last_user_message(body)) else "text"
         ep._answered(received, answered, kind)
 
-    def _answer(self, body: Any, fault: str) -> None:
+    def _answer(self, body: Any, fault: str, limit_headers: dict | None = None) -> None:
         ep = self.server.endpoint
         if fault == "reset":
             self._reset()
@@ -313,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
             "total_tokens": prompt_tokens + completion_tokens,
         }
         usage_req = body.get("usage")
-        if isinstance(usage_req, dict) and usage_req.get("include"):
+        if isinstance(usage_req, dict) and usage_req.get("include") and ep.report_cost:
             usage["cost"] = 1e-6 * (prompt_tokens + completion_tokens)
         payload = {
             "id": "chatcmpl-fake-" + _digest(prompt).hex()[:12],
@@ -329,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if fault == "ok":  # counted before sending, so a client that has its answer sees the count
             ep._count_ok()
-        self._send(200, payload)
+        self._send(200, payload, headers=limit_headers)
 
 
 class FakeEndpoint:
@@ -342,7 +354,9 @@ class FakeEndpoint:
     def __init__(self, latency: float = 0.0, fault_rate: float = 0.0,
                  faults: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0,
                  hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0,
-                 record_requests: bool = True, latency_sigma: float = 0.0):
+                 record_requests: bool = True, latency_sigma: float = 0.0,
+                 rate_limit: tuple[int, float] | None = None, quotas: dict[str, int] | None = None,
+                 quota_reset_s: float = 3.0, report_cost: bool = True):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
@@ -360,6 +374,13 @@ class FakeEndpoint:
         self.record_requests = record_requests  # False: keep counters only (benchmarks send 100,000s of requests)
         self.host = host
         self.port = port
+        self.report_cost = report_cost  # False: answers carry tokens but no usage.cost, as many servers do
+        self.rate_limit = rate_limit  # (requests, window seconds) accepted in any window
+        self.quotas = dict(quotas or {})  # model string -> requests accepted until the quota's reset
+        self.quota_reset_s = float(quota_reset_s)
+        self._accepted: collections.deque[float] = collections.deque()  # times of requests the rate limit accepted
+        self._quota_used: collections.Counter[str] = collections.Counter()
+        self._quota_reset: dict[str, float] = {}  # model -> when its quota allows requests again
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -482,6 +503,42 @@ class FakeEndpoint:
             if fault != "ok":
                 self._faults_served[fault] += 1
             return fault
+
+    @staticmethod
+    def _limit_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(int(reset * 1000))}
+
+    def _refusal(self, model: str, name: str, message: str, headers: dict[str, str]) -> dict:
+        self._n_requests += 1
+        self._by_model[model] += 1
+        self._faults_served[name] += 1
+        return {"error": {"message": message, "code": 429, "metadata": {"headers": headers}}}
+
+    def _admit(self, model: str, now: float) -> tuple[dict | None, dict[str, str] | None]:
+        """(the 429 body, its headers) when a limit refuses this request, else (None, headers for the answer)."""
+        with self._lock:
+            reset_at = self._quota_reset.get(model)
+            if reset_at is not None and now >= reset_at:
+                del self._quota_reset[model]
+                self._quota_used[model] = 0
+            if model in self.quotas and self._quota_used[model] >= self.quotas[model]:
+                reset_at = self._quota_reset.setdefault(model, now + self.quota_reset_s)
+                headers = self._limit_headers(self.quotas[model], 0, reset_at)
+                return self._refusal(model, "quota", "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock "
+                                              "1000 free model requests per day", headers), headers
+            headers = None
+            if self.rate_limit is not None:
+                limit, window = self.rate_limit
+                while self._accepted and self._accepted[0] <= now - window:
+                    self._accepted.popleft()
+                if len(self._accepted) >= limit:
+                    headers = self._limit_headers(limit, 0, self._accepted[0] + window)
+                    return self._refusal(model, "rate_limit", "Rate limit exceeded: free-models-per-min.", headers), headers
+                self._accepted.append(now)
+                headers = self._limit_headers(limit, limit - len(self._accepted), self._accepted[0] + window)
+            self._quota_used[model] += 1
+            return None, headers
 
     def _latency(self) -> float:
         if self.latency_sigma <= 0:

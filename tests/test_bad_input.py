@@ -234,7 +234,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
          "(letters, digits and _, e.g. OPENROUTER_API_KEY), not its value"),
     ("key-in-config", edit(SETTINGS, "    api_key_env: OPENROUTER_API_KEY", "    api_key: fake-or-v1-0123abcd"), [],
      "{root}/config/daydream.yaml: providers.openrouter: unknown key 'api_key'; allowed: api_key_env, base_url, "
-     "base_url_env (a key never goes in this file: put it in an environment variable and name that variable in "
+     "base_url_env, batch_api (a key never goes in this file: put it in an environment variable and name that variable in "
      "api_key_env)"),
     ("provider-id-separator", edit(SETTINGS, "  embedded:", "  embed__ded:"), [],
      "{root}/config/daydream.yaml: provider id 'embed__ded' may not contain '__' (it separates the parts of task "

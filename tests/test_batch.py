@@ -22,8 +22,9 @@ ITEMS = [(f"g{i}", body(f"prompt {i}")) for i in range(1, 5)]
 FAILED_G2 = "invalid_request_error: This model's maximum context length was exceeded"
 
 
-def ok(custom_id: str) -> RequestResult:
-    return RequestResult(custom_id, answer(custom_id, dict(ITEMS)[custom_id]), None)
+def ok(custom_id: str, cost: bool = True) -> RequestResult:
+    """A request's answer; OpenAI's (`cost` False) reports no cost."""
+    return RequestResult(custom_id, answer(custom_id, dict(ITEMS)[custom_id], cost), None)
 
 
 def test_openrouter_submit_poll_and_results_with_mixed_answers():
@@ -53,9 +54,9 @@ def test_openai_upload_create_poll_and_results_mapped_back_by_custom_id():
             {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions", "body": b} for cid, b in ITEMS]
         assert [client.poll("batch_2").status for _ in range(2)] == ["in_progress", "completed"]
         results = client.results("batch_2", list(reversed(submitted.custom_ids)))
-        assert results == [ok("g4"), ok("g3"),
+        assert results == [ok("g4", False), ok("g3", False),
                            RequestResult("g2", None, "HTTP 400: This model's maximum context length was exceeded"),
-                           ok("g1")]
+                           ok("g1", False)]
         assert fake.calls == {"openai_upload": 1, "openai_create": 1, "openai_poll": 3, "openai_content": 2}
 
 
@@ -72,7 +73,7 @@ def test_an_expired_batch_keeps_what_ran_and_reports_the_rest():
         assert openai.poll(batch.batch_id).status == "expired"
         expired = "batch_expired: This request could not be executed before the batch expired."
         assert openai.results(batch.batch_id, batch.custom_ids) == [
-            ok("g1"), ok("g2"), RequestResult("g3", None, expired), RequestResult("g4", None, expired)]
+            ok("g1", False), ok("g2", False), RequestResult("g3", None, expired), RequestResult("g4", None, expired)]
 
 
 def test_cancelled_and_failed_batches():
@@ -81,7 +82,7 @@ def test_cancelled_and_failed_batches():
         batch = openai.submit(MODEL, ITEMS[:2])
         assert openai.poll(batch.batch_id).done
         assert openai.results(batch.batch_id, batch.custom_ids) == [
-            ok("g1"), RequestResult("g2", None, "batch_cancelled: This request could not be executed before the "
+            ok("g1", False), RequestResult("g2", None, "batch_cancelled: This request could not be executed before the "
                                                 "batch cancelled.")]
     with FakeBatchServer(KEY, in_progress_polls=0, outcome="failed") as fake:
         openrouter = OpenRouterBatches(fake.openrouter_url, KEY)

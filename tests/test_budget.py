@@ -26,16 +26,18 @@ def test_a_call_starts_only_when_everything_counted_and_its_estimate_fit():
 
 def test_the_ledger_reserves_settles_and_refuses_with_one_message(tmp_path):
     budget = Budget(tmp_path / ".budget" / "run-1.json", limit_usd=0.05)
+    budget.reserve("draft-z#1", 0.01)
+    budget.settle("draft-z#1", 0.0, estimated=False)  # nothing billed (no connection)
     budget.reserve("draft-a#1", 0.02)
     budget.reserve("draft-b#1", 0.02)
     with pytest.raises(BudgetReached) as caught:
         budget.reserve("essay-c#1", 0.02)
     assert str(caught.value) == ("budget reached: spent $0.0000, $0.0400 in flight, remaining $0.0100 of --max-cost "
-                                 "$0.05; a call estimated at $0.0200 was not started")
+                                 "$0.05; a call estimated at $0.0200 did not fit, so no new call starts in this run")
     budget.settle("draft-a#1", 0.013, estimated=False)  # reported cost
     budget.settle("draft-b#1", 0.004, estimated=True)  # no reported cost: the price estimate
-    budget.reserve("essay-c#1", 0.02)
-    budget.settle("essay-c#1", 0.0, estimated=False)  # nothing billed (no connection)
+    with pytest.raises(BudgetReached):  # reached is reached: not even a call that would fit now starts
+        budget.reserve("essay-d#1", 0.001)
     assert budget.spend() == Spend(spent_usd=0.017, estimated_usd=0.004, in_flight_usd=0.0, limit_usd=0.05)
     assert budget.spend().line() == ("spent $0.0170 ($0.0040 of it estimated from price_per_mtok), remaining $0.0330 "
                                      "of --max-cost $0.05")

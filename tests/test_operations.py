@@ -95,8 +95,8 @@ def rows(frame):
 # ---------------------------------------------------------------------------------------------------------- plan
 
 def plan_row(stage, model, generations, done, to_call, prompt, completion, cost):
-    return {"stage": stage, "llm_model_id": model, "pool": "paid", "generations": generations, "done": done,
-            "to_call": to_call, "est_prompt_tokens": prompt, "est_completion_tokens": completion,
+    return {"stage": stage, "llm_model_id": model, "pool": "paid", "batched": False, "generations": generations,
+            "done": done, "to_call": to_call, "est_prompt_tokens": prompt, "est_completion_tokens": completion,
             "est_cost_usd": pytest.approx(cost)}
 
 

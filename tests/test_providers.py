@@ -59,8 +59,8 @@ def test_provider_declarations_are_checked_without_quoting_a_key():
         "daydream.yaml: providers.vllm.base_url http://10.0.0.5:8000/v1 " + PLAIN_HTTP,
         "daydream.yaml: providers.pasted.api_key_env must be the name of an environment variable (letters, digits "
         "and _, e.g. OPENROUTER_API_KEY), not its value",
-        "daydream.yaml: providers.inline: unknown key 'key'; allowed: api_key_env, base_url, base_url_env (a key never "
-        "goes in this file: put it in an environment variable and name that variable in api_key_env)",
+        "daydream.yaml: providers.inline: unknown key 'key'; allowed: api_key_env, base_url, base_url_env, batch_api (a "
+        "key never goes in this file: put it in an environment variable and name that variable in api_key_env)",
         "daydream.yaml: providers.nourl has no base_url; add one, like https://openrouter.ai/api/v1 or "
         "http://127.0.0.1:8000/v1",
         "daydream.yaml: providers.port.base_url http://127.0.0.1:99999/v1 has an invalid port; " + URL_FORMS,

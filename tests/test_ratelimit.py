@@ -315,11 +315,15 @@ def test_a_success_that_used_the_last_request_of_the_day_pauses_the_pool(tmp_pat
 # -------------------------------------------------------------------------------------------- adaptive rate
 
 
-def test_429s_halve_the_rate_once_per_round_down_to_one_and_successes_bring_it_back(tmp_path):
+def test_repeated_429s_halve_the_rate_once_per_round_down_to_one_and_successes_bring_it_back(tmp_path):
     clock = FakeClock()
     rates = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=20))
+    lone = rates.acquire("free")
+    rates.record(lone, 429, {}, "")
+    rates.record(rates.acquire("free"), 200, {}, "")
+    assert rates.status("free").effective_per_window == 20  # a lone 429 among answers lowers nothing
     sent_together = [rates.acquire("free") for _ in range(3)]
-    for permit in sent_together:  # three 429s for requests sent under the same rate: one decrease
+    for permit in sent_together:  # three 429s in a row for requests sent under the same rate: one decrease
         rates.record(permit, 429, {}, "")
     assert rates.status("free").effective_per_window == 10
     halvings = []
@@ -345,18 +349,21 @@ def test_the_lowered_rate_is_what_acquire_enforces(tmp_path):
     clock = FakeClock()
     rates = limiter(tmp_path, clock, free=PoolRates(requests_per_minute=4))
     permits = [rates.acquire("free") for _ in range(4)]
+    rates.record(permits[-2], 429, {}, "")
     rates.record(permits[-1], 429, {}, "")
     clock.now = T0 + 61
     assert [rates.acquire("free").at - T0 for _ in range(3)] == [61, 61, 121]
 
 
-def test_a_pool_without_a_configured_rate_backs_off_from_the_rate_that_drew_the_429(tmp_path):
+def test_a_pool_without_a_configured_rate_follows_the_providers_word_not_a_guess(tmp_path):
+    """A fast pool that draws 429s is not throttled to half of what its last minute held (a burst of a fast run would
+    then crawl for minutes); what the provider says it allows is what holds it."""
     clock = FakeClock()
     rates = limiter(tmp_path, clock)
     permits = [rates.acquire("paid") for _ in range(6)]
-    rates.record(permits[-1], 429, {}, "")
-    assert rates.status("paid").effective_per_window == 3
-    assert rates.acquire("paid").at == T0 + 60  # 6 in the window, 3 allowed: wait for the window
-    for _ in range(20):
-        rates.record(rates.acquire("paid"), 200, {}, "")
-    assert rates.status("paid").effective_per_window is None  # recovered: no limit again
+    for permit in permits[-3:]:
+        rates.record(permit, 429, {}, "")
+    assert rates.status("paid").effective_per_window is None
+    assert rates.acquire("paid").waited_s == 0
+    rates.record(permits[0], 429, {"Retry-After": "20"}, "")
+    assert rates.acquire("paid").at == T0 + 20

@@ -7,10 +7,12 @@ from contextlib import nullcontext
 import click
 import luigi.configuration
 
-from .. import operations
+from .. import operations, tasks
 from .. import run as running
-from ..accounting import complete_sets
-from ..cohort import record_run
+from ..accounting import complete_sets, first_reasons
+from ..budget import Spend
+from ..cohort import calls_model, record_run
+from ..progress import rate_text
 from ..stages import now
 from ..config import STAGES, pool_limits
 from ..errors import InputError
@@ -19,6 +21,8 @@ from . import backend_option, cohort_option, main, prepare
 
 budget_option = click.option("--budget", type=float, callback=lambda ctx, param, value: operations.checked_budget(value),
                              help="Exit 2 (nothing started) when the estimated cost (USD) is above this.")
+batch_option = click.option("--batch", is_flag=True, help="Send every eligible call through its provider's batch API "
+                            "(providers.*.batch_api): about half the price, answers within 24 hours.")
 
 
 def _confirm(question: str) -> bool:
@@ -34,20 +38,23 @@ def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
 
 
-def _workers_needed(plan, pending) -> int:
-    """The sum of the limits of the pools the pending work uses, plus one for the tasks that call nothing."""
+def _workers_needed(plan, pending, batch: bool) -> int:
+    """The sum of the limits of the pools the pending work uses, plus one for the tasks that call nothing, plus one
+    per chunk of the most chunked batched stage (its polls wait side by side)."""
     limits = pool_limits()
     catalog = plan.context.catalog
     pools = {catalog.models[m.llm_model_id].pool for m in pending
-             if catalog.templates[m.stage][m.template_id].kind != "copy"}
-    return sum(limits.get(pool, 1) for pool in pools) + 1
+             if calls_model(m, catalog)}
+    chunks = tasks.batch_chunks(plan.spec.cohort_id, batch).lists
+    polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
+    return sum(limits.get(pool, 1) for pool in pools) + 1 + polls
 
 
 def _embedded_server(plan, pending):
     """Start the embedded model when pending work needs it; the context manager stops it on any exit."""
     catalog = plan.context.catalog
     if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending
-               if catalog.templates[m.stage][m.template_id].kind != "copy"):
+               if calls_model(m, catalog)):
         return nullcontext()
     from .. import embedded
     reason = embedded.unavailable_reason()
@@ -62,15 +69,27 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
     calls = outcome.calls
     click.echo(f"\ncohort {cohort_id}: done {len(outcome.done)}, skipped (already complete) {outcome.complete_before}, "
                f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}, not started {len(outcome.pending)}")
-    cost = f"cost ${calls.cost:.4f} reported"
-    if calls.unreported_cost:
-        cost += f" ({calls.unreported_cost} answer(s) without a reported cost)"
-    click.echo(f"requests sent {calls.requests}, answers received {calls.answers}, tokens {calls.prompt_tokens} prompt "
-               f"+ {calls.completion_tokens} completion, {cost}")
+    batched = f" ({calls.batched} in batches)" if calls.batched else ""
+    click.echo(f"requests sent {calls.requests}{batched}, answers received {calls.answers}, tokens "
+               f"{calls.prompt_tokens} prompt + {calls.completion_tokens} completion, {calls.cost_text()}")
+    if result.max_cost_usd is not None:
+        click.echo(Spend(calls.cost, calls.estimated_cost, 0.0, result.max_cost_usd).line())
+    if outcome.unscored:
+        click.echo(f"unscored evaluations {len(outcome.unscored)} (answers kept: fix the parser and re-score, no new "
+                   f"call); first reasons:")
+        for reason, count, gen_id in first_reasons(outcome.unscored):
+            click.echo(f"  {count} x {reason} (e.g. {gen_id})")
     for gen_id, (stage, reason) in sorted(outcome.failed.items()):
         click.echo(f"  failed {stage} {gen_id}: {reason}")
     for gen_id, (stage, reason) in sorted(outcome.blocked.items()):
         click.echo(f"  blocked {stage} {gen_id}: {reason}")
+    for pool, status in result.pools.items():
+        if status.paused is not None or rate_text(status) not in ("no limit", f"{status.configured_per_window}/min"):
+            click.echo(f"pool {pool}: {rate_text(status)}")
+    for _, _, message in result.gates.values():
+        click.echo(message)
+    for reason in result.batch_failures:
+        click.echo(reason)
     for note in result.notes:
         click.echo(note)
     if result.report_problem:
@@ -98,16 +117,23 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
 @click.option("--scheduler-url", envvar="DAYDREAM_SCHEDULER_URL", help="luigid URL for --scheduler central "
               "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]")
 @budget_option
+@click.option("--max-cost", type=float, callback=lambda ctx, param, value: operations.checked_budget(value, "--max-cost"),
+              help="Spending stop (USD): no new call starts once what this run spent (reported cost, else the "
+                   "price_per_mtok estimate), what is in flight and its own estimate would exceed it.")
+@batch_option
 @click.option("--yes", is_flag=True, help="Start a run above the guard thresholds (config/daydream.yaml `guard`) "
               "without asking.")
 @click.option("--dry-run", is_flag=True, help="Show what would run, run nothing, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
 @click.option("--verbose", "-v", is_flag=True, help="More detail in the progress display.")
-def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, yes, dry_run, quiet, verbose):
+def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, max_cost, batch, yes, dry_run,
+        quiet, verbose):
     """Run a cohort end to end: drafts, essays and evaluations as one pipelined Luigi graph, then the reports.
 
-    Exit codes: 0 all done; 1 some generations failed or a report failed (each listed with its reason); 2 bad input;
-    130 / 143 interrupted by Ctrl-C / SIGTERM (finished work is kept; run again to resume).
+    Exit codes: 0 all done; 1 some generations or a report failed (each listed with its reason), the --max-cost
+    budget was reached, or a provider became unreachable; 2 bad input; 3 a daily quota paused a pool (its work is
+    left for a run after the resume time shown); 130 / 143 interrupted by Ctrl-C / SIGTERM (finished work is kept;
+    run again to resume).
     """
     paths, plan = prepare(cohort, backend)
     cohort_id = plan.spec.cohort_id
@@ -117,7 +143,7 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
         raise InputError([f"--gen-id {g}: not a generation of cohort {cohort_id}; `daydream status --cohort "
                           f"{cohort_id}` lists the cohort" for g in unknown])
     settings = plan.context.settings
-    cost_plan = operations.plan(paths, plan.context.catalog, members, settings)
+    cost_plan = operations.plan(paths, plan.context.catalog, members, settings, batch)
     if budget is not None:
         operations.check_budget(cost_plan, budget)
     complete = complete_sets(paths)
@@ -133,8 +159,8 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
         click.echo(cost_plan.to_string(index=False), err=True)
     operations.check_guard(totals, settings.guard, yes, _confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
-    request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending), url, stage,
-                              tuple(gen_ids), 0 if quiet else 2 if verbose else 1)
+    request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending, batch), url, stage,
+                              tuple(gen_ids), 0 if quiet else 2 if verbose else 1, max_cost, batch)
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
@@ -155,11 +181,13 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
 @cohort_option
 @backend_option
 @budget_option
-def plan(cohort, backend, budget):
-    """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate."""
+@batch_option
+def plan(cohort, backend, budget, batch):
+    """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
+    at batch price)."""
     paths, cohort_plan = prepare(cohort, backend)
     frame = operations.plan(paths, cohort_plan.context.catalog, list(cohort_plan.members.values()),
-                            cohort_plan.context.settings)
+                            cohort_plan.context.settings, batch)
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
     click.echo(frame.to_string(index=False))
     totals = operations.plan_total(frame)
