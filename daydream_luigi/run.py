@@ -27,7 +27,7 @@ import luigi
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from . import accounting, batch, batching, collect, gate, providers, tasks
+from . import accounting, batch, batching, freshness, gate, providers, stages, tasks
 from .cohort import calls_model
 from .config import STAGES
 from .errors import InputError, raise_if
@@ -230,6 +230,7 @@ def run(paths, request: Request) -> Result:
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them, and these two as well
     gate.MAX_COST_USD, batching.EVERY_CALL = request.max_cost_usd, request.batch
     plan = tasks.cohort_plan(request.cohort_id)
+    stages.warm_up(plan.context)
     complete_before = accounting.complete_sets(paths)
     log_path = _log_to_file(paths, run_id)
     monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
@@ -286,12 +287,13 @@ def _exit_code(result: Result, scheduled_ok: bool) -> int:
 def _reports(paths, cohort_id: str, built_root: bool, log_path: Path) -> str | None:
     """The reports are Luigi's to build when the whole cohort is complete; otherwise (some generations failed) they
     are written here from what is on disk, saying what is missing. Returns why they could not be written, if so."""
-    report = collect.reports_dir(paths, cohort_id) / "report.html"
+    report = freshness.reports_dir(paths, cohort_id) / "report.html"
     if built_root and tasks.Report(cohort_id=cohort_id).complete():
         return None
     if built_root and tasks.all_complete(paths, tasks.cohort_plan(cohort_id).members.values()):
         return f"the report tasks failed; see {log_path}"
     try:
+        from . import collect  # pandas and scipy: only now, after the last task process was forked
         collect.write_all(paths, cohort_id)
     except Exception as exc:  # noqa: BLE001 - reported on the terminal, traceback in the log
         logging.getLogger("daydream").exception("writing the partial reports failed")

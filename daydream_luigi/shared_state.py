@@ -30,6 +30,16 @@ from .errors import InputError
 # POSIX locks (what flock becomes on NFS) do not exclude threads of one process from each other; this does.
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
+
+
+def _fresh_locks_after_fork() -> None:
+    """Luigi forks a task process while another thread of the run (the progress display) may hold one of these
+    locks: the copy would stay held forever in the child, and its first lookup of that file would deadlock."""
+    global _thread_locks, _thread_locks_guard
+    _thread_locks, _thread_locks_guard = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -58,18 +68,28 @@ def locked_json(path: Path) -> Iterator[dict]:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not mode "a": appending ignores seek(0)
         with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            text = handle.read()
             try:
-                state = json.JSONDecoder().raw_decode(text.lstrip())[0] if text.strip() else {}
-            except ValueError as exc:
-                raise InputError(f"{path}: not valid JSON ({exc}); delete the file to reset it") from None
-            if not isinstance(state, dict):
-                raise InputError(f"{path}: not a JSON object; delete the file to reset it")
-            before = json.dumps(state, sort_keys=True)
-            yield state
-            after = json.dumps(state, sort_keys=True)
-            if after != before:
-                handle.seek(0)
-                handle.write(after)  # ASCII (json.dumps escapes the rest), so characters are bytes
-                handle.flush()
-                handle.truncate(len(after))
+                yield from _read_change_write(path, handle)
+            finally:
+                # Unlock explicitly: a task process forked meanwhile shares this open file, so closing ours
+                # would not release the lock, and that process would wait for it forever.
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_change_write(path: Path, handle) -> Iterator[dict]:
+    """The body of `locked_json`, run while the lock is held."""
+    text = handle.read()
+    try:
+        state = json.JSONDecoder().raw_decode(text.lstrip())[0] if text.strip() else {}
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc}); delete the file to reset it") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a JSON object; delete the file to reset it")
+    before = json.dumps(state, sort_keys=True)
+    yield state
+    after = json.dumps(state, sort_keys=True)
+    if after != before:
+        handle.seek(0)
+        handle.write(after)  # ASCII (json.dumps escapes the rest), so characters are bytes
+        handle.flush()
+        handle.truncate(len(after))

@@ -1,5 +1,8 @@
 """The state files every process shares: written in place under a lock, readable after a kill mid-write."""
 
+import json
+import os
+import signal
 import threading
 
 import pytest
@@ -64,3 +67,31 @@ def test_a_damaged_file_and_a_bad_name_are_reported(tmp_path):
             pass
     with pytest.raises(ValueError, match="cannot name a state file"):
         state_file(tmp_path, "../escape")
+
+
+def test_a_process_forked_while_a_lock_is_held_takes_it_once_the_holder_lets_go(tmp_path):
+    """Luigi forks task processes while the run's display thread may hold a pool's lock: the child inherits the
+    thread lock held and shares the locked open file, and before the fix it waited for them forever."""
+    path = state_file(tmp_path, "pool")
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with locked_json(path) as state:
+            state["parent"] = 1
+            held.set()
+            release.wait()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the task process: give up (SIGALRM) rather than hang the suite if the lock never comes
+        signal.alarm(10)
+        with locked_json(path) as state:
+            state["child"] = 1
+        os._exit(0)
+    release.set()
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert json.loads(path.read_text()) == {"child": 1, "parent": 1}
