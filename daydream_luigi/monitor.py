@@ -64,6 +64,7 @@ class Monitor:
     cost: float = 0.0
     started: float = field(default_factory=time.monotonic)
     new_failures: list = field(default_factory=list)  # (stage, gen_id, reason) not yet shown
+    new_finished: list = field(default_factory=list)  # (stage, pool, gen_id) done in this run, not yet shown
     shown: dict = field(default_factory=dict)  # gen_id -> the failure reason last shown
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,6 +107,7 @@ class Monitor:
                 row.running -= 1
                 if event == "success":
                     row.done += 1
+                    self.new_finished.append((*key, gen_id))
                 else:
                     row.failed += 1
                     self.failures[gen_id] = (key[0], message["reason"])
@@ -158,11 +160,12 @@ class Monitor:
             rate = done / elapsed * 60 if elapsed > 0 else 0.0
             failures, self.new_failures = self.new_failures, []
             notes, self.new_notes = self.new_notes, []
+            finished, self.new_finished = self.new_finished, []
             return {"rows": rows, "elapsed": elapsed, "done": done, "left": left, "rate": rate,
                     "eta": left / (rate / 60) if rate > 0 else None, "requests": self.requests,
                     "answers": self.answers, "prompt_tokens": self.prompt_tokens,
                     "completion_tokens": self.completion_tokens, "cost": self.cost, "new_failures": failures,
-                    "new_notes": notes}
+                    "new_notes": notes, "new_finished": finished}
 
 
 def batch_line(status: dict) -> str:

@@ -41,13 +41,16 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def totals_line(snap: dict) -> str:
+def totals_line(snap: dict, stopping: bool = False) -> str:
+    """After a stop request no new generation starts, so the ETA says what is still in flight instead."""
+    running = sum(row.running for row in snap["rows"].values())
+    ahead = f"stopping: {running} in flight" if stopping else f"ETA {_duration(snap['eta'])}"
     return (f"answers {snap['answers']} of {snap['requests']} requests, tokens {snap['prompt_tokens']:,} + "
             f"{snap['completion_tokens']:,}, cost ${snap['cost']:.4f}, {snap['rate']:.1f} generations/min, "
-            f"elapsed {_duration(snap['elapsed'])}, ETA {_duration(snap['eta'])}")
+            f"elapsed {_duration(snap['elapsed'])}, {ahead}")
 
 
-def status_line(snap: dict, pools: dict | None = None) -> str:
+def status_line(snap: dict, pools: dict | None = None, stopping: bool = False) -> str:
     """`pools`: pool -> PoolStatus, for the pools whose rate is limited."""
     rows = snap["rows"].values()
     done = sum(r.done + r.done_before for r in rows)
@@ -58,11 +61,11 @@ def status_line(snap: dict, pools: dict | None = None) -> str:
                                                       (sum(r.stopped for r in rows), "stopped")) if n)
     rates = "".join(f"; pool {pool} {rate_text(status)}" for pool, status in sorted((pools or {}).items())
                     if rate_text(status) != "no limit")
-    return f"{done}/{total} done, {running} running, {failed} failed{waiting}; {totals_line(snap)}{rates}"
+    return f"{done}/{total} done, {running} running, {failed} failed{waiting}; {totals_line(snap, stopping)}{rates}"
 
 
-def table(snap: dict, title: str, pools: dict | None = None) -> Table:
-    view = Table(title=title, caption=totals_line(snap), expand=False)
+def table(snap: dict, title: str, pools: dict | None = None, stopping: bool = False) -> Table:
+    view = Table(title=title, caption=totals_line(snap, stopping), expand=False)
     for column in ("stage", "pool", "done", "running", "queued", "failed", "total", "in batch", "stopped",
                    "pool rate"):
         view.add_column(column, justify="left" if column in ("stage", "pool", "pool rate") else "right")
@@ -75,7 +78,8 @@ def table(snap: dict, title: str, pools: dict | None = None) -> Table:
 
 
 class Display:
-    """Renders a Monitor until closed. verbosity 0 = quiet (failures only at the end), 1 = normal, 2 = verbose."""
+    """Renders a Monitor until closed. verbosity 0 = quiet (failures only at the end), 1 = normal, 2 = also a line per
+    generation as it finishes. `stopping` is set once a stop was requested."""
 
     def __init__(self, monitor: Monitor, title: str, verbosity: int = 1, stream=None,
                  limiter: RateLimiter | None = None):
@@ -83,6 +87,7 @@ class Display:
         self.limiter = limiter  # the pools' rates in force are read from it
         self.title = title
         self.verbosity = verbosity
+        self.stopping = False
         self.stream = stream or sys.stderr
         self.console = Console(file=self.stream)
         self.tty = self.console.is_terminal
@@ -134,7 +139,10 @@ class Display:
             self.note(f"failed {stage} {gen_id}: {reason}")
         for line in snap["new_notes"]:
             self.note(line)
+        if self.verbosity > 1:
+            for stage, pool, gen_id in snap["new_finished"]:
+                self.note(f"done {stage} {gen_id}" + (f" (pool {pool})" if pool != "-" else ""))
         if self._live is not None:
-            self._live.update(table(snap, self.title, self._pools()))
+            self._live.update(table(snap, self.title, self._pools(), self.stopping))
         elif not final:
-            self.note(status_line(snap, self._pools()))
+            self.note(status_line(snap, self._pools(), self.stopping))

@@ -104,6 +104,7 @@ class Stopper:
             self.abandoned = True
             raise KeyboardInterrupt  # Luigi's worker terminates the task processes still running as it unwinds
         self.signal = signum
+        self.display.stopping = True
         self.on_stop()
         self.display.note(f"{signal.Signals(signum).name}: no new generation starts; waiting for the calls in flight "
                           f"to finish (again to abandon them)")

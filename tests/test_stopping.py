@@ -72,6 +72,7 @@ def test_a_signal_lets_calls_in_flight_finish_then_the_next_run_makes_exactly_th
     assert re.search(rf"^interrupted: {finished} generation\(s\) finished in this run, {42 - finished} left; every "
                      r"call in flight finished and its answer is kept\. Resume with the same command", stdout, re.M)
     assert f"requests sent {len(kept)}, answers received {len(kept)}," in stdout
+    assert "reports:" not in stdout  # an interrupted run writes none
 
     check = daydream("check")
     assert check.returncode == 0 and check.stdout.splitlines()[-1] == "0 problem(s) found", check.stdout
@@ -142,6 +143,17 @@ def test_quiet_prints_only_the_summary(project, endpoint):
     result = daydream("run", "--quiet")
     assert result.returncode == 0
     assert result.stderr.splitlines() == ["cohort active-08c9d38e: 42 generations, 42 to run"]
+
+
+def test_verbose_adds_a_line_per_finished_generation(project, endpoint):
+    result = daydream("run", "--verbose")
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = [line.split() for line in result.stderr.splitlines() if line.startswith("done ")]
+    gens = project / "data" / "gens"
+    calls = {p.parent.name for p in gens.glob("*/*/call.json")}
+    expected = {(p.parent.parent.name, p.parent.name) for p in gens.glob("*/*/metadata.json")}
+    assert len(done) == 42 and {(stage, gen_id) for _, stage, gen_id, *_ in done} == expected
+    assert all(pool == (["(pool", "paid)"] if gen_id in calls else []) for _, _, gen_id, *pool in done)
 
 
 def test_a_terminal_gets_a_live_table_per_stage_and_pool(project, endpoint):

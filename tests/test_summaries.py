@@ -73,3 +73,10 @@ def test_the_progress_table_shows_each_pools_rate_in_force():
         "; pool free 20/min; pool paid 2.5/min (lowered after 429s, configured 5/min)")
     assert rate_text(PoolStatus("x", None, None, 0, 0, None, None)) == "no limit"
     assert rate_text(PoolStatus("x", 3.0, None, 0, 0, None, None)) == "3.0/min (lowered after 429s)"
+
+
+def test_after_a_stop_request_the_progress_says_what_is_still_in_flight():
+    monitor = Monitor(rows={("draft", "paid"): Row(total=4, done=1, running=2)})
+    snap = monitor.snapshot()
+    assert ", ETA " in status_line(snap) and "stopping" not in status_line(snap)
+    assert status_line(snap, stopping=True).endswith(", stopping: 2 in flight")

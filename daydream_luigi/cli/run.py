@@ -125,7 +125,7 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
               "without asking.")
 @click.option("--dry-run", is_flag=True, help="Show what would run, run nothing, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
-@click.option("--verbose", "-v", is_flag=True, help="More detail in the progress display.")
+@click.option("--verbose", "-v", is_flag=True, help="Also a line for each generation as it finishes.")
 def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, max_cost, batch, yes, dry_run,
         quiet, verbose):
     """Run a cohort end to end: drafts, essays and evaluations as one pipelined Luigi graph, then the reports.
@@ -172,7 +172,8 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
     record_run(paths, cohort_id, started, now(), {"done": len(outcome.done), "failed": len(outcome.failed),
                                                    "blocked": len(outcome.blocked), "skipped": outcome.complete_before,
                                                    "not_started": len(outcome.pending)})
-    reports = None if stage or gen_ids else paths.cohorts / cohort_id / "reports" / "report.html"
+    written = not (stage or gen_ids or result.interrupted_by is not None)  # as running.run decides
+    reports = paths.cohorts / cohort_id / "reports" / "report.html" if written else None
     print_summary(cohort_id, result, reports)
     sys.exit(result.exit_code)
 
