@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 from .budget import call_cost
 from .cohort import Member
-from .config import STAGES, Paths
+from .config import PARENT_STAGE, STAGES, Paths
 from .store import ATTEMPTS, ERROR, METADATA, complete_ids, gen_dir, read_json, read_lines
 
-PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
 
 
 @dataclass

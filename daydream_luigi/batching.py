@@ -34,6 +34,7 @@ from . import batch as api
 from . import gate, llm, providers, stages
 from .budget import BATCH_PRICE_FACTOR, BudgetReached, call_cost, estimate_cost_usd
 from .cohort import Member, calls_model
+from .config import PARENT_STAGE
 from .stages import Context, GenerationFailed, now
 from .store import CALL, METADATA, RAW, atomic_write_json, gen_dir, read_json
 
@@ -223,7 +224,7 @@ def _ready(ctx: Context, member: Member) -> bool:
     """Its prompt can be rendered (its parent is complete) and it has no answer yet."""
     if _answered_or_kept(gen_dir(ctx.paths.gens, member.stage, member.gen_id)):
         return False
-    parent_stage = {"essay": "draft", "evaluation": "essay"}.get(member.stage)
+    parent_stage = PARENT_STAGE.get(member.stage)
     return parent_stage is None or (gen_dir(ctx.paths.gens, parent_stage, member.parent_gen_id) / METADATA).exists()
 
 

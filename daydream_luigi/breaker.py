@@ -20,7 +20,7 @@ from .shared_state import locked_json, state_file
 DEFAULT_THRESHOLD = 5  # consecutive connection failures that open a provider's breaker
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception, what it wraps (args, urllib3's ``reason``) and its causes."""
     seen: set[int] = set()
     stack = [exc]
@@ -46,7 +46,7 @@ def is_connection_failure(exc: BaseException) -> bool:
     if not isinstance(exc, requests.exceptions.ConnectionError):
         return False
     return any(isinstance(link, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
-               for link in _chain(exc))
+               for link in exception_chain(exc))
 
 
 class BreakerOpen(Exception):

@@ -14,7 +14,7 @@ import yaml
 from . import identity
 from .catalog import Catalog
 from .combos import Combo, enumerate_combos, make_combo, read_mappings
-from .config import LEVELS, POSITIVE_INT, REPLICATES, STAGES, Paths, Settings, read_yaml, schema_problems, shown
+from .config import LEVELS, PARENT_STAGE, POSITIVE_INT, REPLICATES, STAGES, Paths, Settings, read_yaml, schema_problems, shown
 from .errors import InputError, raise_if
 from .ids import checked_id, id_problem
 from .render import RenderError, render
@@ -476,11 +476,10 @@ def check_integrity(rows: list[Member], source: str) -> None:
     """Every essay's parent is a draft (an imported essay has none) and every evaluation's parent an essay of the same
     cohort."""
     by_stage = {stage: {m.gen_id for m in rows if m.stage == stage} for stage in STAGES}
-    parent_stage = {"essay": "draft", "evaluation": "essay"}
     problems = [f"{source}: {m.stage} {m.gen_id} has parent {m.parent_gen_id!r}, which is not a "
-                f"{parent_stage[m.stage]} of cohort {m.cohort_id}; rebuild the cohort"
-                for m in rows if m.stage in parent_stage and not is_imported(m)
-                and m.parent_gen_id not in by_stage[parent_stage[m.stage]]]
+                f"{PARENT_STAGE[m.stage]} of cohort {m.cohort_id}; rebuild the cohort"
+                for m in rows if m.stage in PARENT_STAGE and not is_imported(m)
+                and m.parent_gen_id not in by_stage[PARENT_STAGE[m.stage]]]
     raise_if(problems)
 
 

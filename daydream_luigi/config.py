@@ -16,6 +16,7 @@ from .providers import parse_providers
 from .ratelimit import pool_rates
 
 STAGES = ("draft", "essay", "evaluation")
+PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}  # the stage of a generation's parent_gen_id
 LEVELS = ("sentence", "paragraph", "article")
 
 

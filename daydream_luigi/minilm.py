@@ -14,7 +14,6 @@ window vectors, weighted by their lengths. A text within one window gives the re
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import struct
 import unicodedata
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .embedded import package_dir
 from .embeddings import EmbeddingError
 
 MODEL_ID = "all-MiniLM-L6-v2"
@@ -41,13 +41,8 @@ MAX_WORD_CHARS = 100  # BERT's WordPiece turns longer words into [UNK]
 
 def model_dir() -> Path | None:
     """The installed package's model folder, found without importing (running) the package."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    directory = package_dir(PACKAGE)
+    return None if directory is None else directory / "model"
 
 
 def unavailable_reason() -> str | None:

@@ -23,12 +23,11 @@ from .budget import BATCH_PRICE_FACTOR
 from .catalog import Catalog
 from .cohort import (CURATED_LISTS, MANIFEST, MEMBERSHIP, RUN_RECORD, Member, calls_model, cohort_source,
                      is_imported, listed_in_specs, load_membership)
-from .config import STAGES, Guard, Paths, Settings, load_settings
+from .config import PARENT_STAGE, STAGES, Guard, Paths, Settings, load_settings
 from .errors import InputError, raise_if
 from .ids import id_problem
 from .store import CALL, ERROR, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
 
-PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 
 # Rendered prompts need their parents' text, which does not exist before a run: plan with typical sizes instead.
@@ -40,7 +39,8 @@ PLAN_COUNTS = ["generations", "done", "to_call", "est_prompt_tokens", "est_compl
 STATUS_COLUMNS = ["stage", "total", "done", "failed", "pending"]
 COHORT_COLUMNS = ["cohort_id", "source", "drafts", "essays", "evaluations", "complete", "last_run"]
 FINDING_KINDS = ("corrupt", "incomplete", "missing_parent", "duplicate", "orphan", "template_changed",
-                 "unknown_template", "text_changed")
+                 "unknown_template", "text_changed", "unanswered")
+NOT_A_PROBLEM = "unanswered"  # a call stopped or killed before its answer: nothing kept, nothing to fix
 
 
 def _member_list(members) -> list[Member]:
@@ -263,7 +263,11 @@ def check(paths: Paths, catalog: Catalog) -> list[Finding]:
     by_task: dict[tuple, list[str]] = {}
     for (stage, gid), entry in entries.items():
         if not entry.has_metadata:
-            findings.append(Finding("incomplete", stage, gid, _incomplete_detail(entry)))
+            if (entry.path / RAW).exists() or (entry.path / ERROR).exists():
+                findings.append(Finding("incomplete", stage, gid, _incomplete_detail(entry)))
+            else:
+                findings.append(Finding(NOT_A_PROBLEM, stage, gid, "no answer yet (its call was stopped, killed or "
+                                                                   "never made); the next run makes it"))
             continue
         if entry.meta is None:
             findings.append(Finding("corrupt", stage, gid, entry.problem))

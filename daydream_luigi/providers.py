@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .batch import CLIENTS
+from .breaker import exception_chain
 from .errors import InputError
 from .ids import id_problem
 
@@ -157,21 +158,13 @@ def check_path(base_url: str) -> str:
 
 def _connection_reason(exc: BaseException) -> str:
     """What went wrong below HTTP, from the chain requests and urllib3 wrap around the socket error."""
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in exception_chain(exc):
         if isinstance(current, socket.gaierror):
             return "host name not found"
         if isinstance(current, ConnectionRefusedError):
             return "connection refused: nothing listens there"
         if isinstance(current, ssl.SSLError):
             return "TLS handshake failed"
-        pending += [e for e in (current.__cause__, current.__context__, getattr(current, "reason", None),
-                                *current.args) if isinstance(e, BaseException)]
     return "connection failed"
 
 

@@ -29,7 +29,9 @@ import re
 import threading
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 from urllib.parse import parse_qs, urlsplit
 
 from fake_endpoint import _SCORE_RE, _last_user_message, draft_answer, judge_answer
@@ -64,7 +66,6 @@ def answer(custom_id: str, body: dict, cost: bool = True) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
 
     def log_message(self, format, *args):  # quiet
         pass
@@ -109,12 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: "FakeBatchServer"
-
-
-class FakeBatchServer:
+class FakeBatchServer(LoopbackServer):
     def __init__(self, key: str, in_progress_polls: int = 1, outcome: str | list = "completed", fail_ids=(),
                  page_size: int = 2):
         outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
@@ -127,25 +123,16 @@ class FakeBatchServer:
         self.batches: dict[str, dict] = {}
         self.files: dict[str, bytes] = {}
         self._ids = itertools.count(1)
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> "FakeBatchServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_Handler)
+        self._server.fake = self  # the handler's way back to this fake
 
     @property
     def openrouter_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
+        return f"http://127.0.0.1:{self.port}/api/v1"
 
     @property
     def openai_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- batch life ---------------------------------------------------------------------------------------------
     def _new(self, prefix: str, model: str, items: list[tuple[str, dict]]) -> dict:

@@ -14,7 +14,9 @@ import hashlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 
 def text_vector(text: str) -> list[float]:
@@ -22,25 +24,14 @@ def text_vector(text: str) -> list[float]:
     return [b / 255.0 - 0.5 for b in digest[:8]]
 
 
-class FakeEmbeddings:
+class FakeEmbeddings(LoopbackServer):
     def __init__(self, hang_seconds: float = 2.0):
         self.requests: list[dict] = []  # {"body": ..., "authorization": ...}
         self.planted: dict[str, list[float]] = {}
         self.fault: str | int | None = None
         self.hang_seconds = hang_seconds
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeEmbeddings":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def reset(self) -> None:
         with self._lock:

@@ -26,7 +26,9 @@ import random
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 DIMENSIONS = 32
 NOISE = 0.05
@@ -47,7 +49,7 @@ def _unit(vector: list[float]) -> list[float]:
     return [x / norm for x in vector]
 
 
-class FakeJudge:
+class FakeJudge(LoopbackServer):
     def __init__(self, latency: float = 0.0):
         self.latency = latency
         self.prefer: str | None = None
@@ -58,18 +60,7 @@ class FakeJudge:
         self.max_concurrent = 0
         self._current = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeJudge":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def reset(self) -> None:
         with self._lock:

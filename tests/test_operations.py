@@ -178,10 +178,14 @@ def test_lost_draft_metadata_is_incomplete_and_its_essays_miss_their_parent(stor
                          f"parent draft {draft} has no complete generation")], key=Finding.sort_key)]
 
 
-def test_a_partial_dir_without_an_answer_is_incomplete(store):
+def test_a_dir_without_an_answer_is_listed_as_unanswered_and_one_with_an_error_as_incomplete(store):
     (gen(store, "essay", "partial0000000001")).mkdir()
+    (gen(store, "essay", "partial0000000002")).mkdir()
+    atomic_write_json(gen(store, "essay", "partial0000000002") / "error.json", {"error": "HTTP 400"})
     assert ops.check(store, catalog_of(store)) == [
-        Finding("incomplete", "essay", "partial0000000001", "no metadata.json; no raw.txt")]
+        Finding("incomplete", "essay", "partial0000000002", "no metadata.json; no raw.txt; last error: HTTP 400"),
+        Finding("unanswered", "essay", "partial0000000001", "no answer yet (its call was stopped, killed or never "
+                                                            "made); the next run makes it")]
 
 
 def test_a_copied_generation_is_a_duplicate_and_an_orphan(store):

@@ -96,6 +96,10 @@ def test_a_second_ctrl_c_abandons_the_calls_in_flight(project, slow):
     # abandoned calls left no answer and nothing that looks complete: the next run makes every missing call once
     kept, sent = kept_and_sent(project)
     assert kept < sent
+    check = daydream("check")  # the abandoned calls are listed, not counted as problems
+    lines = check.stdout.splitlines()
+    assert check.returncode == 0 and lines[-1] == "0 problem(s) found", check.stdout
+    assert len(lines) - 1 == len(sent - kept) and all(line.startswith("unanswered ") for line in lines[:-1])
     before = slow.stats["requests"]
     resumed = daydream("run")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
