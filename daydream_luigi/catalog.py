@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .config import LEVELS, Paths, Settings, load_settings
-from .errors import raise_if
+from .errors import InputError, raise_if
 from .ids import id_problem
 from .parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
 from .render import template_problem
@@ -255,5 +255,9 @@ def load_catalog(paths: Paths, pools: dict, settings: Settings | None = None) ->
     concepts = _load_concepts(paths, settings.allow_name_only_concepts, problems)
     templates = {stage: _load_templates(paths, stage, problems) for stage in _TEMPLATE_CATALOGS}
     models = _load_models(paths, pools, settings.providers, problems)
+    try:
+        settings.pool_rates(pools)  # a rate set for a pool that does not exist is a typo, not a limit
+    except InputError as exc:
+        problems += exc.problems
     raise_if(problems)
     return Catalog(concepts, templates, models)

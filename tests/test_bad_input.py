@@ -195,7 +195,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
      "{root}/config/daydream.yaml: stages.draft.read_timeout must be a number > 0 (found 0)"),
     ("retry-negative", edit(SETTINGS, "max_attempts: 6", "max_attempts: -1"), [],
      "{root}/config/daydream.yaml: retry.max_attempts must be a whole number >= 1 (found -1)"),
-    ("unknown-setting", edit(SETTINGS, "  part_size: 1000", "  window: 4\n  part_size: 1000"), [],
+    ("unknown-setting", edit(SETTINGS, "  part_size: 2500", "  window: 4\n  part_size: 2500"), [],
      "{root}/config/daydream.yaml: unknown setting scheduling.window; remove it (allowed in scheduling: part_size)"),
     ("stage-not-mapping", edit(SETTINGS, "  essay:      {temperature: 0.7, max_tokens: 700, connect_timeout: 10, "
                                          "read_timeout: 300}", "  essay: 0.7"), [],
@@ -205,6 +205,9 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
      "{root}/config/daydream.yaml: guard.max_calls must be a whole number >= 0 (found -5)"),
     ("guard-cost-word", edit(SETTINGS, "max_cost_usd: 10", "max_cost_usd: ten"), [],
      "{root}/config/daydream.yaml: guard.max_cost_usd must be a number >= 0 (found 'ten')"),
+    ("pool-rate-typo", edit(SETTINGS, "  free: {requests_per_minute: 20}", "  fre: {requests_per_minute: 20}"), [],
+     "config/daydream.yaml: pools.fre: no pool 'fre' in config/luigi.cfg [resources] (known: free, local, paid); add "
+     "it there or remove it here"),
     ("prompt-limit-zero", edit(SETTINGS, "max_prompt_chars: 50000", "max_prompt_chars: 0"), [],
      "{root}/config/daydream.yaml: limits.max_prompt_chars must be a whole number >= 1 (found 0)"),
     ("name-only-not-boolean", edit(SETTINGS, "allow_name_only_concepts: false", "allow_name_only_concepts: maybe"),
