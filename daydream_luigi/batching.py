@@ -5,7 +5,7 @@ Which calls: those `batch.is_batched` says (the provider has a batch API, and `d
 ``batch:`` settings name the stage or model); copy essays call nothing.
 
 Chunks and waves. The batched generations of one (cohort, stage, model), in membership order, are cut into chunks of
-at most ``batch.chunk_size``. A chunk is submitted in waves: a wave sends every generation of the chunk that is ready
+at most ``batch.max_requests`` (and the provider's own limit). A chunk is submitted in waves: a wave sends every generation of the chunk that is ready
 (parent complete, no answer kept) and was not sent in an earlier wave that is still running or that answered it.
 Wave 0 normally takes them all; a later wave takes what an expired or cancelled batch never ran (at most
 ``MAX_SUBMISSIONS`` sendings in all) and what became ready later. A wave is two files in

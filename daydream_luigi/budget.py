@@ -73,7 +73,7 @@ class BudgetReached(Exception):
 
 
 class Budget:
-    """One run's account in ``ledger`` (e.g. ``data/.budget/<run_id>.json``), shared by all its processes."""
+    """One run's account in ``ledger`` (``data/.runs/<run_id>/budget.json``), shared by all its processes."""
 
     def __init__(self, ledger: Path, limit_usd: float | None):
         if limit_usd is not None and limit_usd < 0:

@@ -323,13 +323,14 @@ def _representative_scores(paths: Paths, plan, template_id):
         else None
     present = sorted(set(frame.loc[frame["score"].notna(), "evaluation_template"])) if frame is not None else []
     if template_id is None:
-        if len(present) > 1:
-            raise InputError(f"cohort {cohort_id} is scored by {len(present)} evaluation templates "
-                             f"({', '.join(present)}); choose the one whose mean score picks each cluster's "
-                             f"representative with --template")
         if not present:
             return None, {}
-        template_id = present[0]
+        # never a mix of two scales: the cohort's first evaluation template that has scores
+        template_id = next((t for t in plan.spec.evaluation_templates if t in present), present[0])
+        if len(present) > 1:
+            click.echo(f"representatives by their mean score on {template_id}, the first of the cohort's "
+                       f"{len(present)} scored evaluation templates ({', '.join(present)}); choose another with "
+                       f"--template")
     elif template_id not in present:
         raise InputError(f"--template {template_id!r}: cohort {cohort_id} has no score on it; scored templates: "
                          f"{', '.join(present) or 'none'}")
@@ -344,7 +345,7 @@ def _representative_scores(paths: Paths, plan, template_id):
 @click.option("--embedding-model", "embedding_model_id",
               help="An llm_models.csv row with for_embedding true [default: the backend's one].")
 @click.option("--template", help="Evaluation template whose mean score picks each cluster's representative "
-              "[default: the cohort's, when it has one].")
+              "[default: the cohort's first evaluation template with scores].")
 @backend_option
 def dedup(cohort, threshold, embedding_model_id, template, backend):
     """Near-duplicate essays of a cohort: embeddings (cached per essay), clusters at cosine >= threshold, one
