@@ -2,7 +2,7 @@
 
 A server that is not running, a wrong port or a host name that does not resolve fails every generation in turn,
 each after its own retries. Counting consecutive connection failures per provider (in ``data/.runs/<run_id>/breaker/<provider>.json``,
-shared by every worker process of the run and machine like the rate limits, see ``shared_state``; a new run
+shared by every process of the run, on any machine, like the rate limits, see ``shared_state``; a new run
 starts with a closed breaker) lets the first few failures be
 retried as usual and then stops the provider's calls with one message naming it and its URL. Any answer from the
 server, an HTTP error included, proves it reachable and resets the count.
