@@ -1,11 +1,11 @@
 """A circuit breaker per provider: after several connection failures in a row its calls fail at once.
 
-A server that is not running, a wrong port or a host name that does not resolve fails every generation in turn,
-each after its own retries. Counting consecutive connection failures per provider (in ``data/.runs/<run_id>/breaker/<provider>.json``,
-shared by every process of the run, on any machine, like the rate limits, see ``shared_state``; a new run
-starts with a closed breaker) lets the first few failures be
-retried as usual and then stops the provider's calls with one message naming it and its URL. Any answer from the
-server, an HTTP error included, proves it reachable and resets the count.
+A server that is not running, a wrong port or a host name that does not resolve fails every generation in turn, each
+after its own retries. Counting consecutive connection failures per provider (in
+``data/.runs/<run_id>/breaker/<provider>.json``, shared by every process of the run, on any machine, like the rate
+limits, see ``shared_state``; a new run starts with a closed breaker) lets the first few failures be retried as usual
+and then stops the provider's calls with one message naming it and its URL. Any answer from the server, an HTTP error
+included, proves it reachable and resets the count.
 """
 
 from __future__ import annotations
