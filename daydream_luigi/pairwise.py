@@ -22,7 +22,7 @@ from .cohort import Member
 from .config import Settings
 from .parsers import parse_pairwise
 from .rescore import parsed_text, read_answer
-from .stages import Context, _Generation
+from .stages import Context, Generation
 from .store import ERROR, METADATA, PARSED, atomic_write_text, gen_dir, read_json, read_text
 from .tournament import PAIRWISE_STAGE, Tournament, judgment_id, play_tournament
 
@@ -69,21 +69,21 @@ def judge_for(ctx: Context, cohort_id: str, template: Template, model: Model, es
                  {gen_id: identity.text_sha(text) for gen_id, text in essays.items()})
 
 
-def _essay(gen: _Generation, gen_id: str) -> str:
+def _essay(gen: Generation, gen_id: str) -> str:
     try:
         return read_text(gen_dir(gen.ctx.paths.gens, "essay", gen_id) / PARSED)
     except (OSError, ValueError) as exc:
         raise gen.fail(f"essay {gen_id} is unreadable ({exc}); run `daydream check`", "parent", False) from None
 
 
-def _judge_pair(gen: _Generation) -> dict:
+def _judge_pair(gen: Generation) -> dict:
     """Render the two essays into the pairwise template, call the judge (or reuse its kept answer), read the verdict.
     An answer without a verdict is a complete judgment with its error (the match counts as unjudged)."""
     ctx, judgment = gen.ctx, gen.member
     template = ctx.catalog.templates[STAGE][judgment.template_id]
-    prompt = stages._render(gen, template, {"essay_a": _essay(gen, judgment.first),
+    prompt = stages.render_prompt(gen, template, {"essay_a": _essay(gen, judgment.first),
                                             "essay_b": _essay(gen, judgment.second)})
-    raw, call = stages._call(gen, ctx.catalog.models[judgment.llm_model_id], prompt)
+    raw, call = stages.call_model(gen, ctx.catalog.models[judgment.llm_model_id], prompt)
     verdict, error = read_answer(parse_pairwise, template.kind, raw, call, judgment.gen_id)
     atomic_write_text(gen.directory / PARSED, parsed_text(verdict))
     return {**call, "parser": template.kind, "essay_a": judgment.first, "essay_b": judgment.second,

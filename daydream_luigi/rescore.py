@@ -17,7 +17,7 @@ from .catalog import Catalog
 from .cohort import load_membership
 from .config import Paths
 from .parsers import SCORE_MAX, ParseError, parse_score
-from .stages import _truncated, now
+from .stages import truncation_problem, now
 from .store import CALL, METADATA, PARSED, RAW, atomic_write_json, atomic_write_text, gen_dir, generation_lock, \
     read_json, read_text
 
@@ -28,7 +28,7 @@ def read_answer(parse: Callable[[str, str], object], parser: str, raw: str, call
                 gen_id: str) -> tuple[object | None, str]:
     """What a judge's kept answer says, as (value, "") or (None, why not): `parse(parser, raw)`, unless the answer
     was cut at max_tokens (then its end, where a verdict stands, is missing and nothing is read)."""
-    truncated = _truncated(call, gen_id)
+    truncated = truncation_problem(call, gen_id)
     if truncated:
         return None, truncated
     try:

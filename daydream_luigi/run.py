@@ -149,7 +149,7 @@ def check_worker_timeout(paths, settings, stages) -> None:
                              f"max_total_seconds in config/daydream.yaml); raise the timeout or lower those settings")
 
 
-def _log_to_file(paths, run_id: str) -> Path:
+def log_to_file(paths, run_id: str) -> Path:
     """Everything Luigi and the pipeline log (INFO and up, tracebacks included) goes to this run's file only."""
     folder = paths.data_root / "logs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,7 +233,7 @@ def run(paths, request: Request) -> Result:
     plan = tasks.cohort_plan(request.cohort_id)
     stages.warm_up(plan.context)
     complete_before = accounting.complete_sets(paths)
-    log_path = _log_to_file(paths, run_id)
+    log_path = log_to_file(paths, run_id)
     monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
     limiter = gate.limiter(paths, plan.context.settings)
     options = {"scheduler_url": request.scheduler_url} if request.scheduler_url else {"local_scheduler": True}

@@ -125,7 +125,7 @@ def record_failure(directory: Path, member: Member, reason: str, kind: str, retr
 
 
 @dataclass
-class _Generation:
+class Generation:
     """What one run of one generation needs: where it lives, who runs it, how it reports."""
 
     ctx: Context
@@ -143,7 +143,7 @@ class _Generation:
             return GenerationFailed(f"{reason} (error.json could not be written either: {exc})", kind, retryable)
 
 
-def _kept_answer(gen: _Generation) -> tuple[str, dict] | None:
+def _kept_answer(gen: Generation) -> tuple[str, dict] | None:
     directory = gen.directory
     if (directory / CALL).exists() and (directory / RAW).exists():
         return read_text(directory / RAW), read_json(directory / CALL)
@@ -158,7 +158,7 @@ def _call_record(answer: llm.Completion, model: Model, settings: llm.CallSetting
             "temperature": settings.temperature, "max_tokens": settings.max_tokens, "seed": settings.seed, **extra}
 
 
-def _keep(gen: _Generation, text: str, call: dict) -> None:
+def _keep(gen: Generation, text: str, call: dict) -> None:
     """raw.txt and call.json the moment an answer arrives; an answer that cannot be stored is never asked again."""
     try:
         atomic_write_text(gen.directory / RAW, text)
@@ -171,7 +171,7 @@ def _keep(gen: _Generation, text: str, call: dict) -> None:
             f"run; free the disk (or fix the folder's permissions) and re-run", "answer_lost", False) from None
 
 
-def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
+def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
     """The model's answer: the kept one when raw.txt and call.json exist, else one real call, kept at once."""
     kept = _kept_answer(gen)
     if kept is not None:
@@ -218,7 +218,7 @@ def _call(gen: _Generation, model: Model, prompt: str) -> tuple[str, dict]:
     return answer.text, call
 
 
-def _variables(gen: _Generation) -> tuple[dict, dict | None]:
+def _variables(gen: Generation) -> tuple[dict, dict | None]:
     """What the generation's template is rendered with, and its parent's metadata (None for a draft)."""
     ctx, member = gen.ctx, gen.member
     if member.stage == "draft":
@@ -229,7 +229,7 @@ def _variables(gen: _Generation) -> tuple[dict, dict | None]:
     return {name: text}, meta
 
 
-def _read_parent(gen: _Generation, parent_stage: str) -> tuple[str, dict]:
+def _read_parent(gen: Generation, parent_stage: str) -> tuple[str, dict]:
     parent = gen_dir(gen.ctx.paths.gens, parent_stage, gen.member.parent_gen_id)
     try:
         return read_text(parent / PARSED), read_json(parent / METADATA)
@@ -238,7 +238,7 @@ def _read_parent(gen: _Generation, parent_stage: str) -> tuple[str, dict]:
                        f"`daydream gens rm {gen.member.parent_gen_id} --yes` and re-run", "parent", False) from None
 
 
-def _render(gen: _Generation, template, variables: dict) -> str:
+def render_prompt(gen: Generation, template, variables: dict) -> str:
     """The prompt, written to prompt.txt; a kept answer is reused only for exactly the prompt it answered."""
     try:
         prompt = render(template.source, max_chars=gen.ctx.settings.max_prompt_chars, **variables)
@@ -254,22 +254,22 @@ def _render(gen: _Generation, template, variables: dict) -> str:
     return prompt
 
 
-def _truncated(call: dict, gen_id: str) -> str | None:
+def truncation_problem(call: dict, gen_id: str) -> str | None:
     if call.get("finish_reason") == "length":
         return (f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "
                 f"in config/daydream.yaml, then `daydream gens rm {gen_id} --yes` and re-run")
     return None
 
 
-def _draft(gen: _Generation) -> dict:
+def _draft(gen: Generation) -> dict:
     ctx, member = gen.ctx, gen.member
     combo: Combo = ctx.combos[member.combo_id]
     template = ctx.catalog.templates["draft"][member.template_id]
     model = ctx.catalog.models[member.llm_model_id]
-    prompt = _render(gen, template, _variables(gen)[0])
-    raw, call = _call(gen, model, prompt)
+    prompt = render_prompt(gen, template, _variables(gen)[0])
+    raw, call = call_model(gen, model, prompt)
     lines = sum(1 for line in raw.splitlines() if line.strip())
-    problem = _truncated(call, member.gen_id)
+    problem = truncation_problem(call, member.gen_id)
     if not problem and lines < ctx.settings.min_draft_lines:
         problem = f"draft has {lines} non-empty line(s), fewer than min_draft_lines={ctx.settings.min_draft_lines}"
     if not problem:
@@ -285,31 +285,31 @@ def _draft(gen: _Generation) -> dict:
             "k": combo.k}
 
 
-def _essay(gen: _Generation) -> dict:
+def _essay(gen: Generation) -> dict:
     ctx, member = gen.ctx, gen.member
     template = ctx.catalog.templates["essay"][member.template_id]
     variables, draft_meta = _variables(gen)
     draft_block = variables["draft_block"]
-    prompt = _render(gen, template, variables)
+    prompt = render_prompt(gen, template, variables)
     common = {"task_id": essay_task_id(draft_meta["task_id"], template.template_id), "mode": template.kind}
     if template.kind == "copy":
         atomic_write_text(gen.directory / RAW, draft_block)
         atomic_write_text(gen.directory / PARSED, draft_block)
         return {**common, "model": None, "provider": None, "finish_reason": None, "attempts": []}
-    raw, call = _call(gen, ctx.catalog.models[member.llm_model_id], prompt)
-    problem = _truncated(call, member.gen_id) or (None if raw.strip() else "the model returned an empty essay")
+    raw, call = call_model(gen, ctx.catalog.models[member.llm_model_id], prompt)
+    problem = truncation_problem(call, member.gen_id) or (None if raw.strip() else "the model returned an empty essay")
     if problem:
         raise gen.fail(problem, "validation", False)
     atomic_write_text(gen.directory / PARSED, raw.strip() + "\n")
     return {**call, **common}
 
 
-def _evaluation(gen: _Generation) -> dict:
+def _evaluation(gen: Generation) -> dict:
     ctx, member = gen.ctx, gen.member
     template = ctx.catalog.templates["evaluation"][member.template_id]
-    prompt = _render(gen, template, _variables(gen)[0])
-    raw, call = _call(gen, ctx.catalog.models[member.llm_model_id], prompt)
-    truncated = _truncated(call, member.gen_id)
+    prompt = render_prompt(gen, template, _variables(gen)[0])
+    raw, call = call_model(gen, ctx.catalog.models[member.llm_model_id], prompt)
+    truncated = truncation_problem(call, member.gen_id)
     try:
         score, error = (None, truncated) if truncated else (parse_score(template.kind, raw), "")
     except ParseError as exc:
@@ -322,7 +322,7 @@ def _evaluation(gen: _Generation) -> dict:
 _RUNNERS = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
 
 
-def register_stage(stage: str, runner: Callable[[_Generation], dict]) -> None:
+def register_stage(stage: str, runner: Callable[[Generation], dict]) -> None:
     """Add a stage that run_generation makes like the ones above (tournaments add "pairwise"), so its calls are
     recorded, kept and never paid for twice exactly as theirs are."""
     _RUNNERS[stage] = runner
@@ -347,7 +347,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
         if (directory / METADATA).exists():
             return read_json(directory / METADATA)
         remove_stale_temps(directory)  # a killed run may have left some; they are never read, only litter
-        gen = _Generation(ctx, member, directory, run_id, emit)
+        gen = Generation(ctx, member, directory, run_id, emit)
         final = final_failure(directory, run_id)
         if final is not None:  # Luigi retries a task once before it learns that trying again cannot help
             raise GenerationFailed(final["error"], final.get("kind", ""), False)
@@ -389,8 +389,8 @@ def batch_request(ctx: Context, member: Member, run_id: str) -> tuple[Model, dic
     sent. Raises GenerationFailed (recorded) when it cannot be rendered."""
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     with generation_lock(directory):
-        gen = _Generation(ctx, member, directory, run_id, _ignore)
-        prompt = _render(gen, ctx.catalog.templates[member.stage][member.template_id], _variables(gen)[0])
+        gen = Generation(ctx, member, directory, run_id, _ignore)
+        prompt = render_prompt(gen, ctx.catalog.templates[member.stage][member.template_id], _variables(gen)[0])
     model = ctx.catalog.models[member.llm_model_id]
     return model, llm.request_body(model.model, prompt, call_settings(ctx, member, model))
 
@@ -410,7 +410,7 @@ def keep_batch_answer(ctx: Context, member: Member, run_id: str, answer: llm.Com
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     model = ctx.catalog.models[member.llm_model_id]
     with generation_lock(directory):
-        gen = _Generation(ctx, member, directory, run_id, emit)
+        gen = Generation(ctx, member, directory, run_id, emit)
         if (directory / METADATA).exists() or _kept_answer(gen):
             return
         answer.attempts = [{"n": 1, "outcome": "ok", "via": "batch", "batch_id": batch["batch_id"]}]

@@ -24,7 +24,7 @@ from ..store import ATTEMPTS, METADATA, PARSED, atomic_write_json, atomic_write_
 from ..ratings import matches_table, ratings_table
 from ..tournament import describe_position_bias, position_bias
 from . import backend_option, main, prepare
-from .run import _confirm, _embedded_server
+from .run import confirm, embedded_server
 
 LISTED = 20  # lines of detail a command prints per kind before "... and N more"
 DEFAULT_ROUNDS = 5  # Si et al. (2024) ranked generated ideas with a 5-round Swiss tournament
@@ -258,17 +258,17 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     texts = {e: read_text(gen_dir(paths.gens, "essay", e) / PARSED) for e in essays}
     judge = pairwise.judge_for(plan.context, cohort_id, template, model, texts)
     totals = _tournament_plan(settings, judge, texts, rounds, _kept_judgments(paths, judge, set(essays)))
-    operations.check_guard(totals, settings.guard, yes, _confirm if sys.stdin.isatty() else None)
+    operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     running.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE})
     if totals["to_call"] and judge.model.provider != running.EMBEDDED_PROVIDER:
         providers.preflight(settings.providers[judge.model.provider])
     run_id = uuid.uuid4().hex[:12]
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
-    log_path = running._log_to_file(paths, run_id)
+    log_path = running.log_to_file(paths, run_id)
     build = RoundBuilder(paths, judge, 0 if quiet else 1)
     click.echo(f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
                f"{judge.model.model_id} with {judge.template.template_id}", err=True)
-    with _embedded_server(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []) as server:
+    with embedded_server(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         try:

@@ -25,7 +25,7 @@ batch_option = click.option("--batch", is_flag=True, help="Send every eligible c
                             "(providers.*.batch_api): about half the price, answers within 24 hours.")
 
 
-def _confirm(question: str) -> bool:
+def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
@@ -50,7 +50,7 @@ def _workers_needed(plan, pending, batch: bool) -> int:
     return sum(limits.get(pool, 1) for pool in pools) + 1 + polls
 
 
-def _embedded_server(plan, pending):
+def embedded_server(plan, pending):
     """Start the embedded model when pending work needs it; the context manager stops it on any exit."""
     catalog = plan.context.catalog
     if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending
@@ -157,14 +157,14 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
     totals = operations.plan_total(cost_plan)
     if operations.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
         click.echo(cost_plan.to_string(index=False), err=True)
-    operations.check_guard(totals, settings.guard, yes, _confirm if sys.stdin.isatty() else None)
+    operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending, batch), url, stage,
                               tuple(gen_ids), 0 if quiet else 2 if verbose else 1, max_cost, batch)
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
-    with _embedded_server(plan, pending) as server:
+    with embedded_server(plan, pending) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         result = running.run(paths, request)
