@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import luigi
 
 from . import batching, stages, tasks
-from .stages import ANSWER_LOST, ATTEMPT
+from .stages import ANSWER_LOST, ATTEMPT, SLOT
 from .tasks import STOPPED, BatchPoll, BatchSubmit, GateClosed, GenerationTask
 
 _MAX_MESSAGE = 4000  # under PIPE_BUF (4096 on Linux): one os.write is atomic
@@ -51,7 +51,7 @@ class Monitor:
     rows: dict = field(default_factory=dict)  # (stage, pool) -> Row
     where: dict = field(default_factory=dict)  # gen_id -> (stage, pool)
     running: set = field(default_factory=set)
-    waiting: dict = field(default_factory=dict)  # gen_id -> "batch" or "stopped"
+    waiting: dict = field(default_factory=dict)  # gen_id -> "batch", "stopped" or "slot" (waiting for a call slot)
     failures: dict = field(default_factory=dict)  # gen_id -> (stage, reason), latest first-class failure
     gates: dict = field(default_factory=dict)  # key -> (kind, name, message) of each closed gate, in order
     batches: dict = field(default_factory=dict)  # batch_id -> its latest status event
@@ -114,6 +114,15 @@ class Monitor:
                     if self.shown.get(gen_id) != message["reason"]:  # a retry that fails alike is not news
                         self.shown[gen_id] = message["reason"]
                         self.new_failures.append((key[0], gen_id, message["reason"]))
+            elif event == "slot" and row:  # waiting for a call slot counts as queued, not running
+                if message["waiting"] and gen_id in self.running:
+                    self.running.discard(gen_id)
+                    row.running -= 1
+                    self.waiting[gen_id] = "slot"
+                elif not message["waiting"] and self.waiting.get(gen_id) == "slot":
+                    del self.waiting[gen_id]
+                    self.running.add(gen_id)
+                    row.running += 1
             elif event == "attempt":
                 self._count_attempt(message)
             elif event == "answer_lost":
@@ -211,6 +220,11 @@ def _failed(task, exception):
 @GenerationTask.event_handler(ATTEMPT)
 def _attempted(task, record):
     _send({**record, "event": "attempt", "kind": record["event"], "gen_id": task.gen_id})
+
+
+@GenerationTask.event_handler(SLOT)
+def _slot(task, details):
+    _send({"event": "slot", "gen_id": task.gen_id, "waiting": details["waiting"]})
 
 
 @GenerationTask.event_handler(ANSWER_LOST)

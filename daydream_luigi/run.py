@@ -14,6 +14,7 @@ Exit codes: 0 done; 1 failures (generations, reports, batches), the budget reach
 """
 
 import dataclasses
+from contextlib import contextmanager
 import logging
 import os
 import shutil
@@ -27,9 +28,9 @@ import luigi
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from . import accounting, batch, batching, freshness, gate, providers, stages, tasks
+from . import accounting, batch, batching, freshness, gate, providers, slots, stages, tasks
 from .cohort import calls_model
-from .config import STAGES
+from .config import STAGES, pool_limits
 from .errors import InputError, raise_if
 from .monitor import Listening, Monitor
 from .progress import Display
@@ -119,7 +120,7 @@ def preflight(paths, request: Request, pending: list) -> None:
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
     context = tasks.cohort_plan(request.cohort_id).context
-    check_worker_timeout(paths, context.settings, {m.stage for m in request.members})
+    check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending
             if calls_model(m, catalog)}
@@ -137,16 +138,20 @@ def check_scheduler(url: str) -> None:
                          f"with the local scheduler (drop --scheduler central)") from None
 
 
-def check_worker_timeout(paths, settings, stages) -> None:
-    """Luigi's worker timeout must only ever end a hung call, never one still within its retry budget."""
+def check_worker_timeout(paths, settings, stages, with_slots: bool = False) -> None:
+    """Luigi's worker timeout must only ever end a hung call, never one still within its retry budget; with call
+    slots (`slots`) a task may first wait for a slot about as long as another call takes."""
     timeout = luigi.configuration.get_config().getint("worker", "timeout", 0)
     where = os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg"
     for stage in [stage for stage in STAGES if stage in stages]:
         limit = call_time_limit(settings, stage)
-        if 0 < timeout <= limit:
-            raise InputError(f"{where}: [worker] timeout = {timeout} is not longer than one {stage} call may take "
-                             f"with its retries ({limit:g} s = max_attempts x (connect_timeout + read_timeout) + "
-                             f"max_total_seconds in config/daydream.yaml); raise the timeout or lower those settings")
+        if 0 < timeout <= limit * (2 if with_slots else 1):
+            bound = (f"twice what one {stage} call may take with its retries (2 x {limit:g} s, since a task may first "
+                     f"wait that long for a call slot; {limit:g} s") if with_slots else \
+                f"what one {stage} call may take with its retries ({limit:g} s"
+            raise InputError(f"{where}: [worker] timeout = {timeout} is not longer than {bound} = max_attempts x "
+                             f"(connect_timeout + read_timeout) + max_total_seconds in "
+                             f"config/daydream.yaml); raise the timeout or lower those settings")
 
 
 def log_to_file(paths, run_id: str) -> Path:
@@ -239,7 +244,9 @@ def run(paths, request: Request) -> Result:
     options = {"scheduler_url": request.scheduler_url} if request.scheduler_url else {"local_scheduler": True}
     scheduled_ok, built_root, built = True, False, 0
     display = Display(monitor, f"cohort {request.cohort_id}", request.verbosity, limiter=limiter)
-    with display, Listening(monitor), Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper:
+    resources = {} if request.scheduler_url else slots.configure(gate.run_dir(paths, run_id) / "slots", pool_limits())
+    with display, Listening(monitor), Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper, \
+            luigi_resources(resources):
         try:
             for graph in _graphs(paths, request, plan):
                 if stopper.signal is not None:
@@ -269,6 +276,24 @@ def run(paths, request: Request) -> Result:
         result.report_problem = _reports(paths, request.cohort_id, built_root, log_path)
     result.exit_code = _exit_code(result, scheduled_ok)
     return result
+
+
+@contextmanager
+def luigi_resources(resources: dict[str, int]):
+    """Luigi's local scheduler reads [resources] when a build creates it: these limits for the builds inside."""
+    config = luigi.configuration.get_config()
+    before = {pool: config.get("resources", pool, None) for pool in resources}
+    for pool, limit in resources.items():
+        config.set("resources", pool, str(limit))
+    try:
+        yield
+    finally:
+        slots.reset()
+        for pool, value in before.items():
+            if value is None:
+                config.remove_option("resources", pool)
+            else:
+                config.set("resources", pool, value)
 
 
 def _exit_code(result: Result, scheduled_ok: bool) -> int:

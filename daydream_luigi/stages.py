@@ -7,7 +7,8 @@ a second call: a later try takes the kept answer, and an answer that could not e
 (`LOST_ANSWERS`) so that no retry in it pays for the same generation again.
 
 Every attempt passes the call's `gate.Gate` (breaker, quota pause, budget, rate) before its "sent" line is written;
-a refusal (`gate.Stopped`) leaves the generation pending, not failed. A batched generation's request is rendered by
+a refusal (`gate.Stopped`) leaves the generation pending, not failed. The call holds a slot of its pool (`slots`)
+from its first attempt to its answer. A batched generation's request is rendered by
 `batch_request` and its answer kept by `keep_batch_answer`, into the same files as a single call's.
 """
 
@@ -20,13 +21,13 @@ from typing import Callable
 
 import requests
 
-from . import identity, llm, providers
+from . import identity, llm, providers, slots
 from .catalog import Catalog, Model
 from .cohort import Member
 from .combos import Combo
 from .config import Paths, Settings
 from .errors import InputError
-from .gate import Gate, Stopped, estimated_tokens
+from .gate import Gate, Stopped, estimated_tokens, stop_requested
 from .ids import draft_task_id, essay_task_id, evaluation_task_id
 from .parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from .render import RenderError, compiled, render
@@ -61,6 +62,7 @@ class Context:
 
 Emit = Callable[[str, dict], None]  # (event name, details): how a generation reports progress to whoever runs it
 ATTEMPT, ANSWER_LOST = "daydream.attempt", "daydream.answer_lost"  # the events it emits (Luigi events of its task)
+SLOT = "daydream.slot"  # ... and {"waiting": True / False} around a wait for a call slot (see slots)
 
 
 def _ignore(event: str, details: dict) -> None:
@@ -203,10 +205,17 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
                 pass  # the answer itself must still be kept; its call.json records every attempt too
         gen.emit(ATTEMPT, line)
 
+    def stopping() -> bool:
+        return stop_requested(gen.ctx.paths, gen.run_id)
+
     try:
-        answer = llm.chat_completion(base_url, key, model.model, prompt, settings,
-                                     llm.RetryPolicy(**gen.ctx.settings.retry), on_attempt=on_attempt,
-                                     on_reply=gate.after)
+        with slots.call_slot(model.pool, stopping, lambda waiting: gen.emit(SLOT, {"waiting": waiting})):
+            answer = llm.chat_completion(base_url, key, model.model, prompt, settings,
+                                         llm.RetryPolicy(**gen.ctx.settings.retry), on_attempt=on_attempt,
+                                         on_reply=gate.after)
+    except slots.StopRequested:
+        raise Stopped("stop", "run", f"stop-{gen.run_id}", "stopping: generations ready to call when the stop was "
+                      "asked for did not send their call; the next run makes them") from None
     except llm.LLMError as exc:
         kind = "transport" if exc.retryable else "config"
         raise gen.fail(str(exc), kind, exc.retryable) from None

@@ -134,7 +134,7 @@ def test_the_worker_timeout_ends_a_hung_call_and_luigi_retries_it(project, endpo
             stage.update(connect_timeout=1, read_timeout=2)
         settings["retry"].update(max_attempts=1, max_total_seconds=0.5)
     set_settings(project, tight)
-    set_luigi(project, timeout=4)
+    set_luigi(project, timeout=8)  # above twice a call's 3.5 s: a task may wait that long for a call slot first
     endpoint.script("trickle")
     result = daydream("run", "--workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -142,10 +142,10 @@ def test_the_worker_timeout_ends_a_hung_call_and_luigi_retries_it(project, endpo
     [hung] = [gen_id for gen_id, n in sent.items() if n == 2]  # killed mid-call, then asked again by Luigi's retry
     assert sum(sent.values()) == endpoint.stats["requests"] == MODEL_CALLS + 1
     assert f"requests sent {MODEL_CALLS + 1}, answers received {MODEL_CALLS}," in result.stdout
-    assert f"failed draft {hung}: Luigi's worker timeout (4 s) ended the task; its call in flight was abandoned\n" \
+    assert f"failed draft {hung}: Luigi's worker timeout (8 s) ended the task; its call in flight was abandoned\n" \
         in result.stderr
     log = re.search(r"^log: (.+)$", result.stdout, re.M)[1]
-    assert "timed out after 4 seconds and was terminated" in Path(log).read_text()
+    assert "timed out after 8 seconds and was terminated" in Path(log).read_text()
 
 
 def test_a_worker_timeout_shorter_than_a_call_with_its_retries_is_refused(project, endpoint):
@@ -153,7 +153,8 @@ def test_a_worker_timeout_shorter_than_a_call_with_its_retries_is_refused(projec
     result = daydream("run")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"error: {project}/config/luigi.cfg: [worker] timeout = 60 is not longer than one draft call may take with its "
-        f"retries (2160 s = max_attempts x (connect_timeout + read_timeout) + max_total_seconds in config/daydream.yaml); "
-        f"raise the timeout or lower those settings"]
+        f"error: {project}/config/luigi.cfg: [worker] timeout = 60 is not longer than twice what one draft call may take "
+        f"with its retries (2 x 2160 s, since a task may first wait that long for a call slot; 2160 s = max_attempts x "
+        f"(connect_timeout + read_timeout) + max_total_seconds in config/daydream.yaml); raise the timeout or lower "
+        f"those settings"]
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()

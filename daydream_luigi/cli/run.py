@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import click
 import luigi.configuration
 
-from .. import operations, tasks
+from .. import operations, slots, tasks
 from .. import run as running
 from ..accounting import complete_sets, first_reasons
 from ..budget import Spend
@@ -38,16 +38,19 @@ def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
 
 
-def _workers_needed(plan, pending, batch: bool) -> int:
-    """The sum of the limits of the pools the pending work uses, plus one for the tasks that call nothing, plus one
-    per chunk of the most chunked batched stage (its polls wait side by side)."""
+def _workers_needed(plan, pending, batch: bool, central: bool) -> int:
+    """The sum of the limits of the pools the pending work uses (with the local scheduler, plus the tasks that wait
+    ahead for a call slot), plus one per chunk of the most chunked batched stage (its polls wait side by side); at
+    least one. No worker is kept for the tasks that call nothing: a spare worker would ask Luigi's scheduler for work
+    after every task it is handed, and each request scans every pending task of the graph."""
     limits = pool_limits()
     catalog = plan.context.catalog
     pools = {catalog.models[m.llm_model_id].pool for m in pending
              if calls_model(m, catalog)}
     chunks = tasks.batch_chunks(plan.spec.cohort_id, batch).lists
     polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
-    return sum(limits.get(pool, 1) for pool in pools) + 1 + polls
+    ahead = 0 if central else sum(slots.ahead(limits.get(pool, 1)) for pool in pools)
+    return max(1, sum(limits.get(pool, 1) for pool in pools) + ahead + polls)
 
 
 def embedded_server(plan, pending):
@@ -159,8 +162,8 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
         click.echo(cost_plan.to_string(index=False), err=True)
     operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
-    request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending, batch), url, stage,
-                              tuple(gen_ids), 0 if quiet else 2 if verbose else 1, max_cost, batch)
+    request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending, batch, url is not None),
+                              url, stage, tuple(gen_ids), 0 if quiet else 2 if verbose else 1, max_cost, batch)
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()

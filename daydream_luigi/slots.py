@@ -1,0 +1,106 @@
+"""Call slots: the next generation of a full pool is forked, rendered and ready before a call ends.
+
+Luigi hands out a pool's resource only when a task process has finished, and then forks the next one: between two
+calls of a slot it spends tens of milliseconds (the result travels back, the scheduler is asked, a process is forked
+and renders its prompt), time the pool's slot stands idle. `daydream run` (with Luigi's local scheduler) therefore
+gives each pool a Luigi resource of its limit plus `ahead(limit)`, and a call holds one of `limit` slot files (an
+exclusive `flock` each, in the run's folder) from its first attempt to its answer. The provider never sees more than
+the limit at once; the tasks ahead wait for a slot with their prompt ready and send the moment one frees. A killed
+task process releases its slot with its file descriptors. With luigid (or the stock `luigi` command) no slots are set
+and Luigi's resources alone limit the pools.
+"""
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+POLL_S = 0.001  # how often the first waiting task of a pool tries the slots again (the others wait their turn)
+STOP_EVERY_S = 0.05  # how often it asks whether the run was asked to stop
+
+# Set by `daydream run` before Luigi forks the task processes (they inherit them): pool -> slots, and where they are.
+LIMITS: dict[str, int] = {}
+FOLDER: Path | None = None
+
+
+def ahead(limit: int) -> int:
+    """How many task processes of a pool may wait with their prompt ready: one per two slots, at least one."""
+    return max(1, limit // 2)
+
+
+def configure(folder: Path, limits: dict[str, int]) -> dict[str, int]:
+    """Use slot files under `folder` for these pools; returns the Luigi resources that let tasks wait ahead."""
+    global FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    FOLDER = folder
+    LIMITS.clear()
+    LIMITS.update(limits)
+    return {pool: limit + ahead(limit) for pool, limit in limits.items()}
+
+
+def reset() -> None:
+    global FOLDER
+    FOLDER = None
+    LIMITS.clear()
+
+
+def _try(handles: list[int]) -> int | None:
+    for fd in handles:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            continue
+    return None
+
+
+def _wait_for_turn(turn: int, stop_requested: Callable[[], bool]) -> None:
+    """Block until this process holds the pool's turn lock (waiters queue on it in the kernel, so only the holder
+    polls the slots); a thread blocks on it while this one asks every STOP_EVERY_S whether the run is stopping."""
+    waiter = threading.Thread(target=fcntl.flock, args=(turn, fcntl.LOCK_EX), daemon=True)
+    waiter.start()
+    while True:
+        waiter.join(STOP_EVERY_S)
+        if not waiter.is_alive():
+            return
+        if stop_requested():
+            raise StopRequested()  # the process ends with the task: its descriptors, and a late lock, go with it
+
+
+@contextmanager
+def call_slot(pool: str, stop_requested: Callable[[], bool], on_wait: Callable[[bool], None]):
+    """Hold one of the pool's slots for the duration of the block (no-op when the pool has none). While every slot
+    is taken, waits; `on_wait(True)` / `on_wait(False)` tell when the wait starts and ends. Raises StopRequested
+    when the run was asked to stop before a slot was free (nothing was sent)."""
+    count = LIMITS.get(pool)
+    if not count or FOLDER is None:
+        yield
+        return
+    handles = [os.open(FOLDER / f"{pool}.{k}", os.O_RDWR | os.O_CREAT, 0o644) for k in range(count)]
+    turn = os.open(FOLDER / f"{pool}.turn", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try(handles) is None:
+            on_wait(True)
+            try:
+                _wait_for_turn(turn, stop_requested)
+                asked = time.monotonic()
+                while _try(handles) is None:
+                    if time.monotonic() - asked >= STOP_EVERY_S:
+                        if stop_requested():
+                            raise StopRequested()
+                        asked = time.monotonic()
+                    time.sleep(POLL_S)
+                fcntl.flock(turn, fcntl.LOCK_UN)  # the next waiter polls
+            finally:
+                on_wait(False)
+        yield
+    finally:
+        for fd in (*handles, turn):
+            os.close(fd)  # closing the held slot releases its lock
+
+
+class StopRequested(Exception):
+    """The run was asked to stop while this generation waited for a slot: its call was never sent."""
