@@ -63,6 +63,7 @@ AGREEMENT_RULES = {"high": "range \u2264 1", "moderate": "range \u2264 2", "low"
                    "poor": "range > 3", "single": "one judge"}
 MARKERS = ("circle", "square", "diamond", "triangle")
 NOTE_CHAR_PX = 7.0  # width of one character of the notes beside a plot (12 px sans-serif, generously)
+LABEL_CHAR_PX = 7.6  # ... and of a row's label, which has more capitals and wide letters (measured in Chromium)
 
 # Score colour scale (value on 0..10 -> RGB): warm for low scores, neutral in the middle, blue for high ones.
 _SCALE = ((0.0, (179, 58, 58)), (2.5, (232, 149, 107)), (5.0, (244, 241, 234)), (7.5, (116, 169, 207)),
@@ -466,7 +467,9 @@ def _forest(rows: list[dict], low: float, high: float, reference: float | None =
 
     With a ``reference`` (0 for differences), rows whose interval lies wholly on one side of it are marked.
     """
-    label_w, plot_w, right_w, row_h, top, bottom = 300, 440, 230, 22, 26, 8
+    plot_w, right_w, row_h, top, bottom = 440, 230, 22, 26, 8
+    labels = [_shorten(row["label"], 40) for row in rows]
+    label_w = max(120, 24 + round(LABEL_CHAR_PX * max(map(len, labels), default=0)))  # no label is cut at the edge
 
     def x(value: float) -> float:
         return round(label_w + (min(max(value, low), high) - low) / (high - low) * plot_w, 2)
@@ -477,7 +480,7 @@ def _forest(rows: list[dict], low: float, high: float, reference: float | None =
         has_interval = not (_missing(row["low"]) or _missing(row["high"]))
         clear = has_interval and reference is not None and (row["low"] > reference or row["high"] < reference)
         drawn.append({**row, "excludes_zero": clear, "y": round(y, 2), "text_y": round(y + 4, 2),
-                      "band_y": round(y - row_h / 2, 2), "zebra": i % 2 == 0, "label_short": _shorten(row["label"], 44),
+                      "band_y": round(y - row_h / 2, 2), "zebra": i % 2 == 0, "label_short": labels[i],
                       "x": None if _missing(row["point"]) else x(row["point"]),
                       "x_low": x(row["low"]) if has_interval else None,
                       "x_high": x(row["high"]) if has_interval else None,

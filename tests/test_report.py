@@ -453,3 +453,13 @@ def test_tournament_and_dedup_say_not_run_until_their_files_exist(store, report)
     members = dedup[dedup.index('data-cluster="c0"'):]
     assert members.index("essay00000000001") < members.index("essay00000000003")  # the representative first
     assert "<td>★</td><td class=\"id\">essay00000000001</td>" in members
+
+
+def test_a_plots_label_column_fits_its_longest_label_and_long_labels_are_shortened():
+    from daydream_luigi.report import _forest
+    row = {"title": "t", "point": 1.0, "low": 0.0, "high": 2.0, "note": "n=3"}
+    long_name = "Crassulacean acid metabolism (CAM photosynthesis in succulents)"
+    plot = _forest([{**row, "label": "Ant trails"}, {**row, "label": long_name}], -3, 3, 0)
+    assert [r["label_short"] for r in plot["rows"]] == ["Ant trails", long_name[:39] + "\u2026"]
+    assert plot["label_w"] == 24 + round(7.6 * 40)
+    assert _forest([{**row, "label": "Ant trails"}], -3, 3, 0)["label_w"] == 120  # short labels, narrow column
