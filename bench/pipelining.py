@@ -55,26 +55,24 @@ def _measure(shape: Shape, codes: list, log, **options) -> dict:
     return measured
 
 
-def cohort_w(codes: list, log=print) -> tuple[list[Row], dict]:
-    ideal = math.ceil(W.generations / W.pools["paid"]) * LATENCY
-    log(f"cohort W: {W.drafts} drafts, {W.drafts} essays, {W.drafts * 2} evaluations, pool paid 5, {LATENCY} s calls")
-    measured = _measure(W, codes, log)
-    floor, first_floor = baseline.simulate(W.lineages(), W.pools, LATENCY)
-    rows = [Row("W: call span", "s", ideal, 1.05 * ideal, {"rule floor": floor, **_spans(measured)}),
-            Row("W: first evaluation answered", "s", 3 * LATENCY, None,
+def _span_rows(name: str, shape, ideal: float, target: float, codes: list, log) -> tuple[list[Row], dict]:
+    """The call span (against `ideal`, with its target factor) and the first evaluation of one cohort at LATENCY."""
+    measured = _measure(shape, codes, log)
+    floor, first_floor = baseline.simulate(shape.lineages(), shape.pools, LATENCY)
+    rows = [Row(f"{name}: call span", "s", ideal, target * ideal, {"rule floor": floor, **_spans(measured)}),
+            Row(f"{name}: first evaluation answered", "s", 3 * LATENCY, None,
                 {"rule floor": first_floor, **_firsts(measured)})]
     return rows, measured
+
+
+def cohort_w(codes: list, log=print) -> tuple[list[Row], dict]:
+    log(f"cohort W: {W.drafts} drafts, {W.drafts} essays, {W.drafts * 2} evaluations, pool paid 5, {LATENCY} s calls")
+    return _span_rows("W", W, math.ceil(W.generations / W.pools["paid"]) * LATENCY, 1.05, codes, log)
 
 
 def split_pools(codes: list, log=print) -> tuple[list[Row], dict]:
-    bound = busiest_pool_bound(SPLIT, LATENCY)
     log(f"split pools: {SPLIT.calls_by_pool()} calls by pool, limits {SPLIT.pools}, {LATENCY} s calls")
-    measured = _measure(SPLIT, codes, log)
-    floor, first_floor = baseline.simulate(SPLIT.lineages(), SPLIT.pools, LATENCY)
-    rows = [Row("split pools: call span", "s", bound, 1.10 * bound, {"rule floor": floor, **_spans(measured)}),
-            Row("split pools: first evaluation answered", "s", 3 * LATENCY, None,
-                {"rule floor": first_floor, **_firsts(measured)})]
-    return rows, measured
+    return _span_rows("split pools", SPLIT, busiest_pool_bound(SPLIT, LATENCY), 1.10, codes, log)
 
 
 def first_evaluation(codes: list, replicates: list[int], cap_s: float, log=print) -> tuple[list[Row], dict]:

@@ -244,9 +244,9 @@ def run(paths, request: Request) -> Result:
     options = {"scheduler_url": request.scheduler_url} if request.scheduler_url else {"local_scheduler": True}
     scheduled_ok, built_root, built = True, False, 0
     display = Display(monitor, f"cohort {request.cohort_id}", request.verbosity, limiter=limiter)
-    resources = {} if request.scheduler_url else slots.configure(gate.run_dir(paths, run_id) / "slots", pool_limits())
+    slot_folder = None if request.scheduler_url else gate.run_dir(paths, run_id) / "slots"  # luigid: its resources
     with display, Listening(monitor), Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper, \
-            luigi_resources(resources):
+            call_slots(slot_folder):
         try:
             for graph in _graphs(paths, request, plan):
                 if stopper.signal is not None:
@@ -279,8 +279,11 @@ def run(paths, request: Request) -> Result:
 
 
 @contextmanager
-def luigi_resources(resources: dict[str, int]):
-    """Luigi's local scheduler reads [resources] when a build creates it: these limits for the builds inside."""
+def call_slots(folder: Path | None):
+    """Call slots (`slots`) under `folder` for the builds inside, each pool's Luigi resource raised by the tasks that
+    may wait ahead (Luigi's local scheduler reads [resources] when a build creates it); nothing when `folder` is
+    None."""
+    resources = {} if folder is None else slots.configure(folder, pool_limits())
     config = luigi.configuration.get_config()
     before = {pool: config.get("resources", pool, None) for pool in resources}
     for pool, limit in resources.items():

@@ -79,15 +79,17 @@ def call_slot(pool: str, stop_requested: Callable[[], bool], on_wait: Callable[[
     if not count or FOLDER is None:
         yield
         return
-    handles = [os.open(FOLDER / f"{pool}.{k}", os.O_RDWR | os.O_CREAT, 0o644) for k in range(count)]
-    turn = os.open(FOLDER / f"{pool}.turn", os.O_RDWR | os.O_CREAT, 0o644)
+    slot_files = [os.open(FOLDER / f"{pool}.{k}", os.O_RDWR | os.O_CREAT, 0o644) for k in range(count)]
+    opened = list(slot_files)  # closed at the end: that releases the held slot (and the turn)
     try:
-        if _try(handles) is None:
+        if _try(slot_files) is None:
             on_wait(True)
             try:
+                turn = os.open(FOLDER / f"{pool}.turn", os.O_RDWR | os.O_CREAT, 0o644)
+                opened.append(turn)
                 _wait_for_turn(turn, stop_requested)
                 asked = time.monotonic()
-                while _try(handles) is None:
+                while _try(slot_files) is None:
                     if time.monotonic() - asked >= STOP_EVERY_S:
                         if stop_requested():
                             raise StopRequested()
@@ -98,8 +100,8 @@ def call_slot(pool: str, stop_requested: Callable[[], bool], on_wait: Callable[[
                 on_wait(False)
         yield
     finally:
-        for fd in (*handles, turn):
-            os.close(fd)  # closing the held slot releases its lock
+        for fd in opened:
+            os.close(fd)
 
 
 class StopRequested(Exception):

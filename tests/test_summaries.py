@@ -80,3 +80,16 @@ def test_after_a_stop_request_the_progress_says_what_is_still_in_flight():
     snap = monitor.snapshot()
     assert ", ETA " in status_line(snap) and "stopping" not in status_line(snap)
     assert status_line(snap, stopping=True).endswith(", stopping: 2 in flight")
+
+
+def test_a_generation_waiting_for_a_call_slot_counts_as_queued_not_running():
+    monitor = Monitor(rows={("draft", "paid"): Row(total=3)}, where={"d1": ("draft", "paid")})
+    monitor.apply({"event": "start", "gen_id": "d1"})
+    monitor.apply({"event": "slot", "gen_id": "d1", "waiting": True})
+    row = monitor.snapshot()["rows"]["draft", "paid"]
+    assert (row.running, row.queued) == (0, 3)
+    monitor.apply({"event": "slot", "gen_id": "d1", "waiting": False})
+    monitor.apply({"event": "success", "gen_id": "d1"})
+    snap = monitor.snapshot()
+    assert (snap["rows"]["draft", "paid"].running, snap["rows"]["draft", "paid"].done) == (0, 1)
+    assert snap["new_finished"] == [("draft", "paid", "d1")]
