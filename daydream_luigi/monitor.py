@@ -20,7 +20,7 @@ import luigi
 
 from . import batching, stages, tasks
 from .stages import ANSWER_LOST, ATTEMPT, SLOT
-from .tasks import STOPPED, BatchPoll, BatchSubmit, GateClosed, GenerationTask
+from .tasks import STOPPED, BatchPoll, BatchSubmit, Feed, GateClosed, GenerationTask
 
 _MAX_MESSAGE = 4000  # under PIPE_BUF (4096 on Linux): one os.write is atomic
 _channel: int | None = None  # write end of the run's pipe, inherited by every task process Luigi forks
@@ -65,6 +65,7 @@ class Monitor:
     started: float = field(default_factory=time.monotonic)
     new_failures: list = field(default_factory=list)  # (stage, gen_id, reason) not yet shown
     new_finished: list = field(default_factory=list)  # (stage, pool, gen_id) done in this run, not yet shown
+    fed: set = field(default_factory=set)  # (stage, part) of every Feed that ran: parts brought into a graph
     shown: dict = field(default_factory=dict)  # gen_id -> the failure reason last shown
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,6 +126,8 @@ class Monitor:
                     row.running += 1
             elif event == "attempt":
                 self._count_attempt(message)
+            elif event == "fed":
+                self.fed.add((message["stage"], message["part"]))
             elif event == "answer_lost":
                 stages.LOST_ANSWERS.add(gen_id)
             elif event == "gate" and message["key"] not in self.gates:
@@ -242,6 +245,11 @@ def _waiting(task, details):
     _send({"event": "waiting", "gen_id": task.gen_id})
 
 
+@Feed.event_handler(luigi.Event.START)
+def _feeding(task):
+    _send({"event": "fed", "stage": task.stage, "part": task.part})
+
+
 @GateClosed.event_handler(luigi.Event.FAILURE)
 def _gate_closed(task, exception):
     _send({"event": "gate", "kind": task.kind, "name": task.name, "key": task.key, "message": task.message})
@@ -292,6 +300,15 @@ class Listening:
         self._read, self._write = os.pipe()
         self._thread = threading.Thread(target=self._pump, name="daydream-monitor", daemon=True)
         self._stop = False
+        self._caught_up = threading.Event()
+
+    def caught_up(self, timeout_s: float = 5.0) -> Monitor:
+        """The monitor, once every message written to the pipe before this call has been applied (the pipe is first
+        in, first out: a marker written now is read after them)."""
+        self._caught_up.clear()
+        _send({"event": "caught_up"})
+        self._caught_up.wait(timeout_s)
+        return self.monitor
 
     def __enter__(self) -> "Listening":
         global _channel
@@ -322,6 +339,10 @@ class Listening:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 try:
-                    self.monitor.apply(json.loads(line))
+                    message = json.loads(line)
+                    if message["event"] == "caught_up":
+                        self._caught_up.set()
+                    else:
+                        self.monitor.apply(message)
                 except (ValueError, KeyError):
                     pass

@@ -301,7 +301,11 @@ class RateLimiter:
                     ready = self._ready_at(state, rates, now, estimated_tokens)
                     if ready <= now:
                         permit = Permit(pool, now, now - started, secrets.token_hex(6))
-                        state["sent"].append([now, estimated_tokens, permit.entry])
+                        if rates.requests_per_minute or rates.tokens_per_minute:
+                            state["sent"].append([now, estimated_tokens, permit.entry])
+                        else:  # nothing waits on the window: a count per second is all the display needs
+                            second = str(math.floor(now))
+                            state["counts"][second] = state["counts"].get(second, 0) + 1
                         state["day_count"] += 1
             if paused is not None:
                 raise PoolPaused(pool, *paused)
@@ -310,8 +314,13 @@ class RateLimiter:
             self.sleep(ready - now)
 
     def _refresh(self, state: dict, now: float) -> None:
-        """Drop requests that left the window and start a new day's count at UTC midnight."""
+        """Drop requests that left the window and start a new day's count at UTC midnight.
+
+        A pool with a request or token rate keeps every request of the window (`sent`: time, tokens, entry); one
+        without keeps only a count per second (`counts`), so that its file stays small however fast it sends."""
         state["sent"] = sorted(entry for entry in state.get("sent", []) if entry[0] > now - self.span)
+        state["counts"] = {second: n for second, n in state.get("counts", {}).items()
+                           if int(second) + 1 > now - self.span}
         day = math.floor(now / DAY_S)
         if state.get("day") != day:
             state["day"], state["day_count"] = day, 0
@@ -424,9 +433,10 @@ class RateLimiter:
         rates = self.rates.get(pool, PoolRates())
         with locked_json(state_file(self.state_dir, pool)) as state:
             now = self.clock()
-            sent = [entry for entry in state.get("sent", []) if entry[0] > now - self.span]
+            sent = sum(1 for entry in state.get("sent", []) if entry[0] > now - self.span) + \
+                sum(n for second, n in state.get("counts", {}).items() if int(second) + 1 > now - self.span)
             today = state.get("day_count", 0) if state.get("day") == math.floor(now / DAY_S) else 0
             hold = state.get("hold_until")
             return PoolStatus(pool, state.get("effective") or rates.requests_per_minute,
-                              rates.requests_per_minute, len(sent), today,
+                              rates.requests_per_minute, sent, today,
                               hold if hold and hold > now else None, self._pause_of(state, now))

@@ -1,7 +1,9 @@
 """`daydream run`: build a cohort's Luigi graph, watch it, stop cleanly when asked, and account for what was paid.
 
-A cohort that fits in one part is built as the one graph under its `Cohort` root; a bigger one part by part (whole
-lineages each, see `schedule`), then the root for its reports. With batched calls (`--batch`, or the `batch:`
+A cohort is built as the one graph under its `Cohort` root, whose Feeds bring its parts in one after another (see
+`schedule`); a part never fed because a generation its Feed waited for failed is fed by a further build, and the root
+then again for the reports. Luigi's local scheduler is pruned on a timer, as luigid is (`local_scheduler`). With
+batched calls (`--batch`, or the `batch:`
 settings) the stages are built one after another, each after the BatchSubmit tasks of its chunks, so that every batch
 of a stage runs at the provider at once. Luigi's stock worker runs every generation in a forked task process, so its
 worker timeout, retry policy and events hold. Ctrl-C or SIGTERM asks Luigi's worker to stop asking for work (what its
@@ -29,6 +31,7 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from . import accounting, batch, batching, freshness, gate, providers, slots, stages, tasks
+from .local_scheduler import WorkerSchedulerFactory
 from .cohort import calls_model
 from .config import STAGES, pool_limits
 from .errors import InputError, raise_if
@@ -175,38 +178,54 @@ def log_to_file(paths, run_id: str) -> Path:
     return path
 
 
-def _roots(request: Request, plan: tasks.CohortPlan, complete: dict) -> list[list[luigi.Task]]:
-    """The graphs to build, in order: one per part (skipping finished parts), then the cohort's root."""
+def _graphs(paths, request: Request, plan: tasks.CohortPlan, fed):
+    """The graphs to build, in order, each made when its turn comes: the cohort's root (or, with `--stage`, the Feeds of
+    that stage), then more Feeds while parts were never fed (`_unfed_parts`). With batched generations pending, stage
+    by stage: first the BatchSubmit tasks of the stage's chunks, then the stage's Feeds, and the root last.
+    `fed()` is the set of (stage, part) that Feeds of this run have brought into a graph."""
     cohort_id = request.cohort_id
     if request.gen_ids:
-        return [[tasks.generation_task(plan.members[g], cohort_id) for g in request.gen_ids]]
-    if request.stage:
-        return [[tasks.Lineages(cohort_id=cohort_id, part=i, stage=request.stage)] for i in range(len(plan.parts))
-                if any(m.gen_id not in complete[m.stage] for lineage in plan.parts[i] for m in lineage.members
-                       if m.stage == request.stage)]
-    if len(plan.parts) <= 1:
-        return [[tasks.Cohort(cohort_id=cohort_id)]]
-    open_parts = [i for i, part in enumerate(plan.parts)
-                  if any(m.gen_id not in complete[m.stage] for lineage in part for m in lineage.members)]
-    return [[tasks.Lineages(cohort_id=cohort_id, part=i)] for i in open_parts] + [[tasks.Cohort(cohort_id=cohort_id)]]
-
-
-def _graphs(paths, request: Request, plan: tasks.CohortPlan):
-    """The graphs to build, in order, each made when its turn comes. With batched generations pending, stage by stage:
-    first the BatchSubmit tasks of the stage's chunks, then the stage's parts, and the root last."""
+        yield [tasks.generation_task(plan.members[g], cohort_id) for g in request.gen_ids]
+        return
     complete = accounting.complete_sets(paths)
-    found = tasks.batch_chunks(request.cohort_id, batching.EVERY_CALL)
-    if request.gen_ids or not any(g not in complete[plan.members[g].stage] for g in found.where):
-        yield from _roots(request, plan, complete)
+    found = tasks.batch_chunks(cohort_id, batching.EVERY_CALL)
+    if not any(g not in complete[plan.members[g].stage] for g in found.where):
+        if request.stage:
+            yield from _unfed_parts(paths, request.cohort_id, plan, request.stage, fed)
+            return
+        yield [tasks.Cohort(cohort_id=cohort_id)]
+        rebuilt = False
+        for graph in _unfed_parts(paths, request.cohort_id, plan, "", fed):
+            rebuilt = True
+            yield graph
+        if rebuilt:
+            yield [tasks.Cohort(cohort_id=cohort_id)]
         return
     last = STAGES.index(request.stage) if request.stage else len(STAGES) - 1
     for stage in STAGES[: last + 1]:
-        submits = tasks.open_submits(request.cohort_id, stage)
+        submits = tasks.open_submits(cohort_id, stage)
         if submits:
             yield submits
-        yield from _roots(dataclasses.replace(request, stage=stage), plan, accounting.complete_sets(paths))
+        yield from _unfed_parts(paths, request.cohort_id, plan, stage, fed)
     if not request.stage:
-        yield [tasks.Cohort(cohort_id=request.cohort_id)]
+        yield [tasks.Cohort(cohort_id=cohort_id)]
+
+
+def _unfed_parts(paths, cohort_id: str, plan: tasks.CohortPlan, stage: str, fed):
+    """One build after another from the first part with work left that no Feed of this run has brought in yet. A
+    build ends before its last part when a generation that a Feed waits for fails for good or is refused by a closed
+    gate; the parts after it are then fed by the next build, in this run."""
+    while True:
+        complete = accounting.complete_sets(paths)
+        seen = fed()
+        start = next((i for i, part in enumerate(plan.parts) if (stage, i) not in seen and any(
+            m.gen_id not in complete[m.stage] for lineage in part for m in lineage.members
+            if not stage or m.stage == stage)), None)
+        if start is None:
+            return
+        yield [tasks.Feed(cohort_id=cohort_id, part=start, stage=stage, first=start)]
+        if (stage, start) not in fed():
+            return  # not even its first Feed ran (Luigi could not schedule it): no loop
 
 
 def _scope(request: Request, plan: tasks.CohortPlan) -> list:
@@ -245,16 +264,17 @@ def run(paths, request: Request) -> Result:
     scheduled_ok, built_root, built = True, False, 0
     display = Display(monitor, f"cohort {request.cohort_id}", request.verbosity, limiter=limiter)
     slot_folder = None if request.scheduler_url else gate.run_dir(paths, run_id) / "slots"  # luigid: its resources
-    with display, Listening(monitor), Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper, \
-            call_slots(slot_folder):
+    with display, Listening(monitor) as listening, \
+            Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper, call_slots(slot_folder):
         try:
-            for graph in _graphs(paths, request, plan):
+            for graph in _graphs(paths, request, plan, lambda: listening.caught_up().fed):
                 if stopper.signal is not None:
                     break
                 root = any(isinstance(task, tasks.Cohort) for task in graph)
                 if root and built and not tasks.all_complete(paths, plan.members.values()):
                     break  # the root needs every generation: one failed in a part, so it is reported, not retried
-                result = luigi.build(graph, workers=request.workers, detailed_summary=True, **options)
+                result = luigi.build(graph, WorkerSchedulerFactory(), workers=request.workers, detailed_summary=True,
+                                     **options)
                 scheduled_ok &= result.status not in _SCHEDULING_FAILED
                 built_root |= root
                 built += 1

@@ -2,10 +2,14 @@
 
 A lineage is a draft with everything made from it (its essays and their evaluations), or an imported essay, which has
 no draft, with its evaluations: no generation depends on another lineage, so any set of whole lineages is a complete
-Luigi graph. Luigi's scheduler scans every pending task on each request for work, so one graph of n tasks costs
-O(n^2); `daydream run` therefore builds a big cohort as consecutive parts of whole lineages of about `part_size`
-generations each (the cost per generation stays flat), and a cohort that fits in one part as the single graph under
-its `Cohort` root.
+Luigi graph. Luigi's scheduler scans every pending task on each request for work, so a graph holding all n tasks of a
+cohort costs O(n) per task run, O(n^2) in all. A cohort is therefore cut into consecutive parts of whole lineages of
+about `part_size` generations, and each part is brought into the one running graph by a Feed task (`tasks.Feed`): the
+Feed of part k yields part k and the Feed of part k + 1, which waits until part k - 1 is complete and then runs when a
+worker finds no generation left to start. The scheduler so holds about two parts at a time, the next part arrives
+while the one before it still has calls in flight (no pool waits at a part boundary), and the cost per generation does
+not grow with the cohort (BENCHMARKS.md). A part should hold many pool-fulls of lineages: the shipped 300 generations
+were measured with a pool of 20 (raise it for pools of more than about 30 slots in all).
 
 Within a graph, Luigi runs the highest priority first (and a task's dependencies inherit its priority). Lineage i's
 essays and evaluations rank by i, earliest first, so as soon as a draft is done its essay outranks the drafts behind

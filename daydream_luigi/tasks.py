@@ -2,11 +2,13 @@
 
 A cohort is one graph with a root:
 
-    Cohort -> Report -> Pivot -> ParseScores -> Lineages(part) ... -> EvaluationTask -> EssayTask -> DraftTask
-                                                                                  -> Combinations -> CohortMembership
+    Cohort -> Report -> Pivot -> ParseScores -> Feed(0) => Lineages(0) -> EvaluationTask -> EssayTask -> DraftTask
+                                                          => Feed(1) => ...                 -> Combinations -> CohortMembership
+
+(=> a dynamic dependency: a Feed yields its part and the next part's Feed when it runs; see `schedule`.)
 
 `luigi --module daydream_luigi.tasks Cohort --cohort-id NAME --local-scheduler` runs a whole cohort with the stock
-`luigi` command; `daydream run` builds the same tasks (part by part for big cohorts, see `schedule`). Generation tasks
+`luigi` command, and `daydream run` builds the same graph. Generation tasks
 run in Luigi's own forked task processes, so Luigi's worker timeout, retry policy and events all apply.
 """
 
@@ -237,6 +239,36 @@ class Lineages(luigi.WrapperTask):
                 if not self.stage or member.stage == self.stage]
 
 
+class Feed(luigi.Task):
+    """Brings part `part` into the running graph when it runs, and behind it the next part's Feed, which waits for
+    this part's predecessor to be complete (see `schedule`). `first` is the part a build starts at: the Feeds of it
+    and of the part after it wait for nothing. Priority 0, below every generation: a worker runs a Feed only when no
+    generation it could start is left."""
+
+    cohort_id = luigi.Parameter()
+    part = luigi.IntParameter(default=0)
+    stage = luigi.Parameter(default="")
+    first = luigi.IntParameter(default=0)
+
+    def requires(self):
+        if self.part - 2 < self.first:
+            return []
+        return Lineages(cohort_id=self.cohort_id, part=self.part - 2, stage=self.stage)
+
+    def _members(self):
+        for lineage in (lineage for part in cohort_plan(self.cohort_id).parts[self.part:] for lineage in part):
+            yield from (m for m in lineage.members if not self.stage or m.stage == self.stage)
+
+    def complete(self):
+        """This part and every later one complete."""
+        return all_complete(cohort_plan(self.cohort_id).context.paths, self._members())
+
+    def run(self):
+        following = [Feed(cohort_id=self.cohort_id, part=self.part + 1, stage=self.stage, first=self.first)]
+        yield [Lineages(cohort_id=self.cohort_id, part=self.part, stage=self.stage),
+               *(following if self.part + 1 < len(cohort_plan(self.cohort_id).parts) else [])]
+
+
 class ReportTask(luigi.Task):
     """A cohort table that is current when every generation of the cohort is complete and the evaluations on disk are
     the ones it was built from (a fingerprint), so a new or rescored evaluation rebuilds it."""
@@ -276,10 +308,9 @@ class ParseScores(ReportTask):
     writer = "write_parsed_scores"
 
     def requires(self):
-        """Every generation, and the membership itself (a cohort whose generations all exist already, such as a
-        curated one, still needs its membership recorded)."""
-        parts = range(len(cohort_plan(self.cohort_id).parts))
-        return [CohortMembership(cohort_id=self.cohort_id), *(Lineages(cohort_id=self.cohort_id, part=i) for i in parts)]
+        """Every generation (through the chain of Feeds), and the membership itself (a cohort whose generations all
+        exist already, such as a curated one, still needs its membership recorded)."""
+        return [CohortMembership(cohort_id=self.cohort_id), Feed(cohort_id=self.cohort_id)]
 
 
 class Pivot(ReportTask):

@@ -63,7 +63,7 @@ def test_two_workers_share_luigid_and_its_pool_limit(project):
         graph = requests.get(url + "api/dep_graph", params={"data": json.dumps({"task_id": root})},
                              timeout=5).json()["response"]
         families = Counter(task["name"] for task in graph.values())
-        assert families == {"Cohort": 1, "Report": 1, "Pivot": 1, "ParseScores": 1, "Lineages": 1,
+        assert families == {"Cohort": 1, "Report": 1, "Pivot": 1, "ParseScores": 1, "Feed": 1, "Lineages": 1,
                             "CohortMembership": 1, "Combinations": 1, "DraftTask": 6, "EssayTask": 12,
                             "EvaluationTask": 24}
         assert {task["status"] for task in graph.values()} == {"DONE"}

@@ -83,6 +83,70 @@ def test_an_evaluation_starts_before_the_last_draft_ends(project):
     assert min(received for _, received, _ in judgments) < max(answered for _, _, answered in drafts)
 
 
+def answered_at(project: Path) -> dict:
+    """gen_id -> when its answer arrived (its attempts.jsonl, ISO time)."""
+    times = {}
+    for path in (project / "data" / "gens").glob("*/*/attempts.jsonl"):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        times[path.parent.name] = max(r["at"] for r in records if r["event"] == "answered")
+    return times
+
+
+def sent_at(project: Path) -> dict:
+    """gen_id -> when its first request was sent."""
+    times = {}
+    for path in (project / "data" / "gens").glob("*/*/attempts.jsonl"):
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        times[path.parent.name] = min(r["at"] for r in records if r["event"] == "sent")
+    return times
+
+
+def builds(result: subprocess.CompletedProcess) -> int:
+    """How many Luigi builds the run made (Luigi logs "Done scheduling tasks" once per build)."""
+    log = re.search(r"^log: (.+)$", result.stdout, re.M)[1]
+    return Path(log).read_text().count("Done scheduling tasks")
+
+
+def test_a_cohort_in_parts_is_one_build_whose_next_part_starts_before_the_last_one_ends(project):
+    """Parts of 2 lineages (14 generations): the Feeds bring them into one graph, each before the one ahead of it
+    has run dry, so no pool waits at a part boundary."""
+    set_settings(project, lambda s: s["scheduling"].update(part_size=14))
+    set_luigi(project, paid=2)
+    lineages = [m for m in members_of() if m.stage == "draft"]
+    by_part = {}
+    for member in members_of():
+        root = member
+        while root.parent_gen_id:
+            root = next(m for m in members_of() if m.gen_id == root.parent_gen_id)
+        by_part.setdefault(lineages.index(root) // 2, []).append(member.gen_id)
+    assert sorted(by_part) == [0, 1, 2]
+    with FakeEndpoint(latency=0.2) as server:
+        result = daydream("run", env={"DAYDREAM_LLM_BASE_URL": server.base_url})
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert server.stats["requests"] == MODEL_CALLS and server.stats["max_concurrent"] == 2
+    assert builds(result) == 1
+    sent, answered = sent_at(project), answered_at(project)
+    for part in (1, 2):
+        first_sent = min(sent[g] for g in by_part[part] if g in sent)
+        last_answer_before = max(answered[g] for g in by_part[part - 1] if g in answered)
+        assert first_sent < last_answer_before, part
+    assert sorted(p.name for p in (project / "data" / "cohorts").glob("*/reports/report.html")) == ["report.html"]
+
+
+def test_a_generation_that_fails_for_good_holds_back_no_part_after_it(project, endpoint):
+    """One lineage per part: the first draft fails for good, so the Feed of part 1, which waits for part 0, never
+    runs; the run builds again from part 1 and makes every other call, once."""
+    set_settings(project, lambda s: s["scheduling"].update(part_size=7))
+    draft = next(m for m in members_of() if m.stage == "draft")
+    (project / "data" / "gens" / "draft" / draft.gen_id / "raw.txt").mkdir(parents=True)
+    result = daydream("run")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert builds(result) == 2
+    assert endpoint.stats["requests"] == MODEL_CALLS - 1 - 4  # its llm essay and 4 evaluations are blocked
+    assert sent_per_generation(project)[draft.gen_id] == 1
+    assert "done 35, skipped (already complete) 0, failed 1, blocked 6, not started 0" in result.stdout
+
+
 def test_a_failure_after_the_answer_arrived_is_recorded_and_never_paid_again(project, endpoint):
     """raw.txt of one draft cannot be written (a folder is in its way, as a full disk would refuse it too)."""
     draft = next(m for m in members_of() if m.stage == "draft")

@@ -1,0 +1,58 @@
+"""Luigi's local scheduler and forked task processes at a cost per generation that does not grow with the cohort.
+
+Two costs of Luigi's stock local execution grow with the number of tasks a build holds, and both are paid once per
+generation (measured in BENCHMARKS.md):
+
+* `luigi.build` with the local scheduler prunes the whole task state on every request for work: O(tasks) per task run,
+  O(n^2) per graph. luigid prunes on a timer instead (once a minute); the local scheduler here does the same, once a
+  second (`PRUNE_EVERY_S`), which still puts a failed task back to pending within a second of its retry time.
+* A forked task process inherits the run's whole heap. Its first full garbage collection walks every inherited object
+  and so copies every page of it (copy-on-write); freezing the inherited objects in the child (`gc.freeze`, as the
+  Python documentation advises for fork without exec) leaves its collector only the objects it makes itself.
+
+Both use public APIs only: `luigi.build(worker_scheduler_factory=...)`, the public `Scheduler` class and its `prune` and
+`get_work` methods, and `os.register_at_fork`.
+"""
+
+import gc
+import os
+import time
+
+import luigi.rpc
+import luigi.scheduler
+import luigi.worker
+
+PRUNE_EVERY_S = 1.0
+
+
+class TimedPruneScheduler(luigi.scheduler.Scheduler):
+    """Luigi's scheduler, pruned at most once per `PRUNE_EVERY_S` (as luigid prunes on a timer) rather than on every
+    request for work."""
+
+    def __init__(self, **kwargs):
+        super().__init__(prune_on_get_work=False, record_task_history=False, **kwargs)
+        self.pruned_at = float("-inf")
+
+    def get_work(self, *args, **kwargs):
+        now = time.monotonic()
+        if now - self.pruned_at >= PRUNE_EVERY_S:
+            self.prune()
+            self.pruned_at = now
+        return super().get_work(*args, **kwargs)
+
+
+class WorkerSchedulerFactory:
+    """What `luigi.build(worker_scheduler_factory=...)` asks for: the timed-prune local scheduler, Luigi's remote
+    scheduler client for luigid, and Luigi's stock worker."""
+
+    def create_local_scheduler(self):
+        return TimedPruneScheduler()
+
+    def create_remote_scheduler(self, url):
+        return luigi.rpc.RemoteScheduler(url)
+
+    def create_worker(self, scheduler, worker_processes, assistant=False):
+        return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
+
+
+os.register_at_fork(after_in_child=gc.freeze)
