@@ -3,19 +3,17 @@
 A cohort is built as the one graph under its `Cohort` root, whose Feeds bring its parts in one after another (see
 `schedule`); a part never fed because a generation its Feed waited for failed is fed by a further build, and the root
 then again for the reports. Luigi's local scheduler is pruned on a timer, as luigid is (`local_scheduler`). With
-batched calls (`--batch`, or the `batch:`
-settings) the stages are built one after another, each after the BatchSubmit tasks of its chunks, so that every batch
-of a stage runs at the provider at once. Luigi's stock worker runs every generation in a forked task process, so its
-worker timeout, retry policy and events hold. Ctrl-C or SIGTERM asks Luigi's worker to stop asking for work (what its
-SIGUSR1 handler does) and lets the calls in flight finish, so every answer already paid for is kept (batch polls
-stop: their batches go on at the provider and the next run polls them again); a second Ctrl-C abandons them.
-Luigi's log, tracebacks included, goes to a file under the data folder.
+batched calls (`--batch`, or the `batch:` settings) the stages are built one after another, each after the BatchSubmit
+tasks of its chunks, so that every batch of a stage runs at the provider at once. Luigi's stock worker runs every
+generation in a forked task process, so its worker timeout, retry policy and events hold. Ctrl-C or SIGTERM asks
+Luigi's worker to stop asking for work (what its SIGUSR1 handler does) and lets the calls in flight finish, so every
+answer already paid for is kept (batch polls stop: their batches go on at the provider and the next run polls them
+again); a second Ctrl-C abandons them. Luigi's log, tracebacks included, goes to a file under the data folder.
 
 Exit codes: 0 done; 1 failures (generations, reports, batches), the budget reached, or a provider unreachable;
 2 bad input; 3 only a quota pause left work pending (run again after the resume time); 130 / 143 interrupted.
 """
 
-import dataclasses
 from contextlib import contextmanager
 import logging
 import os

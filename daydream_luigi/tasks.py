@@ -3,13 +3,14 @@
 A cohort is one graph with a root:
 
     Cohort -> Report -> Pivot -> ParseScores -> Feed(0) => Lineages(0) -> EvaluationTask -> EssayTask -> DraftTask
-                                                          => Feed(1) => ...                 -> Combinations -> CohortMembership
+                                                        => Feed(1) => Lineages(1) ...                -> Combinations
+                                                                   => Feed(2) -> Lineages(0) ...        -> CohortMembership
 
 (=> a dynamic dependency: a Feed yields its part and the next part's Feed when it runs; see `schedule`.)
 
 `luigi --module daydream_luigi.tasks Cohort --cohort-id NAME --local-scheduler` runs a whole cohort with the stock
-`luigi` command, and `daydream run` builds the same graph. Generation tasks
-run in Luigi's own forked task processes, so Luigi's worker timeout, retry policy and events all apply.
+`luigi` command, and `daydream run` builds the same graph. Generation tasks run in Luigi's own forked task processes,
+so Luigi's worker timeout, retry policy and events all apply.
 """
 
 import os

@@ -195,7 +195,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
      "{root}/config/daydream.yaml: stages.draft.read_timeout must be a number > 0 (found 0)"),
     ("retry-negative", edit(SETTINGS, "max_attempts: 6", "max_attempts: -1"), [],
      "{root}/config/daydream.yaml: retry.max_attempts must be a whole number >= 1 (found -1)"),
-    ("unknown-setting", edit(SETTINGS, "  part_size: 300", "  window: 4\n  part_size: 300"), [],
+    ("unknown-setting", edit(SETTINGS, "  part_size: 600", "  window: 4\n  part_size: 600"), [],
      "{root}/config/daydream.yaml: unknown setting scheduling.window; remove it (allowed in scheduling: part_size)"),
     ("stage-not-mapping", edit(SETTINGS, "  essay:      {temperature: 0.7, max_tokens: 700, connect_timeout: 10, "
                                          "read_timeout: 300}", "  essay: 0.7"), [],

@@ -107,18 +107,25 @@ def builds(result: subprocess.CompletedProcess) -> int:
     return Path(log).read_text().count("Done scheduling tasks")
 
 
+def parts_of(lineages_per_part: int) -> dict:
+    """part -> the gen_ids of its lineages (the conftest cohort's lineages are 7 generations each)."""
+    members = {m.gen_id: m for m in members_of()}
+    drafts = [m.gen_id for m in members.values() if m.stage == "draft"]
+    by_part = {}
+    for member in members.values():
+        root = member
+        while root.parent_gen_id:
+            root = members[root.parent_gen_id]
+        by_part.setdefault(drafts.index(root.gen_id) // lineages_per_part, []).append(member.gen_id)
+    return by_part
+
+
 def test_a_cohort_in_parts_is_one_build_whose_next_part_starts_before_the_last_one_ends(project):
     """Parts of 2 lineages (14 generations): the Feeds bring them into one graph, each before the one ahead of it
     has run dry, so no pool waits at a part boundary."""
     set_settings(project, lambda s: s["scheduling"].update(part_size=14))
     set_luigi(project, paid=2)
-    lineages = [m for m in members_of() if m.stage == "draft"]
-    by_part = {}
-    for member in members_of():
-        root = member
-        while root.parent_gen_id:
-            root = next(m for m in members_of() if m.gen_id == root.parent_gen_id)
-        by_part.setdefault(lineages.index(root) // 2, []).append(member.gen_id)
+    by_part = parts_of(lineages_per_part=2)
     assert sorted(by_part) == [0, 1, 2]
     with FakeEndpoint(latency=0.2) as server:
         result = daydream("run", env={"DAYDREAM_LLM_BASE_URL": server.base_url})
@@ -131,6 +138,23 @@ def test_a_cohort_in_parts_is_one_build_whose_next_part_starts_before_the_last_o
         last_answer_before = max(answered[g] for g in by_part[part - 1] if g in answered)
         assert first_sent < last_answer_before, part
     assert sorted(p.name for p in (project / "data" / "cohorts").glob("*/reports/report.html")) == ["report.html"]
+
+
+def test_a_part_enters_the_graph_only_once_the_part_two_before_it_is_complete(project):
+    """One lineage per part: Luigi's log shows each Feed first running after every generation two parts before it
+    is done, so the scheduler never holds more than two parts and the tail of a third."""
+    set_settings(project, lambda s: s["scheduling"].update(part_size=7))
+    by_part = parts_of(lineages_per_part=1)
+    result = daydream("run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = Path(re.search(r"^log: (.+)$", result.stdout, re.M)[1]).read_text().splitlines()
+
+    def first_line(pattern: str) -> int:
+        return next(i for i, line in enumerate(log) if re.search(pattern, line))
+    for part in range(2, 6):
+        fed = first_line(rf" running +Feed\(cohort_id=[^,]+, part={part},")
+        assert all(first_line(rf" done +\w+Task\(gen_id={gen_id}\)") < fed for gen_id in by_part[part - 2]), part
+    assert builds(result) == 1
 
 
 def test_a_generation_that_fails_for_good_holds_back_no_part_after_it(project, endpoint):

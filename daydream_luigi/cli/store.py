@@ -33,6 +33,7 @@ _TARGETS = {
     "CohortMembership": "data/cohorts/<cohort_id>/membership.csv (+ manifest.json)",
     "Combinations": "data/cohorts/<cohort_id>/combos.recorded (+ data/combo_mappings.csv)",
     "Lineages": "(wrapper) the generations of one part of the cohort",
+    "Feed": "(no target) brings its part and the next part's Feed into the running graph",
     "Cohort": "(wrapper) the cohort's reports",
 }
 
@@ -41,7 +42,7 @@ _TARGETS = {
 def tasks():
     """Each Luigi task class: its group, parameters, target and where it is defined."""
     from .. import tasks as task_module
-    classes = (task_module.Cohort, task_module.Report, task_module.Pivot, task_module.ParseScores,
+    classes = (task_module.Cohort, task_module.Report, task_module.Pivot, task_module.ParseScores, task_module.Feed,
                task_module.Lineages, task_module.EvaluationTask, task_module.EssayTask, task_module.DraftTask,
                task_module.Combinations, task_module.CohortMembership, task_module.PairwiseJudgment)
     for cls in classes:
