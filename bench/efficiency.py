@@ -12,6 +12,7 @@ next to a 2 s call.
 """
 
 import math
+import statistics
 
 import baseline
 import harness
@@ -70,5 +71,7 @@ def slow_calls(codes: list, replicates: int = 3, limit: int = 10, log=print) -> 
                 {label: run.wall_s for label, run in measured.items()}),
             Row("2 s calls: slot time lost per generation beyond the rule floor", "ms", None, None, overhead),
             Row("2 s calls: the same, as a fraction of one call", "%", None, None,
-                {label: value / (10 * SLOW) for label, value in overhead.items()})]
+                {label: value / (10 * SLOW) for label, value in overhead.items()}),
+            Row("2 s calls: median slot hand-over (an answer to the request that takes its slot)", "ms", None, None,
+                {label: 1000 * statistics.median(run.extra["handovers"]) for label, run in measured.items()})]
     return rows, measured

@@ -7,6 +7,7 @@ process (reaped with os.wait4, which returns that child's own wall time, CPU and
 on the endpoint's clock.
 """
 
+import collections
 import json
 import os
 import platform
@@ -203,6 +204,20 @@ def first_judgment(timeline: list) -> float | None:
     """First request received to the first judge answer sent (None: no evaluation was answered)."""
     judged = [answered for _, answered, kind in timeline if kind == "judge"]
     return min(judged) - min(received for received, _, _ in timeline) if judged else None
+
+
+def handovers(timeline: list) -> list[float]:
+    """For every request that took a slot an answer had freed: seconds from that answer to the request. A pool kept
+    full hands its slots over in this time, whatever order the work is taken in; a slot that frees when nothing is
+    left to send is not counted (a slot the rule leaves idle a while is, as one long hand-over)."""
+    events = sorted([(answered, 0) for _, answered, _ in timeline] + [(received, 1) for received, _, _ in timeline])
+    free, gaps = collections.deque(), []
+    for at, is_request in events:
+        if not is_request:
+            free.append(at)
+        elif free:
+            gaps.append(at - free.popleft())
+    return gaps
 
 
 def busy(timeline: list) -> float:

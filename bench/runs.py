@@ -33,6 +33,7 @@ def _from_endpoint(label: str, endpoint: harness.Endpoint, wall_s: float, starte
               stats["max_concurrent"], wall_s)
     run.first_call_s = min(received for received, _, _ in timeline) - started_at
     run.extra["latencies"] = [answered - received for received, answered, _ in sorted(timeline)]
+    run.extra["handovers"] = harness.handovers(timeline)
     return run
 
 

@@ -8,8 +8,9 @@ about `part_size` generations, and each part is brought into the one running gra
 Feed of part k yields part k and the Feed of part k + 1, which waits until part k - 1 is complete and then runs when a
 worker finds no generation left to start. The scheduler so holds about two parts at a time, the next part arrives
 while the one before it still has calls in flight (no pool waits at a part boundary), and the cost per generation does
-not grow with the cohort (BENCHMARKS.md). A part should hold many pool-fulls of lineages: the shipped 300 generations
-were measured with a pool of 20 (raise it for pools of more than about 30 slots in all).
+not grow with the cohort (BENCHMARKS.md). The part before the last must be complete before the next part comes in,
+so a part is the slack for a long call: the shipped 600 generations are about 25 s of work for a pool of 20 at a
+median latency of 0.5 s (BENCHMARKS.md); raise it for bigger pools.
 
 Within a graph, Luigi runs the highest priority first (and a task's dependencies inherit its priority). Lineage i's
 essays and evaluations rank by i, earliest first, so as soon as a draft is done its essay outranks the drafts behind

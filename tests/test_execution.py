@@ -83,21 +83,12 @@ def test_an_evaluation_starts_before_the_last_draft_ends(project):
     assert min(received for _, received, _ in judgments) < max(answered for _, _, answered in drafts)
 
 
-def answered_at(project: Path) -> dict:
-    """gen_id -> when its answer arrived (its attempts.jsonl, ISO time)."""
+def attempt_times(project: Path, event: str, pick) -> dict:
+    """gen_id -> `pick` (min or max) of the ISO times its attempts.jsonl records `event` ("sent", "answered") at."""
     times = {}
     for path in (project / "data" / "gens").glob("*/*/attempts.jsonl"):
         records = [json.loads(line) for line in path.read_text().splitlines()]
-        times[path.parent.name] = max(r["at"] for r in records if r["event"] == "answered")
-    return times
-
-
-def sent_at(project: Path) -> dict:
-    """gen_id -> when its first request was sent."""
-    times = {}
-    for path in (project / "data" / "gens").glob("*/*/attempts.jsonl"):
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-        times[path.parent.name] = min(r["at"] for r in records if r["event"] == "sent")
+        times[path.parent.name] = pick(r["at"] for r in records if r["event"] == event)
     return times
 
 
@@ -132,7 +123,7 @@ def test_a_cohort_in_parts_is_one_build_whose_next_part_starts_before_the_last_o
         assert result.returncode == 0, result.stdout + result.stderr
         assert server.stats["requests"] == MODEL_CALLS and server.stats["max_concurrent"] == 2
     assert builds(result) == 1
-    sent, answered = sent_at(project), answered_at(project)
+    sent, answered = attempt_times(project, "sent", min), attempt_times(project, "answered", max)
     for part in (1, 2):
         first_sent = min(sent[g] for g in by_part[part] if g in sent)
         last_answer_before = max(answered[g] for g in by_part[part - 1] if g in answered)
