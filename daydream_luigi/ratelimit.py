@@ -319,11 +319,14 @@ class RateLimiter:
         A pool with a request or token rate keeps every request of the window (`sent`: time, tokens, entry); one
         without keeps only a count per second (`counts`), so that its file stays small however fast it sends."""
         state["sent"] = sorted(entry for entry in state.get("sent", []) if entry[0] > now - self.span)
-        state["counts"] = {second: n for second, n in state.get("counts", {}).items()
-                           if int(second) + 1 > now - self.span}
+        state["counts"] = {second: n for second, n in state.get("counts", {}).items() if self._counted(second, now)}
         day = math.floor(now / DAY_S)
         if state.get("day") != day:
             state["day"], state["day_count"] = day, 0
+
+    def _counted(self, second: str, now: float) -> bool:
+        """Whether a per-second count still reaches into the window."""
+        return int(second) + 1 > now - self.span
 
     def _ready_at(self, state: dict, rates: PoolRates, now: float, estimated_tokens: int) -> float:
         """The earliest time a new request fits every limit (the entries are the requests still in the window)."""
@@ -434,7 +437,7 @@ class RateLimiter:
         with locked_json(state_file(self.state_dir, pool)) as state:
             now = self.clock()
             sent = sum(1 for entry in state.get("sent", []) if entry[0] > now - self.span) + \
-                sum(n for second, n in state.get("counts", {}).items() if int(second) + 1 > now - self.span)
+                sum(n for second, n in state.get("counts", {}).items() if self._counted(second, now))
             today = state.get("day_count", 0) if state.get("day") == math.floor(now / DAY_S) else 0
             hold = state.get("hold_until")
             return PoolStatus(pool, state.get("effective") or rates.requests_per_minute,

@@ -28,7 +28,7 @@ import luigi
 import requests
 from luigi.execution_summary import LuigiStatusCode
 
-from . import accounting, batch, batching, freshness, gate, providers, slots, stages, tasks
+from . import accounting, batch, batching, freshness, gate, providers, schedule, slots, stages, tasks
 from .local_scheduler import WorkerSchedulerFactory
 from .cohort import calls_model
 from .config import STAGES, pool_limits
@@ -217,8 +217,7 @@ def _unfed_parts(paths, cohort_id: str, plan: tasks.CohortPlan, stage: str, fed)
         complete = accounting.complete_sets(paths)
         seen = fed()
         start = next((i for i, part in enumerate(plan.parts) if (stage, i) not in seen and any(
-            m.gen_id not in complete[m.stage] for lineage in part for m in lineage.members
-            if not stage or m.stage == stage)), None)
+            m.gen_id not in complete[m.stage] for m in schedule.part_members(part, stage))), None)
         if start is None:
             return
         yield [tasks.Feed(cohort_id=cohort_id, part=start, stage=stage, first=start)]

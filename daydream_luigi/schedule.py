@@ -57,6 +57,11 @@ def parts(all_lineages: list[Lineage], part_size: int) -> list[list[Lineage]]:
     return result if result[-1] else []
 
 
+def part_members(part_lineages: list[Lineage], stage: str = ""):
+    """The generations of these lineages, in order; with `stage`, only those of that stage."""
+    return [m for lineage in part_lineages for m in lineage.members if not stage or m.stage == stage]
+
+
 def priorities(all_lineages: list[Lineage], draft_lookahead) -> dict[str, int]:
     """gen_id -> Luigi priority (see the module docstring); `draft_lookahead(draft)` is how many lineages ahead its
     draft may start. Every priority is above 0, the priority of the wrapper and report tasks, which Luigi would

@@ -236,8 +236,7 @@ class Lineages(luigi.WrapperTask):
         """Every member, not only the last of each chain: a generation missing under complete children (one removed
         by hand) is found and made again too."""
         lineages = cohort_plan(self.cohort_id).parts[self.part]
-        return [generation_task(member, self.cohort_id) for lineage in lineages for member in lineage.members
-                if not self.stage or member.stage == self.stage]
+        return [generation_task(member, self.cohort_id) for member in schedule.part_members(lineages, self.stage)]
 
 
 class Feed(luigi.Task):
@@ -256,13 +255,11 @@ class Feed(luigi.Task):
             return []
         return Lineages(cohort_id=self.cohort_id, part=self.part - 2, stage=self.stage)
 
-    def _members(self):
-        for lineage in (lineage for part in cohort_plan(self.cohort_id).parts[self.part:] for lineage in part):
-            yield from (m for m in lineage.members if not self.stage or m.stage == self.stage)
-
     def complete(self):
         """This part and every later one complete."""
-        return all_complete(cohort_plan(self.cohort_id).context.paths, self._members())
+        plan = cohort_plan(self.cohort_id)
+        later = [lineage for part in plan.parts[self.part:] for lineage in part]
+        return all_complete(plan.context.paths, schedule.part_members(later, self.stage))
 
     def run(self):
         following = [Feed(cohort_id=self.cohort_id, part=self.part + 1, stage=self.stage, first=self.first)]
