@@ -73,11 +73,20 @@ def run(base_url: str, lineages: list, pools: dict) -> float:
 
     def call(session: requests.Session, i: int, position: int) -> None:
         stage = lineages[i][position][0]
-        prompt = f"{stage} {i}.{position}: write about concept {i}" + ("\nEnd with SCORE: N" if stage == "evaluation"
-                                                                       else "")
-        response = session.post(f"{base_url}/chat/completions", timeout=300, headers={"Authorization": "Bearer bench"},
-                                json={"model": f"bench/{stage}", "temperature": 0.5, "max_tokens": 500,
-                                      "messages": [{"role": "user", "content": prompt}]})
+        prompt = f"{stage} {i}.{position}: write about concept {i}" + (
+            "\nEnd with SCORE: N" if stage == "evaluation" else ""
+        )
+        response = session.post(
+            f"{base_url}/chat/completions",
+            timeout=300,
+            headers={"Authorization": "Bearer bench"},
+            json={
+                "model": f"bench/{stage}",
+                "temperature": 0.5,
+                "max_tokens": 500,
+                "messages": [{"role": "user", "content": prompt}],
+            },
+        )
         if response.status_code != 200 or not response.json()["choices"][0]["message"]["content"]:
             failures.append(f"{response.status_code} {response.text[:200]}")
 

@@ -25,14 +25,20 @@ SLOW = 2.0
 
 
 def _shape(replicates: int, limit: int) -> Shape:
-    return Shape(concepts=5, judges=(Model("judge-1", "paid"), Model("judge-2", "paid")), draft_replicates=replicates,
-                 pools={"paid": limit})
+    return Shape(
+        concepts=5,
+        judges=(Model("judge-1", "paid"), Model("judge-2", "paid")),
+        draft_replicates=replicates,
+        pools={"paid": limit},
+    )
 
 
 def _log(log, label: str, run: runs.Run, limit: int) -> None:
-    log(f"  {label:8} span {run.span_s:7.2f} s, wall {run.wall_s:7.2f} s, {run.calls} calls (sum of latencies "
+    log(
+        f"  {label:8} span {run.span_s:7.2f} s, wall {run.wall_s:7.2f} s, {run.calls} calls (sum of latencies "
         f"{run.busy_s:.1f} s = {run.busy_s / limit:.2f} s / {limit}), at most {run.max_concurrent} at once, "
-        f"CPU {run.cpu_s:.1f} s, peak RSS {run.maxrss_mb:.0f} MB (load {harness.load()})")
+        f"CPU {run.cpu_s:.1f} s, peak RSS {run.maxrss_mb:.0f} MB (load {harness.load()})"
+    )
 
 
 def lognormal(codes: list, replicates: int = 50, limit: int = 20, log=print) -> tuple[list[Row], dict]:
@@ -46,10 +52,22 @@ def lognormal(codes: list, replicates: int = 50, limit: int = 20, log=print) -> 
         _log(log, label, measured[label], limit)
     ideal = measured["baseline"].busy_s / limit
     floor, _ = baseline.simulate(shape.lineages(), shape.pools, measured["baseline"].extra["latencies"])
-    rows = [Row(f"lognormal, {shape.generations:,} calls, pool {limit}: command wall", "s", ideal, 1.10 * ideal,
-                {label: run.wall_s for label, run in measured.items()}),
-            Row(f"lognormal, {shape.generations:,} calls, pool {limit}: call span", "s", ideal, None,
-                {"rule floor": floor, **{label: run.span_s for label, run in measured.items()}})]
+    rows = [
+        Row(
+            f"lognormal, {shape.generations:,} calls, pool {limit}: command wall",
+            "s",
+            ideal,
+            1.10 * ideal,
+            {label: run.wall_s for label, run in measured.items()},
+        ),
+        Row(
+            f"lognormal, {shape.generations:,} calls, pool {limit}: call span",
+            "s",
+            ideal,
+            None,
+            {"rule floor": floor, **{label: run.span_s for label, run in measured.items()}},
+        ),
+    ]
     return rows, measured
 
 
@@ -65,13 +83,35 @@ def slow_calls(codes: list, replicates: int = 3, limit: int = 10, log=print) -> 
         measured[label] = runs.pipeline(code, shape, SLOW)
         _log(log, label, measured[label], limit)
     overhead = {label: 1000 * (run.span_s - floor) * limit / run.calls for label, run in measured.items()}
-    rows = [Row(f"2 s calls, {shape.generations} calls, pool {limit}: call span", "s", ideal, None,
-                {"rule floor": floor, **{label: run.span_s for label, run in measured.items()}}),
-            Row(f"2 s calls, {shape.generations} calls, pool {limit}: command wall", "s", ideal, None,
-                {label: run.wall_s for label, run in measured.items()}),
-            Row("2 s calls: slot time lost per generation beyond the rule floor", "ms", None, None, overhead),
-            Row("2 s calls: the same, as a fraction of one call", "%", None, None,
-                {label: value / (10 * SLOW) for label, value in overhead.items()}),
-            Row("2 s calls: median slot hand-over (an answer to the request that takes its slot)", "ms", None, None,
-                {label: 1000 * statistics.median(run.extra["handovers"]) for label, run in measured.items()})]
+    rows = [
+        Row(
+            f"2 s calls, {shape.generations} calls, pool {limit}: call span",
+            "s",
+            ideal,
+            None,
+            {"rule floor": floor, **{label: run.span_s for label, run in measured.items()}},
+        ),
+        Row(
+            f"2 s calls, {shape.generations} calls, pool {limit}: command wall",
+            "s",
+            ideal,
+            None,
+            {label: run.wall_s for label, run in measured.items()},
+        ),
+        Row("2 s calls: slot time lost per generation beyond the rule floor", "ms", None, None, overhead),
+        Row(
+            "2 s calls: the same, as a fraction of one call",
+            "%",
+            None,
+            None,
+            {label: value / (10 * SLOW) for label, value in overhead.items()},
+        ),
+        Row(
+            "2 s calls: median slot hand-over (an answer to the request that takes its slot)",
+            "ms",
+            None,
+            None,
+            {label: 1000 * statistics.median(run.extra["handovers"]) for label, run in measured.items()},
+        ),
+    ]
     return rows, measured

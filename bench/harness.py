@@ -50,8 +50,9 @@ def before(commit: str = BEFORE) -> Code:
     if not (target / "daydream_luigi").is_dir():
         CHECKOUTS.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=f"{commit}-", dir=CHECKOUTS))
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", commit], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(partial)], input=archive, check=True)
         partial.rename(target)
     return Code(f"before ({commit})", target)
@@ -67,8 +68,12 @@ class Endpoint:
         self.base_url = ""
 
     def __enter__(self) -> "Endpoint":
-        self.process = subprocess.Popen([sys.executable, str(REPO / "tests" / "fake_endpoint.py"), "--port", "0",
-                                         "--no-record", *self.args], stdout=subprocess.PIPE, text=True, cwd=REPO)
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "fake_endpoint.py"), "--port", "0", "--no-record", *self.args],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         self.base_url = self.process.stdout.readline().strip()
         if not self.base_url.startswith("http"):
             raise RuntimeError(f"fake endpoint did not start (printed {self.base_url!r})")
@@ -106,15 +111,22 @@ class Measured:
 
 
 def project_env(root: Path, base_url: str, code: Code) -> dict:
-    env = {**os.environ, "DAYDREAM_DATA_ROOT": str(root / "data"), "DAYDREAM_CONFIG_DIR": str(root / "config"),
-           "DAYDREAM_LLM_BASE_URL": base_url, "OPENROUTER_API_KEY": "bench-key", "PYTHONPATH": str(code.root)}
+    env = {
+        **os.environ,
+        "DAYDREAM_DATA_ROOT": str(root / "data"),
+        "DAYDREAM_CONFIG_DIR": str(root / "config"),
+        "DAYDREAM_LLM_BASE_URL": base_url,
+        "OPENROUTER_API_KEY": "bench-key",
+        "PYTHONPATH": str(code.root),
+    }
     for name in ("LUIGI_CONFIG_PATH", "DAYDREAM_BACKEND", "DAYDREAM_RUN_ID", "GEN_TEMPLATES_ROOT"):
         env.pop(name, None)
     return env
 
 
-def measure(cmd: list[str], env: dict, cwd: Path, stop_when=None, poll_s: float = 0.1,
-            stop_timeout_s: float = 60.0) -> Measured:
+def measure(
+    cmd: list[str], env: dict, cwd: Path, stop_when=None, poll_s: float = 0.1, stop_timeout_s: float = 60.0
+) -> Measured:
     """Run `cmd` in its own session to completion: its wall time, CPU and peak RSS (that child only, via wait4).
 
     `stop_when()` (optional) is polled every `poll_s` while it runs; once it returns true the child gets SIGTERM (the
@@ -137,17 +149,27 @@ def measure(cmd: list[str], env: dict, cwd: Path, stop_when=None, poll_s: float 
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Measured(started_at, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode, out.read(),
-                        err.read())
+        return Measured(
+            started_at,
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            process.returncode,
+            out.read(),
+            err.read(),
+        )
 
 
 def daydream(code: Code, root: Path, endpoint: Endpoint, *args: str, stop_when=None, ok=(0,)) -> Measured:
     """`daydream <args>` (the real CLI of `code`) in the project at `root`; exits loudly when it did not end well."""
-    result = measure([sys.executable, "-m", "daydream_luigi", *args], project_env(root, endpoint.base_url, code),
-                     root, stop_when)
+    result = measure(
+        [sys.executable, "-m", "daydream_luigi", *args], project_env(root, endpoint.base_url, code), root, stop_when
+    )
     if result.returncode not in ok:
-        sys.exit(f"{code.label}: daydream {' '.join(args)} in {root} exited {result.returncode}:\n"
-                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        sys.exit(
+            f"{code.label}: daydream {' '.join(args)} in {root} exited {result.returncode}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -191,8 +213,9 @@ def _delete_detached(folder: Path) -> None:
     command = ["nice", "-n", "19", "rm", "-rf", str(folder)]
     if shutil.which("ionice"):
         command = ["ionice", "-c", "3", *command]
-    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
+    subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def span(timeline: list) -> float:
@@ -230,14 +253,30 @@ def load() -> str:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "")
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    versions = subprocess.run([sys.executable, "-c", "import luigi, pandas; print(luigi.__version__, "
-                               "pandas.__version__)"], capture_output=True, text=True).stdout.split()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_gb, 1), "python": platform.python_version(),
-            "luigi": versions[0] if versions else "?", "pandas": versions[1] if len(versions) > 1 else "?",
-            "kernel": platform.release(), "load_at_start": load()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "",
+    )
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = subprocess.run(
+        [sys.executable, "-c", "import luigi, pandas; print(luigi.__version__, pandas.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+        "luigi": versions[0] if versions else "?",
+        "pandas": versions[1] if len(versions) > 1 else "?",
+        "kernel": platform.release(),
+        "load_at_start": load(),
+    }
 
 
 def log(message: str) -> None:

@@ -25,22 +25,32 @@ from project import Model, Shape
 from table import Row
 
 LATENCY = 0.5
-W = Shape(concepts=4, draft_templates=2, judges=(Model("judge-1", "paid"), Model("judge-2", "paid")),
-          pools={"paid": 5})
-SPLIT = Shape(concepts=3, draft_templates=2, generators=(Model("gen-free", "free"), Model("gen-paid", "paid")),
-              judges=(Model("judge-1", "paid"), Model("judge-2", "paid")), pools={"free": 1, "paid": 5})
+W = Shape(concepts=4, draft_templates=2, judges=(Model("judge-1", "paid"), Model("judge-2", "paid")), pools={"paid": 5})
+SPLIT = Shape(
+    concepts=3,
+    draft_templates=2,
+    generators=(Model("gen-free", "free"), Model("gen-paid", "paid")),
+    judges=(Model("judge-1", "paid"), Model("judge-2", "paid")),
+    pools={"free": 1, "paid": 5},
+)
 
 
 def first_shape(replicates: int) -> Shape:
-    return Shape(concepts=5, judges=tuple(Model(f"judge-{i}", "paid") for i in (1, 2, 3)),
-                 draft_replicates=replicates, pools={"paid": 5})
+    return Shape(
+        concepts=5,
+        judges=tuple(Model(f"judge-{i}", "paid") for i in (1, 2, 3)),
+        draft_replicates=replicates,
+        pools={"paid": 5},
+    )
 
 
 def busiest_pool_bound(shape: Shape, latency: float) -> float:
     """max over pools of calls x latency / limit, plus one evaluation after the last essay for a pool writing essays."""
     writers = {model.pool for model in shape.generators}
-    return max(calls * latency / shape.pools[pool] + (latency if pool in writers else 0.0)
-               for pool, calls in shape.calls_by_pool().items())
+    return max(
+        calls * latency / shape.pools[pool] + (latency if pool in writers else 0.0)
+        for pool, calls in shape.calls_by_pool().items()
+    )
 
 
 def _measure(shape: Shape, codes: list, log, **options) -> dict:
@@ -49,9 +59,11 @@ def _measure(shape: Shape, codes: list, log, **options) -> dict:
         measured[code.label.split()[0]] = runs.pipeline(code, shape, LATENCY, **options)
     for label, run in measured.items():
         judged = "none" if run.first_judgment_s is None else f"{run.first_judgment_s:.2f} s"
-        log(f"  {label:8} span {run.span_s:6.2f} s, first evaluation answered {judged} after the first call, "
+        log(
+            f"  {label:8} span {run.span_s:6.2f} s, first evaluation answered {judged} after the first call, "
             f"{run.calls} calls, at most {run.max_concurrent} at once; command wall {run.wall_s:.2f} s, first call "
-            f"{run.first_call_s:.2f} s after its start (load {harness.load()})")
+            f"{run.first_call_s:.2f} s after its start (load {harness.load()})"
+        )
     return measured
 
 
@@ -59,9 +71,16 @@ def _span_rows(name: str, shape, ideal: float, target: float, codes: list, log) 
     """The call span (against `ideal`, with its target factor) and the first evaluation of one cohort at LATENCY."""
     measured = _measure(shape, codes, log)
     floor, first_floor = baseline.simulate(shape.lineages(), shape.pools, LATENCY)
-    rows = [Row(f"{name}: call span", "s", ideal, target * ideal, {"rule floor": floor, **_spans(measured)}),
-            Row(f"{name}: first evaluation answered", "s", 3 * LATENCY, None,
-                {"rule floor": first_floor, **_firsts(measured)})]
+    rows = [
+        Row(f"{name}: call span", "s", ideal, target * ideal, {"rule floor": floor, **_spans(measured)}),
+        Row(
+            f"{name}: first evaluation answered",
+            "s",
+            3 * LATENCY,
+            None,
+            {"rule floor": first_floor, **_firsts(measured)},
+        ),
+    ]
     return rows, measured
 
 
@@ -80,19 +99,33 @@ def first_evaluation(codes: list, replicates: list[int], cap_s: float, log=print
     rows, out = [], {}
     for r in replicates:
         shape = first_shape(r)
-        log(f"first evaluation: {shape.generations} generations, pool paid 5, {LATENCY} s calls"
-            f"{'' if r == 1 else ', each run stopped once an evaluation is answered'}")
+        log(
+            f"first evaluation: {shape.generations} generations, pool paid 5, {LATENCY} s calls"
+            f"{'' if r == 1 else ', each run stopped once an evaluation is answered'}"
+        )
         options = {} if r == 1 else {"stop_after_first_judgment": cap_s}
         measured = _measure(shape, codes, log, **options)
         _, first_floor = baseline.simulate(shape.lineages(), shape.pools, LATENCY)
-        row = Row(f"first evaluation, {shape.generations:,} generations: answered after", "s", 3 * LATENCY,
-                  5 * LATENCY, {"rule floor": first_floor, **_firsts(measured)})
-        row.notes = {label: f"> {cap_s:.0f} s (none yet)" for label, run in measured.items()
-                     if run.first_judgment_s is None}
+        row = Row(
+            f"first evaluation, {shape.generations:,} generations: answered after",
+            "s",
+            3 * LATENCY,
+            5 * LATENCY,
+            {"rule floor": first_floor, **_firsts(measured)},
+        )
+        row.notes = {
+            label: f"> {cap_s:.0f} s (none yet)" for label, run in measured.items() if run.first_judgment_s is None
+        }
         rows.append(row)
-        rows.append(Row(f"first evaluation, {shape.generations:,} generations: command start to first call", "s",
-                        None, None, {label: run.first_call_s for label, run in measured.items()
-                                     if label != "baseline"}))
+        rows.append(
+            Row(
+                f"first evaluation, {shape.generations:,} generations: command start to first call",
+                "s",
+                None,
+                None,
+                {label: run.first_call_s for label, run in measured.items() if label != "baseline"},
+            )
+        )
         out[shape.generations] = measured
     return rows, out
 

@@ -56,7 +56,7 @@ class Shape:
 
     def calls_by_pool(self) -> dict:
         """Model calls per pool (every essay is an llm essay, so every generation is one call)."""
-        calls = {pool: 0 for pool in self.pools}
+        calls = dict.fromkeys(self.pools, 0)
         per_generator = self.drafts // len(self.generators)
         for model in self.generators:
             calls[model.pool] += 2 * per_generator
@@ -73,8 +73,11 @@ class Shape:
                 for model in self.generators:
                     for _ in range(self.draft_replicates):
                         lineage = [("draft", model.pool, -1), ("essay", model.pool, 0)]
-                        lineage += [("evaluation", judge.pool, 1) for _ in range(self.evaluation_templates)
-                                    for judge in self.judges]
+                        lineage += [
+                            ("evaluation", judge.pool, 1)
+                            for _ in range(self.evaluation_templates)
+                            for judge in self.judges
+                        ]
                         out.append(lineage)
         return out
 
@@ -94,16 +97,28 @@ def make_project(root: Path, shape: Shape, code: Path, part_size: int | None = N
     descriptions.mkdir(parents=True)
     concepts = [f"c{i:04d}" for i in range(shape.concepts)]
     (raw / "concepts_metadata.csv").write_text(
-        "concept_id,name,active\n" + "".join(f"{c},Concept {i},true\n" for i, c in enumerate(concepts)))
+        "concept_id,name,active\n" + "".join(f"{c},Concept {i},true\n" for i, c in enumerate(concepts))
+    )
     for i, concept in enumerate(concepts):
         (descriptions / f"{concept}.txt").write_text(f"Concept number {i}, described in one sentence.\n")
     # Each template's text names it, so two templates never render the same prompt (gen_ids hash the prompt).
     templates = {
-        "draft": ("draft_templates.csv", "parser", "essay_block", shape.draft_templates,
-                  "Draft ({tid}):\n{{% for c in concepts %}}- {{{{ c.name }}}}: {{{{ c.content }}}}\n{{% endfor %}}"),
+        "draft": (
+            "draft_templates.csv",
+            "parser",
+            "essay_block",
+            shape.draft_templates,
+            "Draft ({tid}):\n{{% for c in concepts %}}- {{{{ c.name }}}}: {{{{ c.content }}}}\n{{% endfor %}}",
+        ),
         "essay": ("essay_templates.csv", "generator", "llm", 1, "Essay ({tid}) from: {{{{ draft_block }}}}\n"),
-        "evaluation": ("evaluation_templates.csv", "parser", "in_last_line", shape.evaluation_templates,
-                       "Judge ({tid}): {{{{ response }}}}\nEnd with SCORE: N\n")}
+        "evaluation": (
+            "evaluation_templates.csv",
+            "parser",
+            "in_last_line",
+            shape.evaluation_templates,
+            "Judge ({tid}): {{{{ response }}}}\nEnd with SCORE: N\n",
+        ),
+    }
     ids = {}
     for stage, (filename, column, kind, count, source) in templates.items():
         ids[stage] = [f"t-{stage}-{i + 1}" for i in range(count)]
@@ -111,17 +126,25 @@ def make_project(root: Path, shape: Shape, code: Path, part_size: int | None = N
         folder.mkdir(parents=True)
         for tid in ids[stage]:
             (folder / f"{tid}.txt").write_text(source.format(tid=tid))
-        (raw / filename).write_text(f"template_id,template_name,description,active,{column}\n" +
-                                    "".join(f"{tid},{tid},bench,true,{kind}\n" for tid in ids[stage]))
+        (raw / filename).write_text(
+            f"template_id,template_name,description,active,{column}\n"
+            + "".join(f"{tid},{tid},bench,true,{kind}\n" for tid in ids[stage])
+        )
     rows = ["id,model,provider,display_name,for_generation,for_evaluation,pool,price_per_mtok"]
     rows += [f"{m.model_id},bench/{m.model_id},openrouter,{m.model_id},true,false,{m.pool},1" for m in shape.generators]
     rows += [f"{m.model_id},bench/{m.model_id},openrouter,{m.model_id},false,true,{m.pool},1" for m in shape.judges]
     (raw / "llm_models.csv").write_text("\n".join(rows) + "\n")
     _write_config(root / "config", code / "config", shape.pools, part_size)
-    spec = {"concepts": concepts, "k": 2, "draft_templates": ids["draft"], "essay_templates": ids["essay"],
-            "evaluation_templates": ids["evaluation"], "generation_models": [m.model_id for m in shape.generators],
-            "evaluation_models": [m.model_id for m in shape.judges],
-            "replicates": {"draft": shape.draft_replicates, "essay": 1, "evaluation": 1}}
+    spec = {
+        "concepts": concepts,
+        "k": 2,
+        "draft_templates": ids["draft"],
+        "essay_templates": ids["essay"],
+        "evaluation_templates": ids["evaluation"],
+        "generation_models": [m.model_id for m in shape.generators],
+        "evaluation_models": [m.model_id for m in shape.judges],
+        "replicates": {"draft": shape.draft_replicates, "essay": 1, "evaluation": 1},
+    }
     (root / "config" / "cohorts" / f"{COHORT}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return root
 
@@ -139,7 +162,7 @@ def _write_config(config: Path, shipped: Path, pools: dict, part_size: int | Non
     settings = yaml.safe_load(settings_file.read_text())
     settings.pop("pools", None)  # request rates per pool: none (concurrency limits only)
     if "guard" in settings:
-        settings["guard"] = {"max_calls": 10 ** 9, "max_cost_usd": 10 ** 9}
+        settings["guard"] = {"max_calls": 10**9, "max_cost_usd": 10**9}
     if part_size is not None:
         if "part_size" not in settings.get("scheduling", {}):
             raise ValueError(f"{settings_file}: this code has no scheduling.part_size")

@@ -26,31 +26,47 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import efficiency  # noqa: E402
-import harness  # noqa: E402
-import pipelining  # noqa: E402
-import results_bench  # noqa: E402
-import scale  # noqa: E402
-import table  # noqa: E402
+import efficiency
+import harness
+import pipelining
+import results_bench
+import scale
+import table
 
 PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "results")
-FULL = {"first_replicates": [1, 100], "first_cap_s": 60.0, "lognormal_replicates": 50, "slow_replicates": 3,
-        "sizes": [1000, 5000, 20000], "evaluations": 100_000}
-QUICK = {"first_replicates": [1, 10], "first_cap_s": 30.0, "lognormal_replicates": 5, "slow_replicates": 1,
-         "sizes": [300, 1000], "evaluations": 10_000}
+FULL = {
+    "first_replicates": [1, 100],
+    "first_cap_s": 60.0,
+    "lognormal_replicates": 50,
+    "slow_replicates": 3,
+    "sizes": [1000, 5000, 20000],
+    "evaluations": 100_000,
+}
+QUICK = {
+    "first_replicates": [1, 10],
+    "first_cap_s": 30.0,
+    "lognormal_replicates": 5,
+    "slow_replicates": 1,
+    "sizes": [300, 1000],
+    "evaluations": 10_000,
+}
 
 
 def _part_size() -> int:
     import yaml
+
     return yaml.safe_load((harness.REPO / "config" / "daydream.yaml").read_text())["scheduling"]["part_size"]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes (targets are for the full run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, a few minutes (targets are for the full run)"
+    )
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of: {', '.join(PARTS)}")
-    parser.add_argument("--before", default=harness.BEFORE,
-                        help="commit (or checkout folder) measured as 'before' [%(default)s]")
+    parser.add_argument(
+        "--before", default=harness.BEFORE, help="commit (or checkout folder) measured as 'before' [%(default)s]"
+    )
     parser.add_argument("--no-before", action="store_true", help="measure only the current code (and the baseline)")
     parser.add_argument("--part-sizes", default="", help="also run the largest scale size at these part sizes")
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
@@ -66,10 +82,14 @@ def main(argv=None) -> int:
     harness.wait_for_discarded(log)
     codes = ([] if args.no_before else [harness.before(args.before)]) + [harness.after()]
     info = harness.machine()
-    log(f"machine: {info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB RAM, Python {info['python']}, "
-        f"Luigi {info['luigi']}, pandas {info['pandas']}, kernel {info['kernel']}; load average {info['load_at_start']}")
-    log(f"codes: {', '.join(f'{code.label} = {code.root}' for code in codes)}; scheduling.part_size "
-        f"{_part_size()} (config/daydream.yaml as shipped); {'quick' if args.quick else 'full'} run")
+    log(
+        f"machine: {info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB RAM, Python {info['python']}, "
+        f"Luigi {info['luigi']}, pandas {info['pandas']}, kernel {info['kernel']}; load average {info['load_at_start']}"
+    )
+    log(
+        f"codes: {', '.join(f'{code.label} = {code.root}' for code in codes)}; scheduling.part_size "
+        f"{_part_size()} (config/daydream.yaml as shipped); {'quick' if args.quick else 'full'} run"
+    )
     rows, results = [], {"machine": info, "quick": args.quick, "codes": [dataclasses.asdict(c) for c in codes]}
     try:
         for part in (p for p in PARTS if p in only):
@@ -78,8 +98,9 @@ def main(argv=None) -> int:
             elif part == "split":
                 new, results[part] = pipelining.split_pools(codes, log)
             elif part == "first":
-                new, results[part] = pipelining.first_evaluation(codes, config["first_replicates"],
-                                                                 config["first_cap_s"], log)
+                new, results[part] = pipelining.first_evaluation(
+                    codes, config["first_replicates"], config["first_cap_s"], log
+                )
             elif part == "lognormal":
                 new, results[part] = efficiency.lognormal(codes, config["lognormal_replicates"], log=log)
             elif part == "slow":
@@ -101,8 +122,10 @@ def main(argv=None) -> int:
     if args.markdown:
         print()
         print("\n".join(table.lines(rows, markdown=True)))
-    print(f"\nload average at start {info['load_at_start']}, at end {results['load_at_end']} ({info['cores']} cores; "
-          f"other work on the machine shows up in every wall time)")
+    print(
+        f"\nload average at start {info['load_at_start']}, at end {results['load_at_end']} ({info['cores']} cores; "
+        f"other work on the machine shows up in every wall time)"
+    )
     if args.quick:
         print("quick run: small sizes; the targets apply to the full run (`python bench/run_all.py`)")
     if args.json:

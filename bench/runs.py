@@ -29,16 +29,30 @@ def _from_endpoint(label: str, endpoint: harness.Endpoint, wall_s: float, starte
     timeline, stats = endpoint.timeline(), endpoint.stats()
     if not timeline:
         sys.exit(f"{label}: the endpoint answered no call")
-    run = Run(label, len(timeline), harness.span(timeline), harness.busy(timeline), harness.first_judgment(timeline),
-              stats["max_concurrent"], wall_s)
+    run = Run(
+        label,
+        len(timeline),
+        harness.span(timeline),
+        harness.busy(timeline),
+        harness.first_judgment(timeline),
+        stats["max_concurrent"],
+        wall_s,
+    )
     run.first_call_s = min(received for received, _, _ in timeline) - started_at
     run.extra["latencies"] = [answered - received for received, answered, _ in sorted(timeline)]
     run.extra["handovers"] = harness.handovers(timeline)
     return run
 
 
-def pipeline(code: harness.Code, shape: Shape, latency: float = 0.0, sigma: float = 0.0, part_size: int | None = None,
-             stop_after_first_judgment: float | None = None, rerun: bool = False) -> Run:
+def pipeline(
+    code: harness.Code,
+    shape: Shape,
+    latency: float = 0.0,
+    sigma: float = 0.0,
+    part_size: int | None = None,
+    stop_after_first_judgment: float | None = None,
+    rerun: bool = False,
+) -> Run:
     """`daydream run --cohort bench` of `code` on a new project of `shape`.
 
     All calls must be made exactly once (the endpoint's count) and never more at once than the pools allow;
@@ -53,9 +67,11 @@ def pipeline(code: harness.Code, shape: Shape, latency: float = 0.0, sigma: floa
 
             def judged_or_late() -> bool:
                 return time.perf_counter() > deadline or harness.first_judgment(endpoint.timeline()) is not None
+
             stop = judged_or_late
-        measured = harness.daydream(code, root, endpoint, "run", "--cohort", COHORT, stop_when=stop,
-                                    ok=(0, 143, -15, -9) if stop else (0,))
+        measured = harness.daydream(
+            code, root, endpoint, "run", "--cohort", COHORT, stop_when=stop, ok=(0, 143, -15, -9) if stop else (0,)
+        )
         run = _from_endpoint(code.label, endpoint, measured.wall_s, measured.started_at)
         run.cpu_s, run.maxrss_mb = measured.cpu_s, measured.maxrss_mb
         if not stop and run.calls != shape.generations:

@@ -31,9 +31,11 @@ def _one(code: harness.Code, size: int, part_size: int | None, rerun: bool, log)
     run = runs.pipeline(code, shape, part_size=part_size, rerun=rerun)
     n = shape.generations
     rerun_text = f", no-op re-run {run.extra['rerun_wall_s']:.2f} s" if rerun else ""
-    log(f"  {code.label.split()[0]:6} n={n:>6,}{'' if part_size is None else f' part_size {part_size}'}: wall "
+    log(
+        f"  {code.label.split()[0]:6} n={n:>6,}{'' if part_size is None else f' part_size {part_size}'}: wall "
         f"{run.wall_s:7.1f} s = {1000 * run.wall_s / n:5.2f} ms/gen, CPU {1000 * run.cpu_s / n:5.2f} ms/gen, peak RSS "
-        f"{run.maxrss_mb:.0f} MB, first call after {run.first_call_s:.2f} s{rerun_text} (load {harness.load()})")
+        f"{run.maxrss_mb:.0f} MB, first call after {run.first_call_s:.2f} s{rerun_text} (load {harness.load()})"
+    )
     return run
 
 
@@ -66,20 +68,69 @@ def _rows(codes: list, sizes: list[int], out: dict) -> list[Row]:
         all_in = {label: 1000 * out["sizes"][label][size].wall_s / n[size] for label in labels}
         all_in["baseline"] = 1000 * out["baseline"][size].wall_s / n[size]
         rows.append(Row(f"zero latency, {n[size]:,} generations: ms per generation, all-in", "ms", None, None, all_in))
-        rows.append(Row(f"zero latency, {n[size]:,} generations: ms per generation, marginal", "ms", None, None,
-                        {label: marginal(label, size) for label in labels}))
-        rows.append(Row(f"zero latency, {n[size]:,} generations: CPU ms per generation (run + task processes)", "ms",
-                        None, None, {label: 1000 * out["sizes"][label][size].cpu_s / n[size] for label in labels}))
-    rows.append(Row(f"flatness: marginal ms/gen, {n[largest]:,} / {n[smallest]:,}", "x", 1.0, 1.3,
-                    {label: marginal(label, largest) / marginal(label, smallest) for label in labels}))
-    rows.append(Row("start-up: the command on a 3-generation cohort", "s", None, None,
-                    {label: out["startup"][label].wall_s for label in labels}))
-    rows.append(Row(f"no-op re-run of the complete {n[largest]:,}", "s", None, 10.0,
-                    {label: out["sizes"][label][largest].extra["rerun_wall_s"] for label in labels}))
-    rows.append(Row(f"peak RSS, run of {n[largest]:,} generations", "MB", None, None,
-                    {label: out["sizes"][label][largest].maxrss_mb for label in labels}))
+        rows.append(
+            Row(
+                f"zero latency, {n[size]:,} generations: ms per generation, marginal",
+                "ms",
+                None,
+                None,
+                {label: marginal(label, size) for label in labels},
+            )
+        )
+        rows.append(
+            Row(
+                f"zero latency, {n[size]:,} generations: CPU ms per generation (run + task processes)",
+                "ms",
+                None,
+                None,
+                {label: 1000 * out["sizes"][label][size].cpu_s / n[size] for label in labels},
+            )
+        )
+    rows.append(
+        Row(
+            f"flatness: marginal ms/gen, {n[largest]:,} / {n[smallest]:,}",
+            "x",
+            1.0,
+            1.3,
+            {label: marginal(label, largest) / marginal(label, smallest) for label in labels},
+        )
+    )
+    rows.append(
+        Row(
+            "start-up: the command on a 3-generation cohort",
+            "s",
+            None,
+            None,
+            {label: out["startup"][label].wall_s for label in labels},
+        )
+    )
+    rows.append(
+        Row(
+            f"no-op re-run of the complete {n[largest]:,}",
+            "s",
+            None,
+            10.0,
+            {label: out["sizes"][label][largest].extra["rerun_wall_s"] for label in labels},
+        )
+    )
+    rows.append(
+        Row(
+            f"peak RSS, run of {n[largest]:,} generations",
+            "MB",
+            None,
+            None,
+            {label: out["sizes"][label][largest].maxrss_mb for label in labels},
+        )
+    )
     for part_size, run in sorted(out["part_sizes"].items()):
-        rows.append(Row(f"{n[largest]:,} generations with part_size {part_size}: ms/gen all-in (peak RSS)", "ms",
-                        None, None, {"after": 1000 * run.wall_s / n[largest]},
-                        {"after": f"{1000 * run.wall_s / n[largest]:.2f} ms ({run.maxrss_mb:.0f} MB)"}))
+        rows.append(
+            Row(
+                f"{n[largest]:,} generations with part_size {part_size}: ms/gen all-in (peak RSS)",
+                "ms",
+                None,
+                None,
+                {"after": 1000 * run.wall_s / n[largest]},
+                {"after": f"{1000 * run.wall_s / n[largest]:.2f} ms ({run.maxrss_mb:.0f} MB)"},
+            )
+        )
     return rows

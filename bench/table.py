@@ -50,14 +50,24 @@ def _target(row: Row) -> str:
 
 def lines(rows: list[Row], markdown: bool = False) -> list[str]:
     header = ["figure", "ideal", "target", *COLUMNS, "met?"]
-    body = [[row.figure, "" if row.ideal is None else _number(row.ideal, row.unit), _target(row),
-             *(row.cell(column) for column in COLUMNS), {True: "yes", False: "NO", None: ""}[row.met]]
-            for row in rows]
+    body = [
+        [
+            row.figure,
+            "" if row.ideal is None else _number(row.ideal, row.unit),
+            _target(row),
+            *(row.cell(column) for column in COLUMNS),
+            {True: "yes", False: "NO", None: ""}[row.met],
+        ]
+        for row in rows
+    ]
     if markdown:
-        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-            ["| " + " | ".join(cells) + " |" for cells in body]
+        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+            "| " + " | ".join(cells) + " |" for cells in body
+        ]
     widths = [max(len(cells[i]) for cells in [header, *body]) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip(),
-           "  ".join("-" * width for width in widths)]
+    out = [
+        "  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip(),
+        "  ".join("-" * width for width in widths),
+    ]
     out += ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip() for cells in body]
     return out

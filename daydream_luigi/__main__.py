@@ -1,3 +1,3 @@
-from .cli import main
+from daydream_luigi.cli import main
 
 main()

@@ -7,25 +7,37 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_KEY = "fake-or-v1-TESTKEY-abcdef0123456789abcdef"
 
 CONCEPTS = {  # concept_id: (name, active, {level: text})
-    "tidal-power": ("Tidal power", "true", {"sentence": "Energy from the rise and fall of the sea.",
-                                            "paragraph": "Turbines in estuaries turn twice a day as tides move."}),
+    "tidal-power": (
+        "Tidal power",
+        "true",
+        {
+            "sentence": "Energy from the rise and fall of the sea.",
+            "paragraph": "Turbines in estuaries turn twice a day as tides move.",
+        },
+    ),
     "ant-foraging": ("Ant foraging", "true", {"sentence": "Ants find food by laying and following trails."}),
     "sourdough": ("Sourdough", "true", {"paragraph": "A starter of wild yeast and bacteria leavens bread."}),
     "glaciers": ("Glaciers", "false", {"sentence": "Rivers of ice that grind valleys."}),
 }
 TEMPLATES = {
     "draft": {
-        "ladder": ("essay_idea_last", "true", "Combine:\n{% for c in concepts %}- {{ c.name }}: {{ c.content }}\n"
-                                              "{% endfor %}Write <essay-idea stage=\"N\"> blocks.\n"),
-        "sketch": ("essay_block", "true", "Notes then <essay>...</essay> about "
-                                           "{{ concepts | map(attribute='name') | join(' and ') }}.\n"),
+        "ladder": (
+            "essay_idea_last",
+            "true",
+            "Combine:\n{% for c in concepts %}- {{ c.name }}: {{ c.content }}\n"
+            '{% endfor %}Write <essay-idea stage="N"> blocks.\n',
+        ),
+        "sketch": (
+            "essay_block",
+            "true",
+            "Notes then <essay>...</essay> about {{ concepts | map(attribute='name') | join(' and ') }}.\n",
+        ),
         "plain": ("", "false", "Brainstorm {{ concepts | length }} concepts.\n"),
     },
     "essay": {
@@ -43,8 +55,11 @@ MODELS = [  # id, model, provider, display, gen, eval, pool, price
     ("free-one", "vendor/free:free", "openrouter", "Free", "false", "false", "free", "0"),
     ("qwen-local", "qwen2.5-coder-1.5b-instruct", "embedded", "Local", "true", "true", "local", "0"),
 ]
-_CATALOG_FILES = {"draft": ("draft_templates.csv", "parser"), "essay": ("essay_templates.csv", "generator"),
-                  "evaluation": ("evaluation_templates.csv", "parser")}
+_CATALOG_FILES = {
+    "draft": ("draft_templates.csv", "parser"),
+    "essay": ("essay_templates.csv", "generator"),
+    "evaluation": ("evaluation_templates.csv", "parser"),
+}
 
 
 def write_raw(raw: Path) -> None:
@@ -61,7 +76,7 @@ def write_raw(raw: Path) -> None:
         filename, column = _CATALOG_FILES[stage]
         rows = [f"template_id,template_name,description,active,{column}"]
         for tid, (kind, active, source) in templates.items():
-            rows.append(f"{tid},{tid.title()},\"A {stage} template, for tests\",{active},{kind}")
+            rows.append(f'{tid},{tid.title()},"A {stage} template, for tests",{active},{kind}')
             path = raw / "generation_templates" / stage / f"{tid}.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(source)
@@ -98,6 +113,7 @@ def project(tmp_path, endpoint, monkeypatch):
 def members_of(cohort: str | None = None) -> list:
     """The cohort's generations, resolved in this process the way `daydream run` resolves them (nothing is written)."""
     from daydream_luigi.cli import prepare
+
     try:
         return list(prepare(cohort, "http")[1].members.values())
     finally:
@@ -106,5 +122,11 @@ def members_of(cohort: str | None = None) -> list:
 
 def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `daydream` CLI in a subprocess (Luigi forks workers; a subprocess keeps tests isolated)."""
-    return subprocess.run([sys.executable, "-m", "daydream_luigi", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "daydream_luigi", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=600,
+    )

@@ -30,11 +30,10 @@ import threading
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
-
-from loopback import LoopbackServer
 from urllib.parse import parse_qs, urlsplit
 
 from fake_endpoint import _SCORE_RE, _last_user_message, draft_answer, judge_answer
+from loopback import LoopbackServer
 
 OUTCOMES = ("completed", "expired", "cancelled", "failed")
 REQUEST_COST = 0.00025  # usage.cost of each answered request (OpenRouter reports it)
@@ -58,10 +57,18 @@ def answer(custom_id: str, body: dict, cost: bool = True) -> dict:
     """The chat-completions answer the fake gives one request; OpenAI's (`cost` False) reports tokens only."""
     prompt = _last_user_message(body)
     content = judge_answer(prompt) if _SCORE_RE.search(prompt) else draft_answer(prompt)
-    return {"id": f"gen-{custom_id}", "object": "chat.completion", "model": body.get("model"),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                      **({"cost": REQUEST_COST} if cost else {})}}
+    return {
+        "id": f"gen-{custom_id}",
+        "object": "chat.completion",
+        "model": body.get("model"),
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "total_tokens": 15,
+            **({"cost": REQUEST_COST} if cost else {}),
+        },
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -88,12 +95,14 @@ class _Handler(BaseHTTPRequestHandler):
                     fake.calls[name] += 1
                 if self.headers.get("Authorization") != f"Bearer {fake.key}":
                     given = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}",
-                                                      "code": 401}})
+                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {given}", "code": 401}})
                 try:
-                    status, body, ctype = getattr(fake, name)(match.groupdict().get("id"), payload,
-                                                              self.headers.get("Content-Type", ""),
-                                                              parse_qs(parts.query))
+                    status, body, ctype = getattr(fake, name)(
+                        match.groupdict().get("id"),
+                        payload,
+                        self.headers.get("Content-Type", ""),
+                        parse_qs(parts.query),
+                    )
                 except Exception as exc:  # a fake's bug answers at once rather than leave the client waiting
                     status, body, ctype = 500, {"error": {"message": f"fake: {exc!r}"}}, "application/json"
                 return self._send(status, body, ctype)
@@ -111,8 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeBatchServer(LoopbackServer):
-    def __init__(self, key: str, in_progress_polls: int = 1, outcome: str | list = "completed", fail_ids=(),
-                 page_size: int = 2):
+    def __init__(
+        self, key: str, in_progress_polls: int = 1, outcome: str | list = "completed", fail_ids=(), page_size: int = 2
+    ):
         outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
         if not outcomes or any(o not in OUTCOMES for o in outcomes):
             raise ValueError(f"outcome must be one of {OUTCOMES}, or a list of them")
@@ -184,9 +194,19 @@ class FakeBatchServer(LoopbackServer):
             return 400, {"error": {"message": "endpoint and model must come first"}}, "application/json"
         items = [(r["custom_id"], r["body"]) for r in body["requests"]]
         batch = self._new("orb-", body["model"], items)
-        return 202, {"id": batch["id"], "object": "batch", "status": "validating", "model": body["model"],
-                     "endpoint": body["endpoint"], "completion_window": "24h",
-                     "request_counts": {"total": len(items), "completed": 0, "failed": 0}}, "application/json"
+        return (
+            202,
+            {
+                "id": batch["id"],
+                "object": "batch",
+                "status": "validating",
+                "model": body["model"],
+                "endpoint": body["endpoint"],
+                "completion_window": "24h",
+                "request_counts": {"total": len(items), "completed": 0, "failed": 0},
+            },
+            "application/json",
+        )
 
     def openrouter_poll(self, batch_id, payload, ctype, query):
         batch = self.batches.get(batch_id)
@@ -194,10 +214,18 @@ class FakeBatchServer(LoopbackServer):
             return 404, {"error": {"message": f"batch {batch_id} not found"}}, "application/json"
         status = self._advance(batch)
         answered = self._counts(batch, status)["completed"]
-        data = {"id": batch_id, "object": "batch", "status": status, "model": batch["model"],
-                "request_counts": self._counts(batch, status),
-                "usage": {"prompt_tokens": 10 * answered, "completion_tokens": 5 * answered,
-                          "cost": round(REQUEST_COST * answered, 10)}}
+        data = {
+            "id": batch_id,
+            "object": "batch",
+            "status": status,
+            "model": batch["model"],
+            "request_counts": self._counts(batch, status),
+            "usage": {
+                "prompt_tokens": 10 * answered,
+                "completion_tokens": 5 * answered,
+                "cost": round(REQUEST_COST * answered, 10),
+            },
+        }
         if status == "failed":
             data["error"] = {"message": "validation failed: model does not support batch"}
         return 200, data, "application/json"
@@ -206,51 +234,90 @@ class FakeBatchServer(LoopbackServer):
         batch = self.batches[batch_id]
         if self._status(batch) not in OUTCOMES:
             return 409, {"error": {"message": "batch is not finished"}}, "application/json"
-        rows = [{"id": f"res-{custom_id}", "custom_id": custom_id,
-                 "response": None if custom_id in self.fail_ids else
-                 {"status_code": 200, "request_id": f"req-{custom_id}", "body": answer(custom_id, body)},
-                 "error": {"message": "This model's maximum context length was exceeded",
-                           "type": "invalid_request_error"} if custom_id in self.fail_ids else None}
-                for custom_id, body in self._ran(batch)]
+        rows = [
+            {
+                "id": f"res-{custom_id}",
+                "custom_id": custom_id,
+                "response": None
+                if custom_id in self.fail_ids
+                else {"status_code": 200, "request_id": f"req-{custom_id}", "body": answer(custom_id, body)},
+                "error": {
+                    "message": "This model's maximum context length was exceeded",
+                    "type": "invalid_request_error",
+                }
+                if custom_id in self.fail_ids
+                else None,
+            }
+            for custom_id, body in self._ran(batch)
+        ]
         start = int(query.get("cursor", ["0"])[0])
         end = start + self.page_size
-        return 200, {"object": "list", "data": rows[start:end], "has_more": end < len(rows),
-                     "next_cursor": str(end) if end < len(rows) else None}, "application/json"
+        return (
+            200,
+            {
+                "object": "list",
+                "data": rows[start:end],
+                "has_more": end < len(rows),
+                "next_cursor": str(end) if end < len(rows) else None,
+            },
+            "application/json",
+        )
 
     # -- OpenAI ---------------------------------------------------------------------------------------------------
     def openai_upload(self, _, payload: bytes, ctype: str, query):
         message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + payload)
-        fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-                  for part in message.iter_parts()}
+        fields = {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.iter_parts()
+        }
         if fields.get("purpose") != b"batch" or "file" not in fields:
             return 400, {"error": {"message": "purpose must be batch and a file is required"}}, "application/json"
         with self.lock:
             file_id = f"file-in-{next(self._ids)}"
             self.files[file_id] = fields["file"]
-        return 200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(fields["file"])}, \
-            "application/json"
+        return (
+            200,
+            {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(fields["file"])},
+            "application/json",
+        )
 
     def openai_create(self, _, payload: bytes, ctype, query):
         body = json.loads(payload)
-        if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h" \
-                or body.get("input_file_id") not in self.files:
+        if (
+            body.get("endpoint") != "/v1/chat/completions"
+            or body.get("completion_window") != "24h"
+            or body.get("input_file_id") not in self.files
+        ):
             return 400, {"error": {"message": "bad batch create request"}}, "application/json"
         lines = [json.loads(line) for line in self.files[body["input_file_id"]].decode().splitlines()]
         models = {line["body"]["model"] for line in lines}
         if len(models) != 1 or any(line["method"] != "POST" or line["url"] != body["endpoint"] for line in lines):
-            return 400, {"error": {"message": "every line must POST to the batch endpoint with one model"}}, \
-                "application/json"
+            return (
+                400,
+                {"error": {"message": "every line must POST to the batch endpoint with one model"}},
+                "application/json",
+            )
         batch = self._new("batch_", models.pop(), [(line["custom_id"], line["body"]) for line in lines])
         batch["input_file_id"] = body["input_file_id"]
         return 200, self._openai_batch(batch, "validating"), "application/json"
 
     def _openai_batch(self, batch: dict, status: str) -> dict:
-        data = {"id": batch["id"], "object": "batch", "endpoint": "/v1/chat/completions", "status": status,
-                "input_file_id": batch["input_file_id"], "completion_window": "24h",
-                "output_file_id": None, "error_file_id": None, "request_counts": self._counts(batch, status)}
+        data = {
+            "id": batch["id"],
+            "object": "batch",
+            "endpoint": "/v1/chat/completions",
+            "status": status,
+            "input_file_id": batch["input_file_id"],
+            "completion_window": "24h",
+            "output_file_id": None,
+            "error_file_id": None,
+            "request_counts": self._counts(batch, status),
+        }
         if status == "failed":
-            data["errors"] = {"object": "list", "data": [{"code": "invalid_request",
-                                                          "message": "model does not support batch", "line": 1}]}
+            data["errors"] = {
+                "object": "list",
+                "data": [{"code": "invalid_request", "message": "model does not support batch", "line": 1}],
+            }
         elif status in OUTCOMES:
             data["output_file_id"] = f"file-out-{batch['id']}"
             data["error_file_id"] = f"file-err-{batch['id']}"
@@ -269,18 +336,47 @@ class FakeBatchServer(LoopbackServer):
         lines = []
         for custom_id, body in batch["items"]:
             if kind == "out" and custom_id in ran and custom_id not in self.fail_ids:
-                lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
-                              "response": {"status_code": 200, "request_id": f"req_{custom_id}",
-                                           "body": answer(custom_id, body, cost=False)}})
+                lines.append(
+                    {
+                        "id": f"batch_req_{custom_id}",
+                        "custom_id": custom_id,
+                        "error": None,
+                        "response": {
+                            "status_code": 200,
+                            "request_id": f"req_{custom_id}",
+                            "body": answer(custom_id, body, cost=False),
+                        },
+                    }
+                )
             elif kind == "err" and custom_id in ran and custom_id in self.fail_ids:
-                lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
-                              "response": {"status_code": 400, "request_id": f"req_{custom_id}",
-                                           "body": {"error": {"message": "This model's maximum context length "
-                                                                         "was exceeded",
-                                                              "type": "invalid_request_error"}}}})
+                lines.append(
+                    {
+                        "id": f"batch_req_{custom_id}",
+                        "custom_id": custom_id,
+                        "error": None,
+                        "response": {
+                            "status_code": 400,
+                            "request_id": f"req_{custom_id}",
+                            "body": {
+                                "error": {
+                                    "message": "This model's maximum context length was exceeded",
+                                    "type": "invalid_request_error",
+                                }
+                            },
+                        },
+                    }
+                )
             elif kind == "err" and custom_id not in ran:
                 word = "expired" if batch["outcome"] == "expired" else "cancelled"
-                lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "response": None,
-                              "error": {"code": f"batch_{word}",
-                                        "message": f"This request could not be executed before the batch {word}."}})
+                lines.append(
+                    {
+                        "id": f"batch_req_{custom_id}",
+                        "custom_id": custom_id,
+                        "response": None,
+                        "error": {
+                            "code": f"batch_{word}",
+                            "message": f"This request could not be executed before the batch {word}.",
+                        },
+                    }
+                )
         return 200, "".join(json.dumps(line) + "\n" for line in lines).encode(), "application/jsonl"

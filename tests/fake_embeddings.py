@@ -54,8 +54,10 @@ class FakeEmbeddings(LoopbackServer):
         if fault == "hang":
             time.sleep(self.hang_seconds)
         texts = body["input"]
-        data = [{"object": "embedding", "index": k, "embedding": self.planted.get(t) or text_vector(t)}
-                for k, t in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": k, "embedding": self.planted.get(t) or text_vector(t)}
+            for k, t in enumerate(texts)
+        ]
         if fault == "short":
             data = data[:-1]
         if fault == "reversed":
@@ -68,7 +70,7 @@ class FakeEmbeddings(LoopbackServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 status, payload = fake._answer(self)
                 try:
                     self.send_response(status)

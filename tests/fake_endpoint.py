@@ -1,7 +1,7 @@
 """A small OpenAI-compatible chat server on loopback, for tests and benchmarks.
 
 It speaks real HTTP/1.1 (keep-alive, Content-Length) so the production client in
-``daydream_luigi.llm`` is exercised end to end, and it can inject the faults real
+``daydream_luigi.providers.chat`` is exercised end to end, and it can inject the faults real
 providers produce: rate limits, 5xx pages, dropped connections, hangs, broken JSON,
 empty answers, truncated answers and auth/config errors.
 
@@ -42,14 +42,24 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["FakeEndpoint", "DEFAULT_RANDOM_FAULTS", "ALL_FAULTS", "judge_score", "main"]
 
 #: Transient faults a well-behaved client must retry through.
 DEFAULT_RANDOM_FAULTS: tuple[str, ...] = (
-    "429", "500", "502", "503", "504", "html", "reset", "malformed", "no_choices", "empty",
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "html",
+    "reset",
+    "malformed",
+    "no_choices",
+    "empty",
 )
 #: Every fault name accepted by ``script()`` and ``faults=`` ("ok" means no fault).
 ALL_FAULTS: tuple[str, ...] = DEFAULT_RANDOM_FAULTS + ("429-date", "timeout", "trickle", "length", "401", "400", "ok")
@@ -154,9 +164,9 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
     request_queue_size = 256
-    endpoint: "FakeEndpoint"
+    endpoint: FakeEndpoint
 
-    def handle_error(self, request, client_address):  # noqa: D401 - socketserver hook
+    def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
             return  # clients going away (timeouts, resets) are expected here
@@ -189,10 +199,14 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.endpoint._track_connection(self.connection, False)
 
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
-        data = payload if isinstance(payload, bytes) else (
-            payload.encode("utf-8") if isinstance(payload, str) else json.dumps(payload).encode("utf-8"))
+    def _send(
+        self, status: int, payload: Any, headers: dict[str, str] | None = None, content_type: str = "application/json"
+    ) -> None:
+        data = (
+            payload
+            if isinstance(payload, bytes)
+            else (payload.encode("utf-8") if isinstance(payload, str) else json.dumps(payload).encode("utf-8"))
+        )
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -289,8 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
                 retry_after = "0"
             else:
                 retry_after = email.utils.formatdate(time.time() + 1.5, usegmt=True)
-            self._send(429, {"error": {"message": _ERROR_MESSAGES[fault], "code": 429}},
-                       headers={"Retry-After": retry_after})
+            self._send(
+                429, {"error": {"message": _ERROR_MESSAGES[fault], "code": 429}}, headers={"Retry-After": retry_after}
+            )
             return
         if fault in ("500", "502", "503", "504", "401", "400"):
             code = int(fault)
@@ -332,11 +347,13 @@ class _Handler(BaseHTTPRequestHandler):
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(body.get("model", "fake")),
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish_reason,
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish_reason,
+                }
+            ],
             "usage": usage,
         }
         if fault == "ok":  # counted before sending, so a client that has its answer sees the count
@@ -351,12 +368,22 @@ class FakeEndpoint:
     ``start()``/``stop()``. ``port`` 0 (the default) picks a free port.
     """
 
-    def __init__(self, latency: float = 0.0, fault_rate: float = 0.0,
-                 faults: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0,
-                 hang_seconds: float = 5.0, host: str = "127.0.0.1", port: int = 0,
-                 record_requests: bool = True, latency_sigma: float = 0.0,
-                 rate_limit: tuple[int, float] | None = None, quotas: dict[str, int] | None = None,
-                 quota_reset_s: float = 3.0, report_cost: bool = True):
+    def __init__(
+        self,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        faults: Sequence[str] = DEFAULT_RANDOM_FAULTS,
+        seed: int = 0,
+        hang_seconds: float = 5.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record_requests: bool = True,
+        latency_sigma: float = 0.0,
+        rate_limit: tuple[int, float] | None = None,
+        quotas: dict[str, int] | None = None,
+        quota_reset_s: float = 3.0,
+        report_cost: bool = True,
+    ):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {list(ALL_FAULTS)}")
@@ -398,7 +425,7 @@ class FakeEndpoint:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self.port}/v1"
 
-    def start(self) -> "FakeEndpoint":
+    def start(self) -> FakeEndpoint:
         if self._server is not None:
             return self
         self._stop_event.clear()
@@ -406,8 +433,9 @@ class FakeEndpoint:
         server.endpoint = self
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"fake-endpoint-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"fake-endpoint-{self.port}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -429,7 +457,7 @@ class FakeEndpoint:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "FakeEndpoint":
+    def __enter__(self) -> FakeEndpoint:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -506,8 +534,11 @@ class FakeEndpoint:
 
     @staticmethod
     def _limit_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
-        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
-                "X-RateLimit-Reset": str(int(reset * 1000))}
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(int(reset * 1000)),
+        }
 
     def _refusal(self, model: str, name: str, message: str, headers: dict[str, str]) -> dict:
         self._n_requests += 1
@@ -525,8 +556,13 @@ class FakeEndpoint:
             if model in self.quotas and self._quota_used[model] >= self.quotas[model]:
                 reset_at = self._quota_reset.setdefault(model, now + self.quota_reset_s)
                 headers = self._limit_headers(self.quotas[model], 0, reset_at)
-                return self._refusal(model, "quota", "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock "
-                                              "1000 free model requests per day", headers), headers
+                return self._refusal(
+                    model,
+                    "quota",
+                    "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock "
+                    "1000 free model requests per day",
+                    headers,
+                ), headers
             headers = None
             if self.rate_limit is not None:
                 limit, window = self.rate_limit
@@ -534,7 +570,9 @@ class FakeEndpoint:
                     self._accepted.popleft()
                 if len(self._accepted) >= limit:
                     headers = self._limit_headers(limit, 0, self._accepted[0] + window)
-                    return self._refusal(model, "rate_limit", "Rate limit exceeded: free-models-per-min.", headers), headers
+                    return self._refusal(
+                        model, "rate_limit", "Rate limit exceeded: free-models-per-min.", headers
+                    ), headers
                 self._accepted.append(now)
                 headers = self._limit_headers(limit, limit - len(self._accepted), self._accepted[0] + window)
             self._quota_used[model] += 1
@@ -572,24 +610,40 @@ class FakeEndpoint:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python tests/fake_endpoint.py",
-                                description="Serve a fake OpenAI-compatible chat endpoint on loopback.")
+    p = argparse.ArgumentParser(
+        prog="python tests/fake_endpoint.py", description="Serve a fake OpenAI-compatible chat endpoint on loopback."
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     p.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per chat request")
     p.add_argument("--fault-rate", type=float, default=0.0, help="probability of a random transient fault")
-    p.add_argument("--faults", default=",".join(DEFAULT_RANDOM_FAULTS),
-                   help="comma-separated faults drawn from when --fault-rate > 0")
+    p.add_argument(
+        "--faults",
+        default=",".join(DEFAULT_RANDOM_FAULTS),
+        help="comma-separated faults drawn from when --fault-rate > 0",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hang-seconds", type=float, default=5.0)
     p.add_argument("--no-record", action="store_true", help="do not keep request bodies (counters only)")
-    p.add_argument("--latency-sigma", type=float, default=0.0,
-                   help="> 0: lognormal latency with median --latency and this sigma (seeded)")
+    p.add_argument(
+        "--latency-sigma",
+        type=float,
+        default=0.0,
+        help="> 0: lognormal latency with median --latency and this sigma (seeded)",
+    )
     args = p.parse_args(argv)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
-    ep = FakeEndpoint(latency=args.latency, fault_rate=args.fault_rate, faults=faults, seed=args.seed,
-                      hang_seconds=args.hang_seconds, host=args.host, port=args.port,
-                      record_requests=not args.no_record, latency_sigma=args.latency_sigma)
+    ep = FakeEndpoint(
+        latency=args.latency,
+        fault_rate=args.fault_rate,
+        faults=faults,
+        seed=args.seed,
+        hang_seconds=args.hang_seconds,
+        host=args.host,
+        port=args.port,
+        record_requests=not args.no_record,
+        latency_sigma=args.latency_sigma,
+    )
 
     def _interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -88,8 +88,10 @@ class FakeJudge(LoopbackServer):
             base = 8 if self.planted and self.planted in prompt else 3
             return f"Weaknesses: few specifics.\nStrengths: a clear link.\nSCORE: {base + int(_digest(prompt), 16) % 2}"
         body = " ".join(re.sub(r"[<>]", " ", prompt).split())
-        return (f"Fake text {_digest(prompt)[:8]}.\n<essay-idea stage=\"1\">{body}</essay-idea>\n<essay>\n{body}\n"
-                f"</essay>\nEnd of the fake text.")
+        return (
+            f'Fake text {_digest(prompt)[:8]}.\n<essay-idea stage="1">{body}</essay-idea>\n<essay>\n{body}\n'
+            f"</essay>\nEnd of the fake text."
+        )
 
     def embedding(self, text: str) -> list[float]:
         idea, noise = _unit(_gaussian(_digest(self.idea_of(text)))), _gaussian("noise" + _digest(text))
@@ -97,9 +99,14 @@ class FakeJudge(LoopbackServer):
 
     def _answer(self, path: str, body: dict) -> tuple[int, dict]:
         if path == "/v1/embeddings":
-            return 200, {"object": "list", "model": body["model"],
-                         "data": [{"object": "embedding", "index": k, "embedding": self.embedding(text)}
-                                  for k, text in enumerate(body["input"])]}
+            return 200, {
+                "object": "list",
+                "model": body["model"],
+                "data": [
+                    {"object": "embedding", "index": k, "embedding": self.embedding(text)}
+                    for k, text in enumerate(body["input"])
+                ],
+            }
         if path != "/v1/chat/completions":
             return 404, {"error": {"message": f"no route {path}"}}
         if self.fail_when and self.fail_when in body["messages"][-1]["content"]:
@@ -113,11 +120,17 @@ class FakeJudge(LoopbackServer):
         finally:
             with self._lock:
                 self._current -= 1
-        return 200, {"id": "fake", "object": "chat.completion", "model": body["model"],
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                  "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": len(body["messages"][-1]["content"].split()),
-                               "completion_tokens": len(text.split()), "cost": 0.0001}}
+        return 200, {
+            "id": "fake",
+            "object": "chat.completion",
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": len(body["messages"][-1]["content"].split()),
+                "completion_tokens": len(text.split()),
+                "cost": 0.0001,
+            },
+        }
 
     def _handler(self):
         fake = self
@@ -133,14 +146,15 @@ class FakeJudge(LoopbackServer):
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self):  # noqa: N802 - the providers' preflight asks for the model list
+            def do_GET(self):
                 self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", ""),
-                                          "body": body})
+                    fake.requests.append(
+                        {"path": self.path, "authorization": self.headers.get("Authorization", ""), "body": body}
+                    )
                 self._send(*fake._answer(self.path, body))
 
             def log_message(self, *args):

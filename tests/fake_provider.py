@@ -12,8 +12,9 @@ class FakeProvider(LoopbackServer):
     """`key`: the only key accepted (None: any request is accepted); `status`: answer every request with it;
     `redirect_to`: answer 302 to this URL; `hang`: never answer (until the server stops)."""
 
-    def __init__(self, key: str | None = None, status: int | None = None, redirect_to: str | None = None,
-                 hang: bool = False):
+    def __init__(
+        self, key: str | None = None, status: int | None = None, redirect_to: str | None = None, hang: bool = False
+    ):
         self.key, self.status, self.redirect_to, self.hang = key, status, redirect_to, hang
         self.requests: list[dict] = []
         self._release = threading.Event()

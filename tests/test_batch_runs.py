@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import FAKE_KEY, daydream, members_of
 from fake_batch import REQUEST_COST, FakeBatchServer
 from test_execution import set_settings
@@ -51,20 +50,26 @@ def test_a_cohort_with_batch_makes_no_chat_call_and_keeps_every_answer(project, 
     assert order == ["draft"] * 2 + ["essay"] * 2 + ["evaluation"] * 6  # stage order
     assert len(sent) == MODEL_CALLS and set(sent.values()) == {1}
     assert "done 42, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
-    assert (f"requests sent {MODEL_CALLS} ({MODEL_CALLS} in batches), answers received {MODEL_CALLS}, " in
-            result.stdout)
+    assert f"requests sent {MODEL_CALLS} ({MODEL_CALLS} in batches), answers received {MODEL_CALLS}, " in result.stdout
     assert f"cost ${MODEL_CALLS * REQUEST_COST:.4f} reported" in result.stdout
-    [first] = {line.split(":")[0] for line in result.stderr.splitlines()  # the two chunks go at once: any id
-               if re.fullmatch(r"batch orb-\d+ \(openrouter, draft gen-paid, chunk 0 wave 0\): .*", line)}
+    [first] = {
+        line.split(":")[0]
+        for line in result.stderr.splitlines()  # the two chunks go at once: any id
+        if re.fullmatch(r"batch orb-\d+ \(openrouter, draft gen-paid, chunk 0 wave 0\): .*", line)
+    }
     assert [line for line in result.stderr.splitlines() if line.startswith(first)] == [
-        f"{first}: submitted, 4 request(s)", f"{first}: in_progress, 0 of 4 done", f"{first}: completed, 4 of 4 done"]
+        f"{first}: submitted, 4 request(s)",
+        f"{first}: in_progress, 0 of 4 done",
+        f"{first}: completed, 4 of 4 done",
+    ]
     cost = [float(re.search(r"^total: .*est_cost_usd ([\d.]+)$", p.stdout, re.M)[1]) for p in (single, batched)]
     assert cost[1] == pytest.approx(cost[0] / 2)  # plan --batch estimates at batch price
     gens = project / "data" / "gens"
     calls_kept = [json.loads(p.read_text()) for p in gens.glob("*/*/call.json")]
     assert len(calls_kept) == MODEL_CALLS
-    assert all(c["cost"] == REQUEST_COST and c["price_factor"] == 0.5 and c["batch"]["api"] == "openrouter"
-               for c in calls_kept)
+    assert all(
+        c["cost"] == REQUEST_COST and c["price_factor"] == 0.5 and c["batch"]["api"] == "openrouter" for c in calls_kept
+    )
     for path in gens.glob("*/*/attempts.jsonl"):  # a sent line at submit, an answered line from the results
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         assert [(a["event"], a["via"]) for a in lines] == [("sent", "batch"), ("answered", "batch")]
@@ -74,8 +79,12 @@ def test_a_cohort_with_batch_makes_no_chat_call_and_keeps_every_answer(project, 
 
 def use_openai_for_judging(project: Path, url: str) -> None:
     """judge-paid's calls go to an OpenAI provider (file batches); drafts and essays stay with OpenRouter."""
-    set_settings(project, lambda s: s["providers"].update(
-        openai={"base_url": url, "api_key_env": "OPENAI_API_KEY", "batch_api": "openai"}))
+    set_settings(
+        project,
+        lambda s: s["providers"].update(
+            openai={"base_url": url, "api_key_env": "OPENAI_API_KEY", "batch_api": "openai"}
+        ),
+    )
     models = project / "data" / "1_raw" / "llm_models.csv"
     models.write_text(models.read_text().replace("vendor/judge-model,openrouter", "vendor/judge-model,openai"))
 
@@ -96,7 +105,10 @@ def test_openai_file_batches_for_one_stage_with_errors_and_an_expired_batch(proj
         calls, sent = dict(fake.calls), submitted(fake)
         batches = list(fake.batches.values())
     assert Counter((b["outcome"], len(b["items"])) for b in batches) == {  # the chunks' batches, in parallel
-        ("expired", 12): 1, ("completed", 12): 1, ("completed", 6): 1}
+        ("expired", 12): 1,
+        ("completed", 12): 1,
+        ("completed", 6): 1,
+    }
     [expired] = [b for b in batches if b["outcome"] == "expired"]
     never_ran = {custom_id for custom_id, _ in expired["items"][6:]}
     assert [custom_id for custom_id, _ in batches[-1]["items"]] == [g for g in evaluations if g in never_ran]
@@ -105,34 +117,54 @@ def test_openai_file_batches_for_one_stage_with_errors_and_an_expired_batch(proj
     assert calls["openrouter_chat"] == 6 + 6 and "openrouter_submit" not in calls  # drafts and essays: not batched
     assert "done 42, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
     estimated = 22 * 15 / 1e6 * 3 * 0.5 + 2 * 15 / 1e6 * 3  # OpenAI reports no cost: price_per_mtok, batch at half
-    assert (f"requests sent {12 + 24 + 6 + 2} ({24 + 6} in batches), answers received {MODEL_CALLS}, tokens "
-            f"{12 * 10 + 24 * 10} prompt + {12 * 5 + 24 * 5} completion, cost ${12 * REQUEST_COST + estimated:.4f} "
-            f"(${estimated:.4f} of it estimated from price_per_mtok for 24 answer(s) without a reported cost)"
-            in result.stdout)
+    assert (
+        f"requests sent {12 + 24 + 6 + 2} ({24 + 6} in batches), answers received {MODEL_CALLS}, tokens "
+        f"{12 * 10 + 24 * 10} prompt + {12 * 5 + 24 * 5} completion, cost ${12 * REQUEST_COST + estimated:.4f} "
+        f"(${estimated:.4f} of it estimated from price_per_mtok for 24 answer(s) without a reported cost)"
+        in result.stdout
+    )
     gens = project / "data" / "gens" / "evaluation"
     for gen_id in evaluations:
-        lines = [(a["event"], a.get("via"), a.get("outcome")) for a in
-                 map(json.loads, (gens / gen_id / "attempts.jsonl").read_text().splitlines())]
+        lines = [
+            (a["event"], a.get("via"), a.get("outcome"))
+            for a in map(json.loads, (gens / gen_id / "attempts.jsonl").read_text().splitlines())
+        ]
         if gen_id in failing:
-            assert lines == [("sent", "batch", None), ("failed", "batch", "batch_error"), ("sent", None, None),
-                             ("answered", None, "ok")]
+            assert lines == [
+                ("sent", "batch", None),
+                ("failed", "batch", "batch_error"),
+                ("sent", None, None),
+                ("answered", None, "ok"),
+            ]
         elif gen_id in never_ran:
-            assert lines == [("sent", "batch", None), ("failed", "batch", "batch_missing"), ("sent", "batch", None),
-                             ("answered", "batch", "ok")]
+            assert lines == [
+                ("sent", "batch", None),
+                ("failed", "batch", "batch_missing"),
+                ("sent", "batch", None),
+                ("answered", "batch", "ok"),
+            ]
         else:
             assert lines == [("sent", "batch", None), ("answered", "batch", "ok")]
     chunk = 0 if expired["items"][0][0] == evaluations[0] else 1
-    assert (f"batch {expired['id']} (openai, evaluation judge-paid, chunk {chunk} wave 0): expired, 5 of 12 done, "
-            f"1 failed\n" in result.stderr)
-    assert f"batch {batches[-1]['id']} (openai, evaluation judge-paid, chunk {chunk} wave 1): submitted" in result.stderr
+    assert (
+        f"batch {expired['id']} (openai, evaluation judge-paid, chunk {chunk} wave 0): expired, 5 of 12 done, "
+        f"1 failed\n" in result.stderr
+    )
+    assert (
+        f"batch {batches[-1]['id']} (openai, evaluation judge-paid, chunk {chunk} wave 1): submitted" in result.stderr
+    )
 
 
 def test_a_run_killed_between_submit_and_poll_resumes_polling_and_submits_nothing_twice(project, monkeypatch):
     batch_settings(project, max_requests=4)
     with FakeBatchServer(FAKE_KEY, in_progress_polls=10**6) as fake:  # the batches run until the test says
         monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", fake.openrouter_url)
-        process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "run", "--batch", "--stage", "draft"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daydream_luigi", "run", "--batch", "--stage", "draft"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while fake.calls["openrouter_poll"] < 4:  # both chunks submitted, recorded and polled
             assert process.poll() is None and time.monotonic() < deadline
@@ -158,8 +190,12 @@ def test_ctrl_c_while_batches_run_stops_polling_and_the_next_run_resumes(project
         monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", fake.openrouter_url)
         out = project / "run.out"
         with open(out, "w") as stdout:
-            process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "run", "--batch", "--stage", "draft"],
-                                       stdout=stdout, stderr=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "daydream_luigi", "run", "--batch", "--stage", "draft"],
+                stdout=stdout,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 120
         while fake.calls["openrouter_poll"] < 2:
             assert process.poll() is None and time.monotonic() < deadline
@@ -167,9 +203,12 @@ def test_ctrl_c_while_batches_run_stops_polling_and_the_next_run_resumes(project
         os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=60) == 130  # a batch may run for hours: its poll does not hold the run
         summary = out.read_text()
-        assert re.search(r"^batch draft gen-paid chunk 0 wave 0 \(BatchPoll\): stopped polling batch\(es\) orb-1 of "
-                         r"draft gen-paid: they keep running at the provider, and the next run resumes polling them$",
-                         summary, re.M), summary
+        assert re.search(
+            r"^batch draft gen-paid chunk 0 wave 0 \(BatchPoll\): stopped polling batch\(es\) orb-1 of "
+            r"draft gen-paid: they keep running at the provider, and the next run resumes polling them$",
+            summary,
+            re.M,
+        ), summary
         fake.in_progress_polls = 0
         resumed = daydream("run", "--batch", "--stage", "draft")
         assert resumed.returncode == 0 and fake.calls["openrouter_submit"] == 1

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from daydream_luigi.breaker import BreakerOpen, CircuitBreaker, is_connection_failure
+from daydream_luigi.providers.limits.breaker import BreakerOpen, CircuitBreaker, is_connection_failure
 
 URL = "http://127.0.0.1:9/v1"
 
@@ -99,7 +99,8 @@ def test_the_breaker_opens_after_n_failures_in_a_row_and_a_success_closes_it(tmp
     assert str(caught.value) == (
         "provider vllm at http://127.0.0.1:9/v1 is unreachable: 3 connection failures in a row (last: [Errno 111] "
         "Connection refused); its calls stop for this run. Check that the server is running and the base URL is "
-        "right, then run again")
+        "right, then run again"
+    )
     assert breaker.failure("vllm", URL, "[Errno 111] Connection refused") is False  # opened once, reported once
     breaker.success("vllm")
     breaker.check("vllm")

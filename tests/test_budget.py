@@ -4,8 +4,15 @@ import multiprocessing
 
 import pytest
 
-from daydream_luigi.budget import (BATCH_PRICE_FACTOR, Budget, BudgetReached, Spend, call_cost, estimate_cost_usd,
-                                   may_start)
+from daydream_luigi.providers.limits.budget import (
+    BATCH_PRICE_FACTOR,
+    Budget,
+    BudgetReached,
+    Spend,
+    call_cost,
+    estimate_cost_usd,
+    may_start,
+)
 
 
 def test_cost_is_the_reported_one_or_an_estimate_from_the_price():
@@ -32,15 +39,18 @@ def test_the_ledger_reserves_settles_and_refuses_with_one_message(tmp_path):
     budget.reserve("draft-b#1", 0.02)
     with pytest.raises(BudgetReached) as caught:
         budget.reserve("essay-c#1", 0.02)
-    assert str(caught.value) == ("budget reached: spent $0.0000, $0.0400 in flight, remaining $0.0100 of --max-cost "
-                                 "$0.05; a call estimated at $0.0200 did not fit, so no new call starts in this run")
+    assert str(caught.value) == (
+        "budget reached: spent $0.0000, $0.0400 in flight, remaining $0.0100 of --max-cost "
+        "$0.05; a call estimated at $0.0200 did not fit, so no new call starts in this run"
+    )
     budget.settle("draft-a#1", 0.013, estimated=False)  # reported cost
     budget.settle("draft-b#1", 0.004, estimated=True)  # no reported cost: the price estimate
     with pytest.raises(BudgetReached):  # reached is reached: not even a call that would fit now starts
         budget.reserve("essay-d#1", 0.001)
     assert budget.spend() == Spend(spent_usd=0.017, estimated_usd=0.004, in_flight_usd=0.0, limit_usd=0.05)
-    assert budget.spend().line() == ("spent $0.0170 ($0.0040 of it estimated from price_per_mtok), remaining $0.0330 "
-                                     "of --max-cost $0.05")
+    assert budget.spend().line() == (
+        "spent $0.0170 ($0.0040 of it estimated from price_per_mtok), remaining $0.0330 of --max-cost $0.05"
+    )
     assert Budget(tmp_path / "none.json", None).spend().line() == "spent $0.0000"
     with pytest.raises(ValueError):
         Budget(tmp_path / "x.json", -1)

@@ -6,8 +6,11 @@ from conftest import daydream
 def test_dry_run_counts_and_writes_no_generation(project, endpoint):
     result = daydream("run", "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["draft: 6 in cohort, 6 to run, 0 done", "essay: 12 in cohort, 12 to run, 0 done",
-                                          "evaluation: 24 in cohort, 24 to run, 0 done"]
+    assert result.stdout.splitlines() == [
+        "draft: 6 in cohort, 6 to run, 0 done",
+        "essay: 12 in cohort, 12 to run, 0 done",
+        "evaluation: 24 in cohort, 24 to run, 0 done",
+    ]
     assert not (project / "data" / "gens").exists() and endpoint.stats["requests"] == 0
 
 
@@ -25,7 +28,9 @@ def test_gens_rm_is_a_dry_run_unless_yes_and_takes_descendants(project, endpoint
     listed = daydream("gens", "rm", draft)
     assert listed.returncode == 0
     assert listed.stdout.splitlines()[0] == f"would remove draft {draft}"
-    assert listed.stdout.splitlines()[-1] == "7 generation(s); add --yes to delete them"  # draft, 2 essays, 4 evaluations
+    assert (
+        listed.stdout.splitlines()[-1] == "7 generation(s); add --yes to delete them"
+    )  # draft, 2 essays, 4 evaluations
     assert (project / "data" / "gens" / "draft" / draft / "metadata.json").exists()
     removed = daydream("gens", "rm", draft, "--yes")
     assert removed.returncode == 0 and removed.stdout.splitlines()[-1] == "removed 7 generation(s)"

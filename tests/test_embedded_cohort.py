@@ -5,20 +5,24 @@ import json
 import shutil
 
 import pytest
-
 from conftest import REPO, daydream
 
-from daydream_luigi import embedded
+from daydream_luigi.providers.local import embedded
 
-pytestmark = pytest.mark.skipif(embedded.unavailable_reason() is not None,
-                                reason=f"embedded model not installed: {embedded.unavailable_reason()}")
+pytestmark = pytest.mark.skipif(
+    embedded.unavailable_reason() is not None, reason=f"embedded model not installed: {embedded.unavailable_reason()}"
+)
 
 
 def test_smoke_cohort_runs_offline_and_scores_parse(tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     shutil.copytree(REPO / "data" / "1_raw", tmp_path / "data" / "1_raw")
-    env = {"DAYDREAM_DATA_ROOT": str(tmp_path / "data"), "DAYDREAM_CONFIG_DIR": str(tmp_path / "config"),
-           "OPENROUTER_API_KEY": "", "DAYDREAM_LLM_BASE_URL": "http://127.0.0.1:9/v1"}  # nothing may go there
+    env = {
+        "DAYDREAM_DATA_ROOT": str(tmp_path / "data"),
+        "DAYDREAM_CONFIG_DIR": str(tmp_path / "config"),
+        "OPENROUTER_API_KEY": "",
+        "DAYDREAM_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+    }  # nothing may go there
     result = daydream("run", "--cohort", "smoke", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "cohort smoke: done 3, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
@@ -31,13 +35,19 @@ def test_smoke_cohort_runs_offline_and_scores_parse(tmp_path):
         for name in ("prompt.txt", "raw.txt", "parsed.txt", "call.json", "metadata.json"):
             assert (directory / name).stat().st_size > 0, f"{row['stage']} {name} is empty"
         meta = json.loads((directory / "metadata.json").read_text())
-        assert (meta["llm_model_id"], meta["model"], meta["provider"]) == \
-            ("qwen-local", embedded.MODEL_STRING, "embedded")
+        assert (meta["llm_model_id"], meta["model"], meta["provider"]) == (
+            "qwen-local",
+            embedded.MODEL_STRING,
+            "embedded",
+        )
         assert meta["finish_reason"] == "stop" and meta["completion_tokens"] > 0
-    evaluation = json.loads((tmp_path / "data" / "gens" / "evaluation" / rows[2]["gen_id"] / "metadata.json").read_text())
+    evaluation = json.loads(
+        (tmp_path / "data" / "gens" / "evaluation" / rows[2]["gen_id"] / "metadata.json").read_text()
+    )
     assert evaluation["error"] == "" and 0 <= evaluation["score"] <= 10
-    last_line = (tmp_path / "data" / "gens" / "evaluation" / rows[2]["gen_id"] / "raw.txt").read_text().strip() \
-        .splitlines()[-1]
+    last_line = (
+        (tmp_path / "data" / "gens" / "evaluation" / rows[2]["gen_id"] / "raw.txt").read_text().strip().splitlines()[-1]
+    )
     assert last_line == f"SCORE: {evaluation['score']:g}"
     with (tmp_path / "data" / "cohorts" / "smoke" / "reports" / "pivot.csv").open() as handle:
         pivot = list(csv.DictReader(handle))
@@ -46,4 +56,3 @@ def test_smoke_cohort_runs_offline_and_scores_parse(tmp_path):
     again = daydream("run", "--cohort", "smoke", env=env, cwd=tmp_path)
     assert again.returncode == 0 and "done 0, skipped (already complete) 3" in again.stdout
     assert "starting the embedded model" not in again.stderr  # nothing to do: the model is not even started
-

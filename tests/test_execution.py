@@ -27,6 +27,7 @@ def set_luigi(project: Path, **values) -> None:
 
 def set_settings(project: Path, edit) -> None:
     import yaml
+
     path = project / "config" / "daydream.yaml"
     settings = yaml.safe_load(path.read_text())
     edit(settings)
@@ -50,14 +51,29 @@ def test_the_stock_luigi_command_runs_a_whole_cohort_with_its_pool_limits(projec
     (project / "config" / "cohorts").mkdir(exist_ok=True)
     (project / "config" / "cohorts" / "tiny.yaml").write_text(
         "concepts: [tidal-power, ant-foraging]\nk: 2\ndraft_templates: [ladder, sketch]\nessay_templates: [polish]\n"
-        "evaluation_templates: [judge-a, judge-b]\ngeneration_models: [gen-paid]\nevaluation_models: [judge-paid]\n")
+        "evaluation_templates: [judge-a, judge-b]\ngeneration_models: [gen-paid]\nevaluation_models: [judge-paid]\n"
+    )
     set_luigi(project, paid=2)
     assert not (project / "data" / "gens").exists() and not (project / "data" / "cohorts").exists()
     with FakeEndpoint(latency=0.1) as server:
         luigi = Path(sys.executable).with_name("luigi")
-        result = subprocess.run([str(luigi), "--module", "daydream_luigi.tasks", "Cohort", "--cohort-id", "tiny",
-                                 "--local-scheduler", "--workers", "4"], capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "DAYDREAM_LLM_BASE_URL": server.base_url})
+        result = subprocess.run(
+            [
+                str(luigi),
+                "--module",
+                "daydream_luigi.execution.tasks",
+                "Cohort",
+                "--cohort-id",
+                "tiny",
+                "--local-scheduler",
+                "--workers",
+                "4",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "DAYDREAM_LLM_BASE_URL": server.base_url},
+        )
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
         assert server.stats["requests"] == 2 + 2 + 4  # 1 combo x 2 drafts, their 2 llm essays, 2 x 2 evaluations
@@ -65,8 +81,9 @@ def test_the_stock_luigi_command_runs_a_whole_cohort_with_its_pool_limits(projec
     membership = (project / "data" / "cohorts" / "tiny" / "membership.csv").read_text().splitlines()
     assert len(membership) == 1 + 8
     assert sorted(p.name for p in (project / "data" / "cohorts" / "tiny" / "reports").glob("*.html")) == ["report.html"]
-    assert all((d / "metadata.json").exists() for stage in ("draft", "essay", "evaluation")
-               for d in gen_dirs(project, stage))
+    assert all(
+        (d / "metadata.json").exists() for stage in ("draft", "essay", "evaluation") for d in gen_dirs(project, stage)
+    )
 
 
 def test_an_evaluation_starts_before_the_last_draft_ends(project):
@@ -142,6 +159,7 @@ def test_a_part_enters_the_graph_only_once_the_part_two_before_it_is_complete(pr
 
     def first_line(pattern: str) -> int:
         return next(i for i, line in enumerate(log) if re.search(pattern, line))
+
     for part in range(2, 6):
         fed = first_line(rf" running +Feed\(cohort_id=[^,]+, part={part},")
         assert all(first_line(rf" done +\w+Task\(gen_id={gen_id}\)") < fed for gen_id in by_part[part - 2]), part
@@ -174,10 +192,12 @@ def test_a_failure_after_the_answer_arrived_is_recorded_and_never_paid_again(pro
     assert error["error"].startswith("the answer arrived but could not be stored ([Errno 21] Is a directory")
     assert sent_per_generation(project)[draft.gen_id] == 1  # Luigi retried the task, but made no second call
     assert f"  failed draft {draft.gen_id}: the answer arrived but could not be stored" in result.stdout
-    assert re.search(rf"^requests sent {endpoint.stats['requests']}, answers received {endpoint.stats['requests']},",
-                     result.stdout, re.M)
+    assert re.search(
+        rf"^requests sent {endpoint.stats['requests']}, answers received {endpoint.stats['requests']},",
+        result.stdout,
+        re.M,
+    )
     assert endpoint.stats["requests"] == MODEL_CALLS - 1 - 4  # its llm essay and 4 evaluations are blocked
-
 
 
 def test_an_answer_that_cannot_be_stored_nor_its_failure_is_still_never_asked_for_twice(project, endpoint):
@@ -189,8 +209,12 @@ def test_an_answer_that_cannot_be_stored_nor_its_failure_is_still_never_asked_fo
     result = daydream("run")
     assert result.returncode == 1, result.stdout + result.stderr
     assert sent_per_generation(project)[draft.gen_id] == 1
-    assert re.search(rf"^  failed draft {draft.gen_id}: (the answer arrived but could not be stored|an answer for this "
-                     rf"generation arrived earlier in this run)", result.stdout, re.M)
+    assert re.search(
+        rf"^  failed draft {draft.gen_id}: (the answer arrived but could not be stored|an answer for this "
+        rf"generation arrived earlier in this run)",
+        result.stdout,
+        re.M,
+    )
     assert endpoint.stats["requests"] == MODEL_CALLS - 1 - 4
 
 
@@ -208,10 +232,12 @@ def test_luigi_retries_a_task_whose_call_failed_transiently(project, endpoint):
 
 def test_the_worker_timeout_ends_a_hung_call_and_luigi_retries_it(project, endpoint):
     """A server that trickles a byte a second never trips the read timeout; Luigi's worker timeout ends the task."""
+
     def tight(settings):
         for stage in settings["stages"].values():
             stage.update(connect_timeout=1, read_timeout=2)
         settings["retry"].update(max_attempts=1, max_total_seconds=0.5)
+
     set_settings(project, tight)
     set_luigi(project, timeout=8)  # above twice a call's 3.5 s: a task may wait that long for a call slot first
     endpoint.script("trickle")
@@ -221,8 +247,10 @@ def test_the_worker_timeout_ends_a_hung_call_and_luigi_retries_it(project, endpo
     [hung] = [gen_id for gen_id, n in sent.items() if n == 2]  # killed mid-call, then asked again by Luigi's retry
     assert sum(sent.values()) == endpoint.stats["requests"] == MODEL_CALLS + 1
     assert f"requests sent {MODEL_CALLS + 1}, answers received {MODEL_CALLS}," in result.stdout
-    assert f"failed draft {hung}: Luigi's worker timeout (8 s) ended the task; its call in flight was abandoned\n" \
+    assert (
+        f"failed draft {hung}: Luigi's worker timeout (8 s) ended the task; its call in flight was abandoned\n"
         in result.stderr
+    )
     log = re.search(r"^log: (.+)$", result.stdout, re.M)[1]
     assert "timed out after 8 seconds and was terminated" in Path(log).read_text()
 
@@ -235,5 +263,6 @@ def test_a_worker_timeout_shorter_than_a_call_with_its_retries_is_refused(projec
         f"error: {project}/config/luigi.cfg: [worker] timeout = 60 is not longer than twice what one draft call may take "
         f"with its retries (2 x 2160 s, since a task may first wait that long for a call slot; 2160 s = max_attempts x "
         f"(connect_timeout + read_timeout) + max_total_seconds in config/daydream.yaml); raise the timeout or lower "
-        f"those settings"]
+        f"those settings"
+    ]
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()

@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-
 from conftest import daydream
 from fake_endpoint import FakeEndpoint, draft_answer, judge_answer
 
@@ -64,8 +63,13 @@ def read_generation(directory: Path) -> dict:
         assert not path.name.startswith("."), f"leftover temp file {path}"
         assert path.name in OUTPUTS, f"unexpected file {path}"
         text = path.read_text(encoding="utf-8")
-        files[path.name] = json.loads(text) if path.suffix == ".json" else \
-            [json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl" else text
+        files[path.name] = (
+            json.loads(text)
+            if path.suffix == ".json"
+            else [json.loads(line) for line in text.splitlines()]
+            if path.suffix == ".jsonl"
+            else text
+        )
     if "metadata.json" in files:
         assert {"prompt.txt", "raw.txt", "parsed.txt"} <= set(files) and "error.json" not in files, directory
         assert files["metadata.json"]["gen_id"] == directory.name
@@ -76,8 +80,11 @@ def read_generation(directory: Path) -> dict:
 
 def calls_sent(server: FakeEndpoint) -> Counter:
     """(model string, prompt) -> requests the endpoint received; two judges get the same prompt, so both are needed."""
-    return Counter((r["body"]["model"], r["body"]["messages"][-1]["content"]) for r in server.requests
-                   if r["path"].endswith("/chat/completions"))
+    return Counter(
+        (r["body"]["model"], r["body"]["messages"][-1]["content"])
+        for r in server.requests
+        if r["path"].endswith("/chat/completions")
+    )
 
 
 def test_220_generations_through_random_faults(project, monkeypatch):
@@ -144,8 +151,10 @@ def test_truncated_draft_fails_with_raw_kept_and_its_descendants_are_blocked(pro
     drafts = project / "data" / "gens" / "draft"
     [failed] = [d for d in drafts.iterdir() if (d / "error.json").exists()]
     error = json.loads((failed / "error.json").read_text())["error"]
-    assert error == (f"answer truncated at max_tokens={max_tokens} (finish_reason=length); raise max_tokens in "
-                     f"config/daydream.yaml, then `daydream gens rm {failed.name} --yes` and re-run")
+    assert error == (
+        f"answer truncated at max_tokens={max_tokens} (finish_reason=length); raise max_tokens in "
+        f"config/daydream.yaml, then `daydream gens rm {failed.name} --yes` and re-run"
+    )
     assert (failed / "raw.txt").read_text().strip() and not (failed / "metadata.json").exists()
     assert json.loads((failed / "call.json").read_text())["finish_reason"] == "length"
     assert f"  failed draft {failed.name}: {error}" in result.stdout
@@ -156,8 +165,9 @@ def test_truncated_draft_fails_with_raw_kept_and_its_descendants_are_blocked(pro
     evaluations = {r["gen_id"] for r in rows if r["parent_gen_id"] in essays}
     assert len(essays) == 2 and len(evaluations) == 4
     for gen_id in essays | evaluations:  # reported as blocked, and never started
-        assert re.search(rf"^  blocked (essay|evaluation) {gen_id}: its (draft|essay) \w+ (failed|is blocked)$",
-                         result.stdout, re.M)
+        assert re.search(
+            rf"^  blocked (essay|evaluation) {gen_id}: its (draft|essay) \w+ (failed|is blocked)$", result.stdout, re.M
+        )
         assert not any((project / "data" / "gens" / stage / gen_id).exists() for stage in ("essay", "evaluation"))
     assert endpoint.stats["requests"] == 36 - 1 - 4  # the blocked llm essay and its 4 evaluations made no call
 
@@ -196,7 +206,8 @@ def test_fixing_a_draft_parser_reparses_the_kept_answer_without_a_new_call(proje
     raw = project / "data" / "1_raw"
     # the word SCORE makes the fake answer like a judge: no <essay> block, so the essay_block parser fails
     (raw / "generation_templates" / "draft" / "sketch.txt").write_text(
-        "Notes about {{ concepts | map(attribute='name') | join(' and ') }}, then a SCORE line.\n")
+        "Notes about {{ concepts | map(attribute='name') | join(' and ') }}, then a SCORE line.\n"
+    )
     first = daydream("run")
     assert first.returncode == 1
     assert "failed 3, blocked 18" in first.stdout  # the 3 sketch drafts; their 6 essays and those 12 evaluations
@@ -204,8 +215,9 @@ def test_fixing_a_draft_parser_reparses_the_kept_answer_without_a_new_call(proje
     assert len(failed) == 3
     for directory in failed:
         error = json.loads((directory / "error.json").read_text())["error"]
-        assert error == ("parser 'essay_block' failed: no <essay> block found; "
-                         f"raw answer kept in {directory / 'raw.txt'}")
+        assert error == (
+            f"parser 'essay_block' failed: no <essay> block found; raw answer kept in {directory / 'raw.txt'}"
+        )
         assert (directory / "call.json").exists() and not (directory / "metadata.json").exists()
     kept = {d.name: (d / "raw.txt").read_text() for d in failed}
     calls_before = endpoint.stats["requests"]
@@ -235,6 +247,8 @@ def test_truncated_judge_answer_is_recorded_as_an_error_not_scored(project, endp
     metas = [json.loads(p.read_text()) for p in (project / "data" / "gens" / "evaluation").glob("*/metadata.json")]
     [cut] = [m for m in metas if m["finish_reason"] == "length"]
     assert cut["score"] is None
-    assert cut["error"] == (f"answer truncated at max_tokens=300 (finish_reason=length); raise max_tokens in "
-                            f"config/daydream.yaml, then `daydream gens rm {cut['gen_id']} --yes` and re-run")
+    assert cut["error"] == (
+        f"answer truncated at max_tokens=300 (finish_reason=length); raise max_tokens in "
+        f"config/daydream.yaml, then `daydream gens rm {cut['gen_id']} --yes` and re-run"
+    )
     assert sum(m["score"] is not None for m in metas) == 23

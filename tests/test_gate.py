@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from daydream_luigi import gate
-from daydream_luigi.budget import Budget
-from daydream_luigi.config import Paths, load_settings
-from daydream_luigi.gate import Gate, Stopped
-from daydream_luigi.llm import Reply
+from daydream_luigi.core.settings import Paths, load_settings
+from daydream_luigi.providers.chat import Reply
+from daydream_luigi.providers.limits import gate
+from daydream_luigi.providers.limits.budget import Budget
+from daydream_luigi.providers.limits.gate import Gate, Stopped
 
 REPO = Path(__file__).resolve().parents[1]
 URL = "http://127.0.0.1:9/v1"
@@ -22,8 +22,17 @@ def paths(tmp_path):
 
 
 def make_gate(paths, pool="paid", price=3.0, run_id="run-1", call_id="gen-a") -> Gate:
-    return Gate(paths, load_settings(paths), run_id, provider="vllm", url=URL, pool=pool, price_per_mtok=price,
-                call_id=call_id, tokens=1000)
+    return Gate(
+        paths,
+        load_settings(paths),
+        run_id,
+        provider="vllm",
+        url=URL,
+        pool=pool,
+        price_per_mtok=price,
+        call_id=call_id,
+        tokens=1000,
+    )
 
 
 def sent_in_window(paths, pool="paid") -> int:
@@ -43,8 +52,9 @@ def test_an_open_breaker_stops_before_anything_is_reserved_or_counted(paths, mon
     with pytest.raises(Stopped) as caught:
         make_gate(paths).before(1)  # another generation of the provider, in any process
     assert (caught.value.kind, caught.value.name) == ("breaker", "vllm")
-    assert str(caught.value).startswith(f"provider vllm at {URL} is unreachable: 5 connection failures in a row "
-                                        f"(last: [Errno 111] Connection refused)")
+    assert str(caught.value).startswith(
+        f"provider vllm at {URL} is unreachable: 5 connection failures in a row (last: [Errno 111] Connection refused)"
+    )
     assert sent_in_window(paths) == 5
     assert Budget(gate.run_dir(paths, "run-1") / "budget.json", 1.0).spend().in_flight_usd == 0
     make_gate(paths, run_id="run-2").before(1)  # a new run tries again

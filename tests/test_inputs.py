@@ -8,15 +8,25 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from daydream_luigi import operations as ops
-from daydream_luigi.catalog import load_catalog
 from daydream_luigi.cli import main
-from daydream_luigi.cohort import (CohortSpec, active_spec, expand, known_cohorts, load_membership, load_spec,
-                                   new_spec_path, read_essay_list, record_run, write_cohort)
-from daydream_luigi.config import Guard, Paths, check_pool_limits, load_settings
-from daydream_luigi.errors import InputError
-from daydream_luigi.render import RenderError, render
-from daydream_luigi.store import atomic_write_json
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.cohort import (
+    CohortSpec,
+    active_spec,
+    expand,
+    known_cohorts,
+    load_membership,
+    load_spec,
+    new_spec_path,
+    read_essay_list,
+    record_run,
+    write_cohort,
+)
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.render import RenderError, render
+from daydream_luigi.core.settings import Guard, Paths, check_pool_limits, load_settings
+from daydream_luigi.store import operations as ops
+from daydream_luigi.store.files import atomic_write_json
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
 BOM = "\ufeff"
@@ -42,11 +52,18 @@ def edit_settings(paths: Paths, **changes) -> None:
 
 # ------------------------------------------------------------------------------------------- files from spreadsheets
 
+
 def test_files_saved_with_a_byte_order_mark_read_like_any_other(project):
     paths = Paths.from_env()
-    for relative in ("concepts_metadata.csv", "llm_models.csv", "draft_templates.csv", "essay_templates.csv",
-                     "evaluation_templates.csv", "concepts/descriptions-sentence/ant-foraging.txt",
-                     "generation_templates/essay/polish.txt"):
+    for relative in (
+        "concepts_metadata.csv",
+        "llm_models.csv",
+        "draft_templates.csv",
+        "essay_templates.csv",
+        "evaluation_templates.csv",
+        "concepts/descriptions-sentence/ant-foraging.txt",
+        "generation_templates/essay/polish.txt",
+    ):
         path = paths.raw / relative
         path.write_text(BOM + path.read_text(), encoding="utf-8")
     paths.settings_file.write_text(BOM + paths.settings_file.read_text(), encoding="utf-8")
@@ -62,11 +79,24 @@ def test_files_saved_with_a_byte_order_mark_read_like_any_other(project):
 
 # ------------------------------------------------------------------------------------------------------- settings
 
+
 def test_every_bad_setting_is_reported_at_once_with_its_key_path(project):
     paths = Paths.from_env()
-    edit_settings(paths, k=0, **{"stages.draft": {"temperature": -0.1, "max_tokens": 600, "connect_timeout": 10,
-                                                  "read_timeout": float("inf"), "top_k": 5},
-                                 "retry.backoff_max": "60s", "guard.max_cost_usd": True})
+    edit_settings(
+        paths,
+        k=0,
+        **{
+            "stages.draft": {
+                "temperature": -0.1,
+                "max_tokens": 600,
+                "connect_timeout": 10,
+                "read_timeout": float("inf"),
+                "top_k": 5,
+            },
+            "retry.backoff_max": "60s",
+            "guard.max_cost_usd": True,
+        },
+    )
     where = paths.settings_file
     assert problems_of(lambda: load_settings(paths)) == [
         f"{where}: k must be a whole number >= 1 (found 0)",
@@ -75,7 +105,8 @@ def test_every_bad_setting_is_reported_at_once_with_its_key_path(project):
         f"{where}: stages.draft.temperature must be a number from 0 to 2 (found -0.1)",
         f"{where}: stages.draft.read_timeout must be a number > 0 (found inf)",
         f"{where}: retry.backoff_max must be a number > 0 (found '60s')",
-        f"{where}: guard.max_cost_usd must be a number >= 0 (found true)"]
+        f"{where}: guard.max_cost_usd must be a number >= 0 (found true)",
+    ]
 
 
 def test_a_settings_file_from_before_the_new_sections_says_what_to_add(project):
@@ -86,7 +117,8 @@ def test_a_settings_file_from_before_the_new_sections_says_what_to_add(project):
     paths.settings_file.write_text(yaml.safe_dump(settings))
     assert problems_of(lambda: load_settings(paths)) == [
         f"{paths.settings_file}: missing setting(s) limits, allow_name_only_concepts, guard, providers; add them "
-        f"(see the README)"]
+        f"(see the README)"
+    ]
 
 
 def test_the_shipped_settings_are_typed(project):
@@ -99,13 +131,17 @@ def test_the_shipped_settings_are_typed(project):
 
 def test_pool_limits_are_whole_numbers_of_at_least_one():
     assert check_pool_limits({"free": "1", "paid": " 5 "}, "luigi.cfg") == {"free": 1, "paid": 5}
-    assert problems_of(lambda: check_pool_limits({"a": "5_0", "b": "+5", "c": "", "d": "2.5", "ok": "3"},
-                                                 "luigi.cfg")) == [
+    assert problems_of(
+        lambda: check_pool_limits({"a": "5_0", "b": "+5", "c": "", "d": "2.5", "ok": "3"}, "luigi.cfg")
+    ) == [
         f"luigi.cfg: [resources] {name} must be a whole number >= 1 (found {value!r}); it is how many calls of pool "
-        f"{name!r} may run at once" for name, value in (("a", "5_0"), ("b", "+5"), ("c", ""), ("d", "2.5"))]
+        f"{name!r} may run at once"
+        for name, value in (("a", "5_0"), ("b", "+5"), ("c", ""), ("d", "2.5"))
+    ]
 
 
 # ------------------------------------------------------------------------------------------- descriptions, prompts
+
 
 def test_name_only_concepts_need_the_explicit_setting(project):
     paths = Paths.from_env()
@@ -116,15 +152,18 @@ def test_name_only_concepts_need_the_explicit_setting(project):
     assert catalog.concepts["ant-foraging"].content("paragraph") == "Ant foraging"
     assert catalog.draft_concepts(("ant-foraging", "tidal-power"), "sentence") == [
         {"name": "Ant foraging", "content": "Ant foraging"},
-        {"name": "Tidal power", "content": "Energy from the rise and fall of the sea."}]
+        {"name": "Tidal power", "content": "Energy from the rise and fall of the sea."},
+    ]
 
 
 def test_a_rendering_over_the_limit_is_an_error_the_stage_can_name():
     assert render("{{ response }}", max_chars=5, response="12345") == "12345"
     with pytest.raises(RenderError) as caught:
         render("{{ response }}!", max_chars=5, response="12345")
-    assert str(caught.value) == ("the rendered prompt has 6 characters, more than limits.max_prompt_chars (5) in "
-                                 "config/daydream.yaml; shorten the template or its inputs, or raise the limit")
+    assert str(caught.value) == (
+        "the rendered prompt has 6 characters, more than limits.max_prompt_chars (5) in "
+        "config/daydream.yaml; shorten the template or its inputs, or raise the limit"
+    )
     with pytest.raises(RenderError, match="^OverflowError: Range too big"):
         render("{% for i in range(10**9) %}{% endfor %}")
 
@@ -138,11 +177,13 @@ def test_a_too_long_draft_prompt_stops_the_cohort_before_anything_is_written(pro
     assert problems == [  # the first combo over the limit; sketch's prompts (names only) are all shorter
         f"{paths.templates_root}/draft/ladder.txt: template 'ladder' failed to render for combo_v1_b62accda497e "
         f"(ant-foraging, sourdough): the rendered prompt has 174 characters, more than limits.max_prompt_chars (120) "
-        f"in config/daydream.yaml; shorten the template or its inputs, or raise the limit"]
+        f"in config/daydream.yaml; shorten the template or its inputs, or raise the limit"
+    ]
     assert not paths.cohorts.exists()
 
 
 # ----------------------------------------------------------------------------------------------- cohorts on disk
+
 
 def written_active_cohort(paths: Paths, backend: str = "http"):
     settings = load_settings(paths)
@@ -164,8 +205,11 @@ def test_a_recorded_cohort_can_be_named_after_a_flag_flip(project):
     paths = Paths.from_env()
     old, members = written_active_cohort(paths)
     csv = paths.raw / "draft_templates.csv"
-    csv.write_text(csv.read_text().replace("plain,Plain,\"A draft template, for tests\",false",
-                                           "plain,Plain,\"A draft template, for tests\",true"))
+    csv.write_text(
+        csv.read_text().replace(
+            'plain,Plain,"A draft template, for tests",false', 'plain,Plain,"A draft template, for tests",true'
+        )
+    )
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS, settings)
     assert active_spec(catalog, settings, "http").cohort_id != old.cohort_id
@@ -186,7 +230,8 @@ def test_a_recorded_cohort_whose_template_is_gone_says_so(project):
     manifest = paths.cohorts / old.cohort_id / "manifest.json"
     assert problems_of(lambda: load_spec(paths, old.cohort_id, catalog, settings, "http")) == [
         f"{manifest}: cohort {old.cohort_id} uses draft template 'sketch', which is no longer in draft_templates.csv; "
-        f"restore its row to use this cohort"]
+        f"restore its row to use this cohort"
+    ]
 
 
 def test_every_cohort_on_disk_is_listed_with_its_source_counts_and_last_run(project):
@@ -197,22 +242,64 @@ def test_every_cohort_on_disk_is_listed_with_its_source_counts_and_last_run(proj
     (paths.cohort_specs / "pilot.yaml").write_text("draft_templates: [ladder]\n")
     pilot = load_spec(paths, "pilot", catalog, settings, "http")
     write_cohort(paths, pilot, expand(pilot, paths, catalog, settings))
-    write_cohort(paths, CohortSpec("winners", "a list", [], [], [], ["judge-a"], [], ["judge-paid"],
-                                   {"draft": 1, "essay": 1, "evaluation": 1}, essays=[]), [])
+    write_cohort(
+        paths,
+        CohortSpec(
+            "winners",
+            "a list",
+            [],
+            [],
+            [],
+            ["judge-a"],
+            [],
+            ["judge-paid"],
+            {"draft": 1, "essay": 1, "evaluation": 1},
+            essays=[],
+        ),
+        [],
+    )
     (paths.cohorts / "broken").mkdir()
     first_draft = next(m for m in members if m.stage == "draft" and m.template_id == "ladder")  # in both cohorts
     atomic_write_json(paths.gens / "draft" / first_draft.gen_id / "metadata.json", {"gen_id": first_draft.gen_id})
     record_run(paths, active.cohort_id, "2025-01-02T03:04:05+00:00", "2025-01-02T03:09:00+00:00", {"failed": 0})
     assert ops.list_cohorts(paths).to_dict("records") == [
-        {"cohort_id": "active-08c9d38e", "source": "active flags", "drafts": 6, "essays": 12, "evaluations": 24,
-         "complete": 1, "last_run": "2025-01-02T03:09:00+00:00"},
-        {"cohort_id": "broken", "source": "unknown (manifest.json missing or unreadable); membership.csv missing or "
-                                          "unreadable", "drafts": 0, "essays": 0, "evaluations": 0, "complete": 0,
-         "last_run": "never"},
-        {"cohort_id": "pilot", "source": f"spec {paths.cohort_specs / 'pilot.yaml'}", "drafts": 3, "essays": 6,
-         "evaluations": 12, "complete": 1, "last_run": "never"},
-        {"cohort_id": "winners", "source": f"curated list {paths.cohort_specs / 'winners.yaml'} (file removed)",
-         "drafts": 0, "essays": 0, "evaluations": 0, "complete": 0, "last_run": "never"}]
+        {
+            "cohort_id": "active-08c9d38e",
+            "source": "active flags",
+            "drafts": 6,
+            "essays": 12,
+            "evaluations": 24,
+            "complete": 1,
+            "last_run": "2025-01-02T03:09:00+00:00",
+        },
+        {
+            "cohort_id": "broken",
+            "source": "unknown (manifest.json missing or unreadable); membership.csv missing or unreadable",
+            "drafts": 0,
+            "essays": 0,
+            "evaluations": 0,
+            "complete": 0,
+            "last_run": "never",
+        },
+        {
+            "cohort_id": "pilot",
+            "source": f"spec {paths.cohort_specs / 'pilot.yaml'}",
+            "drafts": 3,
+            "essays": 6,
+            "evaluations": 12,
+            "complete": 1,
+            "last_run": "never",
+        },
+        {
+            "cohort_id": "winners",
+            "source": f"curated list {paths.cohort_specs / 'winners.yaml'} (file removed)",
+            "drafts": 0,
+            "essays": 0,
+            "evaluations": 0,
+            "complete": 0,
+            "last_run": "never",
+        },
+    ]
 
 
 def test_cohort_build_refuses_a_path_and_an_existing_spec_before_writing(project, tmp_path):
@@ -221,43 +308,77 @@ def test_cohort_build_refuses_a_path_and_an_existing_spec_before_writing(project
     essays = tmp_path / "list.txt"
     essays.write_text(BOM + "e1\n\n  e2  \n")
     assert read_essay_list(essays) == ["e1", "e2"]
-    result = CliRunner().invoke(main, ["cohort", "build", "../daydream", "--from-essays", str(essays),
-                                       "--eval-templates", "judge-a", "--eval-models", "judge-paid"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "cohort",
+            "build",
+            "../daydream",
+            "--from-essays",
+            str(essays),
+            "--eval-templates",
+            "judge-a",
+            "--eval-models",
+            "judge-paid",
+        ],
+    )
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr == ("error: cohort name '../daydream' may only contain letters, digits, '.', '_' and '-'; "
-                             "rename it to something like 'my-id_1'\n")
+    assert result.stderr == (
+        "error: cohort name '../daydream' may only contain letters, digits, '.', '_' and '-'; "
+        "rename it to something like 'my-id_1'\n"
+    )
     assert paths.settings_file.read_bytes() == settings_before
     assert not paths.cohorts.exists()
     smoke = paths.cohort_specs / "smoke.yaml"
     assert problems_of(lambda: new_spec_path(paths, "smoke", force=False)) == [
-        f"{smoke} already exists; choose another name, or pass --force to replace it"]
+        f"{smoke} already exists; choose another name, or pass --force to replace it"
+    ]
     assert new_spec_path(paths, "smoke", force=True) == smoke
     assert new_spec_path(paths, "winners", force=False) == paths.cohort_specs / "winners.yaml"
     (paths.cohorts / "winners").mkdir(parents=True)
     assert problems_of(lambda: new_spec_path(paths, "winners", force=False)) == [
         f"cohort 'winners' is already recorded in {paths.cohorts / 'winners'}; choose another name, or pass --force "
-        f"to replace it"]
+        f"to replace it"
+    ]
     assert problems_of(lambda: new_spec_path(paths, "../daydream", force=True)) == [
         "cohort name '../daydream' may only contain letters, digits, '.', '_' and '-'; rename it to something like "
-        "'my-id_1'"]
+        "'my-id_1'"
+    ]
 
 
 # --------------------------------------------------------------------------------------------- guard and budget
 
-TOTALS = {"generations": 42, "done": 0, "to_call": 36, "est_prompt_tokens": 22800, "est_completion_tokens": 13200,
-          "est_cost_usd": 0.09}
+TOTALS = {
+    "generations": 42,
+    "done": 0,
+    "to_call": 36,
+    "est_prompt_tokens": 22800,
+    "est_completion_tokens": 13200,
+    "est_cost_usd": 0.09,
+}
 
 
-@pytest.mark.parametrize("guard,reason", [
-    (Guard(1000, 10), None),
-    (Guard(36, 0.09), None),  # at the thresholds is not above them
-    (Guard(35, 10), "this run makes 36 model call(s) estimated at $0.09, over guard.max_calls (35) in "
-                    "config/daydream.yaml"),
-    (Guard(1000, 0.05), "this run makes 36 model call(s) estimated at $0.09, over guard.max_cost_usd ($0.05) in "
-                        "config/daydream.yaml"),
-    (Guard(0, 0), "this run makes 36 model call(s) estimated at $0.09, over guard.max_calls (0) and "
-                  "guard.max_cost_usd ($0.00) in config/daydream.yaml"),
-])
+@pytest.mark.parametrize(
+    "guard,reason",
+    [
+        (Guard(1000, 10), None),
+        (Guard(36, 0.09), None),  # at the thresholds is not above them
+        (
+            Guard(35, 10),
+            "this run makes 36 model call(s) estimated at $0.09, over guard.max_calls (35) in config/daydream.yaml",
+        ),
+        (
+            Guard(1000, 0.05),
+            "this run makes 36 model call(s) estimated at $0.09, over guard.max_cost_usd ($0.05) in "
+            "config/daydream.yaml",
+        ),
+        (
+            Guard(0, 0),
+            "this run makes 36 model call(s) estimated at $0.09, over guard.max_calls (0) and "
+            "guard.max_cost_usd ($0.00) in config/daydream.yaml",
+        ),
+    ],
+)
 def test_guard_reason(guard, reason):
     assert ops.guard_reason(TOTALS, guard) == reason
 
@@ -271,15 +392,18 @@ def test_a_big_run_starts_only_with_yes_or_a_yes_at_the_terminal():
     ops.check_guard(TOTALS, guard, yes=False, ask=lambda q: questions.append(q) or True)
     assert questions == [f"{reason}. Start it?"]
     assert problems_of(lambda: ops.check_guard(TOTALS, guard, yes=False, ask=None)) == [
-        f"not started: {reason}; nothing to ask without a terminal: pass --yes to start it, or raise the limits"]
+        f"not started: {reason}; nothing to ask without a terminal: pass --yes to start it, or raise the limits"
+    ]
     assert problems_of(lambda: ops.check_guard(TOTALS, guard, yes=False, ask=lambda q: False)) == [
-        f"not started: {reason}; you answered no"]
+        f"not started: {reason}; you answered no"
+    ]
 
 
 @pytest.mark.parametrize("budget", [-1.0, math.nan, math.inf, -math.inf])
 def test_a_budget_is_a_finite_number_of_at_least_zero(budget):
     assert problems_of(lambda: ops.checked_budget(budget)) == [
-        f"--budget must be a number of USD >= 0 (found {budget:g}); give e.g. --budget 5"]
+        f"--budget must be a number of USD >= 0 (found {budget:g}); give e.g. --budget 5"
+    ]
 
 
 def test_valid_budgets_pass_unchanged():

@@ -12,11 +12,11 @@ import threading
 import time
 
 import requests
-
 from conftest import daydream
-from daydream_luigi.ratelimit import RateLimiter
 from fake_endpoint import FakeEndpoint
 from test_execution import sent_per_generation, set_luigi, set_settings
+
+from daydream_luigi.providers.limits.ratelimit import RateLimiter
 
 MODEL_CALLS = 6 + 6 + 24  # the conftest cohort; its copy essays make no call
 FREE_MODEL = "vendor/free:free"
@@ -72,16 +72,22 @@ def test_a_daily_quota_pauses_its_pool_and_a_run_after_the_pause_finishes_the_re
     """The judge is a free model with 2 requests left today: the third answer is a daily-quota 429 (its reset an hour
     away)."""
     raw = project / "data" / "1_raw" / "llm_models.csv"
-    raw.write_text(raw.read_text().replace("Judge,false,true,paid", "Judge,false,false,paid")
-                   .replace("Free,false,false,free", "Free,false,true,free"))
+    raw.write_text(
+        raw.read_text()
+        .replace("Judge,false,true,paid", "Judge,false,false,paid")
+        .replace("Free,false,false,free", "Free,false,true,free")
+    )
     set_settings(project, lambda s: s["pools"].update(free={"requests_per_minute": 100}))
     with FakeEndpoint(quotas={FREE_MODEL: 2}, quota_reset_s=3600.0) as server:
         env = {"DAYDREAM_LLM_BASE_URL": server.base_url}
         first = daydream("run", env=env)
         assert first.returncode == 3, first.stdout + first.stderr
         [message] = quota_message_lines(first.stderr)
-        assert re.fullmatch(r"quota: free paused, resume after \d\d:\d\d \(Rate limit exceeded: "
-                            r"free-models-per-day\)", message)
+        assert re.fullmatch(
+            r"quota: free paused, resume after \d\d:\d\d \(Rate limit exceeded: "
+            r"free-models-per-day\)",
+            message,
+        )
         assert quota_message_lines(first.stdout) == [message]  # the summary says it once more, nothing else does
         assert "done 20, skipped (already complete) 0, failed 0, blocked 0, not started 22" in first.stdout
         assert "failed " not in first.stderr and "Traceback" not in first.stdout + first.stderr
@@ -108,8 +114,9 @@ def test_repeated_429s_lower_the_pools_rate_and_the_summary_shows_it(project, en
     endpoint.script("429", "ok", "429", "429", "429")  # a lone 429, then one generation refused three times in a row
     result = daydream("run", "--workers", "1")
     assert result.returncode == 0, result.stdout + result.stderr
-    rate = float(re.search(r"^pool paid: ([\d.]+)/min \(lowered after 429s, configured 1000/min\)$", result.stdout,
-                           re.M)[1])
+    rate = float(
+        re.search(r"^pool paid: ([\d.]+)/min \(lowered after 429s, configured 1000/min\)$", result.stdout, re.M)[1]
+    )
     assert 250 < rate < 251  # halved at the second and third 429 in a row (1000 -> 250), recovering +1/rate an answer
     assert endpoint.stats["requests"] == MODEL_CALLS + 4
 
@@ -143,8 +150,12 @@ def test_an_unreachable_provider_stops_its_pool_with_one_message(project):
     with FakeEndpoint(latency=0.3) as server:
         base_url = server.base_url
         with open(out, "w") as stdout, open(err, "w") as stderr:
-            process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "run"], stdout=stdout, stderr=stderr,
-                                       env={**os.environ, "DAYDREAM_LLM_BASE_URL": server.base_url})
+            process = subprocess.Popen(
+                [sys.executable, "-m", "daydream_luigi", "run"],
+                stdout=stdout,
+                stderr=stderr,
+                env={**os.environ, "DAYDREAM_LLM_BASE_URL": server.base_url},
+            )
         deadline = time.monotonic() + 120
         while server.stats["completed_ok"] < 3:
             assert process.poll() is None and time.monotonic() < deadline
@@ -158,8 +169,11 @@ def test_an_unreachable_provider_stops_its_pool_with_one_message(project):
     assert not re.search(r"^failed ", stderr, re.M) and "Traceback" not in stdout + stderr
     pending = int(re.search(r"not started (\d+)$", stdout, re.M)[1])
     assert pending >= 42 - 6 - answered  # every other generation waits for a run that can reach the provider
-    attempts = [json.loads(line) for p in (project / "data" / "gens").glob("*/*/attempts.jsonl")
-                for line in p.read_text().splitlines()]
+    attempts = [
+        json.loads(line)
+        for p in (project / "data" / "gens").glob("*/*/attempts.jsonl")
+        for line in p.read_text().splitlines()
+    ]
     unanswered = sum(a["event"] == "failed" for a in attempts)
     assert unanswered <= 5 + 5  # the breaker's 5, and at most one more per call in flight (paid = 5), not 6 each
     assert not list((project / "data" / "gens").glob("*/*/error.json"))

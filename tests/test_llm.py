@@ -1,4 +1,4 @@
-"""daydream_luigi.llm against a real loopback FakeEndpoint: retries, fault handling, key hygiene."""
+"""daydream_luigi.providers.chat against a real loopback FakeEndpoint: retries, fault handling, key hygiene."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import time
 
 import pytest
 import requests
-
-from daydream_luigi import llm
 from fake_endpoint import DEFAULT_RANDOM_FAULTS, FakeEndpoint, draft_answer, judge_answer
-from daydream_luigi.llm import CallSettings, Completion, LLMError, RetryPolicy, chat_completion
+
+from daydream_luigi.providers import chat
+from daydream_luigi.providers.chat import CallSettings, Completion, LLMError, RetryPolicy, chat_completion
 
 MODEL = "test/model"
 KEY = "fake-or-v1-TESTKEY-abcdef0123456789"
@@ -38,8 +38,8 @@ def ep(server):
     server.reset_stats()
 
 
-def call(ep, prompt=PROMPT, key=KEY, settings=CallSettings(), retry=FAST, **kw) -> Completion:
-    return chat_completion(ep.base_url, key, MODEL, prompt, settings=settings, retry=retry, **kw)
+def call(ep, prompt=PROMPT, key=KEY, settings=None, retry=FAST, **kw) -> Completion:
+    return chat_completion(ep.base_url, key, MODEL, prompt, settings=settings or CallSettings(), retry=retry, **kw)
 
 
 def outcomes(attempts):
@@ -54,6 +54,7 @@ def free_port() -> int:
 
 # --- the happy path -----------------------------------------------------------------------
 
+
 def test_ok_parses_text_tokens_and_cost(ep):
     c = call(ep, prompt="one two three four five")
     expected = draft_answer("one two three four five")
@@ -67,8 +68,13 @@ def test_ok_parses_text_tokens_and_cost(ep):
     assert outcomes(c.attempts) == ["ok"]
     assert [sorted(a) for a in c.attempts] == [["elapsed_s", "n", "outcome", "wait_s"]]
     assert c.attempts[0]["n"] == 1 and c.attempts[0]["wait_s"] == 0.0
-    assert ep.stats == {"requests": 1, "completed_ok": 1, "max_concurrent": 1,
-                        "by_model": {MODEL: 1}, "faults_served": {}}
+    assert ep.stats == {
+        "requests": 1,
+        "completed_ok": 1,
+        "max_concurrent": 1,
+        "by_model": {MODEL: 1},
+        "faults_served": {},
+    }
 
 
 def test_judge_prompt_gets_deterministic_score(ep):
@@ -103,6 +109,7 @@ def test_shared_session_is_reused(ep):
 
 # --- request body and headers ---------------------------------------------------------------
 
+
 def test_body_minimal_by_default(ep):
     call(ep, settings=CallSettings(temperature=0.2, max_tokens=123))
     (req,) = ep.requests
@@ -117,12 +124,10 @@ def test_body_minimal_by_default(ep):
 
 
 def test_body_with_system_prompt_grammar_and_sampling(ep):
-    s = CallSettings(system_prompt="You are terse.", grammar='root ::= "yes" | "no"', top_p=0.9,
-                     frequency_penalty=0.5)
+    s = CallSettings(system_prompt="You are terse.", grammar='root ::= "yes" | "no"', top_p=0.9, frequency_penalty=0.5)
     call(ep, settings=s)
     body = ep.requests[0]["body"]
-    assert body["messages"] == [{"role": "system", "content": "You are terse."},
-                                {"role": "user", "content": PROMPT}]
+    assert body["messages"] == [{"role": "system", "content": "You are terse."}, {"role": "user", "content": PROMPT}]
     assert body["grammar"] == 'root ::= "yes" | "no"'
     assert body["top_p"] == 0.9 and body["frequency_penalty"] == 0.5
 
@@ -139,9 +144,17 @@ def test_bearer_header_only_with_key(ep):
 # --- transient faults: one retry, then success ----------------------------------------------
 
 TRANSIENT = [
-    ("429", "http_429"), ("500", "http_500"), ("502", "http_502"), ("503", "http_503"),
-    ("504", "http_504"), ("html", "http_502"), ("reset", "connection"), ("malformed", "malformed_json"),
-    ("no_choices", "no_choices"), ("empty", "empty_content"), ("timeout", "timeout"),
+    ("429", "http_429"),
+    ("500", "http_500"),
+    ("502", "http_502"),
+    ("503", "http_503"),
+    ("504", "http_504"),
+    ("html", "http_502"),
+    ("reset", "connection"),
+    ("malformed", "malformed_json"),
+    ("no_choices", "no_choices"),
+    ("empty", "empty_content"),
+    ("timeout", "timeout"),
 ]
 
 
@@ -172,6 +185,7 @@ def test_several_faults_in_a_row(ep):
 
 # --- Retry-After and backoff ------------------------------------------------------------------
 
+
 def test_retry_after_seconds_beats_backoff(ep):
     # Backoff would wait up to 100 s; the server's "Retry-After: 0" must win.
     ep.script("429")
@@ -188,7 +202,7 @@ def test_retry_after_http_date_honoured(ep):
 
 
 def test_parse_retry_after():
-    p = llm.parse_retry_after
+    p = chat.parse_retry_after
     assert p(None) is None and p("soon") is None
     assert p("7") == 7.0 and p(" 2 ") == 2.0 and p("-3") == 0.0
     assert p(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
@@ -203,8 +217,7 @@ def test_retry_after_beyond_budget_gives_up(ep):
     assert e.retryable is True
     assert outcomes(e.attempts) == ["http_429"]
     prefix = f"LLM call to '{MODEL}' failed after 1 attempt (Retry-After of "
-    suffix = ("s exceeds the remaining retry budget); last outcome: http_429: "
-              "HTTP 429: Rate limit exceeded (fake)")
+    suffix = "s exceeds the remaining retry budget); last outcome: http_429: HTTP 429: Rate limit exceeded (fake)"
     assert str(e).startswith(prefix) and str(e).endswith(suffix)
     assert ep.stats["requests"] == 1
 
@@ -217,7 +230,7 @@ class _MaxJitter:
 
 
 def test_backoff_is_exponential_and_capped(ep, monkeypatch):
-    monkeypatch.setattr(llm, "_rng", _MaxJitter())
+    monkeypatch.setattr(chat, "_rng", _MaxJitter())
     ep.script("500", "502", "503", "504", "500")
     c = call(ep, retry=RetryPolicy(max_attempts=6, backoff_base=0.01, backoff_max=0.05))
     assert outcomes(c.attempts) == ["http_500", "http_502", "http_503", "http_504", "http_500", "ok"]
@@ -225,26 +238,31 @@ def test_backoff_is_exponential_and_capped(ep, monkeypatch):
 
 
 def test_total_wait_bounded_by_budget(ep, monkeypatch):
-    monkeypatch.setattr(llm, "_rng", _MaxJitter())
+    monkeypatch.setattr(chat, "_rng", _MaxJitter())
     ep.script("500", "500", "500", "500")
     with pytest.raises(LLMError) as ei:
         call(ep, retry=RetryPolicy(max_attempts=10, max_total_seconds=0.05, backoff_base=0.02, backoff_max=1.0))
     e = ei.value
     assert [a["wait_s"] for a in e.attempts] == [0.02, 0.03, 0.0]  # 0.02 + min(0.04, 0.03 left), then spent
-    assert str(e) == (f"LLM call to '{MODEL}' failed after 3 attempts (retry budget of 0.05s spent); "
-                      "last outcome: http_500: HTTP 500: Internal server error (fake)")
+    assert str(e) == (
+        f"LLM call to '{MODEL}' failed after 3 attempts (retry budget of 0.05s spent); "
+        "last outcome: http_500: HTTP 500: Internal server error (fake)"
+    )
     assert e.retryable is True
 
 
 # --- exhaustion and permanent errors -----------------------------------------------------------
+
 
 def test_exhaustion_raises_retryable(ep):
     ep.script("503", "503", "503")
     with pytest.raises(LLMError) as ei:
         call(ep, retry=RetryPolicy(max_attempts=3, backoff_base=0.01))
     e = ei.value
-    assert str(e) == (f"LLM call to '{MODEL}' failed after 3 attempts (retries exhausted); "
-                      "last outcome: http_503: HTTP 503: Service temporarily unavailable (fake)")
+    assert str(e) == (
+        f"LLM call to '{MODEL}' failed after 3 attempts (retries exhausted); "
+        "last outcome: http_503: HTTP 503: Service temporarily unavailable (fake)"
+    )
     assert e.retryable is True and e.status == 503
     assert outcomes(e.attempts) == ["http_503"] * 3
     assert e.attempts[-1]["wait_s"] == 0.0
@@ -255,8 +273,10 @@ def test_exhaustion_reports_last_outcome(ep):
     ep.script("500", "malformed")
     with pytest.raises(LLMError) as ei:
         call(ep, retry=RetryPolicy(max_attempts=2, backoff_base=0.01))
-    assert str(ei.value) == (f"LLM call to '{MODEL}' failed after 2 attempts (retries exhausted); "
-                             "last outcome: malformed_json: HTTP 200 with a body that is not JSON")
+    assert str(ei.value) == (
+        f"LLM call to '{MODEL}' failed after 2 attempts (retries exhausted); "
+        "last outcome: malformed_json: HTTP 200 with a body that is not JSON"
+    )
 
 
 def test_401_fails_at_once_with_hint(ep):
@@ -275,8 +295,10 @@ def test_400_fails_at_once_with_hint(ep):
     with pytest.raises(LLMError) as ei:
         call(ep)
     e = ei.value
-    assert str(e) == (f"LLM call to '{MODEL}' failed: HTTP 400: fake-model is not a valid model ID; "
-                      "check the model string in data/1_raw/llm_models.csv and max_tokens")
+    assert str(e) == (
+        f"LLM call to '{MODEL}' failed: HTTP 400: fake-model is not a valid model ID; "
+        "check the model string in data/1_raw/llm_models.csv and max_tokens"
+    )
     assert e.retryable is False
     assert outcomes(e.attempts) == ["http_400"]
     assert ep.stats["requests"] == 1
@@ -298,9 +320,11 @@ def test_connection_refused_retried_then_error():
     with pytest.raises(LLMError) as ei:
         chat_completion(base, KEY, MODEL, PROMPT, retry=RetryPolicy(max_attempts=3, backoff_base=0.01))
     e = ei.value
-    assert str(e) == (f"LLM call to '{MODEL}' failed after 3 attempts (retries exhausted); last outcome: "
-                      f"connection: [Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)} "
-                      f"({base}/chat/completions)")
+    assert str(e) == (
+        f"LLM call to '{MODEL}' failed after 3 attempts (retries exhausted); last outcome: "
+        f"connection: [Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)} "
+        f"({base}/chat/completions)"
+    )
     assert e.retryable is True and e.status is None
     assert outcomes(e.attempts) == ["connection"] * 3
 
@@ -314,6 +338,7 @@ def test_invalid_base_url_is_permanent():
 
 
 # --- the API key never leaks -------------------------------------------------------------------
+
 
 def test_key_never_in_errors_or_logs(ep, caplog):
     caplog.set_level(logging.INFO, logger="daydream.llm")
@@ -344,12 +369,13 @@ def test_provider_text_echoing_the_key_is_scrubbed_before_truncation():
     # The key straddles the ~300-character cut: scrubbing must happen first.
     message = "x" * 290 + f" invalid key {KEY} rejected"
     resp._content = json.dumps({"error": {"message": message}}).encode()
-    text = llm.provider_message(resp, KEY)
+    text = chat.provider_message(resp, KEY)
     assert "TESTKEY" not in text and "sk-or" not in text
     assert text == "x" * 290 + " invali..."  # 297 characters + "..."
 
 
 # --- concurrency ------------------------------------------------------------------------------
+
 
 def test_max_concurrent_measured():
     n = 60
@@ -361,7 +387,7 @@ def test_max_concurrent_measured():
         try:
             barrier.wait(timeout=10)
             results[i] = chat_completion(slow.base_url, None, MODEL, f"prompt {i}", retry=FAST).text
-        except BaseException as e:  # noqa: BLE001 - surfaced below
+        except BaseException as e:
             errors.append(e)
 
     with FakeEndpoint(latency=0.5) as slow:

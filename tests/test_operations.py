@@ -9,15 +9,15 @@ import time
 
 import pytest
 import yaml
-
 from conftest import REPO, daydream, write_raw
-from daydream_luigi import operations as ops
-from daydream_luigi.catalog import load_catalog
-from daydream_luigi.cohort import MEMBERSHIP_COLUMNS, active_spec, expand, load_membership
-from daydream_luigi.config import Paths, load_settings
-from daydream_luigi.errors import InputError
-from daydream_luigi.operations import Finding
-from daydream_luigi.store import atomic_write_json
+
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.cohort import MEMBERSHIP_COLUMNS, active_spec, expand, load_membership
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.settings import Paths, load_settings
+from daydream_luigi.store import operations as ops
+from daydream_luigi.store.files import atomic_write_json
+from daydream_luigi.store.operations import Finding
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
 MAX_TOKENS = {"draft": 500, "essay": 500, "evaluation": 300}
@@ -39,8 +39,12 @@ def finished_store(tmp_path_factory, endpoint):
     shutil.copytree(REPO / "config", root / "config")
     pin_max_tokens(root / "config")
     write_raw(root / "data" / "1_raw")
-    env = {"DAYDREAM_DATA_ROOT": str(root / "data"), "DAYDREAM_CONFIG_DIR": str(root / "config"),
-           "DAYDREAM_LLM_BASE_URL": endpoint.base_url, "OPENROUTER_API_KEY": "fake-or-v1-TESTKEY-operations"}
+    env = {
+        "DAYDREAM_DATA_ROOT": str(root / "data"),
+        "DAYDREAM_CONFIG_DIR": str(root / "config"),
+        "DAYDREAM_LLM_BASE_URL": endpoint.base_url,
+        "OPENROUTER_API_KEY": "fake-or-v1-TESTKEY-operations",
+    }
     result = daydream("run", env=env, cwd=root)
     assert result.returncode == 0, result.stderr
     return root / "data"
@@ -79,8 +83,12 @@ def lineage(paths):
     members = list(members_of(paths).values())
     draft = min(m.gen_id for m in members if m.stage == "draft")
     essays = {m.template_id: m.gen_id for m in members if m.stage == "essay" and m.parent_gen_id == draft}
-    evaluations = {(template, m.template_id): m.gen_id for template, essay in essays.items()
-                   for m in members if m.stage == "evaluation" and m.parent_gen_id == essay}
+    evaluations = {
+        (template, m.template_id): m.gen_id
+        for template, essay in essays.items()
+        for m in members
+        if m.stage == "evaluation" and m.parent_gen_id == essay
+    }
     return draft, essays, evaluations
 
 
@@ -94,10 +102,20 @@ def rows(frame):
 
 # ---------------------------------------------------------------------------------------------------------- plan
 
+
 def plan_row(stage, model, generations, done, to_call, prompt, completion, cost):
-    return {"stage": stage, "llm_model_id": model, "pool": "paid", "batched": False, "generations": generations,
-            "done": done, "to_call": to_call, "est_prompt_tokens": prompt, "est_completion_tokens": completion,
-            "est_cost_usd": pytest.approx(cost)}
+    return {
+        "stage": stage,
+        "llm_model_id": model,
+        "pool": "paid",
+        "batched": False,
+        "generations": generations,
+        "done": done,
+        "to_call": to_call,
+        "est_prompt_tokens": prompt,
+        "est_completion_tokens": completion,
+        "est_cost_usd": pytest.approx(cost),
+    }
 
 
 def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answers(paths):
@@ -107,11 +125,19 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
     frame = ops.plan(paths, catalog, members)
     # drafts: 6 x (400 + 500) tokens at $1.5/Mtok; essays: only the 6 llm ones call, 6 x (600 + 500) at $1.5;
     # evaluations: 24 x (700 + 300) at $3 (judge-paid)
-    assert rows(frame) == [plan_row("draft", "gen-paid", 6, 0, 6, 2400, 3000, 0.0081),
-                           plan_row("essay", "gen-paid", 12, 0, 6, 3600, 3000, 0.0099),
-                           plan_row("evaluation", "judge-paid", 24, 0, 24, 16800, 7200, 0.072)]
-    assert ops.plan_total(frame) == {"generations": 42, "done": 0, "to_call": 36, "est_prompt_tokens": 22800,
-                                     "est_completion_tokens": 13200, "est_cost_usd": pytest.approx(0.09)}
+    assert rows(frame) == [
+        plan_row("draft", "gen-paid", 6, 0, 6, 2400, 3000, 0.0081),
+        plan_row("essay", "gen-paid", 12, 0, 6, 3600, 3000, 0.0099),
+        plan_row("evaluation", "judge-paid", 24, 0, 24, 16800, 7200, 0.072),
+    ]
+    assert ops.plan_total(frame) == {
+        "generations": 42,
+        "done": 0,
+        "to_call": 36,
+        "est_prompt_tokens": 22800,
+        "est_completion_tokens": 13200,
+        "est_cost_usd": pytest.approx(0.09),
+    }
 
     draft = next(m for m in members if m.stage == "draft")
     essay = next(m for m in members if m.stage == "essay" and m.template_id == "polish")
@@ -121,8 +147,10 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
     (gen(paths, "essay", essay.gen_id)).mkdir(parents=True)
     (gen(paths, "essay", essay.gen_id) / "raw.txt").write_text("no call record, so it is called again\n")
     frame = ops.plan(paths, catalog, members)
-    assert rows(frame)[:2] == [plan_row("draft", "gen-paid", 6, 0, 5, 2000, 2500, 0.00675),
-                               plan_row("essay", "gen-paid", 12, 0, 6, 3600, 3000, 0.0099)]
+    assert rows(frame)[:2] == [
+        plan_row("draft", "gen-paid", 6, 0, 5, 2000, 2500, 0.00675),
+        plan_row("essay", "gen-paid", 12, 0, 6, 3600, 3000, 0.0099),
+    ]
 
 
 def test_budget_refuses_an_estimate_over_it(paths):
@@ -131,8 +159,9 @@ def test_budget_refuses_an_estimate_over_it(paths):
     frame = ops.plan(paths, catalog, expand(active_spec(catalog, settings, "http"), paths, catalog, settings))
     with pytest.raises(InputError) as caught:
         ops.check_budget(frame, 0.05)
-    assert caught.value.problems == ["estimated cost $0.0900 exceeds --budget $0.05; lower the cohort size or raise "
-                                     "the budget"]
+    assert caught.value.problems == [
+        "estimated cost $0.0900 exceeds --budget $0.05; lower the cohort size or raise the budget"
+    ]
     assert ops.check_budget(frame, 0.09) == pytest.approx(0.09)
     assert ops.check_budget(frame, 5) == pytest.approx(0.09)
 
@@ -140,16 +169,19 @@ def test_budget_refuses_an_estimate_over_it(paths):
 def test_plan_after_the_run_calls_nothing_and_a_lost_metadata_reuses_the_kept_answer(store):
     catalog = catalog_of(store)
     members = members_of(store)
-    assert rows(ops.plan(store, catalog, members)) == [plan_row("draft", "gen-paid", 6, 6, 0, 0, 0, 0),
-                                                       plan_row("essay", "gen-paid", 12, 12, 0, 0, 0, 0),
-                                                       plan_row("evaluation", "judge-paid", 24, 24, 0, 0, 0, 0)]
+    assert rows(ops.plan(store, catalog, members)) == [
+        plan_row("draft", "gen-paid", 6, 6, 0, 0, 0, 0),
+        plan_row("essay", "gen-paid", 12, 12, 0, 0, 0, 0),
+        plan_row("evaluation", "judge-paid", 24, 24, 0, 0, 0, 0),
+    ]
     draft, essays, evaluations = lineage(store)
     (gen(store, "draft", draft) / "metadata.json").unlink()
     shutil.rmtree(gen(store, "evaluation", evaluations["polish", "judge-a"]))
-    assert rows(ops.plan(store, catalog, members)) == [plan_row("draft", "gen-paid", 6, 5, 0, 0, 0, 0),
-                                                       plan_row("essay", "gen-paid", 12, 12, 0, 0, 0, 0),
-                                                       plan_row("evaluation", "judge-paid", 24, 23, 1, 700, 300,
-                                                                0.003)]
+    assert rows(ops.plan(store, catalog, members)) == [
+        plan_row("draft", "gen-paid", 6, 5, 0, 0, 0, 0),
+        plan_row("essay", "gen-paid", 12, 12, 0, 0, 0, 0),
+        plan_row("evaluation", "judge-paid", 24, 23, 1, 700, 300, 0.003),
+    ]
 
 
 def test_plan_names_a_model_missing_from_the_catalog(store):
@@ -161,6 +193,7 @@ def test_plan_names_a_model_missing_from_the_catalog(store):
 
 # --------------------------------------------------------------------------------------------------------- check
 
+
 def test_a_finished_run_has_no_findings(store):
     assert ops.check(store, catalog_of(store)) == []
 
@@ -170,12 +203,24 @@ def test_lost_draft_metadata_is_incomplete_and_its_essays_miss_their_parent(stor
     (gen(store, "draft", draft) / "metadata.json").unlink()
     atomic_write_json(gen(store, "draft", draft) / "error.json", {"error": "disk full"})
     assert ops.check(store, catalog_of(store)) == [
-        Finding("incomplete", "draft", draft, "no metadata.json; raw.txt and call.json kept (a re-run reuses them, "
-                                              "no new call); last error: disk full"),
-        *sorted([Finding("missing_parent", "essay", essays["polish"],
-                         f"parent draft {draft} has no complete generation"),
-                 Finding("missing_parent", "essay", essays["verbatim"],
-                         f"parent draft {draft} has no complete generation")], key=Finding.sort_key)]
+        Finding(
+            "incomplete",
+            "draft",
+            draft,
+            "no metadata.json; raw.txt and call.json kept (a re-run reuses them, no new call); last error: disk full",
+        ),
+        *sorted(
+            [
+                Finding(
+                    "missing_parent", "essay", essays["polish"], f"parent draft {draft} has no complete generation"
+                ),
+                Finding(
+                    "missing_parent", "essay", essays["verbatim"], f"parent draft {draft} has no complete generation"
+                ),
+            ],
+            key=Finding.sort_key,
+        ),
+    ]
 
 
 def test_a_dir_without_an_answer_is_listed_as_unanswered_and_one_with_an_error_as_incomplete(store):
@@ -184,8 +229,13 @@ def test_a_dir_without_an_answer_is_listed_as_unanswered_and_one_with_an_error_a
     atomic_write_json(gen(store, "essay", "partial0000000002") / "error.json", {"error": "HTTP 400"})
     assert ops.check(store, catalog_of(store)) == [
         Finding("incomplete", "essay", "partial0000000002", "no metadata.json; no raw.txt; last error: HTTP 400"),
-        Finding("unanswered", "essay", "partial0000000001", "no answer yet (its call was stopped, killed or never "
-                                                            "made); the next run makes it")]
+        Finding(
+            "unanswered",
+            "essay",
+            "partial0000000001",
+            "no answer yet (its call was stopped, killed or never made); the next run makes it",
+        ),
+    ]
 
 
 def test_a_copied_generation_is_a_duplicate_and_an_orphan(store):
@@ -193,13 +243,29 @@ def test_a_copied_generation_is_a_duplicate_and_an_orphan(store):
     original = evaluations["polish", "judge-b"]
     shutil.copytree(gen(store, "evaluation", original), gen(store, "evaluation", "copy0000000000001"))
     task_id = json.loads((gen(store, "evaluation", original) / "metadata.json").read_text())["task_id"]
-    assert ops.check(store, catalog_of(store)) == sorted([
-        Finding("duplicate", "evaluation", original, f"task_id {task_id} replicate 1 is also complete as "
-                                                     f"copy0000000000001"),
-        Finding("duplicate", "evaluation", "copy0000000000001", f"task_id {task_id} replicate 1 is also complete "
-                                                                f"as {original}"),
-        Finding("orphan", "evaluation", "copy0000000000001",
-                f"complete but in no cohort membership under {store.cohorts}")], key=Finding.sort_key)
+    assert ops.check(store, catalog_of(store)) == sorted(
+        [
+            Finding(
+                "duplicate",
+                "evaluation",
+                original,
+                f"task_id {task_id} replicate 1 is also complete as copy0000000000001",
+            ),
+            Finding(
+                "duplicate",
+                "evaluation",
+                "copy0000000000001",
+                f"task_id {task_id} replicate 1 is also complete as {original}",
+            ),
+            Finding(
+                "orphan",
+                "evaluation",
+                "copy0000000000001",
+                f"complete but in no cohort membership under {store.cohorts}",
+            ),
+        ],
+        key=Finding.sort_key,
+    )
 
 
 def test_essays_of_two_draft_replicates_are_not_duplicates(store):
@@ -211,7 +277,9 @@ def test_essays_of_two_draft_replicates_are_not_duplicates(store):
     meta["parent_gen_id"] = "otherdraft000002"
     atomic_write_json(copy / "metadata.json", meta)
     assert [(f.kind, f.gen_id) for f in ops.check(store, catalog_of(store))] == [
-        ("missing_parent", "replica0000000002"), ("orphan", "replica0000000002")]
+        ("missing_parent", "replica0000000002"),
+        ("orphan", "replica0000000002"),
+    ]
 
 
 def test_an_edited_template_flags_every_generation_made_with_it(store):
@@ -233,22 +301,31 @@ def test_a_template_dropped_from_the_catalog_is_unknown(store):
     copies = sorted(m.gen_id for m in members_of(store).values() if m.template_id == "verbatim")
     assert ops.check(store, catalog) == [
         Finding("unknown_template", "essay", g, "template 'verbatim' is not in the essay template catalog")
-        for g in copies]
+        for g in copies
+    ]
 
 
 def test_garbage_metadata_is_corrupt_and_nothing_else(store):
     draft, _, _ = lineage(store)
     (gen(store, "draft", draft) / "metadata.json").write_text("{not json")
     assert ops.check(store, catalog_of(store)) == [
-        Finding("corrupt", "draft", draft, "metadata.json is not valid JSON (Expecting property name enclosed in "
-                                           "double quotes: line 1 column 2 (char 1))")]
+        Finding(
+            "corrupt",
+            "draft",
+            draft,
+            "metadata.json is not valid JSON (Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1))",
+        )
+    ]
 
 
 def test_check_reads_20000_generations_quickly(paths):
     """One scandir per stage and one read per metadata.json: 20,000 generations well under the time a user waits."""
     catalog = catalog_of(paths)
-    sha = {stage: catalog.templates[stage][tid].sha256 for stage, tid in
-           [("draft", "ladder"), ("essay", "polish"), ("evaluation", "judge-a")]}
+    sha = {
+        stage: catalog.templates[stage][tid].sha256
+        for stage, tid in [("draft", "ladder"), ("essay", "polish"), ("evaluation", "judge-a")]
+    }
     tid = {"draft": "ladder", "essay": "polish", "evaluation": "judge-a"}
     members = []
     for d in range(2000):
@@ -261,9 +338,19 @@ def test_check_reads_20000_generations_quickly(paths):
     for stage, gid, parent in members:
         directory = gen(paths, stage, gid)
         directory.mkdir(parents=True)
-        (directory / "metadata.json").write_text(json.dumps(
-            {"stage": stage, "gen_id": gid, "parent_gen_id": parent, "template_id": tid[stage],
-             "template_sha256": sha[stage], "task_id": gid, "replicate": 1}))
+        (directory / "metadata.json").write_text(
+            json.dumps(
+                {
+                    "stage": stage,
+                    "gen_id": gid,
+                    "parent_gen_id": parent,
+                    "template_id": tid[stage],
+                    "template_sha256": sha[stage],
+                    "task_id": gid,
+                    "replicate": 1,
+                }
+            )
+        )
     (paths.cohorts / "big").mkdir(parents=True)
     with (paths.cohorts / "big" / "membership.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -279,12 +366,14 @@ def test_check_reads_20000_generations_quickly(paths):
 
 # -------------------------------------------------------------------------------------------------------- status
 
+
 def test_status_counts_done_failed_and_pending(store):
     members = members_of(store)
     assert rows(ops.status(store, members)) == [
         {"stage": "draft", "total": 6, "done": 6, "failed": 0, "pending": 0},
         {"stage": "essay", "total": 12, "done": 12, "failed": 0, "pending": 0},
-        {"stage": "evaluation", "total": 24, "done": 24, "failed": 0, "pending": 0}]
+        {"stage": "evaluation", "total": 24, "done": 24, "failed": 0, "pending": 0},
+    ]
     _, essays, evaluations = lineage(store)
     (gen(store, "essay", essays["polish"]) / "metadata.json").unlink()
     atomic_write_json(gen(store, "essay", essays["polish"]) / "error.json", {"error": "empty essay"})
@@ -293,22 +382,32 @@ def test_status_counts_done_failed_and_pending(store):
     assert rows(ops.status(store, list(members.values()))) == [
         {"stage": "draft", "total": 6, "done": 6, "failed": 0, "pending": 0},
         {"stage": "essay", "total": 12, "done": 11, "failed": 1, "pending": 0},
-        {"stage": "evaluation", "total": 24, "done": 22, "failed": 0, "pending": 2}]
+        {"stage": "evaluation", "total": 24, "done": 22, "failed": 0, "pending": 2},
+    ]
 
 
 # ------------------------------------------------------------------------------------------------------- removal
 
+
 def test_removing_a_draft_takes_its_essays_and_their_evaluations(store):
     draft, essays, evaluations = lineage(store)
     items = ops.removal_set(store, gen_ids=[draft])
-    assert items == [("draft", draft), *sorted(("essay", g) for g in essays.values()),
-                     *sorted(("evaluation", g) for g in evaluations.values())]
+    assert items == [
+        ("draft", draft),
+        *sorted(("essay", g) for g in essays.values()),
+        *sorted(("evaluation", g) for g in evaluations.values()),
+    ]
     assert len(items) == 1 + 2 + 4
     assert ops.remove(store, items) == 7
     assert not any(gen(store, stage, g).exists() for stage, g in items)
     assert ops.check(store, catalog_of(store)) == []
-    assert rows(ops.status(store, members_of(store)))[0] == {"stage": "draft", "total": 6, "done": 5, "failed": 0,
-                                                             "pending": 1}
+    assert rows(ops.status(store, members_of(store)))[0] == {
+        "stage": "draft",
+        "total": 6,
+        "done": 5,
+        "failed": 0,
+        "pending": 1,
+    }
     assert ops.remove(store, items) == 0
 
 
@@ -316,9 +415,11 @@ def test_removing_by_gen_id_accepts_one_id_of_any_stage(store):
     _, essays, evaluations = lineage(store)
     assert ops.removal_set(store, gen_ids=essays["polish"]) == [
         ("essay", essays["polish"]),
-        *sorted(("evaluation", evaluations["polish", t]) for t in ("judge-a", "judge-b"))]
+        *sorted(("evaluation", evaluations["polish", t]) for t in ("judge-a", "judge-b")),
+    ]
     assert ops.removal_set(store, gen_ids=[evaluations["polish", "judge-a"]]) == [
-        ("evaluation", evaluations["polish", "judge-a"])]
+        ("evaluation", evaluations["polish", "judge-a"])
+    ]
 
 
 def test_removal_reaches_partial_children_through_the_cohort(store):
@@ -337,13 +438,15 @@ def test_removing_by_template_stage_and_cohort(store):
     assert len(copies) == 6 and len(judged_copies) == 12
     assert ops.removal_set(store, template_id="verbatim") == sorted(copies) + sorted(judged_copies)
     assert ops.removal_set(store, template_id="judge-a") == sorted(
-        ("evaluation", m.gen_id) for m in members if m.template_id == "judge-a")
+        ("evaluation", m.gen_id) for m in members if m.template_id == "judge-a"
+    )
     assert ops.removal_set(store, template_id="verbatim", stage="evaluation") == []
     everything = sorted(((m.stage, m.gen_id) for m in members), key=lambda k: (ops._STAGE_ORDER[k[0]], k[1]))
     assert ops.removal_set(store, cohort_id=cohort_id(store)) == everything
     assert ops.removal_set(store, cohort_id=cohort_id(store), stage="draft") == everything
-    assert ops.removal_set(store, stage="evaluation") == sorted(("evaluation", m.gen_id) for m in members
-                                                                if m.stage == "evaluation")
+    assert ops.removal_set(store, stage="evaluation") == sorted(
+        ("evaluation", m.gen_id) for m in members if m.stage == "evaluation"
+    )
     shutil.copytree(gen(store, "draft", members[0].gen_id), gen(store, "draft", "stray000000000001"))
     assert ops.removal_set(store, gen_ids=["stray000000000001"], cohort_id=cohort_id(store)) == []
     assert ops.removal_set(store, gen_ids=["stray000000000001"]) == [("draft", "stray000000000001")]
@@ -352,8 +455,10 @@ def test_removing_by_template_stage_and_cohort(store):
 def test_removal_rejects_unknown_ids_and_an_empty_selection(store):
     with pytest.raises(InputError) as caught:
         ops.removal_set(store, gen_ids=["nosuchgen0000001", "nosuchgen0000002"])
-    assert [p.split(":")[0] for p in caught.value.problems] == ["unknown gen_id 'nosuchgen0000001'",
-                                                               "unknown gen_id 'nosuchgen0000002'"]
+    assert [p.split(":")[0] for p in caught.value.problems] == [
+        "unknown gen_id 'nosuchgen0000001'",
+        "unknown gen_id 'nosuchgen0000002'",
+    ]
     with pytest.raises(InputError, match="gen_id '../x' may only contain"):
         ops.removal_set(store, gen_ids=["../x"])
     with pytest.raises(InputError, match="name what to remove"):

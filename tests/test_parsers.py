@@ -6,11 +6,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, write_raw
 
-from daydream_luigi.catalog import load_catalog
 from daydream_luigi.cli import main as cli_main
-from daydream_luigi.config import Paths
-from daydream_luigi.errors import InputError
-from daydream_luigi.parsers import (
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.parsers import (
     DRAFT_PARSERS,
     PAIRWISE_PARSERS,
     SCORE_PARSERS,
@@ -19,6 +18,7 @@ from daydream_luigi.parsers import (
     parse_pairwise,
     parse_score,
 )
+from daydream_luigi.core.settings import Paths
 
 
 def test_registries_expose_the_template_names():
@@ -27,6 +27,7 @@ def test_registries_expose_the_template_names():
 
 
 # ---------------------------------------------------------------- essay_idea_last
+
 
 def test_essay_idea_last_takes_highest_stage_regardless_of_order():
     text = (
@@ -75,6 +76,7 @@ def test_essay_idea_empty_block():
 
 # ---------------------------------------------------------------- essay_block
 
+
 def test_essay_block_takes_first_block_stripped():
     text = "<thinking>plan</thinking>\n<essay>\n# Title\n\nBody.\n</essay>\n<essay>second</essay>"
     assert parse_draft("essay_block", text) == "# Title\n\nBody."
@@ -104,6 +106,7 @@ def test_essay_block_empty():
 
 # ---------------------------------------------------------------- draft registry
 
+
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_blank_draft_parser_returns_text_unchanged(blank):
     text = "  raw draft\n\n"
@@ -113,9 +116,7 @@ def test_blank_draft_parser_returns_text_unchanged(blank):
 def test_unknown_draft_parser_names_known_ones():
     with pytest.raises(ParseError) as err:
         parse_draft("essay_first", "<essay>x</essay>")
-    assert str(err.value) == (
-        "unknown draft parser 'essay_first'; known: essay_block, essay_idea_last"
-    )
+    assert str(err.value) == ("unknown draft parser 'essay_first'; known: essay_block, essay_idea_last")
 
 
 def test_unknown_score_parser_names_known_ones():
@@ -129,6 +130,7 @@ def test_parse_error_is_a_value_error():
 
 
 # ---------------------------------------------------------------- in_last_line
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -240,12 +242,8 @@ Summary follows.
         pytest.param("It earns a solid **8/10 score** overall.", 8.0, id="fraction-before-keyword"),
         pytest.param("SCORE: 0/10", 0.0, id="zero"),
         pytest.param("SCORE: 10/10", 10.0, id="ten"),
-        pytest.param(
-            "Ideas: 2/5\nI would rate this 6/10 overall.\nLinks: 3/5", 6.0, id="fallback-fraction"
-        ),
-        pytest.param(
-            "SCORE: 2/10\nOn reflection I rate it 8/10.", 2.0, id="statement-beats-fraction"
-        ),
+        pytest.param("Ideas: 2/5\nI would rate this 6/10 overall.\nLinks: 3/5", 6.0, id="fallback-fraction"),
+        pytest.param("SCORE: 2/10\nOn reflection I rate it 8/10.", 2.0, id="statement-beats-fraction"),
     ],
 )
 def test_complex_finds_the_final_score(text, expected):
@@ -296,16 +294,23 @@ def test_parse_score_cli_reports_a_missing_score_and_exits_1(tmp_path):
     assert result.stderr == f"error: {answer}: no score found in the last non-empty line\n"
 
 
-
 def test_essay_idea_last_accepts_headings_written_in_place_of_tags():
-    text = ('### Brainstorm\n- a\n\n### Essay-idea stage="1":\n\nrough\n\n**Essay-idea stage="2":**\n\nsharper idea\n'
-            'with detail\n')
+    text = (
+        '### Brainstorm\n- a\n\n### Essay-idea stage="1":\n\nrough\n\n**Essay-idea stage="2":**\n\nsharper idea\n'
+        "with detail\n"
+    )
     assert parse_draft("essay_idea_last", text) == "sharper idea\nwith detail"
-    assert parse_draft("essay_idea_last", "An essay-idea stage is mentioned inline, not as a heading.\n"
-                       '<essay-idea stage="1">tagged</essay-idea>') == "tagged"
+    assert (
+        parse_draft(
+            "essay_idea_last",
+            'An essay-idea stage is mentioned inline, not as a heading.\n<essay-idea stage="1">tagged</essay-idea>',
+        )
+        == "tagged"
+    )
 
 
 # ---------------------------------------------------------------- complex: the final verdict (issue 12)
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -329,25 +334,33 @@ def test_essay_idea_last_accepts_headings_written_in_place_of_tags():
         pytest.param("Rubric: mechanism 4/5, novelty 2/5.\nFinal score: 6/10", 6.0, id="fifths-before"),
         pytest.param("SCORE: 6/10\n- Novelty score: 4/5\n- Clarity: 5/5", 6.0, id="qualified-after"),
         pytest.param("Total for ideas: 3/5\nTotal for links: 2/5\nTotal: 5/10", 5.0, id="totals-for-parts"),
-        pytest.param("SCORE: 6/10\n\n1. Mechanism\n   - Score: 2\n2. Narrative\n   - Score: 1", 6.0,
-                     id="criterion-points-in-list-after"),
+        pytest.param(
+            "SCORE: 6/10\n\n1. Mechanism\n   - Score: 2\n2. Narrative\n   - Score: 1",
+            6.0,
+            id="criterion-points-in-list-after",
+        ),
         pytest.param("Clarity score: 9/10. Novelty score: 2/10. I rate it 4/10.", 4.0, id="qualified-then-mine"),
         # restated and revised verdicts: the last statement counts
         pytest.param("Score: 7/10\nThe mechanism is concrete.\nIn sum, the score is 7.", 7.0, id="restated"),
         pytest.param("Score: 5\nOn second thought the final score is 6.", 6.0, id="revised"),
         # alternatives and trailing notes never count
-        pytest.param("Overall: 5/10. A stricter reading would give the essay a score of 4/10.", 5.0,
-                     id="stricter-alternative"),
+        pytest.param(
+            "Overall: 5/10. A stricter reading would give the essay a score of 4/10.", 5.0, id="stricter-alternative"
+        ),
         pytest.param("SCORE: 6 (a more lenient grader might say 7)", 6.0, id="lenient-alternative-in-parens"),
         pytest.param("SCORE: 6\nIf the link were explicit, the score is 8.", 6.0, id="conditional-alternative"),
         pytest.param("Final score: 6.5/10, rounded to a score of 7.", 6.5, id="rounded-alternative"),
-        pytest.param("Final score: 7/10\n\nNote: a total score of 8 was within reach with a sharper ending.", 7.0,
-                     id="trailing-note"),
+        pytest.param(
+            "Final score: 7/10\n\nNote: a total score of 8 was within reach with a sharper ending.",
+            7.0,
+            id="trailing-note",
+        ),
         pytest.param("<think>The score is 9/10.</think>\nOverall I give it a 6.", 6.0, id="thinking-ignored"),
         # markdown and phrasing
         pytest.param("## **Verdict**\n\n**7.5**", 7.5, id="heading-then-bold-value"),
-        pytest.param("| Criterion | Score |\n|---|---|\n| Novelty | 3/5 |\n| **Total** | **7/10** |", 7.0,
-                     id="markdown-table"),
+        pytest.param(
+            "| Criterion | Score |\n|---|---|\n| Novelty | 3/5 |\n| **Total** | **7/10** |", 7.0, id="markdown-table"
+        ),
         pytest.param("`SCORE: 8`", 8.0, id="code-span"),
         pytest.param("Final verdict \u2014 3/10", 3.0, id="em-dash"),
         pytest.param("Score (0-10): 7", 7.0, id="label-with-scale-note"),
@@ -380,6 +393,7 @@ def test_complex_rejects_what_is_not_a_verdict(text, message):
 
 # ---------------------------------------------------------------- pairwise: winner
 
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -399,12 +413,16 @@ def test_winner_reads_the_last_line(text, expected):
     ("text", "message"),
     [
         ("", "the answer is empty; expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
-        ("WINNER: A\nThanks for reading.",
-         "the answer does not end with a verdict ('Thanks for reading.'); "
-         "expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
-        ("I prefer essay A. " * 5,
-         "the answer does not end with a verdict "
-         "('I prefer essay A. I prefer essay A. I prefer essay A. I pre\u2026'); expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'"),
+        (
+            "WINNER: A\nThanks for reading.",
+            "the answer does not end with a verdict ('Thanks for reading.'); "
+            "expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'",
+        ),
+        (
+            "I prefer essay A. " * 5,
+            "the answer does not end with a verdict "
+            "('I prefer essay A. I prefer essay A. I prefer essay A. I pre\u2026'); expected a last line 'WINNER: A', 'WINNER: B' or 'WINNER: TIE'",
+        ),
         ("WINNER: C", "unknown winner 'C'; expected A, B or TIE"),
         ("WINNER: A or B", "unknown winner 'A or B'; expected A, B or TIE"),
         ("WINNER:", "unknown winner ''; expected A, B or TIE"),
@@ -435,5 +453,6 @@ def test_catalog_rejects_a_pairwise_parser_on_an_evaluation_template(tmp_path):
     catalog.write_text(catalog.read_text().replace(",complex\n", ",winner\n"))
     with pytest.raises(InputError) as err:
         load_catalog(Paths(tmp_path / "data", tmp_path / "config"), {"paid": 1, "free": 1, "local": 1})
-    assert str(err.value) == (f"{catalog}: line 3: unknown parser 'winner' for template 'judge-b'; "
-                              "use one of: complex, in_last_line")
+    assert str(err.value) == (
+        f"{catalog}: line 3: unknown parser 'winner' for template 'judge-b'; use one of: complex, in_last_line"
+    )

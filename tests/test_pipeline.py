@@ -26,10 +26,15 @@ def test_default_cohort_runs_end_to_end_and_rerun_calls_nothing(project, endpoin
     for row in rows:
         directory = project / "data" / "gens" / row["stage"] / row["gen_id"]
         assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == sorted(
-            ["prompt.txt", "raw.txt", "parsed.txt", "metadata.json"] +
-            (["call.json", "attempts.jsonl"] if (directory / "call.json").exists() else []))
+            ["prompt.txt", "raw.txt", "parsed.txt", "metadata.json"]
+            + (["call.json", "attempts.jsonl"] if (directory / "call.json").exists() else [])
+        )
         meta = json.loads((directory / "metadata.json").read_text())
-        assert (meta["gen_id"], meta["parent_gen_id"], meta["template_id"]) == (row["gen_id"], row["parent_gen_id"], row["template_id"])
+        assert (meta["gen_id"], meta["parent_gen_id"], meta["template_id"]) == (
+            row["gen_id"],
+            row["parent_gen_id"],
+            row["template_id"],
+        )
         assert FAKE_KEY not in (directory / "metadata.json").read_text()
 
     with (folder / "reports" / "parsed_scores.csv").open() as handle:
@@ -38,8 +43,13 @@ def test_default_cohort_runs_end_to_end_and_rerun_calls_nothing(project, endpoin
     with (folder / "reports" / "pivot.csv").open() as handle:
         pivot = list(csv.DictReader(handle))
     assert len(pivot) == 12
-    assert set(pivot[0]) >= {"parent_gen_id", "judge-a_judge-paid", "judge-b_judge-paid", "judge-a:mean",
-                             "judge-b:mean"}
+    assert set(pivot[0]) >= {
+        "parent_gen_id",
+        "judge-a_judge-paid",
+        "judge-b_judge-paid",
+        "judge-a:mean",
+        "judge-b:mean",
+    }
 
     again = daydream("run")
     assert again.returncode == 0, again.stderr

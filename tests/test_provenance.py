@@ -5,7 +5,6 @@ reuses an answer given for other inputs; the old generations stay for the cohort
 import re
 
 import yaml
-
 from conftest import daydream, members_of
 
 MODEL_CALLS = 6 + 6 + 24
@@ -66,9 +65,11 @@ def test_a_changed_sampling_setting_or_model_string_redoes_that_stage(project, e
 def test_ids_with_the_task_separator_cannot_collide(project):
     """`free__notes` + `gpt` vs `free` + `notes__gpt` joined the same task id; ids may not contain `__` now, and the
     identity itself is structured, not joined."""
-    from daydream_luigi.identity import _id
-    assert _id("draft", 1, {"template": "free__notes", "model": "gpt"}) != \
-        _id("draft", 1, {"template": "free", "model": "notes__gpt"})
+    from daydream_luigi.core.identity import _id
+
+    assert _id("draft", 1, {"template": "free__notes", "model": "gpt"}) != _id(
+        "draft", 1, {"template": "free", "model": "notes__gpt"}
+    )
 
 
 def test_a_kept_answer_is_never_reused_for_another_prompt(project, endpoint):
@@ -79,6 +80,8 @@ def test_a_kept_answer_is_never_reused_for_another_prompt(project, endpoint):
     (folder / "prompt.txt").write_text("a prompt this answer was not given for\n")
     result = daydream("run", "--stage", "draft")
     assert result.returncode == 1
-    assert (f"  failed draft {draft.gen_id}: the kept answer in {folder} was given for another prompt than this "
-            f"generation's now; remove it with `daydream gens rm {draft.gen_id} --yes` and re-run") in result.stdout
+    assert (
+        f"  failed draft {draft.gen_id}: the kept answer in {folder} was given for another prompt than this "
+        f"generation's now; remove it with `daydream gens rm {draft.gen_id} --yes` and re-run"
+    ) in result.stdout
     assert endpoint.stats["requests"] == 6

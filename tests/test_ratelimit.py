@@ -6,7 +6,7 @@ import json
 import multiprocessing
 import threading
 import time
-from datetime import timezone
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,9 +14,16 @@ import pytest
 import requests
 import yaml
 
-from daydream_luigi.errors import InputError
-from daydream_luigi.ratelimit import (PoolRates, PoolPaused, RateLimiter, Verdict, classify_rate_limit, pool_rates,
-                                      quota_message)
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.providers.limits.ratelimit import (
+    PoolPaused,
+    PoolRates,
+    RateLimiter,
+    Verdict,
+    classify_rate_limit,
+    pool_rates,
+    quota_message,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MIDNIGHT = 1_788_220_800.0  # 2026-09-01 00:00 UTC
@@ -39,8 +46,9 @@ class FakeClock:
 
 
 def limiter(tmp_path, clock, margin_s=0.0, **pools) -> RateLimiter:
-    return RateLimiter(tmp_path / ".ratelimit", pools, retry_budget_s=300, margin_s=margin_s, clock=clock,
-                       sleep=clock.sleep)
+    return RateLimiter(
+        tmp_path / ".ratelimit", pools, retry_budget_s=300, margin_s=margin_s, clock=clock, sleep=clock.sleep
+    )
 
 
 def most_in_window(times: list[float], window: float) -> int:
@@ -53,10 +61,17 @@ def most_in_window(times: list[float], window: float) -> int:
 
 
 def test_pool_settings_are_validated_one_line_per_problem():
-    raw = {"fre": {"requests_per_minute": 20},
-           "paid": {"requests_per_minit": 5, "requests_per_day": 0, "tokens_per_minute": "many",
-                    "requests_per_minute": True},
-           "local": 5, "free": {"requests_per_minute": 2.5}}
+    raw = {
+        "fre": {"requests_per_minute": 20},
+        "paid": {
+            "requests_per_minit": 5,
+            "requests_per_day": 0,
+            "tokens_per_minute": "many",
+            "requests_per_minute": True,
+        },
+        "local": 5,
+        "free": {"requests_per_minute": 2.5},
+    }
     with pytest.raises(InputError) as caught:
         pool_rates(raw, "config/daydream.yaml", ["free", "local", "paid"])
     assert caught.value.problems == [
@@ -73,20 +88,23 @@ def test_pool_settings_are_validated_one_line_per_problem():
     ]
     with pytest.raises(InputError) as caught:
         pool_rates(["free"], "config/daydream.yaml")
-    assert caught.value.problems == ["config/daydream.yaml: pools must map pool names to rates, e.g. pools: "
-                                     "{free: {requests_per_minute: 20}}"]
+    assert caught.value.problems == [
+        "config/daydream.yaml: pools must map pool names to rates, e.g. pools: {free: {requests_per_minute: 20}}"
+    ]
 
 
 def test_every_setting_is_optional_and_the_shipped_free_pool_allows_20_a_minute():
     assert pool_rates(None, "x") == {}
     assert pool_rates({"paid": None, "local": {}}, "x") == {"paid": PoolRates(), "local": PoolRates()}
     assert pool_rates({"paid": {"requests_per_day": 1000, "tokens_per_minute": 90000}}, "x") == {
-        "paid": PoolRates(requests_per_day=1000, tokens_per_minute=90000)}
+        "paid": PoolRates(requests_per_day=1000, tokens_per_minute=90000)
+    }
     resources = configparser.ConfigParser()
     resources.read(REPO / "config" / "luigi.cfg")
     shipped = yaml.safe_load((REPO / "config" / "daydream.yaml").read_text())["pools"]
     assert pool_rates(shipped, "config/daydream.yaml", resources["resources"]) == {
-        "free": PoolRates(requests_per_minute=20)}
+        "free": PoolRates(requests_per_minute=20)
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the window
@@ -115,8 +133,11 @@ def test_the_day_count_pauses_the_pool_until_utc_midnight(tmp_path):
     rates.acquire("free")
     with pytest.raises(PoolPaused) as caught:
         rates.acquire("free")
-    assert (caught.value.pool, caught.value.until, caught.value.reason) == ("free", MIDNIGHT,
-                                                                           "requests_per_day 2 reached")
+    assert (caught.value.pool, caught.value.until, caught.value.reason) == (
+        "free",
+        MIDNIGHT,
+        "requests_per_day 2 reached",
+    )
     other_process = limiter(tmp_path, clock, free=PoolRates(requests_per_day=2))
     assert other_process.paused("free") == (MIDNIGHT, "requests_per_day 2 reached")
     clock.now = MIDNIGHT  # a new UTC day: the pause is over and the count starts again
@@ -154,8 +175,9 @@ def _share_a_window(state_dir: str, clock_file: str, out: str, count: int) -> No
             handle.write(repr(max(current, target)))
             handle.truncate()
 
-    rates = RateLimiter(Path(state_dir), {"free": PoolRates(requests_per_minute=3)}, margin_s=0.0, clock=now,
-                        sleep=sleep)
+    rates = RateLimiter(
+        Path(state_dir), {"free": PoolRates(requests_per_minute=3)}, margin_s=0.0, clock=now, sleep=sleep
+    )
     Path(out).write_text(json.dumps([rates.acquire("free").at for _ in range(count)]))
 
 
@@ -163,9 +185,12 @@ def test_two_processes_sharing_a_data_folder_never_exceed_the_limit_in_any_minut
     clock_file = tmp_path / "clock"
     clock_file.write_text(repr(T0))
     context = multiprocessing.get_context("fork")  # Luigi's workers are forked processes too
-    workers = [context.Process(target=_share_a_window,
-                               args=(str(tmp_path / ".ratelimit"), str(clock_file), str(tmp_path / f"{i}.json"), 9))
-               for i in range(2)]
+    workers = [
+        context.Process(
+            target=_share_a_window, args=(str(tmp_path / ".ratelimit"), str(clock_file), str(tmp_path / f"{i}.json"), 9)
+        )
+        for i in range(2)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -205,8 +230,10 @@ def test_in_real_time_two_processes_send_at_most_3_a_second_as_counted_by_the_se
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/chat/completions"
         context = multiprocessing.get_context("fork")
-        workers = [context.Process(target=_send_through_the_limiter, args=(str(tmp_path / ".ratelimit"), url, 4))
-                   for _ in range(2)]
+        workers = [
+            context.Process(target=_send_through_the_limiter, args=(str(tmp_path / ".ratelimit"), url, 4))
+            for _ in range(2)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -221,44 +248,112 @@ def test_in_real_time_two_processes_send_at_most_3_a_second_as_counted_by_the_se
 
 # ------------------------------------------------------------------------------------------- provider headers
 
-DAILY_429 = json.dumps({"error": {
-    "message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
-    "code": 429, "metadata": {"headers": {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0",
-                                          "X-RateLimit-Reset": str(int(MIDNIGHT * 1000))}, "provider_name": None}},
-    "user_id": "user_test"})
-HIGH_BALANCE_429 = json.dumps({"error": {"message": "Rate limit exceeded: free-models-per-day-high-balance. ",
-                                         "type": "rate_limit_error", "code": "429"}})
-MINUTE_429 = json.dumps({"error": {
-    "message": "Rate limit exceeded: free-models-per-min. Add 10 credits to unlock 1000 free model requests per day",
-    "code": 429, "metadata": {"headers": {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0",
-                                          "X-RateLimit-Reset": str(int((T0 + 40) * 1000))}}}})
-UPSTREAM_429 = json.dumps({"error": {"message": "Provider returned error", "code": 429, "metadata": {
-    "raw": "vendor/free-model:free is temporarily rate-limited upstream. Please retry shortly",
-    "provider_name": "Venice", "headers": {"Retry-After": "17"}}}})
-DAILY_SOURCE_429 = json.dumps({"error": {"message": "Rate limit exceeded: free-models-per-day-high-balance. ",
-                                         "code": 429, "metadata": {"limit_source": "openrouter_free_tier_daily"}}})
-OPENAI_QUOTA_429 = json.dumps({"error": {"message": "You exceeded your current quota, please check your plan and "
-                                                    "billing details.", "type": "insufficient_quota",
-                                         "code": "insufficient_quota"}})
+DAILY_429 = json.dumps(
+    {
+        "error": {
+            "message": "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day",
+            "code": 429,
+            "metadata": {
+                "headers": {
+                    "X-RateLimit-Limit": "50",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(int(MIDNIGHT * 1000)),
+                },
+                "provider_name": None,
+            },
+        },
+        "user_id": "user_test",
+    }
+)
+HIGH_BALANCE_429 = json.dumps(
+    {
+        "error": {
+            "message": "Rate limit exceeded: free-models-per-day-high-balance. ",
+            "type": "rate_limit_error",
+            "code": "429",
+        }
+    }
+)
+MINUTE_429 = json.dumps(
+    {
+        "error": {
+            "message": "Rate limit exceeded: free-models-per-min. Add 10 credits to unlock 1000 free model requests per day",
+            "code": 429,
+            "metadata": {
+                "headers": {
+                    "X-RateLimit-Limit": "20",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(int((T0 + 40) * 1000)),
+                }
+            },
+        }
+    }
+)
+UPSTREAM_429 = json.dumps(
+    {
+        "error": {
+            "message": "Provider returned error",
+            "code": 429,
+            "metadata": {
+                "raw": "vendor/free-model:free is temporarily rate-limited upstream. Please retry shortly",
+                "provider_name": "Venice",
+                "headers": {"Retry-After": "17"},
+            },
+        }
+    }
+)
+DAILY_SOURCE_429 = json.dumps(
+    {
+        "error": {
+            "message": "Rate limit exceeded: free-models-per-day-high-balance. ",
+            "code": 429,
+            "metadata": {"limit_source": "openrouter_free_tier_daily"},
+        }
+    }
+)
+OPENAI_QUOTA_429 = json.dumps(
+    {
+        "error": {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota",
+            "code": "insufficient_quota",
+        }
+    }
+)
 
 
-@pytest.mark.parametrize("headers, body, expected", [
-    ({}, DAILY_429, Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day")),
-    ({}, HIGH_BALANCE_429, Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day-high-balance")),
-    ({}, DAILY_SOURCE_429, Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day-high-balance")),
-    ({}, OPENAI_QUOTA_429, Verdict("quota", T0 + 3600, "You exceeded your current quota, please check your plan and "
-                                                       "billing details")),
-    ({}, MINUTE_429, Verdict("retry", T0 + 40, "Rate limit exceeded: free-models-per-min")),
-    ({}, UPSTREAM_429, Verdict("retry", T0 + 17, "Provider returned error")),
-    ({"Retry-After": "3600"}, "", Verdict("quota", T0 + 3600,
-                                          "Retry-After 3600s is longer than the retry budget of 300s")),
-    ({"Retry-After": "20"}, "", Verdict("retry", T0 + 20, "HTTP 429")),
-    ({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int((T0 + 600) * 1000))}, "",
-     Verdict("quota", T0 + 600, "HTTP 429")),
-    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(T0 + 200))}, "", Verdict("retry", T0 + 200,
-                                                                                        "HTTP 429")),
-    ({}, "<html>Too Many Requests</html>", Verdict("retry", None, "<html>Too Many Requests</html>")),
-])
+@pytest.mark.parametrize(
+    "headers, body, expected",
+    [
+        ({}, DAILY_429, Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day")),
+        ({}, HIGH_BALANCE_429, Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day-high-balance")),
+        ({}, DAILY_SOURCE_429, Verdict("quota", MIDNIGHT, "Rate limit exceeded: free-models-per-day-high-balance")),
+        (
+            {},
+            OPENAI_QUOTA_429,
+            Verdict("quota", T0 + 3600, "You exceeded your current quota, please check your plan and billing details"),
+        ),
+        ({}, MINUTE_429, Verdict("retry", T0 + 40, "Rate limit exceeded: free-models-per-min")),
+        ({}, UPSTREAM_429, Verdict("retry", T0 + 17, "Provider returned error")),
+        (
+            {"Retry-After": "3600"},
+            "",
+            Verdict("quota", T0 + 3600, "Retry-After 3600s is longer than the retry budget of 300s"),
+        ),
+        ({"Retry-After": "20"}, "", Verdict("retry", T0 + 20, "HTTP 429")),
+        (
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int((T0 + 600) * 1000))},
+            "",
+            Verdict("quota", T0 + 600, "HTTP 429"),
+        ),
+        (
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(T0 + 200))},
+            "",
+            Verdict("retry", T0 + 200, "HTTP 429"),
+        ),
+        ({}, "<html>Too Many Requests</html>", Verdict("retry", None, "<html>Too Many Requests</html>")),
+    ],
+)
 def test_a_429_is_a_quota_only_when_it_cannot_be_waited_out_within_the_retry_budget(headers, body, expected):
     assert classify_rate_limit(429, headers, body, retry_budget_s=300, now=T0) == expected
 
@@ -270,10 +365,12 @@ def test_the_retry_budget_decides_a_long_reset():
 
 
 def test_the_quota_message_names_the_pool_the_resume_time_and_the_reason():
-    assert quota_message("free", MIDNIGHT, "Rate limit exceeded: free-models-per-day", now=T0, tz=timezone.utc) == (
-        "quota: free paused, resume after 00:00 (Rate limit exceeded: free-models-per-day)")
-    assert quota_message("paid", MIDNIGHT + 86400 * 2, "billing", now=T0, tz=timezone.utc) == (
-        "quota: paid paused, resume after 2026-09-03 00:00 (billing)")
+    assert quota_message("free", MIDNIGHT, "Rate limit exceeded: free-models-per-day", now=T0, tz=UTC) == (
+        "quota: free paused, resume after 00:00 (Rate limit exceeded: free-models-per-day)"
+    )
+    assert quota_message("paid", MIDNIGHT + 86400 * 2, "billing", now=T0, tz=UTC) == (
+        "quota: paid paused, resume after 2026-09-03 00:00 (billing)"
+    )
 
 
 def test_a_daily_429_pauses_the_pool_for_every_process_and_acquire_refuses(tmp_path):
@@ -306,7 +403,8 @@ def test_a_success_that_used_the_last_request_of_the_day_pauses_the_pool(tmp_pat
     rates = limiter(tmp_path, clock)
     headers = {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(MIDNIGHT * 1e3))}
     assert rates.record(rates.acquire("free"), 200, headers) == Verdict(
-        "quota", MIDNIGHT, "X-RateLimit-Remaining 0 until the provider's reset")
+        "quota", MIDNIGHT, "X-RateLimit-Remaining 0 until the provider's reset"
+    )
     assert rates.paused("free") == (MIDNIGHT, "X-RateLimit-Remaining 0 until the provider's reset")
     headers["X-RateLimit-Remaining"] = "1"
     assert rates.record(rates.acquire("paid"), 200, headers) is None

@@ -9,11 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
 from daydream_luigi.cli import main
-from daydream_luigi.parsers import parse_draft, parse_score
+from daydream_luigi.core.parsers import parse_draft, parse_score
 
 SHARED = os.environ.get("DAYDREAM_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
 REALDATA = Path(SHARED) / "realdata"
@@ -33,8 +32,7 @@ def _score_cases():
         return []
     with SCORES_CSV.open(newline="", encoding="utf-8") as handle:
         return [
-            pytest.param(row["file"], {float(v) for v in row["accepted_scores"].split(";")},
-                         id=row["file"])
+            pytest.param(row["file"], {float(v) for v in row["accepted_scores"].split(";")}, id=row["file"])
             for row in csv.DictReader(handle)
         ]
 

@@ -1,4 +1,4 @@
-"""Tests for daydream_luigi.report: the self-contained HTML cohort report."""
+"""Tests for daydream_luigi.report.page: the self-contained HTML cohort report."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 
-from daydream_luigi.report import ESSAY_PREVIEW_CHARS, build_report, write_report
-from daydream_luigi.results import PARSED_SCORES_COLUMNS, ConceptMap, write_tables
+from daydream_luigi.analysis.results import PARSED_SCORES_COLUMNS, ConceptMap, write_tables
+from daydream_luigi.report.page import ESSAY_PREVIEW_CHARS, build_report, write_report
 
 COHORT = "coh-report"
 NOVELTY, COHERENCE = "novelty", "coherence"
@@ -25,16 +25,37 @@ LONG_TAIL = "TAIL-MARKER-NOT-SHOWN"
 
 # essay gen_id: (draft gen_id, combo, draft template, essay template, generation model, essay text)
 ESSAYS = {
-    "essay00000000001": ("draft00000000001", "combo_v1_aaaaaaaaaaaa", "ladder", "polish", "gen-x",
-                         "Tidal turbines and ant trails share a rhythm.\n\nSecond paragraph."),
-    "essay00000000002": ("draft00000000002", "combo_v1_bbbbbbbbbbbb", "sketch", "polish", "gen-y",
-                         f"An essay that quotes markup: {SCRIPT} & more <b>bold</b> claims."),
-    "essay00000000003": ("draft00000000003", "combo_v1_cccccccccccc", "ladder", "verbatim", "gen-x",
-                         "Sourdough starters as distributed caches. " * 150 + LONG_TAIL),
+    "essay00000000001": (
+        "draft00000000001",
+        "combo_v1_aaaaaaaaaaaa",
+        "ladder",
+        "polish",
+        "gen-x",
+        "Tidal turbines and ant trails share a rhythm.\n\nSecond paragraph.",
+    ),
+    "essay00000000002": (
+        "draft00000000002",
+        "combo_v1_bbbbbbbbbbbb",
+        "sketch",
+        "polish",
+        "gen-y",
+        f"An essay that quotes markup: {SCRIPT} & more <b>bold</b> claims.",
+    ),
+    "essay00000000003": (
+        "draft00000000003",
+        "combo_v1_cccccccccccc",
+        "ladder",
+        "verbatim",
+        "gen-x",
+        "Sourdough starters as distributed caches. " * 150 + LONG_TAIL,
+    ),
 }
 CONCEPTS = ConceptMap(
-    {"combo_v1_aaaaaaaaaaaa": ("tides", "ants"), "combo_v1_bbbbbbbbbbbb": ("ants", "bread"),
-     "combo_v1_cccccccccccc": ("bread", "tides")},
+    {
+        "combo_v1_aaaaaaaaaaaa": ("tides", "ants"),
+        "combo_v1_bbbbbbbbbbbb": ("ants", "bread"),
+        "combo_v1_cccccccccccc": ("bread", "tides"),
+    },
     {"tides": "Tidal power", "ants": "Ant trails", "bread": "Sourdough"},
 )
 NAN = math.nan
@@ -64,8 +85,16 @@ def _write_gen(gens: Path, stage: str, gen_id: str, text: str, file: str, **extr
     directory.mkdir(parents=True, exist_ok=True)
     (directory / file).write_text(text, encoding="utf-8")
     prompt, completion, cost, latency = USAGE[stage]
-    meta = {"stage": stage, "gen_id": gen_id, "prompt_tokens": prompt, "completion_tokens": completion,
-            "cost": cost, "latency_s": latency, "attempts": [{"n": 1, "outcome": "ok"}], **extra}
+    meta = {
+        "stage": stage,
+        "gen_id": gen_id,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost": cost,
+        "latency_s": latency,
+        "attempts": [{"n": 1, "outcome": "ok"}],
+        **extra,
+    }
     (directory / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
     return directory / file
 
@@ -76,24 +105,55 @@ def build_store(root: Path) -> tuple[Path, Path, pd.DataFrame]:
     reports_dir = root / "data" / "cohorts" / COHORT / "reports"
     paths = {}
     for essay, (draft, combo, _dt, _et, _gm, text) in ESSAYS.items():
-        paths[essay] = (_write_gen(gens, "essay", essay, text, "parsed.txt"),
-                        _write_gen(gens, "draft", draft, f"Draft notes for {combo}.", "parsed.txt"))
+        paths[essay] = (
+            _write_gen(gens, "essay", essay, text, "parsed.txt"),
+            _write_gen(gens, "draft", draft, f"Draft notes for {combo}.", "parsed.txt"),
+        )
     rows = []
     for gen_id, essay, template, judge, score in EVALS:
         draft, combo, draft_t, essay_t, model, _text = ESSAYS[essay]
         error = "no score found in the answer" if math.isnan(score) else ""
-        raw = _write_gen(gens, "evaluation", gen_id, f"Reasoning...\nSCORE: {score:g}\n", "raw.txt",
-                         score=None if error else score, score_max=10.0, error=error or None)
-        rows.append({"cohort_id": COHORT, "gen_id": gen_id, "parent_gen_id": essay, "evaluation_template": template,
-                     "evaluation_model": judge, "evaluation_replicate": 1, "score": score, "score_max": 10.0,
-                     "error": error, "combo_id": combo, "draft_gen_id": draft, "draft_template": draft_t,
-                     "generation_template": essay_t, "generation_model": model, "evaluation_path": str(raw),
-                     "essay_path": str(paths[essay][0]), "draft_path": str(paths[essay][1])})
+        raw = _write_gen(
+            gens,
+            "evaluation",
+            gen_id,
+            f"Reasoning...\nSCORE: {score:g}\n",
+            "raw.txt",
+            score=None if error else score,
+            score_max=10.0,
+            error=error or None,
+        )
+        rows.append(
+            {
+                "cohort_id": COHORT,
+                "gen_id": gen_id,
+                "parent_gen_id": essay,
+                "evaluation_template": template,
+                "evaluation_model": judge,
+                "evaluation_replicate": 1,
+                "score": score,
+                "score_max": 10.0,
+                "error": error,
+                "combo_id": combo,
+                "draft_gen_id": draft,
+                "draft_template": draft_t,
+                "generation_template": essay_t,
+                "generation_model": model,
+                "evaluation_path": str(raw),
+                "essay_path": str(paths[essay][0]),
+                "draft_path": str(paths[essay][1]),
+            }
+        )
     frame = pd.DataFrame(rows, columns=PARSED_SCORES_COLUMNS)
     write_tables(frame, reports_dir, CONCEPTS)
-    status = {"evaluations": len(EVALS) + len(FAILED) + len(MISSING), "on_disk": len(EVALS),
-              "score_errors": sum(math.isnan(e[4]) for e in EVALS), "failed": len(FAILED), "missing": len(MISSING),
-              "failures": FAILED}
+    status = {
+        "evaluations": len(EVALS) + len(FAILED) + len(MISSING),
+        "on_disk": len(EVALS),
+        "score_errors": sum(math.isnan(e[4]) for e in EVALS),
+        "failed": len(FAILED),
+        "missing": len(MISSING),
+        "failures": FAILED,
+    }
     (reports_dir / "status.json").write_text(json.dumps(status), encoding="utf-8")
     return reports_dir, gens, frame
 
@@ -212,7 +272,10 @@ def test_heatmap_has_one_cell_per_pivot_cell(store, report):
         by_key[(cell["essay"], cell["column"])] = cell["text"]
     for _, row in pivot.iterrows():
         for column in score_columns:
-            assert by_key[(row["parent_gen_id"], column)] == _display(float(row[column])), (row["parent_gen_id"], column)
+            assert by_key[(row["parent_gen_id"], column)] == _display(float(row[column])), (
+                row["parent_gen_id"],
+                column,
+            )
     assert by_key[("essay00000000003", "coherence_judge-b")] == "\u2013"  # the score error leaves a hole
     assert by_key[("essay00000000002", "coherence_judge-a")] == "6.5"
 
@@ -274,15 +337,17 @@ def test_agreement_section(store, report):
     for name, count in classes.items():
         assert f'data-class="{name}"' in html
         assert f"{name} (" in html and f"): {count}" in html
-    assert html.count('class="unit-row"') == int((pd.read_csv(reports_dir / "judge_agreement.csv")
-                                                   ["judge_count"] >= 2).sum())
+    assert html.count('class="unit-row"') == int(
+        (pd.read_csv(reports_dir / "judge_agreement.csv")["judge_count"] >= 2).sum()
+    )
 
 
 def test_empty_cohort(tmp_path):
     reports_dir = tmp_path / "data" / "cohorts" / "empty" / "reports"
     write_tables(pd.DataFrame(columns=PARSED_SCORES_COLUMNS), reports_dir)
-    (reports_dir / "status.json").write_text(json.dumps(
-        {"evaluations": 4, "on_disk": 0, "score_errors": 0, "failed": 0, "missing": 4, "failures": {}}))
+    (reports_dir / "status.json").write_text(
+        json.dumps({"evaluations": 4, "on_disk": 0, "score_errors": 0, "failed": 0, "missing": 4, "failures": {}})
+    )
     path = write_report(reports_dir, "empty", tmp_path / "data" / "gens")
     html = path.read_text(encoding="utf-8")
     assert "No scored evaluations yet" in html
@@ -317,12 +382,24 @@ def test_headless_chromium_renders_a_screenshot(report, tmp_path):
     path, _ = report
     png = tmp_path / "report.png"
     profile = tmp_path / "chromium-profile"
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--window-size=1200,2000", f"--screenshot={png}",
-               path.resolve().as_uri()]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "HOME": str(tmp_path)})
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,2000",
+        f"--screenshot={png}",
+        path.resolve().as_uri(),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)}
+    )
     assert png.exists(), f"no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
     assert png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -354,7 +431,7 @@ def plots(html: str) -> list[tuple[str, list[dict]]]:
 
 def _section(html: str, name: str) -> str:
     start = html.index(f'<section id="{name}">')
-    return html[start:html.index("</section>", start)]
+    return html[start : html.index("</section>", start)]
 
 
 def test_concept_names_appear_wherever_combos_do(report):
@@ -393,8 +470,7 @@ def test_templates_and_models_are_compared_with_intervals(store, report):
     row = judges.set_index("group").loc[JA]
     assert row["n"] == 3 and row["mean"] == pytest.approx(17.5 / 3)
     by_judge = [rows for name, rows in plots(html) if name == "evaluation_model"][0]
-    assert by_judge[0] == {"label": JA, "point": "5.83",
-                           "interval": f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"}
+    assert by_judge[0] == {"label": JA, "point": "5.83", "interval": f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"}
     assert by_judge[0]["interval"] == "[1.84, 9.83]"
     names = [name for name, _ in plots(html)]
     assert names.count("generation_template") == names.count("generation_model") == 2  # per evaluation template
@@ -417,46 +493,70 @@ def test_tournament_and_dedup_say_not_run_until_their_files_exist(store, report)
     assert "Not run: no <code>dedup_clusters.csv</code>" in _section(html, "dedup")
     (reports_dir / "tournament_ratings.csv").write_text(
         "gen_id,rating,ci_low,ci_high,wins,losses,ties\n"
-        "essay00000000002,-0.3,-1.1,0.5,2,3,1\nessay00000000001,1.2,0.4,2.0,5,1,0\n")
+        "essay00000000002,-0.3,-1.1,0.5,2,3,1\nessay00000000001,1.2,0.4,2.0,5,1,0\n"
+    )
     (reports_dir / "dedup_clusters.csv").write_text(
         "gen_id,cluster,representative,nearest_similarity\n"
         "essay00000000003,c0,essay00000000001,0.91\nessay00000000001,c0,essay00000000001,0.91\n"
-        "essay00000000002,c1,essay00000000002,0.42\n")
+        "essay00000000002,c1,essay00000000002,0.42\n"
+    )
     html = build_report(reports_dir, COHORT, gens)
     tournament = _section(html, "tournament")
     ladder = [rows for name, rows in plots(html) if name == "tournament"][0]
-    assert ladder == [{"label": "#1 essay00000000001", "point": "1.2", "interval": "[0.4, 2]"},
-                      {"label": "#2 essay00000000002", "point": "-0.3", "interval": "[-1.1, 0.5]"}]
-    assert ("<td class=\"id\">essay00000000001</td><td>Ant trails + Tidal power</td>\n        "
-            "<td class=\"num\">1.2</td><td class=\"num\">[0.4, 2]</td><td class=\"num\">5–1–0</td>") in tournament
-    assert ("Position bias (share of first-position wins): no <code>tournament_matches.csv</code> to measure it "
-            "from.") in tournament
+    assert ladder == [
+        {"label": "#1 essay00000000001", "point": "1.2", "interval": "[0.4, 2]"},
+        {"label": "#2 essay00000000002", "point": "-0.3", "interval": "[-1.1, 0.5]"},
+    ]
+    assert (
+        '<td class="id">essay00000000001</td><td>Ant trails + Tidal power</td>\n        '
+        '<td class="num">1.2</td><td class="num">[0.4, 2]</td><td class="num">5–1–0</td>'
+    ) in tournament
+    assert (
+        "Position bias (share of first-position wins): no <code>tournament_matches.csv</code> to measure it from."
+    ) in tournament
     (reports_dir / "tournament_matches.csv").write_text(
         "match_id,round,a,b,order,judgment_id,verdict,winner,match_winner\n"
         "r1m1,1,essay00000000001,essay00000000002,ab,j1,A,essay00000000001,essay00000000001\n"
         "r1m1,1,essay00000000001,essay00000000002,ba,j2,B,essay00000000001,essay00000000001\n"
         "r2m1,2,essay00000000001,essay00000000002,ab,j3,A,essay00000000001,tie\n"
-        "r2m1,2,essay00000000001,essay00000000002,ba,j4,A,essay00000000002,tie\n")
-    (reports_dir / "tournament.json").write_text(json.dumps({
-        "essays": 2, "rounds_played": 2, "judgments": 4, "judge": "judge-x", "template_id": "pairwise-novelty",
-        "stopped_early": "stopped after round 2 of 5: every pair of the 2 essays has already met"}))
+        "r2m1,2,essay00000000001,essay00000000002,ba,j4,A,essay00000000002,tie\n"
+    )
+    (reports_dir / "tournament.json").write_text(
+        json.dumps(
+            {
+                "essays": 2,
+                "rounds_played": 2,
+                "judgments": 4,
+                "judge": "judge-x",
+                "template_id": "pairwise-novelty",
+                "stopped_early": "stopped after round 2 of 5: every pair of the 2 essays has already met",
+            }
+        )
+    )
     tournament = _section(build_report(reports_dir, COHORT, gens), "tournament")
-    assert ("Position bias: the essay shown first won 3 of 4 decisive judgments (75%, 95% interval 30% to 95%); 50% "
-            "is a judge without position bias.") in tournament
-    assert " ".join(tournament.split()).count(
-        "2 essays, 2 Swiss rounds (4 judgments) judged by <code>judge-x</code> with <code>pairwise-novelty</code>; "
-        "Bradley-Terry ratings, 0 is a reference essay, higher is better, a disagreement between the two orders "
-        "counts as a tie. stopped after round 2 of 5: every pair of the 2 essays has already met.") == 1
+    assert (
+        "Position bias: the essay shown first won 3 of 4 decisive judgments (75%, 95% interval 30% to 95%); 50% "
+        "is a judge without position bias."
+    ) in tournament
+    assert (
+        " ".join(tournament.split()).count(
+            "2 essays, 2 Swiss rounds (4 judgments) judged by <code>judge-x</code> with <code>pairwise-novelty</code>; "
+            "Bradley-Terry ratings, 0 is a reference essay, higher is better, a disagreement between the two orders "
+            "counts as a tie. stopped after round 2 of 5: every pair of the 2 essays has already met."
+        )
+        == 1
+    )
     dedup = _section(html, "dedup")
     assert "3 essays in 2 clusters of near-duplicates" in dedup and "1 cluster holds more than" in dedup
     assert dedup.count('<table class="data cluster"') == 1 and 'data-cluster="c0"' in dedup
-    members = dedup[dedup.index('data-cluster="c0"'):]
+    members = dedup[dedup.index('data-cluster="c0"') :]
     assert members.index("essay00000000001") < members.index("essay00000000003")  # the representative first
-    assert "<td>★</td><td class=\"id\">essay00000000001</td>" in members
+    assert '<td>★</td><td class="id">essay00000000001</td>' in members
 
 
 def test_a_plots_label_column_fits_its_longest_label_and_long_labels_are_shortened():
-    from daydream_luigi.report import _forest
+    from daydream_luigi.report.page import _forest
+
     row = {"title": "t", "point": 1.0, "low": 0.0, "high": 2.0, "note": "n=3"}
     long_name = "Crassulacean acid metabolism (CAM photosynthesis in succulents)"
     plot = _forest([{**row, "label": "Ant trails"}, {**row, "label": long_name}], -3, 3, 0)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import FAKE_KEY, REPO, daydream
 from fake_endpoint import judge_score
 from fake_judge import FakeJudge
@@ -34,11 +33,14 @@ def add_research_inputs(project: Path) -> None:
     raw = project / "data" / "1_raw"
     shutil.copy(REPO / "data" / "1_raw" / "pairwise_templates.csv", raw / "pairwise_templates.csv")
     (raw / "generation_templates" / "pairwise").mkdir(parents=True)
-    shutil.copy(REPO / "data" / "1_raw" / "generation_templates" / "pairwise" / "pairwise-novelty.txt",
-                raw / "generation_templates" / "pairwise")
+    shutil.copy(
+        REPO / "data" / "1_raw" / "generation_templates" / "pairwise" / "pairwise-novelty.txt",
+        raw / "generation_templates" / "pairwise",
+    )
     header, *rows = (raw / "llm_models.csv").read_text().splitlines()
-    (raw / "llm_models.csv").write_text("\n".join([f"{header},for_embedding", *(f"{r},false" for r in rows),
-                                                   EMBEDDING_ROW]) + "\n")
+    (raw / "llm_models.csv").write_text(
+        "\n".join([f"{header},for_embedding", *(f"{r},false" for r in rows), EMBEDDING_ROW]) + "\n"
+    )
     (project / "config" / "cohorts").mkdir(exist_ok=True)
     (project / "config" / "cohorts" / f"{COHORT}.yaml").write_text(SPEC)
 
@@ -63,7 +65,9 @@ def fake(judge_server, project, monkeypatch):
 def invoke(*args: str):
     """The CLI in this process, for answers that come before anything runs (bad input): no interpreter to start."""
     from click.testing import CliRunner
+
     from daydream_luigi.cli import main
+
     try:
         return CliRunner().invoke(main, list(args))
     finally:
@@ -84,7 +88,7 @@ def essay_text(project: Path, gen_id: str) -> str:
 
 def section(html: str, name: str) -> str:
     start = html.index(f'<section id="{name}">')
-    return html[start:html.index("</section>", start)]
+    return html[start : html.index("</section>", start)]
 
 
 def ran(project: Path, fake: FakeJudge) -> pd.DataFrame:
@@ -128,12 +132,18 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
 
     result = daydream("rescore", "--cohort", COHORT)
     assert result.returncode == 0, result.stderr
-    changed = sorted([f"  changed {sub_score} (judge-b): 9 -> 6", f"  changed {failed} (judge-a): none -> "
-                                                                  f"{judge_score(failed_prompt)}"])
+    changed = sorted(
+        [
+            f"  changed {sub_score} (judge-b): 9 -> 6",
+            f"  changed {failed} (judge-a): none -> {judge_score(failed_prompt)}",
+        ]
+    )
     report = reports(project) / "report.html"
     assert result.stdout.splitlines() == [
         "rescored 24 evaluation(s) with the current parsers, no model call: 2 changed, 0 without a score",
-        *changed, f"cohort {COHORT}: report: {report}"]
+        *changed,
+        f"cohort {COHORT}: report: {report}",
+    ]
     assert endpoint.stats["requests"] == 36
     folder = project / "data" / "gens" / "evaluation" / sub_score
     metadata = json.loads((folder / "metadata.json").read_text())
@@ -144,7 +154,8 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
     stamp = (folder / "metadata.json").stat().st_mtime_ns
     again = daydream("rescore")  # every evaluation in the store: nothing left to change, nothing rewritten
     assert again.stdout.splitlines() == [
-        "rescored 24 evaluation(s) with the current parsers, no model call: 0 changed, 0 without a score"]
+        "rescored 24 evaluation(s) with the current parsers, no model call: 0 changed, 0 without a score"
+    ]
     assert (folder / "metadata.json").stat().st_mtime_ns == stamp
     rerun = daydream("run", "--cohort", COHORT)
     assert rerun.returncode == 0 and "skipped (already complete) 42" in rerun.stdout
@@ -156,11 +167,11 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
     assert unknown.stderr == f"error: --template 'nope' is not in {csv}; known: judge-a, judge-b\n"
 
 
-def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_them_without_a_call(project,
-                                                                                                   endpoint):
-    from daydream_luigi import collect, freshness, rescore
-    from daydream_luigi.catalog import load_catalog
-    from daydream_luigi.config import Paths, configure_luigi, load_settings, pool_limits
+def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_them_without_a_call(project, endpoint):
+    from daydream_luigi.core.catalog import load_catalog
+    from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+    from daydream_luigi.report import collect
+    from daydream_luigi.store import freshness, rescore
 
     (project / "config" / "cohorts").mkdir(exist_ok=True)
     (project / "config" / "cohorts" / f"{COHORT}.yaml").write_text(SPEC)
@@ -197,11 +208,15 @@ def test_a_tournament_rates_the_planted_essay_first_judges_both_orders_and_never
     result = daydream("tournament", "--cohort", COHORT, "--rounds", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == (f"tournament of cohort {COHORT}: 12 essays, 3 round(s), 36 judgments by judge-paid with "
-                        f"pairwise-novelty (36 made now, 0 kept)")
+    assert lines[0] == (
+        f"tournament of cohort {COHORT}: 12 essays, 3 round(s), 36 judgments by judge-paid with "
+        f"pairwise-novelty (36 made now, 0 kept)"
+    )
     assert lines[1].startswith("requests sent 36, answers received 36, tokens ")
-    assert ("position bias: the essay shown first won 33 of 36 decisive judgments (92%, 95% interval 78% to 97%); "
-            "50% is a judge without position bias") in lines
+    assert (
+        "position bias: the essay shown first won 33 of 36 decisive judgments (92%, 95% interval 78% to 97%); "
+        "50% is a judge without position bias"
+    ) in lines
     prompts = fake.chat_prompts()
     assert len(prompts) == 36 and all("ESSAY A START" in p for p in prompts) and len(set(prompts)) == 36
     assert fake.max_concurrent == 2  # [resources] paid = 2: the judge's pool throttles the judgments
@@ -215,16 +230,29 @@ def test_a_tournament_rates_the_planted_essay_first_judges_both_orders_and_never
     for row in matches.itertuples():
         first, second = (row.a, row.b) if row.order == "ab" else (row.b, row.a)
         folder = gens / row.judgment_id
-        assert sorted(p.name for p in folder.iterdir()) == [".lock", "attempts.jsonl", "call.json", "metadata.json",
-                                                           "parsed.txt", "prompt.txt", "raw.txt"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            ".lock",
+            "attempts.jsonl",
+            "call.json",
+            "metadata.json",
+            "parsed.txt",
+            "prompt.txt",
+            "raw.txt",
+        ]
         prompt = (folder / "prompt.txt").read_text()
         assert prompt in prompts  # the server was asked exactly this, once
         assert f"ESSAY A START\n{essay_text(project, first)}" in prompt
         assert f"ESSAY B START\n{essay_text(project, second)}" in prompt
         metadata = json.loads((folder / "metadata.json").read_text())
-        assert (metadata["stage"], metadata["essay_a"], metadata["essay_b"], metadata["verdict"], metadata["error"],
-                metadata["template_id"], metadata["llm_model_id"]) == (
-            "pairwise", first, second, row.verdict, "", "pairwise-novelty", "judge-paid")
+        assert (
+            metadata["stage"],
+            metadata["essay_a"],
+            metadata["essay_b"],
+            metadata["verdict"],
+            metadata["error"],
+            metadata["template_id"],
+            metadata["llm_model_id"],
+        ) == ("pairwise", first, second, row.verdict, "", "pairwise-novelty", "judge-paid")
         events = [json.loads(line)["event"] for line in (folder / "attempts.jsonl").read_text().splitlines()]
         assert events == ["sent", "answered"]
         expected = "A" if first == planted or second != planted else "B"
@@ -238,18 +266,24 @@ def test_a_tournament_rates_the_planted_essay_first_judges_both_orders_and_never
     assert list(ratings.columns) == ["gen_id", "rating", "ci_low", "ci_high", "wins", "losses", "ties"]
     assert ratings.iloc[0][["gen_id", "wins", "losses", "ties"]].tolist() == [planted, 3, 0, 0]
     assert ratings["rating"].iloc[0] > ratings["rating"].iloc[1] and ratings["wins"].iloc[1:].sum() == 0
-    assert re.search(rf"^ +1\. {planted}  rating \+\d\.\d\d \[[+-]\d\.\d\d, \+\d\.\d\d\]  W-L-T 3-0-0  "
-                     rf"(Ant foraging|Sourdough|Tidal power) \+ ", result.stdout, re.M)
+    assert re.search(
+        rf"^ +1\. {planted}  rating \+\d\.\d\d \[[+-]\d\.\d\d, \+\d\.\d\d\]  W-L-T 3-0-0  "
+        rf"(Ant foraging|Sourdough|Tidal power) \+ ",
+        result.stdout,
+        re.M,
+    )
 
-    tables = {name: (reports(project) / name).read_bytes() for name in ("tournament_matches.csv",
-                                                                        "tournament_ratings.csv")}
+    tables = {
+        name: (reports(project) / name).read_bytes() for name in ("tournament_matches.csv", "tournament_ratings.csv")
+    }
     fake.requests.clear()
     again = daydream("tournament", "--cohort", COHORT, "--rounds", "3")
     assert again.returncode == 0 and fake.requests == []
     assert again.stdout.splitlines()[:2] == [
         f"tournament of cohort {COHORT}: 12 essays, 3 round(s), 36 judgments by judge-paid with pairwise-novelty "
         f"(0 made now, 36 kept)",
-        "requests sent 0, answers received 0, tokens 0 prompt + 0 completion, cost $0.0000 reported"]
+        "requests sent 0, answers received 0, tokens 0 prompt + 0 completion, cost $0.0000 reported",
+    ]
     assert {name: (reports(project) / name).read_bytes() for name in tables} == tables
 
     changed = next(e for e in essays if e != planted)  # made again with another text (as after `gens rm`)
@@ -263,10 +297,17 @@ def test_a_tournament_rates_the_planted_essay_first_judges_both_orders_and_never
     assert f'<tr data-essay="{planted}"><td class="num">1</td>' in tournament
     assert "Position bias: the essay shown first won 33 of 36 decisive judgments (92%" in tournament
     assert "12 essays, 3 Swiss rounds (36 judgments) judged by <code>judge-paid</code>" in " ".join(tournament.split())
-    names = re.findall(r'<tr data-essay="[^"]+"><td class="num">\d+</td><td class="id">[^<]+</td><td>([^<]*)</td>',
-                       tournament)
-    assert len(names) == 12 and all(re.fullmatch(r"(Ant foraging|Sourdough|Tidal power) \+ "
-                                                 r"(Ant foraging|Sourdough|Tidal power)", n) for n in names)
+    names = re.findall(
+        r'<tr data-essay="[^"]+"><td class="num">\d+</td><td class="id">[^<]+</td><td>([^<]*)</td>', tournament
+    )
+    assert len(names) == 12 and all(
+        re.fullmatch(
+            r"(Ant foraging|Sourdough|Tidal power) \+ "
+            r"(Ant foraging|Sourdough|Tidal power)",
+            n,
+        )
+        for n in names
+    )
 
 
 def pairwise_prompts(fake: FakeJudge) -> list[str]:
@@ -281,13 +322,16 @@ def test_failed_judgments_stop_the_tournament_after_their_round_and_the_next_run
     result = daydream("tournament", "--cohort", COHORT, "--rounds", "2")
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == ("round 1: 2 judgment(s) failed; nothing written. Run the same command again to retry them "
-                        "(kept judgments are reused, none is paid twice):")
+    assert lines[0] == (
+        "round 1: 2 judgment(s) failed; nothing written. Run the same command again to retry them "
+        "(kept judgments are reused, none is paid twice):"
+    )
     failed = sorted(p.parent for p in (project / "data" / "gens" / "pairwise").glob("*/error.json"))
     assert len(failed) == 2 and all(fake.fail_when in (folder / "prompt.txt").read_text() for folder in failed)
     reasons = [json.loads((folder / "error.json").read_text()) for folder in failed]
-    assert [r["kind"] for r in reasons] == ["config", "config"] and "fake judge refuses this prompt" in \
-        reasons[0]["error"]
+    assert [r["kind"] for r in reasons] == ["config", "config"] and "fake judge refuses this prompt" in reasons[0][
+        "error"
+    ]
     assert lines[1:3] == [f"  failed pairwise {folder.name}: {r['error']}" for folder, r in zip(failed, reasons)]
     assert lines[3].startswith("requests sent 12, answers received 10, ")
     assert not list(reports(project).glob("tournament*"))
@@ -298,8 +342,9 @@ def test_failed_judgments_stop_the_tournament_after_their_round_and_the_next_run
     fake.requests.clear()
     again = daydream("tournament", "--cohort", COHORT, "--rounds", "2")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.splitlines()[0].endswith("24 judgments by judge-paid with pairwise-novelty (14 made now, 10 "
-                                                 "kept)")
+    assert again.stdout.splitlines()[0].endswith(
+        "24 judgments by judge-paid with pairwise-novelty (14 made now, 10 kept)"
+    )
     retried = {(folder / "prompt.txt").read_text() for folder in failed}
     assert {p for p in pairwise_prompts(fake) if p in first} == retried  # of round 1, only the failed ones again
     assert len(pairwise_prompts(fake)) == 2 + 12 and len(set(pairwise_prompts(fake))) == 14
@@ -311,9 +356,12 @@ def test_sigterm_lets_the_judgments_in_flight_finish_and_the_next_run_makes_exac
     fake.latency = 1.0
     out = project / "tournament.out"
     with open(out, "w") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "tournament", "--cohort", COHORT,
-                                    "--rounds", "2", "-q"], stdout=stdout, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daydream_luigi", "tournament", "--cohort", COHORT, "--rounds", "2", "-q"],
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 120
     while not pairwise_prompts(fake):
         assert process.poll() is None and time.monotonic() < deadline
@@ -326,9 +374,11 @@ def test_sigterm_lets_the_judgments_in_flight_finish_and_the_next_run_makes_exac
     kept = {(folder / "prompt.txt").read_text() for folder in gens.iterdir() if (folder / "call.json").exists()}
     assert kept == set(sent)  # every answer paid for is kept
     lines = out.read_text().splitlines()
-    assert lines[0] == (f"interrupted in round 1: {len(sent)} judgment(s) made in this run; every call in flight "
-                        f"finished and its answer is kept; nothing written. Resume with the same command: kept "
-                        f"judgments are reused.")
+    assert lines[0] == (
+        f"interrupted in round 1: {len(sent)} judgment(s) made in this run; every call in flight "
+        f"finished and its answer is kept; nothing written. Resume with the same command: kept "
+        f"judgments are reused."
+    )
     assert not list(reports(project).glob("tournament*"))
 
     fake.latency = 0.0
@@ -339,18 +389,25 @@ def test_sigterm_lets_the_judgments_in_flight_finish_and_the_next_run_makes_exac
 
 def test_a_tournament_says_what_to_choose_or_run_first_before_anything_runs(project, fake):
     (project / "config" / "cohorts" / "two.yaml").write_text(
-        "generation_models: [gen-paid]\nevaluation_models: [judge-paid, free-one]\n")
+        "generation_models: [gen-paid]\nevaluation_models: [judge-paid, free-one]\n"
+    )
     two = invoke("tournament", "--cohort", "two")
     assert (two.exit_code, two.stderr) == (
-        2, "error: cohort two has 2 judges (judge-paid, free-one); choose the tournament's with --judge\n")
+        2,
+        "error: cohort two has 2 judges (judge-paid, free-one); choose the tournament's with --judge\n",
+    )
     unknown = invoke("tournament", "--cohort", COHORT, "--template", "nope")
     assert (unknown.exit_code, unknown.stderr) == (
-        2, f"error: --template 'nope' is not in {project / 'data' / '1_raw' / 'pairwise_templates.csv'}; known: "
-           f"pairwise-novelty\n")
+        2,
+        f"error: --template 'nope' is not in {project / 'data' / '1_raw' / 'pairwise_templates.csv'}; known: "
+        f"pairwise-novelty\n",
+    )
     not_run = invoke("tournament", "--cohort", COHORT)
     assert (not_run.exit_code, not_run.stderr) == (
-        2, f"error: cohort {COHORT} has 0 complete essay(s); a tournament needs 2 or more (`daydream run --cohort "
-           f"{COHORT}` first)\n")
+        2,
+        f"error: cohort {COHORT} has 0 complete essay(s); a tournament needs 2 or more (`daydream run --cohort "
+        f"{COHORT}` first)\n",
+    )
     assert fake.requests == []
 
 
@@ -365,35 +422,40 @@ def test_dedup_clusters_planted_near_duplicates_keeps_the_best_of_each_and_cache
     assert result.returncode == 0, result.stdout + result.stderr
     essays = members[members["stage"] == "essay"]
     assert [(r["path"], r["authorization"], sorted(r["body"]["input"])) for r in fake.requests] == [
-        ("/v1/embeddings", f"Bearer {FAKE_KEY}", sorted(essay_text(project, e) for e in essays["gen_id"]))]
+        ("/v1/embeddings", f"Bearer {FAKE_KEY}", sorted(essay_text(project, e) for e in essays["gen_id"]))
+    ]
     assert fake.requests[0]["body"]["model"] == "vendor/embed-small"
     lines = result.stdout.splitlines()
-    assert lines[0] == (f"dedup of cohort {COHORT}: 12 essays in 3 cluster(s) at cosine >= 0.8; embeddings by "
-                        f"embed-small: 12 computed, 0 from the cache")
+    assert lines[0] == (
+        f"dedup of cohort {COHORT}: 12 essays in 3 cluster(s) at cosine >= 0.8; embeddings by "
+        f"embed-small: 12 computed, 0 from the cache"
+    )
 
     table = pd.read_csv(reports(project) / "dedup_clusters.csv", dtype={"gen_id": str, "representative": str})
-    assert list(table.columns) == ["gen_id", "cluster", "representative", "nearest_similarity", "nearest",
-                                   "mean_score"]
+    assert list(table.columns) == ["gen_id", "cluster", "representative", "nearest_similarity", "nearest", "mean_score"]
     scores = pd.read_csv(reports(project) / "parsed_scores.csv", dtype={"parent_gen_id": str})
     means = scores[scores["evaluation_template"] == "judge-a"].groupby("parent_gen_id")["score"].mean()
     expected = {}
-    for combo, group in essays.groupby("combo_id"):
+    for _combo, group in essays.groupby("combo_id"):
         best = sorted(group["gen_id"], key=lambda e: (-means[e], e))[0]
-        expected.update({e: best for e in group["gen_id"]})
+        expected.update(dict.fromkeys(group["gen_id"], best))
     assert dict(zip(table["gen_id"], table["representative"])) == expected  # a cluster is a combo
     assert table.groupby("representative")["cluster"].nunique().eq(1).all()
     assert (table["nearest_similarity"] > 0.9).all()
     for cluster, group in table.groupby("cluster"):
         kept = group.iloc[0]
-        assert f"  cluster {cluster}: keeps {kept.gen_id} (mean {means[kept.gen_id]:g} on judge-a), drops " \
-               f"{', '.join(group['gen_id'].iloc[1:])}" in lines
+        assert (
+            f"  cluster {cluster}: keeps {kept.gen_id} (mean {means[kept.gen_id]:g} on judge-a), drops "
+            f"{', '.join(group['gen_id'].iloc[1:])}" in lines
+        )
 
     fake.requests.clear()
     again = daydream("dedup", "--cohort", COHORT)  # the cohort's first evaluation template picks, and says so
     assert again.returncode == 0 and fake.requests == []
     assert again.stdout.splitlines()[0] == (
         "representatives by their mean score on judge-a, the first of the cohort's 2 scored evaluation templates "
-        "(judge-a, judge-b); choose another with --template")
+        "(judge-a, judge-b); choose another with --template"
+    )
     assert again.stdout.splitlines()[2:] == lines[1:]
     assert "embeddings by embed-small: 0 computed, 12 from the cache" in again.stdout
     assert len(list((project / "data" / "gens" / "essay").glob("*/embedding-vendor_embed-small-*.json"))) == 12
@@ -406,11 +468,12 @@ def test_dedup_clusters_planted_near_duplicates_keeps_the_best_of_each_and_cache
     dedup = section((reports(project) / "report.html").read_text(), "dedup")
     assert "12 essays in 3 clusters of near-duplicates" in dedup and dedup.count('<table class="data cluster"') == 3
     assert "cosine similarity ≥ 0.8 of their <code>embed-small</code> embeddings" in " ".join(dedup.split())
-    assert all(f"<td>★</td><td class=\"id\">{e}</td>" in dedup for e in set(expected.values()))
+    assert all(f'<td>★</td><td class="id">{e}</td>' in dedup for e in set(expected.values()))
 
 
 def test_offline_dedup_runs_minilm_in_process_asks_no_server_and_clusters_around_the_best(project, fake):
-    from daydream_luigi import minilm
+    from daydream_luigi.providers.local import minilm
+
     if minilm.unavailable_reason():
         pytest.skip(minilm.unavailable_reason())
     ran(project, fake)
@@ -422,8 +485,10 @@ def test_offline_dedup_runs_minilm_in_process_asks_no_server_and_clusters_around
     assert fake.requests == []
     assert result.stdout.splitlines()[0].endswith("embeddings by minilm-local: 12 computed, 0 from the cache")
     table = pd.read_csv(reports(project) / "dedup_clusters.csv", dtype={"gen_id": str, "representative": str})
-    kept = {path.parent.name: json.loads(path.read_text())
-            for path in (project / "data" / "gens" / "essay").glob("*/embedding-all-MiniLM-L6-v2-*.json")}
+    kept = {
+        path.parent.name: json.loads(path.read_text())
+        for path in (project / "data" / "gens" / "essay").glob("*/embedding-all-MiniLM-L6-v2-*.json")
+    }
     assert len(kept) == 12 and {k["model"] for k in kept.values()} == {"all-MiniLM-L6-v2"}
     vectors = {gen_id: np.array(k["embedding"]) for gen_id, k in kept.items()}
     assert all(v.shape == (384,) and abs(np.linalg.norm(v) - 1) < 1e-6 for v in vectors.values())
@@ -440,7 +505,7 @@ def test_offline_dedup_runs_minilm_in_process_asks_no_server_and_clusters_around
 def test_concept_effects_find_the_planted_concept_and_the_report_names_concepts(project, fake):
     ran(project, fake)
     effects = pd.read_csv(reports(project) / "concept_effects.csv")
-    for template, rows in effects.groupby("evaluation_template"):
+    for _template, rows in effects.groupby("evaluation_template"):
         rows = rows.set_index("concept")
         assert list(rows.sort_values("difference", ascending=False).index)[0] == PLANTED_CONCEPT
         planted = rows.loc[PLANTED_CONCEPT]
@@ -453,8 +518,9 @@ def test_concept_effects_find_the_planted_concept_and_the_report_names_concepts(
     combos = {"Ant foraging + Sourdough", "Ant foraging + Tidal power", "Sourdough + Tidal power"}
     for name in ("heatmap", "top"):
         assert all(combo in section(html, name) for combo in combos), name
-    assert "one judge scored these essays; agreement between judges needs two judges or more" in \
-        section(html, "agreement")
+    assert "one judge scored these essays; agreement between judges needs two judges or more" in section(
+        html, "agreement"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- inputs
@@ -465,7 +531,8 @@ def test_pairwise_templates_and_embedding_models_are_validated_with_the_other_in
     template = raw / "generation_templates" / "pairwise" / "pairwise-novelty.txt"
     template.write_text("Which is better?\n{{ essay_a }}\n{{ response }}\n")
     (raw / "pairwise_templates.csv").write_text(
-        "template_id,template_name,description,active,parser\npairwise-novelty,P,D,true,in_last_line\n")
+        "template_id,template_name,description,active,parser\npairwise-novelty,P,D,true,in_last_line\n"
+    )
     models = raw / "llm_models.csv"
     models.write_text(models.read_text().replace("Embed,false,false,paid", "Embed,false,true,paid"))
     result = invoke("plan", "--cohort", COHORT)
@@ -476,16 +543,23 @@ def test_pairwise_templates_and_embedding_models_are_validated_with_the_other_in
         f"error: {template}: template 'pairwise-novelty' uses undefined variable 'response' (available for pairwise: "
         f"essay_a, essay_b); fix the template",
         f"error: {models}: line 6: model 'embed-small' is for_embedding, so it cannot also be for_generation or "
-        f"for_evaluation (an embedding model does not chat); set those to false"]
+        f"for_evaluation (an embedding model does not chat); set those to false",
+    ]
     (raw / "pairwise_templates.csv").unlink()  # optional: without it there is no tournament, nothing else changes
     models.write_text(models.read_text().replace("Embed,false,true,paid", "Embed,false,false,paid"))
     assert invoke("plan", "--cohort", COHORT).exit_code == 0
     none = invoke("tournament", "--cohort", COHORT)
-    assert (none.exit_code, none.stderr) == (2, f"error: {raw / 'pairwise_templates.csv'}: no pairwise template (the "
-                                                f"file is missing or has no row); add a row with parser winner and its "
-                                                f"file generation_templates/pairwise/<template_id>.txt (see the "
-                                                f"README)\n")
+    assert (none.exit_code, none.stderr) == (
+        2,
+        f"error: {raw / 'pairwise_templates.csv'}: no pairwise template (the "
+        f"file is missing or has no row); add a row with parser winner and its "
+        f"file generation_templates/pairwise/<template_id>.txt (see the "
+        f"README)\n",
+    )
     unknown = invoke("dedup", "--cohort", COHORT, "--embedding-model", "judge-paid")
-    assert (unknown.exit_code, unknown.stderr) == (2, "error: --embedding-model 'judge-paid' is not an embedding model "
-                                                      "of llm_models.csv; use one of embed-small (a row with "
-                                                      "for_embedding true)\n")
+    assert (unknown.exit_code, unknown.stderr) == (
+        2,
+        "error: --embedding-model 'judge-paid' is not an embedding model "
+        "of llm_models.csv; use one of embed-small (a row with "
+        "for_embedding true)\n",
+    )

@@ -1,4 +1,4 @@
-"""Tests for daydream_luigi.results (pure pandas result tables)."""
+"""Tests for daydream_luigi.analysis.results (pure pandas result tables)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daydream_luigi import results as R
-from daydream_luigi.results import (
+from daydream_luigi.analysis import results as R
+from daydream_luigi.analysis.results import (
     CROSS_EXPERIMENT_COLUMNS,
     PARSED_SCORES_COLUMNS,
     ConceptMap,
+    aggregate_cross_experiment,
     agreement_alpha,
     agreement_summary,
-    aggregate_cross_experiment,
     concept_effects,
     concept_pair_effects,
     judge_agreement,
@@ -119,10 +119,23 @@ def cell(df: pd.DataFrame, key: dict, column: str):
 
 def test_parsed_scores_columns_exact():
     assert PARSED_SCORES_COLUMNS == [
-        "cohort_id", "gen_id", "parent_gen_id", "evaluation_template",
-        "evaluation_model", "evaluation_replicate", "score", "score_max", "error",
-        "combo_id", "draft_gen_id", "draft_template", "generation_template",
-        "generation_model", "evaluation_path", "essay_path", "draft_path",
+        "cohort_id",
+        "gen_id",
+        "parent_gen_id",
+        "evaluation_template",
+        "evaluation_model",
+        "evaluation_replicate",
+        "score",
+        "score_max",
+        "error",
+        "combo_id",
+        "draft_gen_id",
+        "draft_template",
+        "generation_template",
+        "generation_model",
+        "evaluation_path",
+        "essay_path",
+        "draft_path",
     ]
 
 
@@ -138,11 +151,24 @@ def test_pivot_scores(scores):
     concepts = ConceptMap({"c1": ["tides", "ants"], "c2": ["ants"]}, {"tides": "Tidal power", "ants": "Ant trails"})
     p = pivot_scores(scores, concepts)
     assert list(p.columns) == [
-        "parent_gen_id", "combo_id", "concepts", "draft_template", "generation_template",
+        "parent_gen_id",
+        "combo_id",
+        "concepts",
+        "draft_template",
+        "generation_template",
         "generation_model",
-        "creativity_judge-a", "creativity_judge-b", "rigor_judge-a", "rigor_judge-b",
-        "creativity:n", "creativity:mean", "creativity:ci_low", "creativity:ci_high",
-        "rigor:n", "rigor:mean", "rigor:ci_low", "rigor:ci_high",
+        "creativity_judge-a",
+        "creativity_judge-b",
+        "rigor_judge-a",
+        "rigor_judge-b",
+        "creativity:n",
+        "creativity:mean",
+        "creativity:ci_low",
+        "creativity:ci_high",
+        "rigor:n",
+        "rigor:mean",
+        "rigor:ci_low",
+        "rigor:ci_high",
     ]
     assert list(p["parent_gen_id"]) == ["E1", "E2", "E3"]
     assert list(p["combo_id"]) == ["c1", "c1", "c2"]
@@ -216,8 +242,20 @@ GROUP_ROWS = [
 def test_summary_statistics_layout(scores):
     s = summary_statistics(scores)
     assert list(s.columns) == [
-        "evaluation_template", "grouping", "group", "n", "n_evaluations", "mean", "sd", "ci_low", "ci_high",
-        "min", "max", "top_share", "high_share", "low_count",
+        "evaluation_template",
+        "grouping",
+        "group",
+        "n",
+        "n_evaluations",
+        "mean",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "min",
+        "max",
+        "top_share",
+        "high_share",
+        "low_count",
     ]
     # one block per evaluation template: two templates' scores are never pooled
     rigor_rows = [row for row in GROUP_ROWS if row[1] != f"m2 x {JB}"]  # judge-b's only m2 rigor row is the error
@@ -231,7 +269,10 @@ def test_summary_statistics_layout(scores):
 def test_summary_statistics_values(scores):
     s = summary_statistics(scores)
     key = lambda template, grouping, group: {  # noqa: E731
-        "evaluation_template": template, "grouping": grouping, "group": group}
+        "evaluation_template": template,
+        "grouping": grouping,
+        "group": group,
+    }
 
     # creativity, essays E1 (8, 10, 7 -> 25/3), E2 (5, 4 -> 4.5), E3 (9, 9 -> 9)
     k = key(CRE, "overall", "all")
@@ -323,27 +364,30 @@ def test_welch_interval_against_a_hand_computed_case():
 def test_top_score_paths(scores):
     t = top_score_paths(scores, n=2)
     assert list(t.columns) == [
-        "evaluation_template", "parent_gen_id", "mean_score", "essay_path",
-        "draft_path", "evaluation_paths",
+        "evaluation_template",
+        "parent_gen_id",
+        "mean_score",
+        "essay_path",
+        "draft_path",
+        "evaluation_paths",
     ]
     assert list(zip(t["evaluation_template"], t["parent_gen_id"])) == [
-        (CRE, "E3"), (CRE, "E1"), (RIG, "E1"), (RIG, "E2"),
+        (CRE, "E3"),
+        (CRE, "E1"),
+        (RIG, "E1"),
+        (RIG, "E2"),
     ]
     assert list(t["mean_score"]) == [9.0, 25.0 / 3.0, 7.5, 3.75]
     row = t.iloc[1]
     assert row["essay_path"] == "data/gens/essay/E1/parsed.txt"
     assert row["draft_path"] == "data/gens/draft/D-E1/parsed.txt"
-    assert row["evaluation_paths"] == ";".join(
-        f"data/gens/evaluation/{g}/parsed.txt" for g in ("ev01", "ev02", "ev03")
-    )
+    assert row["evaluation_paths"] == ";".join(f"data/gens/evaluation/{g}/parsed.txt" for g in ("ev01", "ev02", "ev03"))
 
 
 def test_top_score_paths_default_n_and_ties(scores):
     t = top_score_paths(scores)
     assert len(t) == 6  # 3 essays x 2 templates, n=10
-    tie = make_scores(
-        [("a", "E3", CRE, JA, 1, 7.0), ("b", "E2", CRE, JA, 1, 7.0), ("c", "E1", CRE, JA, 1, 7.0)]
-    )
+    tie = make_scores([("a", "E3", CRE, JA, 1, 7.0), ("b", "E2", CRE, JA, 1, 7.0), ("c", "E1", CRE, JA, 1, 7.0)])
     assert list(top_score_paths(tie, n=2)["parent_gen_id"]) == ["E1", "E2"]
     # the error row's path is not listed
     rig = t[(t["evaluation_template"] == RIG) & (t["parent_gen_id"] == "E3")].iloc[0]
@@ -356,11 +400,22 @@ def test_top_score_paths_default_n_and_ties(scores):
 def test_judge_agreement(scores):
     a = judge_agreement(scores)
     assert list(a.columns) == [
-        "parent_gen_id", "evaluation_template", "judge_count", "mean", "sd",
-        "range", "cv", "agreement",
+        "parent_gen_id",
+        "evaluation_template",
+        "judge_count",
+        "mean",
+        "sd",
+        "range",
+        "cv",
+        "agreement",
     ]
     assert list(zip(a["parent_gen_id"], a["evaluation_template"])) == [
-        ("E1", CRE), ("E1", RIG), ("E2", CRE), ("E2", RIG), ("E3", CRE), ("E3", RIG),
+        ("E1", CRE),
+        ("E1", RIG),
+        ("E2", CRE),
+        ("E2", RIG),
+        ("E3", CRE),
+        ("E3", RIG),
     ]
     assert list(a["judge_count"]) == [2, 2, 2, 2, 2, 1]
     # E1/creativity: judge-a mean of replicates 9 vs judge-b 7 -> range 2
@@ -379,7 +434,14 @@ def test_judge_agreement(scores):
 def test_agreement_class_boundaries():
     c = R.agreement_class
     assert [c(r, 2) for r in (0, 1, 1.0000001, 2, 2.5, 3, 3.0001, 10)] == [
-        "high", "high", "moderate", "moderate", "low", "low", "poor", "poor",
+        "high",
+        "high",
+        "moderate",
+        "moderate",
+        "low",
+        "low",
+        "poor",
+        "poor",
     ]
     assert c(0.0, 1) == "single" and c(5.0, 0) == "single"
 
@@ -397,7 +459,11 @@ def test_judge_agreement_cv_nan_when_mean_zero():
 def test_variance_components(scores):
     v = variance_components(scores)
     assert list(v.columns) == [
-        "parent_gen_id", "template_variance", "judge_variance", "n_templates", "n_judges",
+        "parent_gen_id",
+        "template_variance",
+        "judge_variance",
+        "n_templates",
+        "n_judges",
     ]
     assert list(v["parent_gen_id"]) == ["E1", "E2", "E3"]
     tv, jv = list(v["template_variance"]), list(v["judge_variance"])
@@ -488,22 +554,31 @@ def test_alpha_undefined_cases():
 
 def test_one_judge_has_no_agreement_even_with_replicates():
     # Two replicates that agree perfectly used to count as two raters and give alpha = 1 ("good reliability").
-    one_judge = make_scores([("a", "E1", CRE, JA, 1, 8.0), ("b", "E1", CRE, JA, 2, 8.0),
-                             ("c", "E2", CRE, JA, 1, 3.0), ("d", "E2", CRE, JA, 2, 3.0)])
+    one_judge = make_scores(
+        [
+            ("a", "E1", CRE, JA, 1, 8.0),
+            ("b", "E1", CRE, JA, 2, 8.0),
+            ("c", "E2", CRE, JA, 1, 3.0),
+            ("d", "E2", CRE, JA, 2, 3.0),
+        ]
+    )
     summary = agreement_summary(one_judge)
     assert summary["alpha"] is None and summary["n_judges"] == 1
     assert summary["undefined_reason"] == (
-        "one judge scored these essays; agreement between judges needs two judges or more")
+        "one judge scored these essays; agreement between judges needs two judges or more"
+    )
     assert summary["n_pairable_units"] == 0
 
 
 def test_agreement_reasons_when_two_judges_never_meet_or_never_vary():
     apart = make_scores([("a", "E1", CRE, JA, 1, 8.0), ("b", "E2", CRE, JB, 1, 3.0)])
     assert agreement_summary(apart)["undefined_reason"] == (
-        "no essay was scored by two judges with the same evaluation template")
+        "no essay was scored by two judges with the same evaluation template"
+    )
     flat = make_scores([("a", "E1", CRE, JA, 1, 5.0), ("b", "E1", CRE, JB, 1, 5.0)])
     assert agreement_summary(flat)["undefined_reason"] == (
-        "the judges' scores do not vary at all, so agreement beyond chance cannot be measured")
+        "the judges' scores do not vary at all, so agreement beyond chance cannot be measured"
+    )
     assert agreement_summary(make_scores())["undefined_reason"] is None
 
 
@@ -522,8 +597,9 @@ def test_select_top_ranks_by_the_mean_not_the_luckiest_draw(scores):
     assert list(top["mean"]) == [9.0, 25 / 3, 4.5]
     assert list(top["n"]) == [2, 3, 2] and list(top["n_judges"]) == [2, 2, 2]
     assert list(top["judge_range"]) == [0.0, 2.0, 1.0]  # E1: judge-a (8+10)/2 = 9 vs judge-b 7
-    assert list(top["ci_low"][:1]) == [9.0] and top["ci_low"][1] == pytest.approx(25 / 3 - 4.302652729749464 *
-                                                                                math.sqrt(7 / 9), rel=1e-12)
+    assert list(top["ci_low"][:1]) == [9.0] and top["ci_low"][1] == pytest.approx(
+        25 / 3 - 4.302652729749464 * math.sqrt(7 / 9), rel=1e-12
+    )
     assert ranked(select_top(scores, [CRE], top_n=2)) == ["E3", "E1"]
     assert ranked(select_top(scores, [CRE], exclude_judge=JA)) == ["E3", "E1", "E2"]  # 9, 7, 4
     # both templates without judge-a: E1 (7, 9) 8, E3 (9) 9, E2 (4, 5.5) 4.75
@@ -534,10 +610,18 @@ def test_select_top_ranks_by_the_mean_not_the_luckiest_draw(scores):
 
 
 def test_select_top_by_lower_bound_prefers_the_consistent_essay():
-    steady = [("s1", "E1", CRE, JA, 1, 7.0), ("s2", "E1", CRE, JA, 2, 7.5), ("s3", "E1", CRE, JB, 1, 7.0),
-              ("s4", "E1", CRE, JB, 2, 7.5)]  # mean 7.25, sd sqrt(1/12), se sqrt(1/48): interval [6.79, 7.71]
-    erratic = [("e1", "E2", CRE, JA, 1, 10.0), ("e2", "E2", CRE, JA, 2, 4.0), ("e3", "E2", CRE, JB, 1, 10.0),
-               ("e4", "E2", CRE, JB, 2, 6.0)]  # mean 7.5, sd 3, se 1.5: interval [2.73, 12.27]
+    steady = [
+        ("s1", "E1", CRE, JA, 1, 7.0),
+        ("s2", "E1", CRE, JA, 2, 7.5),
+        ("s3", "E1", CRE, JB, 1, 7.0),
+        ("s4", "E1", CRE, JB, 2, 7.5),
+    ]  # mean 7.25, sd sqrt(1/12), se sqrt(1/48): interval [6.79, 7.71]
+    erratic = [
+        ("e1", "E2", CRE, JA, 1, 10.0),
+        ("e2", "E2", CRE, JA, 2, 4.0),
+        ("e3", "E2", CRE, JB, 1, 10.0),
+        ("e4", "E2", CRE, JB, 2, 6.0),
+    ]  # mean 7.5, sd 3, se 1.5: interval [2.73, 12.27]
     single = [("o1", "E3", CRE, JA, 1, 9.0)]  # one evaluation: no interval
     table = make_scores(steady + erratic + single)
     assert ranked(select_top(table, [CRE])) == ["E3", "E2", "E1"]
@@ -548,9 +632,15 @@ def test_select_top_by_lower_bound_prefers_the_consistent_essay():
 
 
 def test_select_top_min_judges_and_agreement_filter():
-    table = make_scores([("a", "E1", CRE, JA, 1, 9.0), ("b", "E1", CRE, JB, 1, 3.0),  # range 6
-                         ("c", "E2", CRE, JA, 1, 6.0), ("d", "E2", CRE, JB, 1, 7.0),  # range 1
-                         ("e", "E3", CRE, JA, 1, 8.0)])  # one judge
+    table = make_scores(
+        [
+            ("a", "E1", CRE, JA, 1, 9.0),
+            ("b", "E1", CRE, JB, 1, 3.0),  # range 6
+            ("c", "E2", CRE, JA, 1, 6.0),
+            ("d", "E2", CRE, JB, 1, 7.0),  # range 1
+            ("e", "E3", CRE, JA, 1, 8.0),
+        ]
+    )  # one judge
     assert ranked(select_top(table, [CRE])) == ["E3", "E2", "E1"]
     assert ranked(select_top(table, [CRE], min_judges=2)) == ["E2", "E1"]
     assert ranked(select_top(table, [CRE], max_judge_range=1)) == ["E3", "E2"]
@@ -569,9 +659,7 @@ def test_select_top_counts_an_evaluation_shared_by_cohorts_once():
 
 
 def test_select_top_tie_order_independent_of_input():
-    tie = make_scores(
-        [("a", "E3", CRE, JA, 1, 7.0), ("b", "E1", CRE, JA, 1, 7.0), ("c", "E2", CRE, JB, 1, 8.0)]
-    )
+    tie = make_scores([("a", "E3", CRE, JA, 1, 7.0), ("b", "E1", CRE, JA, 1, 7.0), ("c", "E2", CRE, JB, 1, 8.0)])
     assert ranked(select_top(tie, [CRE])) == ["E2", "E1", "E3"]
     assert ranked(select_top(tie, [CRE], by="lower-bound")) == ["E2", "E1", "E3"]
 
@@ -579,9 +667,7 @@ def test_select_top_tie_order_independent_of_input():
 def test_select_top_unknown_template(scores):
     with pytest.raises(ValueError) as exc:
         select_top(scores, [CRE, "novelty"])
-    assert str(exc.value) == (
-        "unknown evaluation template(s): 'novelty'; templates present: creativity, rigor"
-    )
+    assert str(exc.value) == ("unknown evaluation template(s): 'novelty'; templates present: creativity, rigor")
 
 
 def test_select_top_template_known_only_through_error_row():
@@ -625,10 +711,18 @@ def test_aggregate_cross_experiment_empty():
 def test_degenerate_inputs(make):
     df = make()
     p = pivot_scores(df)
-    assert list(p.columns) == [
-        "parent_gen_id", "combo_id", "concepts", "draft_template", "generation_template",
-        "generation_model",
-    ] and len(p) == 0
+    assert (
+        list(p.columns)
+        == [
+            "parent_gen_id",
+            "combo_id",
+            "concepts",
+            "draft_template",
+            "generation_template",
+            "generation_model",
+        ]
+        and len(p) == 0
+    )
     m = judge_template_means(df)
     assert list(m.columns) == ["evaluation_model"] and len(m) == 0
     s = summary_statistics(df)
@@ -651,7 +745,9 @@ def test_select_top_degenerate():
     assert ranked(select_top(empty_scores(), [CRE])) == []
     assert list(select_top(empty_scores(), [CRE]).columns) == R.SELECT_TOP_COLUMNS
     assert ranked(select_top(all_nan_scores(), [CRE, RIG])) == []
-    with pytest.raises(ValueError, match=r"^unknown evaluation template\(s\): 'x'; templates present: creativity, rigor$"):
+    with pytest.raises(
+        ValueError, match=r"^unknown evaluation template\(s\): 'x'; templates present: creativity, rigor$"
+    ):
         select_top(all_nan_scores(), ["x"])
 
 
@@ -660,8 +756,10 @@ def test_select_top_degenerate():
 
 def test_write_tables(scores, tmp_path):
     out_dir = tmp_path / "reports" / "coh-1"
-    concepts = ConceptMap({"c1": ["tides", "ants"], "c2": ["ants", "bread"]},
-                          {"tides": "Tidal power", "ants": "Ant trails", "bread": "Sourdough"})
+    concepts = ConceptMap(
+        {"c1": ["tides", "ants"], "c2": ["ants", "bread"]},
+        {"tides": "Tidal power", "ants": "Ant trails", "bread": "Sourdough"},
+    )
     paths = write_tables(scores, out_dir, concepts)
     expected = {
         "parsed_scores": "parsed_scores.csv",
@@ -696,12 +794,8 @@ def test_write_tables(scores, tmp_path):
     assert header("top_score_paths") == (
         "evaluation_template,parent_gen_id,mean_score,essay_path,draft_path,evaluation_paths"
     )
-    assert header("judge_agreement") == (
-        "parent_gen_id,evaluation_template,judge_count,mean,sd,range,cv,agreement"
-    )
-    assert header("variance_components") == (
-        "parent_gen_id,template_variance,judge_variance,n_templates,n_judges"
-    )
+    assert header("judge_agreement") == ("parent_gen_id,evaluation_template,judge_count,mean,sd,range,cv,agreement")
+    assert header("variance_components") == ("parent_gen_id,template_variance,judge_variance,n_templates,n_judges")
     assert header("concept_effects") == (
         "evaluation_template,concept_id,concept,n_with,mean_with,n_without,mean_without,difference,ci_low,ci_high"
     )
@@ -712,14 +806,18 @@ def test_write_tables(scores, tmp_path):
     parsed = pd.read_csv(paths["parsed_scores"])
     assert list(parsed["gen_id"]) == [f"ev{i:02d}" for i in range(1, 14)]
     pivot = pd.read_csv(paths["pivot"])
-    assert list(pivot["concepts"]) == ["Ant trails + Tidal power", "Ant trails + Tidal power",
-                                       "Ant trails + Sourdough"]
+    assert list(pivot["concepts"]) == ["Ant trails + Tidal power", "Ant trails + Tidal power", "Ant trails + Sourdough"]
     assert list(pivot["creativity:n"]) == [3, 2, 2]
     assert paths["pivot"].read_text().splitlines()[3].endswith(",2,9.0,9.0,9.0,1,1.0,,")  # E3: rigor n=1
     effects = pd.read_csv(paths["concept_effects"])
     assert list(zip(effects["evaluation_template"], effects["concept"])) == [
-        (CRE, "Ant trails"), (CRE, "Sourdough"), (CRE, "Tidal power"),
-        (RIG, "Ant trails"), (RIG, "Sourdough"), (RIG, "Tidal power")]
+        (CRE, "Ant trails"),
+        (CRE, "Sourdough"),
+        (CRE, "Tidal power"),
+        (RIG, "Ant trails"),
+        (RIG, "Sourdough"),
+        (RIG, "Tidal power"),
+    ]
     agreement = json.loads(paths["agreement"].read_text())
     assert agreement["alpha"] == pytest.approx(agreement_alpha(scores), rel=1e-12)
     assert agreement["metric"] == "interval" and agreement["undefined_reason"] is None
@@ -743,9 +841,7 @@ def test_write_tables_reads_back_round_trip(scores, tmp_path):
     paths = write_tables(scores, tmp_path)
     back = pd.read_csv(paths["parsed_scores"], keep_default_na=False, na_values=[""])
     assert agreement_alpha(back) == pytest.approx(agreement_alpha(scores), rel=1e-12)
-    pd.testing.assert_frame_equal(
-        pivot_scores(back), pivot_scores(scores), check_dtype=False
-    )
+    pd.testing.assert_frame_equal(pivot_scores(back), pivot_scores(scores), check_dtype=False)
 
 
 # ---------------------------------------------------------------- concept effects
@@ -769,11 +865,27 @@ def planted_cohort() -> tuple[pd.DataFrame, ConceptMap]:
             essay = f"{combo}-e{copy}"
             for judge, offset in ((JA, 0.5), (JB, -0.5)):
                 score = 4.0 + (3.0 if "anchor" in subset else 0.0) + noise + offset
-                rows.append({"cohort_id": "planted", "gen_id": f"{essay}-{judge}", "parent_gen_id": essay,
-                             "evaluation_template": CRE, "evaluation_model": judge, "evaluation_replicate": 1,
-                             "score": score, "score_max": 10.0, "error": "", "combo_id": combo,
-                             "draft_gen_id": f"D-{essay}", "draft_template": "d1", "generation_template": "g1",
-                             "generation_model": "m1", "evaluation_path": "", "essay_path": "", "draft_path": ""})
+                rows.append(
+                    {
+                        "cohort_id": "planted",
+                        "gen_id": f"{essay}-{judge}",
+                        "parent_gen_id": essay,
+                        "evaluation_template": CRE,
+                        "evaluation_model": judge,
+                        "evaluation_replicate": 1,
+                        "score": score,
+                        "score_max": 10.0,
+                        "error": "",
+                        "combo_id": combo,
+                        "draft_gen_id": f"D-{essay}",
+                        "draft_template": "d1",
+                        "generation_template": "g1",
+                        "generation_model": "m1",
+                        "evaluation_path": "",
+                        "essay_path": "",
+                        "draft_path": "",
+                    }
+                )
     return pd.DataFrame(rows, columns=PARSED_SCORES_COLUMNS), ConceptMap(combos, {c: c.title() for c in PLANTED})
 
 
@@ -806,8 +918,13 @@ def test_concept_pair_effects_cover_every_pair_that_occurs():
     table, concepts = planted_cohort()
     pairs = concept_pair_effects(table, concepts)
     assert list(zip(pairs["concept_a"], pairs["concept_b"])) == [
-        ("Anchor", "Bees"), ("Anchor", "Clouds"), ("Anchor", "Dunes"),
-        ("Bees", "Clouds"), ("Bees", "Dunes"), ("Clouds", "Dunes")]
+        ("Anchor", "Bees"),
+        ("Anchor", "Clouds"),
+        ("Anchor", "Dunes"),
+        ("Bees", "Clouds"),
+        ("Bees", "Dunes"),
+        ("Clouds", "Dunes"),
+    ]
     # each pair is held by 4 subsets (8 essays); the other 11 subsets (22 essays) are "without"
     assert set(pairs["n_with"]) == {8} and set(pairs["n_without"]) == {22}
     # anchor + bees: all 8 at 7 -+ 1; the rest: 4 subsets with anchor, 7 without -> (8*7 + 14*4) / 22 = 56/11

@@ -1,7 +1,7 @@
 """How a cohort is cut into Luigi graphs (lineages, parts, priorities), without Luigi."""
 
-from daydream_luigi.cohort import Member
-from daydream_luigi.schedule import lineages, parts, priorities
+from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.schedule import lineages, parts, priorities
 
 
 def member(stage: str, gen_id: str, parent: str = "") -> Member:
@@ -9,17 +9,24 @@ def member(stage: str, gen_id: str, parent: str = "") -> Member:
 
 
 COHORT = [  # two drafts; d1 has two essays (one judged twice), d2 one essay judged once
-    member("draft", "d1"), member("draft", "d2"),
-    member("essay", "e1", "d1"), member("essay", "e2", "d1"), member("essay", "e3", "d2"),
-    member("evaluation", "v1", "e1"), member("evaluation", "v2", "e1"), member("evaluation", "v3", "e3"),
+    member("draft", "d1"),
+    member("draft", "d2"),
+    member("essay", "e1", "d1"),
+    member("essay", "e2", "d1"),
+    member("essay", "e3", "d2"),
+    member("evaluation", "v1", "e1"),
+    member("evaluation", "v2", "e1"),
+    member("evaluation", "v3", "e3"),
 ]
 
 
 def test_a_lineage_is_a_draft_with_everything_made_from_it_in_membership_order():
     found = lineages(COHORT)
     assert [lineage.index for lineage in found] == [0, 1]
-    assert [[m.gen_id for m in lineage.members] for lineage in found] == [["d1", "e1", "e2", "v1", "v2"],
-                                                                           ["d2", "e3", "v3"]]
+    assert [[m.gen_id for m in lineage.members] for lineage in found] == [
+        ["d1", "e1", "e2", "v1", "v2"],
+        ["d2", "e3", "v3"],
+    ]
 
 
 def test_parts_hold_whole_lineages_of_about_part_size_generations():
@@ -31,8 +38,16 @@ def test_parts_hold_whole_lineages_of_about_part_size_generations():
 
 
 def test_earlier_lineages_outrank_later_ones_and_every_priority_is_above_the_wrappers():
-    assert priorities(lineages(COHORT), lambda draft: 0) == {"d1": 3, "e1": 4, "e2": 4, "v1": 4, "v2": 4,
-                                                             "d2": 1, "e3": 2, "v3": 2}
+    assert priorities(lineages(COHORT), lambda draft: 0) == {
+        "d1": 3,
+        "e1": 4,
+        "e2": 4,
+        "v1": 4,
+        "v2": 4,
+        "d2": 1,
+        "e3": 2,
+        "v3": 2,
+    }
 
 
 def test_a_draft_runs_a_pool_full_of_lineages_ahead_just_below_the_lineage_it_stands_in_for():

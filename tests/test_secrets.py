@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import daydream
-from daydream_luigi import llm
-from daydream_luigi.cli import main
 from fake_endpoint import FakeEndpoint
+
+from daydream_luigi.cli import main
+from daydream_luigi.providers import chat
 
 KEY = "fake-or-v1-SECRET-daydream-7f3a9c2e5b1d40688e1f"
 # the whole key, and pieces of it that a cut or a partial scrub would leave behind
@@ -82,8 +82,10 @@ def test_api_key_reaches_the_provider_and_nothing_else(project, endpoint, monkey
 
     # the LLMError the pipeline turned into those messages, raised directly
     endpoint.script("401")
-    with pytest.raises(llm.LLMError) as info:
-        llm.chat_completion(endpoint.base_url, KEY, "vendor/gen-model", "hello", retry=llm.RetryPolicy(max_attempts=1))
+    with pytest.raises(chat.LLMError) as info:
+        chat.chat_completion(
+            endpoint.base_url, KEY, "vendor/gen-model", "hello", retry=chat.RetryPolicy(max_attempts=1)
+        )
     assert_no_key("LLMError", str(info.value) + repr(info.value.args) + json.dumps(info.value.attempts))
     assert endpoint.requests[-1]["headers"]["Authorization"] == f"Bearer {KEY}"
 
@@ -116,8 +118,14 @@ class _EchoingProvider(BaseHTTPRequestHandler):
             status, ctype, body = 500, "text/plain", f"upstream refused the request (Authorization: {auth})"
         else:
             status, ctype = 401, "application/json"
-            body = json.dumps({"error": {"message": f"Invalid API key {auth.removeprefix('Bearer ')} for this account",
-                                         "metadata": {"raw": f"upstream saw header {auth!r}"}}})
+            body = json.dumps(
+                {
+                    "error": {
+                        "message": f"Invalid API key {auth.removeprefix('Bearer ')} for this account",
+                        "metadata": {"raw": f"upstream saw header {auth!r}"},
+                    }
+                }
+            )
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -164,8 +172,9 @@ TEMPLATE_ESCAPES = [  # (stage, template, source): each reaches for Python inter
 
 
 @pytest.mark.parametrize("stage,template,source", TEMPLATE_ESCAPES)
-def test_template_reaching_for_python_internals_is_refused_before_anything_runs(project, endpoint, stage,
-                                                                                  template, source):
+def test_template_reaching_for_python_internals_is_refused_before_anything_runs(
+    project, endpoint, stage, template, source
+):
     path = project / "data" / "1_raw" / "generation_templates" / stage / f"{template}.txt"
     path.write_text(source)
     result = CliRunner().invoke(main, ["run"])
@@ -192,8 +201,11 @@ def test_fake_endpoint_listens_on_loopback_only(endpoint):
         assert listening_address(server.port) == "127.0.0.1"
     assert listening_address(int(endpoint.base_url.split(":")[2].split("/")[0])) == "127.0.0.1"  # the tests' one
 
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_endpoint.py")), "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)  # the standalone command
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fake_endpoint.py")), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # the standalone command
     try:
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from daydream_luigi.errors import InputError
-from daydream_luigi.shared_state import locked_json, state_file
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.store.shared_state import locked_json, state_file
 
 
 def test_changes_are_written_back_and_reading_writes_nothing(tmp_path):
@@ -59,8 +59,9 @@ def test_a_damaged_file_and_a_bad_name_are_reported(tmp_path):
     with pytest.raises(InputError) as caught:
         with locked_json(path):
             pass
-    assert caught.value.problems == [f"{path}: not valid JSON (Expecting value: line 1 column 1 (char 0)); delete the "
-                                     f"file to reset it"]
+    assert caught.value.problems == [
+        f"{path}: not valid JSON (Expecting value: line 1 column 1 (char 0)); delete the file to reset it"
+    ]
     path.write_text("[1, 2]")
     with pytest.raises(InputError, match="not a JSON object; delete the file to reset it"):
         with locked_json(path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from daydream_luigi import slots
+from daydream_luigi.execution import slots
 
 
 @pytest.fixture

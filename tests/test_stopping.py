@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import daydream
 from fake_endpoint import FakeEndpoint
 
@@ -29,8 +28,9 @@ def slow(project, monkeypatch):
 def start(project: Path, *args: str) -> tuple[subprocess.Popen, Path, Path]:
     out, err = project / "run.out", project / "run.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "run", *args], stdout=stdout,
-                                   stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daydream_luigi", "run", *args], stdout=stdout, stderr=stderr, start_new_session=True
+        )
     return process, out, err
 
 
@@ -46,8 +46,11 @@ def kept_and_sent(project: Path) -> tuple[set, set]:
     """Generations whose answer is kept (call.json), and those that sent at least one request."""
     gens = project / "data" / "gens"
     kept = {p.parent.name for p in gens.glob("*/*/call.json")}
-    sent = {p.parent.name for p in gens.glob("*/*/attempts.jsonl")
-            if any(json.loads(line)["event"] == "sent" for line in p.read_text().splitlines())}
+    sent = {
+        p.parent.name
+        for p in gens.glob("*/*/attempts.jsonl")
+        if any(json.loads(line)["event"] == "sent" for line in p.read_text().splitlines())
+    }
     return kept, sent
 
 
@@ -62,15 +65,20 @@ def test_a_signal_lets_calls_in_flight_finish_then_the_next_run_makes_exactly_th
     assert process.wait(timeout=120) == code, out.read_text() + err.read_text()
     stdout, stderr = out.read_text(), err.read_text()
     name = signal.Signals(signum).name
-    assert f"{name}: no new generation starts; waiting for the calls in flight to finish (again to abandon them)" \
-        in stderr
+    assert (
+        f"{name}: no new generation starts; waiting for the calls in flight to finish (again to abandon them)" in stderr
+    )
     assert "Traceback" not in stdout + stderr
 
     kept, sent = kept_and_sent(project)
     assert kept == sent and len(kept) == slow.stats["requests"] < MODEL_CALLS  # every request paid for is kept
     finished = len(list((project / "data" / "gens").glob("*/*/metadata.json")))
-    assert re.search(rf"^interrupted: {finished} generation\(s\) finished in this run, {42 - finished} left; every "
-                     r"call in flight finished and its answer is kept\. Resume with the same command", stdout, re.M)
+    assert re.search(
+        rf"^interrupted: {finished} generation\(s\) finished in this run, {42 - finished} left; every "
+        r"call in flight finished and its answer is kept\. Resume with the same command",
+        stdout,
+        re.M,
+    )
     assert f"requests sent {len(kept)}, answers received {len(kept)}," in stdout
     assert "reports:" not in stdout  # an interrupted run writes none
 
@@ -108,6 +116,7 @@ def test_a_second_ctrl_c_abandons_the_calls_in_flight(project, slow):
 
 def test_a_failed_report_exits_1_with_its_reason_and_the_traceback_only_in_the_log(project, endpoint):
     from conftest import members_of
+
     cohort_id = members_of()[0].cohort_id
     reports = project / "data" / "cohorts" / cohort_id / "reports"
     reports.parent.mkdir(parents=True)
@@ -122,6 +131,7 @@ def test_a_failed_report_exits_1_with_its_reason_and_the_traceback_only_in_the_l
 
 def test_a_central_scheduler_that_is_not_running_is_one_line(project, endpoint):
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -129,7 +139,8 @@ def test_a_central_scheduler_that_is_not_running_is_one_line(project, endpoint):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: no Luigi scheduler answers at http://127.0.0.1:{port}/; start one with `daydream ui` (or `make ui`), "
-        f"or run with the local scheduler (drop --scheduler central)"]
+        f"or run with the local scheduler (drop --scheduler central)"
+    ]
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()
 
 
@@ -138,8 +149,10 @@ def test_each_failure_is_one_line_on_the_terminal_as_it_happens(project, endpoin
     result = daydream("run", "--workers", "1")
     assert result.returncode == 1
     failures = [line for line in result.stderr.splitlines() if line.startswith("failed ")]
-    assert len(failures) == 1 and failures[0].endswith("HTTP 400: fake-model is not a valid model ID; check the model "
-                                                      "string in data/1_raw/llm_models.csv and max_tokens")
+    assert len(failures) == 1 and failures[0].endswith(
+        "HTTP 400: fake-model is not a valid model ID; check the model "
+        "string in data/1_raw/llm_models.csv and max_tokens"
+    )
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -162,9 +175,15 @@ def test_verbose_adds_a_line_per_finished_generation(project, endpoint):
 
 def test_a_terminal_gets_a_live_table_per_stage_and_pool(project, endpoint):
     import pty
+
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "daydream_luigi", "run"], stdin=follower, stdout=follower,
-                               stderr=follower, env={**os.environ, "COLUMNS": "140"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daydream_luigi", "run"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "140"},
+    )
     os.close(follower)
     output = b""
     while True:

@@ -4,14 +4,14 @@ where the provider reports none (and said to be estimates), a pool's lowered rat
 import json
 import re
 
+from conftest import daydream
+from fake_endpoint import FakeEndpoint
 from rich.console import Console
 
-from conftest import daydream
-from daydream_luigi.accounting import Calls, first_reasons
-from daydream_luigi.monitor import Monitor, Row
-from daydream_luigi.progress import rate_text, status_line, table
-from daydream_luigi.ratelimit import PoolStatus
-from fake_endpoint import FakeEndpoint
+from daydream_luigi.execution.monitor import Monitor, Row
+from daydream_luigi.execution.progress import rate_text, status_line, table
+from daydream_luigi.providers.limits.ratelimit import PoolStatus
+from daydream_luigi.store.accounting import Calls, first_reasons
 
 PRICES = {"gen-paid": 1.5, "judge-paid": 3.0}  # conftest's llm_models.csv
 
@@ -26,15 +26,22 @@ def test_unscored_evaluations_and_estimated_costs_are_in_the_summary(project, mo
     calls = [json.loads(p.read_text()) for p in (project / "data" / "gens").glob("*/*/call.json")]
     metadata = [json.loads(p.read_text()) for p in (project / "data" / "gens").glob("*/*/metadata.json")]
     model_of = {m["gen_id"]: m["llm_model_id"] for m in metadata}
-    estimate = sum((m["prompt_tokens"] + m["completion_tokens"]) / 1e6 * PRICES[m["llm_model_id"]]
-                   for m in metadata if m.get("prompt_tokens") is not None)
+    estimate = sum(
+        (m["prompt_tokens"] + m["completion_tokens"]) / 1e6 * PRICES[m["llm_model_id"]]
+        for m in metadata
+        if m.get("prompt_tokens") is not None
+    )
     assert len(calls) == 36 and all(c["cost"] is None for c in calls) and len(model_of) == 42
-    assert re.search(rf"^requests sent 36, answers received 36, tokens \d+ prompt \+ \d+ completion, cost "
-                     rf"\${estimate:.4f} estimated from price_per_mtok \(the provider reported none\)$",
-                     result.stdout, re.M), result.stdout
+    assert re.search(
+        rf"^requests sent 36, answers received 36, tokens \d+ prompt \+ \d+ completion, cost "
+        rf"\${estimate:.4f} estimated from price_per_mtok \(the provider reported none\)$",
+        result.stdout,
+        re.M,
+    ), result.stdout
     lines = result.stdout.splitlines()
-    start = lines.index("unscored evaluations 12 (answers kept: fix the parser and re-score, no new call); first "
-                        "reasons:")
+    start = lines.index(
+        "unscored evaluations 12 (answers kept: fix the parser and re-score, no new call); first reasons:"
+    )
     assert re.fullmatch(r"  12 x parser 'complex': no score found.* \(e\.g\. \w+\)", lines[start + 1])
     assert not lines[start + 2].startswith("  ")
 
@@ -45,11 +52,13 @@ def test_the_cost_line_says_how_much_is_an_estimate():
     calls.add({"event": "answered", "prompt_tokens": 100, "completion_tokens": 50, "cost": 0.002}, 3.0)
     assert calls.cost_text() == "cost $0.0020 reported"
     calls.add({"event": "sent", "via": "batch"})
-    calls.add({"event": "answered", "prompt_tokens": 1000, "completion_tokens": 1000, "cost": None,
-               "price_factor": 0.5}, 3.0)  # a batched answer without a cost: half of $0.006
+    calls.add(
+        {"event": "answered", "prompt_tokens": 1000, "completion_tokens": 1000, "cost": None, "price_factor": 0.5}, 3.0
+    )  # a batched answer without a cost: half of $0.006
     assert (calls.requests, calls.batched, calls.answers, calls.unreported_cost) == (2, 1, 2, 1)
-    assert calls.cost_text() == ("cost $0.0050 ($0.0030 of it estimated from price_per_mtok for 1 answer(s) without a "
-                                 "reported cost)")
+    assert calls.cost_text() == (
+        "cost $0.0050 ($0.0030 of it estimated from price_per_mtok for 1 answer(s) without a reported cost)"
+    )
     only = Calls()
     only.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, 2.0)
     assert only.cost_text() == "cost $0.0020 estimated from price_per_mtok (the provider reported none)"
@@ -70,7 +79,8 @@ def test_the_progress_table_shows_each_pools_rate_in_force():
     assert re.search(r"draft\s*│\s*free\s*│\s*1\s*│\s*0\s*│\s*2\s*│\s*0\s*│\s*4\s*│\s*1\s*│\s*0\s*│\s*20/min", text)
     assert "2.5/min (lowered after 429s, configured 5/min)" in text
     assert status_line(monitor.snapshot(), pools).endswith(
-        "; pool free 20/min; pool paid 2.5/min (lowered after 429s, configured 5/min)")
+        "; pool free 20/min; pool paid 2.5/min (lowered after 429s, configured 5/min)"
+    )
     assert rate_text(PoolStatus("x", None, None, 0, 0, None, None)) == "no limit"
     assert rate_text(PoolStatus("x", 3.0, None, 0, 0, None, None)) == "3.0/min (lowered after 429s)"
 

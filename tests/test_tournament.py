@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from jinja2 import meta
 
-from daydream_luigi import ratings as r
-from daydream_luigi import tournament as t
-from daydream_luigi.errors import InputError
-from daydream_luigi.ids import gen_id
-from daydream_luigi.render import render
+from daydream_luigi.analysis import ratings as r
+from daydream_luigi.analysis import tournament as t
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.ids import gen_id
+from daydream_luigi.core.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_SHA = "ab" * 32  # a pairwise template's sha256
@@ -68,9 +68,13 @@ def test_planted_best_essay_is_rated_first_without_repeats_and_with_every_match_
     assert ratings.iloc[0][["gen_id", "wins", "losses", "ties"]].tolist() == [PLANTED, 5, 0, 0]
     assert (ratings["ci_low"] < ratings["rating"]).all() and (ratings["rating"] < ratings["ci_high"]).all()
     assert ratings["rating"].is_monotonic_decreasing
-    assert t.position_bias(played.matches) == {"decisive_judgments": 40, "first_position_wins": 20, "share": 0.5,
-                                               "ci_low": pytest.approx(0.352, abs=1e-3),
-                                               "ci_high": pytest.approx(0.648, abs=1e-3)}
+    assert t.position_bias(played.matches) == {
+        "decisive_judgments": 40,
+        "first_position_wins": 20,
+        "share": 0.5,
+        "ci_low": pytest.approx(0.352, abs=1e-3),
+        "ci_high": pytest.approx(0.648, abs=1e-3),
+    }
 
 
 def test_the_same_verdicts_give_the_same_tournament_whatever_the_input_order_and_a_rerun_calls_nobody():
@@ -81,8 +85,9 @@ def test_the_same_verdicts_give_the_same_tournament_whatever_the_input_order_and
     assert sum(judge.calls.values()) == calls == 40
     assert again.matches == first.matches and again.rounds == first.rounds
     fresh = t.play_tournament(ESSAYS, 5, Judge())
-    pd.testing.assert_frame_equal(r.matches_table(fresh.matches, _judgment_of), r.matches_table(first.matches,
-                                                                                                 _judgment_of))
+    pd.testing.assert_frame_equal(
+        r.matches_table(fresh.matches, _judgment_of), r.matches_table(first.matches, _judgment_of)
+    )
     pd.testing.assert_frame_equal(r.ratings_table(ESSAYS, fresh.matches), r.ratings_table(ESSAYS, first.matches))
 
 
@@ -123,15 +128,23 @@ def test_an_odd_field_gives_each_bye_to_the_lowest_ranked_essay_without_one():
     played = t.play_tournament(field, 5, judge)
     assert [r.byes for r in played.rounds] == [("e4",), ("e3",), ("e2",), ("e1",), ("e0",)]
     assert all(not r.greedy_fallback for r in played.rounds)
-    assert t.standings(field, played.matches, ["e4", "e3", "e2", "e1", "e0"]) == \
-        {"e0": 4.5, "e1": 3.5, "e2": 2.5, "e3": 1.5, "e4": 0.5}
+    assert t.standings(field, played.matches, ["e4", "e3", "e2", "e1", "e0"]) == {
+        "e0": 4.5,
+        "e1": 3.5,
+        "e2": 2.5,
+        "e3": 1.5,
+        "e4": 0.5,
+    }
 
 
 def test_small_fields_play_until_every_pair_has_met_then_stop_and_say_so():
     ties = lambda presented: ["TIE"] * len(presented)  # noqa: E731
     three = t.play_tournament(["x", "y", "z"], 5, ties)
-    assert [(r.pairs, r.byes) for r in three.rounds] == [((("x", "y"),), ("z",)), ((("x", "z"),), ("y",)),
-                                                         ((("y", "z"),), ("x",))]
+    assert [(r.pairs, r.byes) for r in three.rounds] == [
+        ((("x", "y"),), ("z",)),
+        ((("x", "z"),), ("y",)),
+        ((("y", "z"),), ("x",)),
+    ]
     assert three.stopped_early == "stopped after round 3 of 5: every pair of the 3 essays has already met"
     two = t.play_tournament(["p", "q"], 3, ties)
     assert len(two.matches) == 1
@@ -144,10 +157,21 @@ def test_without_a_repeat_free_pairing_the_round_pairs_greedily_and_the_rest_sit
     assert t.pair_round(["a", "b", "c", "d"], [], [], 1, budget=0) == t.Round(1, (("a", "b"), ("c", "d")), (), True)
 
 
-@pytest.mark.parametrize("ab, ba, outcome", [
-    ("A", "B", "a"), ("B", "A", "b"), ("A", "A", "tie"), ("B", "B", "tie"), ("TIE", "TIE", "tie"),
-    ("A", "TIE", "tie"), ("TIE", "B", "tie"), (None, "B", "none"), ("A", None, "none"), (None, None, "none"),
-])
+@pytest.mark.parametrize(
+    "ab, ba, outcome",
+    [
+        ("A", "B", "a"),
+        ("B", "A", "b"),
+        ("A", "A", "tie"),
+        ("B", "B", "tie"),
+        ("TIE", "TIE", "tie"),
+        ("A", "TIE", "tie"),
+        ("TIE", "B", "tie"),
+        (None, "B", "none"),
+        ("A", None, "none"),
+        (None, None, "none"),
+    ],
+)
 def test_match_outcome_needs_both_orders_to_agree(ab, ba, outcome):
     assert t.match_outcome(ab, ba) == outcome
 
@@ -162,26 +186,34 @@ def _judgment_of(first: str, second: str) -> str:
 
 
 def test_judgment_ids_cover_what_shapes_the_call_and_are_unambiguous():
-    signature = ('{"first":"e1","max_tokens":300,"model":"vendor/judge-model","provider":"openrouter",'
-                 f'"second":"e2","temperature":0.3,"template":"{TEMPLATE_SHA}","texts":["{TEXTS[0]}","{TEXTS[1]}"]}}')
+    signature = (
+        '{"first":"e1","max_tokens":300,"model":"vendor/judge-model","provider":"openrouter",'
+        f'"second":"e2","temperature":0.3,"template":"{TEMPLATE_SHA}","texts":["{TEXTS[0]}","{TEXTS[1]}"]}}'
+    )
     assert t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE) == gen_id("pairwise", signature, 1)
     assert t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE) == "vds5ya4ghki0ducb"  # kept ones are found by it
-    variants = {t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE),
-                t.judgment_id("e2", "e1", TEXTS, TEMPLATE_SHA, SHAPE),
-                t.judgment_id("e1", "e2", (TEXTS[0], "45" * 32), TEMPLATE_SHA, SHAPE),  # an essay made again
-                t.judgment_id("e1", "e2", TEXTS, "cd" * 32, SHAPE),  # an edited template
-                t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, {**SHAPE, "model": "vendor/other"}),  # another judge
-                t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, {**SHAPE, "temperature": 0.0}),
-                t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE, replicate=2),
-                t.judgment_id("a__b", "c", TEXTS, "t", {}), t.judgment_id("a", "b__c", TEXTS, "t", {}),
-                t.judgment_id('a","second":"b', "c", TEXTS, "t", {}),
-                t.judgment_id("a", 'b","second":"c', TEXTS, "t", {})}
+    variants = {
+        t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE),
+        t.judgment_id("e2", "e1", TEXTS, TEMPLATE_SHA, SHAPE),
+        t.judgment_id("e1", "e2", (TEXTS[0], "45" * 32), TEMPLATE_SHA, SHAPE),  # an essay made again
+        t.judgment_id("e1", "e2", TEXTS, "cd" * 32, SHAPE),  # an edited template
+        t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, {**SHAPE, "model": "vendor/other"}),  # another judge
+        t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, {**SHAPE, "temperature": 0.0}),
+        t.judgment_id("e1", "e2", TEXTS, TEMPLATE_SHA, SHAPE, replicate=2),
+        t.judgment_id("a__b", "c", TEXTS, "t", {}),
+        t.judgment_id("a", "b__c", TEXTS, "t", {}),
+        t.judgment_id('a","second":"b', "c", TEXTS, "t", {}),
+        t.judgment_id("a", 'b","second":"c', TEXTS, "t", {}),
+    }
     assert len(variants) == 11
 
 
 def test_matches_table_has_one_row_per_judgment_and_reads_back_into_the_same_matches():
-    matches = [t.Match(1, 1, "x", "y", "A", "A"), t.Match(2, 1, "x", "z", "B", "A"),
-               t.Match(3, 1, "y", "z", None, "TIE")]
+    matches = [
+        t.Match(1, 1, "x", "y", "A", "A"),
+        t.Match(2, 1, "x", "z", "B", "A"),
+        t.Match(3, 1, "y", "z", None, "TIE"),
+    ]
     table = r.matches_table(matches, _judgment_of)
     assert list(table.columns) == r.MATCH_COLUMNS
     ids = [_judgment_of(f, s) for f, s in (("x", "y"), ("y", "x"), ("x", "z"), ("z", "x"), ("y", "z"), ("z", "y"))]
@@ -199,27 +231,42 @@ def test_matches_table_has_one_row_per_judgment_and_reads_back_into_the_same_mat
 
 
 def test_position_bias_is_described_in_one_sentence():
-    matches = [t.Match(1, 1, "x", "y", "A", "A"), t.Match(2, 1, "x", "z", "B", "A"),
-               t.Match(3, 1, "y", "z", None, "TIE")]
+    matches = [
+        t.Match(1, 1, "x", "y", "A", "A"),
+        t.Match(2, 1, "x", "z", "B", "A"),
+        t.Match(3, 1, "y", "z", None, "TIE"),
+    ]
     assert t.describe_position_bias(t.position_bias(matches)) == (
         "the essay shown first won 3 of 4 decisive judgments (75%, 95% interval 30% to 95%); 50% is a judge without "
-        "position bias")
-    assert t.describe_position_bias(t.position_bias(matches[2:])) == \
-        "no judgment named a winner, so position bias cannot be measured"
+        "position bias"
+    )
+    assert (
+        t.describe_position_bias(t.position_bias(matches[2:]))
+        == "no judgment named a winner, so position bias cannot be measured"
+    )
 
 
 def _results(*pairs_and_outcomes):
     """Matches from (a, b, outcome, count) tuples."""
     verdicts = {"a": ("A", "B"), "b": ("B", "A"), "tie": ("TIE", "TIE")}
-    return [t.Match(1, k, a, b, *verdicts[outcome])
-            for k, (a, b, outcome, count) in enumerate(pairs_and_outcomes) for _ in range(count)]
+    return [
+        t.Match(1, k, a, b, *verdicts[outcome])
+        for k, (a, b, outcome, count) in enumerate(pairs_and_outcomes)
+        for _ in range(count)
+    ]
 
 
 def test_bradley_terry_on_a_hand_checked_three_player_case():
     # Strengths 4 : 2 : 1 predict A over B 2/3, B over C 2/3, A over C 4/5; these counts match exactly, so the
     # maximum-likelihood log-strengths are ln 4, ln 2, ln 1 up to a constant: centred, (ln 2, 0, -ln 2).
-    matches = _results(("A", "B", "a", 2), ("A", "B", "b", 1), ("B", "C", "a", 2), ("B", "C", "b", 1),
-                       ("A", "C", "a", 4), ("A", "C", "b", 1))
+    matches = _results(
+        ("A", "B", "a", 2),
+        ("A", "B", "b", 1),
+        ("B", "C", "a", 2),
+        ("B", "C", "b", 1),
+        ("A", "C", "a", 4),
+        ("A", "C", "b", 1),
+    )
     ratings, covariance = r.fit_bradley_terry(["A", "B", "C"], matches, prior_matches=0)
     assert ratings == pytest.approx([math.log(2), 0.0, -math.log(2)], abs=1e-9)
     # Fisher information = a graph Laplacian with conductance n p (1 - p) per pair: A-B 3 * 2/9, B-C 3 * 2/9,
@@ -241,8 +288,10 @@ def test_an_essay_that_won_everything_gets_a_finite_shrunk_rating_and_unjudged_m
     top = table.iloc[0]
     assert top[["gen_id", "wins", "losses", "ties"]].tolist() == ["A", 5, 0, 0]
     assert 0 < top["rating"] < 10 and math.isfinite(top["ci_high"])
-    assert table.set_index("gen_id").loc[["B", "C"], ["wins", "losses", "ties"]].values.tolist() == [[0, 3, 0],
-                                                                                                     [0, 2, 0]]
+    assert table.set_index("gen_id").loc[["B", "C"], ["wins", "losses", "ties"]].values.tolist() == [
+        [0, 3, 0],
+        [0, 2, 0],
+    ]
     with pytest.raises(ValueError, match=r"some group of essays won \(or lost\) every match against the rest"):
         r.fit_bradley_terry(["A", "B", "C"], matches, prior_matches=0)
 
@@ -252,11 +301,14 @@ def test_position_bias_without_decisive_judgments_is_undefined():
     assert bias["decisive_judgments"] == 0 and math.isnan(bias["share"]) and math.isnan(bias["ci_low"])
 
 
-@pytest.mark.parametrize("essays, rounds, message", [
-    (["a", "b", "a"], 3, "tournament: essay 'a' is listed twice; list each essay once"),
-    (["a"], 3, "tournament: needs at least 2 essays, got 1; run the cohort's essays first"),
-    (["a", "b"], 0, "tournament: --rounds must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "essays, rounds, message",
+    [
+        (["a", "b", "a"], 3, "tournament: essay 'a' is listed twice; list each essay once"),
+        (["a"], 3, "tournament: needs at least 2 essays, got 1; run the cohort's essays first"),
+        (["a", "b"], 0, "tournament: --rounds must be at least 1, got 0"),
+    ],
+)
 def test_bad_fields_are_input_errors(essays, rounds, message):
     with pytest.raises(InputError) as info:
         t.play_tournament(essays, rounds, lambda presented: ["TIE"] * len(presented))
@@ -269,7 +321,11 @@ def test_the_shipped_pairwise_template_takes_two_essays_and_asks_for_the_winner_
     assert meta.find_undeclared_variables(env.parse(source)) == {"essay_a", "essay_b"}
     prompt = render(source, essay_a="FIRST ESSAY TEXT", essay_b="SECOND ESSAY TEXT")
     assert prompt.index("FIRST ESSAY TEXT") < prompt.index("SECOND ESSAY TEXT")
-    assert prompt.rstrip().splitlines()[-5:-1] == ["line, and nothing after it, chosen from:", "WINNER: A",
-                                                   "WINNER: B", "WINNER: TIE"]
+    assert prompt.rstrip().splitlines()[-5:-1] == [
+        "line, and nothing after it, chosen from:",
+        "WINNER: A",
+        "WINNER: B",
+        "WINNER: TIE",
+    ]
     catalog = pd.read_csv(REPO / "data/1_raw/pairwise_templates.csv", dtype=str)
     assert catalog[["template_id", "active", "parser"]].values.tolist() == [["pairwise-novelty", "true", "winner"]]

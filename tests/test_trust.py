@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import FAKE_KEY, daydream
 from fake_endpoint import FakeEndpoint
 from fake_provider import FakeProvider
@@ -26,8 +25,11 @@ def add_provider(project: Path, name: str, base_url: str, key_env: str | None) -
 
 def move_judge_to(project: Path, provider: str) -> None:
     models = project / "data" / "1_raw" / "llm_models.csv"
-    models.write_text(models.read_text().replace("judge-paid,vendor/judge-model,openrouter,",
-                                                 f"judge-paid,vendor/judge-model,{provider},"))
+    models.write_text(
+        models.read_text().replace(
+            "judge-paid,vendor/judge-model,openrouter,", f"judge-paid,vendor/judge-model,{provider},"
+        )
+    )
 
 
 def snapshot(root: Path) -> dict:
@@ -53,7 +55,8 @@ def test_a_key_is_never_sent_over_plain_http_to_another_machine(project, endpoin
     assert result.stderr.splitlines() == [
         "error: provider 'openrouter': base URL http://models.example.org:8000/v1 (from DAYDREAM_LLM_BASE_URL) is "
         "plain http to another machine, so the key would travel unencrypted; use https://, or a loopback address "
-        "(127.0.0.1, ::1, localhost), e.g. through an SSH tunnel"]
+        "(127.0.0.1, ::1, localhost), e.g. through an SSH tunnel"
+    ]
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()
 
 
@@ -64,8 +67,10 @@ def test_a_rejected_key_stops_the_run_before_anything_is_written(project, endpoi
         result = daydream("run", env={"SECOND_KEY": SECOND_KEY})
         assert [r["path"] for r in provider.requests] == ["/v1/models"]
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"error: provider 'second' at {provider.base_url}: the key in SECOND_KEY was "
-                                          f"rejected (HTTP 401); check SECOND_KEY"]
+    assert result.stderr.splitlines() == [
+        f"error: provider 'second' at {provider.base_url}: the key in SECOND_KEY was "
+        f"rejected (HTTP 401); check SECOND_KEY"
+    ]
     assert SECOND_KEY not in result.stdout + result.stderr
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()
     assert not (project / "data" / "cohorts").exists()
@@ -73,13 +78,16 @@ def test_a_rejected_key_stops_the_run_before_anything_is_written(project, endpoi
 
 def test_a_provider_where_nothing_listens_is_one_message(project, endpoint):
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     result = daydream("run", env={"DAYDREAM_LLM_BASE_URL": url})
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"error: provider 'openrouter' at {url}: cannot connect (connection refused: "
-                                          f"nothing listens there); start the server or correct the base URL"]
+    assert result.stderr.splitlines() == [
+        f"error: provider 'openrouter' at {url}: cannot connect (connection refused: "
+        f"nothing listens there); start the server or correct the base URL"
+    ]
     assert not (project / "data" / "gens").exists()
 
 
@@ -90,9 +98,12 @@ def test_a_big_run_without_a_terminal_needs_yes(project, endpoint):
     path.write_text(yaml.safe_dump(settings))
     refused = daydream("run")
     assert refused.returncode == 2
-    assert re.fullmatch(r"error: not started: this run makes 36 model call\(s\) estimated at \$0\.\d\d, over "
-                        r"guard\.max_calls \(10\) in config/daydream\.yaml; nothing to ask without a terminal: pass "
-                        r"--yes to start it, or raise the limits\n", refused.stderr)
+    assert re.fullmatch(
+        r"error: not started: this run makes 36 model call\(s\) estimated at \$0\.\d\d, over "
+        r"guard\.max_calls \(10\) in config/daydream\.yaml; nothing to ask without a terminal: pass "
+        r"--yes to start it, or raise the limits\n",
+        refused.stderr,
+    )
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()
     started = daydream("run", "--yes")
     assert started.returncode == 0 and endpoint.stats["requests"] == 36
@@ -122,8 +133,15 @@ def test_read_only_commands_work_on_a_read_only_data_folder(project, endpoint, r
     assert daydream("run").returncode == 0
     data = request.getfixturevalue("read_only")
     before = snapshot(data)
-    for args in (["plan"], ["status"], ["check"], ["tasks"], ["run", "--dry-run"], ["cohorts"],
-                 ["plan", "--cohort", next(p.name for p in (data / "cohorts").iterdir())]):
+    for args in (
+        ["plan"],
+        ["status"],
+        ["check"],
+        ["tasks"],
+        ["run", "--dry-run"],
+        ["cohorts"],
+        ["plan", "--cohort", next(p.name for p in (data / "cohorts").iterdir())],
+    ):
         result = daydream(*args)
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stdout + result.stderr

@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from ..catalog import load_catalog
-from ..cohort import active_spec
-from ..config import BACKENDS, Paths, configure_luigi, default_backend, load_settings, pool_limits
-from ..errors import InputError
-from ..ids import checked_id
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.cohort import active_spec
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.ids import checked_id
+from daydream_luigi.core.settings import BACKENDS, Paths, configure_luigi, default_backend, load_settings, pool_limits
 
 
 class DaydreamGroup(click.Group):
@@ -31,12 +31,17 @@ def main():
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
 
 
-cohort_option = click.option("--cohort", help="Cohort id: a spec in config/cohorts/, or any cohort recorded under "
-                                              "data/cohorts/; default: the active flags.")
+cohort_option = click.option(
+    "--cohort",
+    help="Cohort id: a spec in config/cohorts/, or any cohort recorded under data/cohorts/; default: the active flags.",
+)
 backend_option = click.option(
-    "--backend", type=click.Choice(BACKENDS), default=None,
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
     help="local = embedded offline model; http = the providers of llm_models.csv  "
-         "[default: http when OPENROUTER_API_KEY is set, else local]")
+    "[default: http when OPENROUTER_API_KEY is set, else local]",
+)
 
 
 def id_list(value: tuple) -> list[str]:
@@ -46,7 +51,8 @@ def id_list(value: tuple) -> list[str]:
 
 def prepare(cohort: str | None, backend: str | None):
     """Validate every input and resolve the cohort; writes nothing (a run's Luigi graph records the membership)."""
-    from .. import tasks
+    from daydream_luigi.execution import tasks
+
     paths = Paths.from_env()
     backend = backend or default_backend()
     os.environ["DAYDREAM_BACKEND"] = backend  # the task processes resolve the cohort the same way
@@ -58,4 +64,4 @@ def prepare(cohort: str | None, backend: str | None):
     return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
 
 
-from . import curate, debug, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`
+from daydream_luigi.cli import curate, debug, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`

@@ -7,15 +7,17 @@ import click
 import pandas as pd
 import yaml
 
-from .. import collect, operations, results
-from ..report import DEDUP_CLUSTERS_FILE as DEDUP_FILE
-from ..catalog import load_catalog
-from ..cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
-from ..config import Paths, configure_luigi, default_backend, load_settings, pool_limits
-from ..errors import InputError
-from ..store import atomic_write_text
-from . import backend_option, id_list, main
-from .report import all_scores
+from daydream_luigi.analysis import results
+from daydream_luigi.cli import backend_option, id_list, main
+from daydream_luigi.cli.report import all_scores
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.report import collect
+from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
+from daydream_luigi.store import operations
+from daydream_luigi.store.files import atomic_write_text
 
 
 @main.group()
@@ -26,12 +28,25 @@ def select():
 @select.command("top")
 @click.option("--templates", multiple=True, required=True, help="Evaluation template(s) to rank by (repeat or comma).")
 @click.option("--cohort", help="Only essays of this cohort (default: every cohort on disk).")
-@click.option("--by", type=click.Choice(results.SELECT_TOP_ORDERS), default="mean", show_default=True,
-              help="mean: the mean over judges and replicates; lower-bound: the low end of its 95% interval.")
-@click.option("--min-judges", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Only essays scored by at least this many judges.")
-@click.option("--max-judge-range", type=click.FloatRange(min=0), help="Only essays whose judges' means differ by at "
-              "most this many points (an agreement filter).")
+@click.option(
+    "--by",
+    type=click.Choice(results.SELECT_TOP_ORDERS),
+    default="mean",
+    show_default=True,
+    help="mean: the mean over judges and replicates; lower-bound: the low end of its 95% interval.",
+)
+@click.option(
+    "--min-judges",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Only essays scored by at least this many judges.",
+)
+@click.option(
+    "--max-judge-range",
+    type=click.FloatRange(min=0),
+    help="Only essays whose judges' means differ by at most this many points (an agreement filter).",
+)
 @click.option("--dedup", is_flag=True, help="One essay per near-duplicate cluster (`daydream dedup` first).")
 @click.option("--exclude-judge", help="Glob of judge model ids to ignore, e.g. 'free-*'.")
 @click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True)
@@ -46,8 +61,15 @@ def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, exclud
     if dedup:
         scores = scores[scores["parent_gen_id"].isin(dedup_representatives(paths, cohort))]
     try:
-        chosen = results.select_top(scores, id_list(templates), exclude_judge, top_n, by=by, min_judges=min_judges,
-                                    max_judge_range=max_judge_range)
+        chosen = results.select_top(
+            scores,
+            id_list(templates),
+            exclude_judge,
+            top_n,
+            by=by,
+            min_judges=min_judges,
+            max_judge_range=max_judge_range,
+        )
     except ValueError as exc:
         raise InputError(str(exc)) from None
     out = out or paths.data_root / "selected_essays.txt"
@@ -62,12 +84,17 @@ def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, exclud
 
 def dedup_representatives(paths: Paths, cohort: str | None) -> set:
     """Essays that represent their near-duplicate cluster in the dedup tables of the cohort (or of every cohort)."""
-    files = [collect.reports_dir(paths, cohort) / DEDUP_FILE] if cohort else \
-        sorted(paths.cohorts.glob(f"*/reports/{DEDUP_FILE}"))
+    files = (
+        [collect.reports_dir(paths, cohort) / DEDUP_FILE]
+        if cohort
+        else sorted(paths.cohorts.glob(f"*/reports/{DEDUP_FILE}"))
+    )
     files = [path for path in files if path.exists()]
     if not files:
-        raise InputError(f"no {DEDUP_FILE} for {'cohort ' + cohort if cohort else 'any cohort'}; run "
-                         f"`daydream dedup --cohort NAME` first")
+        raise InputError(
+            f"no {DEDUP_FILE} for {'cohort ' + cohort if cohort else 'any cohort'}; run "
+            f"`daydream dedup --cohort NAME` first"
+        )
     frames = [pd.read_csv(path, dtype=str) for path in files]
     return {row.gen_id for frame in frames for row in frame.itertuples() if row.gen_id == row.representative}
 
@@ -79,8 +106,12 @@ def cohort():
 
 @cohort.command("build")
 @click.argument("name")
-@click.option("--from-essays", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="File with one essay gen_id per line (e.g. from `daydream select top`).")
+@click.option(
+    "--from-essays",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="File with one essay gen_id per line (e.g. from `daydream select top`).",
+)
 @click.option("--eval-templates", multiple=True, required=True, help="Evaluation template(s) (repeat or comma).")
 @click.option("--eval-models", multiple=True, required=True, help="Judge model id(s) (repeat or comma).")
 @click.option("--force", is_flag=True, help="Replace an existing spec or recorded cohort of that name.")
@@ -92,17 +123,26 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     configure_luigi(paths)
     catalog = load_catalog(paths, pool_limits(), settings)
     path = new_spec_path(paths, name, force)
-    raw = {"essays": read_essay_list(from_essays), "evaluation_templates": id_list(eval_templates),
-           "evaluation_models": id_list(eval_models)}
-    spec = spec_from_mapping(paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings,
-                             backend or default_backend())
+    raw = {
+        "essays": read_essay_list(from_essays),
+        "evaluation_templates": id_list(eval_templates),
+        "evaluation_models": id_list(eval_models),
+    }
+    spec = spec_from_mapping(
+        paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings, backend or default_backend()
+    )
     members = expand(spec, paths, catalog, settings)  # validates every essay before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, f"# Curated cohort built by `daydream cohort build` from {from_essays}\n" +
-                      yaml.safe_dump(raw, sort_keys=False))
+    atomic_write_text(
+        path,
+        f"# Curated cohort built by `daydream cohort build` from {from_essays}\n"
+        + yaml.safe_dump(raw, sort_keys=False),
+    )
     new = sum(1 for m in members if m.stage == "evaluation")
-    click.echo(f"cohort {name}: {len(raw['essays'])} essays, {new} evaluations -> {path}; run it with "
-               f"`daydream run --cohort {name}`")
+    click.echo(
+        f"cohort {name}: {len(raw['essays'])} essays, {new} evaluations -> {path}; run it with "
+        f"`daydream run --cohort {name}`"
+    )
 
 
 @main.command()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..config import Paths
-from ..parsers import ParseError, parse_draft, parse_score
-from . import main
+from daydream_luigi.cli import main
+from daydream_luigi.core.parsers import ParseError, parse_draft, parse_score
+from daydream_luigi.core.settings import Paths
 
 
 @main.group()
@@ -42,13 +42,20 @@ def parse_draft_cmd(parser, file):
 
 @main.command()
 @click.option("--port", type=int, default=8082, show_default=True)
-@click.option("--address", default="127.0.0.1", show_default=True, help="Listen address (keep loopback unless "
-              "workers on other machines must reach it).")
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Listen address (keep loopback unless workers on other machines must reach it).",
+)
 def ui(port, address):
     """Start the Luigi central scheduler and its web UI (state and task history under the data folder)."""
-    from ..central import luigid_command, luigid_config
+    from daydream_luigi.execution.central import luigid_command, luigid_config
+
     paths = Paths.from_env()
     os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
-    click.echo(f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True)
+    click.echo(
+        f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True
+    )
     command = luigid_command(paths, port, address)
     os.execv(command[0], command)

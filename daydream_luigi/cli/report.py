@@ -4,14 +4,18 @@ from pathlib import Path
 
 import click
 
-from .. import collect, results
-from ..config import Paths
-from . import backend_option, cohort_option, main, prepare
+from daydream_luigi.analysis import results
+from daydream_luigi.cli import backend_option, cohort_option, main, prepare
+from daydream_luigi.core.settings import Paths
+from daydream_luigi.report import collect
 
 
 def all_scores(paths: Paths):
-    frames = [collect.collect_scores(paths, folder.name)[0] for folder in sorted(paths.cohorts.glob("*"))
-              if (folder / "membership.csv").exists()]
+    frames = [
+        collect.collect_scores(paths, folder.name)[0]
+        for folder in sorted(paths.cohorts.glob("*"))
+        if (folder / "membership.csv").exists()
+    ]
     return results.aggregate_cross_experiment(frames)
 
 

@@ -8,23 +8,43 @@ import uuid
 import click
 import luigi
 
-from .. import accounting, collect, operations, pairwise, providers, rescore as rescoring, results, tasks
-from .. import run as running
-from ..catalog import load_catalog
-from ..config import Paths, configure_luigi, load_settings, pool_limits
-from ..dedup import DEFAULT_THRESHOLD, dedup_clusters
-from ..embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
-from ..errors import InputError
-from ..monitor import Listening, Monitor
-from ..progress import Display
-from ..report import DEDUP_CLUSTERS_FILE, DEDUP_SUMMARY_FILE, TOURNAMENT_MATCHES_FILE, TOURNAMENT_RATINGS_FILE, \
-    TOURNAMENT_SUMMARY_FILE
-from ..store import ATTEMPTS, METADATA, PARSED, atomic_write_json, atomic_write_text, complete_ids, gen_dir, \
-    read_json, read_lines, read_text
-from ..ratings import matches_table, ratings_table
-from ..tournament import describe_position_bias, position_bias
-from . import backend_option, main, prepare
-from .run import confirm, embedded_server
+from daydream_luigi.analysis import results
+from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
+from daydream_luigi.analysis.ratings import matches_table, ratings_table
+from daydream_luigi.analysis.tournament import describe_position_bias, position_bias
+from daydream_luigi.cli import backend_option, main, prepare
+from daydream_luigi.cli.run import confirm, embedded_server
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+from daydream_luigi.execution import pairwise, tasks
+from daydream_luigi.execution import runner as running
+from daydream_luigi.execution.monitor import Listening, Monitor
+from daydream_luigi.execution.progress import Display
+from daydream_luigi.providers import endpoints
+from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
+from daydream_luigi.report import collect
+from daydream_luigi.report.page import (
+    DEDUP_CLUSTERS_FILE,
+    DEDUP_SUMMARY_FILE,
+    TOURNAMENT_MATCHES_FILE,
+    TOURNAMENT_RATINGS_FILE,
+    TOURNAMENT_SUMMARY_FILE,
+)
+from daydream_luigi.store import accounting, operations
+from daydream_luigi.store import rescore as rescoring
+from daydream_luigi.store.files import (
+    ATTEMPTS,
+    METADATA,
+    PARSED,
+    atomic_write_json,
+    atomic_write_text,
+    complete_ids,
+    gen_dir,
+    read_json,
+    read_lines,
+    read_text,
+)
 
 LISTED = 20  # lines of detail a command prints per kind before "... and N more"
 DEFAULT_ROUNDS = 5  # Si et al. (2024) ranked generated ideas with a 5-round Swiss tournament
@@ -57,8 +77,10 @@ def complete_essays(paths: Paths, plan) -> list[str]:
 
 def _concepts(plan) -> dict[str, str]:
     """essay gen_id -> the names of its combo's concepts, as the report labels them."""
-    concepts = results.ConceptMap({cid: combo.concept_ids for cid, combo in plan.context.combos.items()},
-                                  {cid: concept.name for cid, concept in plan.context.catalog.concepts.items()})
+    concepts = results.ConceptMap(
+        {cid: combo.concept_ids for cid, combo in plan.context.combos.items()},
+        {cid: concept.name for cid, concept in plan.context.catalog.concepts.items()},
+    )
     return {m.gen_id: concepts.label(m.combo_id) for m in plan.members.values() if m.stage == "essay"}
 
 
@@ -79,18 +101,27 @@ def rescore(cohort, template, backend):
     configure_luigi(paths)
     catalog = load_catalog(paths, pool_limits(), load_settings(paths))
     if template is not None and template not in catalog.templates["evaluation"]:
-        raise InputError(f"--template {template!r} is not in {paths.raw / 'evaluation_templates.csv'}; known: "
-                         f"{', '.join(sorted(catalog.templates['evaluation']))}")
+        raise InputError(
+            f"--template {template!r} is not in {paths.raw / 'evaluation_templates.csv'}; known: "
+            f"{', '.join(sorted(catalog.templates['evaluation']))}"
+        )
     if cohort is None:
         gen_ids = complete_ids(paths.gens, "evaluation")
     else:
         gen_ids = [m.gen_id for m in prepare(cohort, backend)[1].members.values() if m.stage == "evaluation"]
     result = rescoring.rescore(paths, catalog, gen_ids, template)
-    click.echo(f"rescored {result.checked} evaluation(s) with the current parsers, no model call: "
-               f"{len(result.changed)} changed, {len(result.unparsed)} without a score"
-               + (f", {result.reparsed} read the same by another parser" if result.reparsed else ""))
-    _listed([f"  changed {c.gen_id} ({c.template_id}): {_score(c.before)} -> {_score(c.after)}"
-             + (f" ({c.error})" if c.error else "") for c in result.changed])
+    click.echo(
+        f"rescored {result.checked} evaluation(s) with the current parsers, no model call: "
+        f"{len(result.changed)} changed, {len(result.unparsed)} without a score"
+        + (f", {result.reparsed} read the same by another parser" if result.reparsed else "")
+    )
+    _listed(
+        [
+            f"  changed {c.gen_id} ({c.template_id}): {_score(c.before)} -> {_score(c.after)}"
+            + (f" ({c.error})" if c.error else "")
+            for c in result.changed
+        ]
+    )
     _listed([f"  no score {c.gen_id} ({c.template_id}): {c.error}" for c in result.unparsed])
     _listed([f"  skipped {gen_id}: {why}" for gen_id, why in result.skipped.items()])
     for cohort_id in rescoring.cohorts_with_reports(paths, {c.gen_id for c in result.changed}):
@@ -105,12 +136,15 @@ def _pairwise_template(paths: Paths, catalog, template_id):
     where = paths.raw / "pairwise_templates.csv"
     if template_id is not None:
         if template_id not in templates:
-            raise InputError(f"--template {template_id!r} is not in {where}; known: "
-                             f"{', '.join(sorted(templates)) or 'none'}")
+            raise InputError(
+                f"--template {template_id!r} is not in {where}; known: {', '.join(sorted(templates)) or 'none'}"
+            )
         return templates[template_id]
     if not templates:
-        raise InputError(f"{where}: no pairwise template (the file is missing or has no row); add a row with parser "
-                         f"winner and its file generation_templates/pairwise/<template_id>.txt (see the README)")
+        raise InputError(
+            f"{where}: no pairwise template (the file is missing or has no row); add a row with parser "
+            f"winner and its file generation_templates/pairwise/<template_id>.txt (see the README)"
+        )
     active = catalog.active_templates(pairwise.STAGE)
     if len(active) != 1:
         found = f"{len(active)} active ({', '.join(active)})" if active else "none active"
@@ -127,8 +161,10 @@ def _judge_model(plan, judge_id):
         return models[judge_id]
     judges = plan.spec.evaluation_models
     if len(judges) != 1:
-        raise InputError(f"cohort {plan.spec.cohort_id} has {len(judges)} judges ({', '.join(judges) or 'none'}); "
-                         f"choose the tournament's with --judge")
+        raise InputError(
+            f"cohort {plan.spec.cohort_id} has {len(judges)} judges ({', '.join(judges) or 'none'}); "
+            f"choose the tournament's with --judge"
+        )
     return models[judges[0]]
 
 
@@ -160,8 +196,10 @@ def calls_line(calls: accounting.Calls) -> str:
     cost = f"cost ${calls.cost:.4f} reported"
     if calls.unreported_cost:
         cost += f" ({calls.unreported_cost} answer(s) without a reported cost)"
-    return (f"requests sent {calls.requests}, answers received {calls.answers}, tokens {calls.prompt_tokens} prompt "
-            f"+ {calls.completion_tokens} completion, {cost}")
+    return (
+        f"requests sent {calls.requests}, answers received {calls.answers}, tokens {calls.prompt_tokens} prompt "
+        f"+ {calls.completion_tokens} completion, {cost}"
+    )
 
 
 def _accounted(paths: Paths, judgments, run_id: str) -> tuple[accounting.Calls, int]:
@@ -199,16 +237,18 @@ class RoundBuilder:
     def __call__(self, judgments: list[pairwise.Judgment]) -> None:
         self.asked.extend(judgments)
         self.rounds += 1
-        pending = [j for j in judgments
-                   if not (gen_dir(self.paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
+        pending = [j for j in judgments if not (gen_dir(self.paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
         if not pending:
             return
         monitor = Monitor.for_members(pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()})
         display = Display(monitor, f"tournament round {self.rounds}", self.verbosity)
         with display, Listening(monitor), running.Stopper(display) as stopper:
             try:
-                luigi.build([tasks.pairwise_task(j) for j in pending], workers=min(self.workers, len(pending)),
-                            local_scheduler=True)
+                luigi.build(
+                    [tasks.pairwise_task(j) for j in pending],
+                    workers=min(self.workers, len(pending)),
+                    local_scheduler=True,
+                )
             except KeyboardInterrupt:
                 stopper.abandoned = True
             luigi.task_register.Register.clear_instance_cache()
@@ -224,11 +264,21 @@ def _tournament_tables(paths: Paths, cohort_id: str, judge: pairwise.Judge, play
     ratings, bias = ratings_table(played.essay_ids, played.matches), position_bias(played.matches)
     atomic_write_text(out / TOURNAMENT_MATCHES_FILE, matches.to_csv(index=False))
     atomic_write_text(out / TOURNAMENT_RATINGS_FILE, ratings.to_csv(index=False))
-    atomic_write_json(out / TOURNAMENT_SUMMARY_FILE, {
-        "template_id": judge.template.template_id, "judge": judge.model.model_id, "model": judge.model.model,
-        "essays": len(played.essay_ids), "rounds_asked": rounds, "rounds_played": len(played.rounds),
-        "matches": len(played.matches), "judgments": len(matches), "stopped_early": played.stopped_early,
-        "position_bias": bias})
+    atomic_write_json(
+        out / TOURNAMENT_SUMMARY_FILE,
+        {
+            "template_id": judge.template.template_id,
+            "judge": judge.model.model_id,
+            "model": judge.model.model,
+            "essays": len(played.essay_ids),
+            "rounds_asked": rounds,
+            "rounds_played": len(played.rounds),
+            "matches": len(played.matches),
+            "judgments": len(matches),
+            "stopped_early": played.stopped_early,
+            "position_bias": bias,
+        },
+    )
     return ratings, bias
 
 
@@ -253,48 +303,62 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     template, model = _pairwise_template(paths, plan.context.catalog, template), _judge_model(plan, judge)
     essays = complete_essays(paths, plan)
     if len(essays) < 2:
-        raise InputError(f"cohort {cohort_id} has {len(essays)} complete essay(s); a tournament needs 2 or more "
-                         f"(`daydream run --cohort {cohort_id}` first)")
+        raise InputError(
+            f"cohort {cohort_id} has {len(essays)} complete essay(s); a tournament needs 2 or more "
+            f"(`daydream run --cohort {cohort_id}` first)"
+        )
     texts = {e: read_text(gen_dir(paths.gens, "essay", e) / PARSED) for e in essays}
     judge = pairwise.judge_for(plan.context, cohort_id, template, model, texts)
     totals = _tournament_plan(settings, judge, texts, rounds, _kept_judgments(paths, judge, set(essays)))
     operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     running.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE})
     if totals["to_call"] and judge.model.provider != running.EMBEDDED_PROVIDER:
-        providers.preflight(settings.providers[judge.model.provider])
+        endpoints.preflight(settings.providers[judge.model.provider])
     run_id = uuid.uuid4().hex[:12]
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
     log_path = running.log_to_file(paths, run_id)
     build = RoundBuilder(paths, judge, 0 if quiet else 1)
-    click.echo(f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
-               f"{judge.model.model_id} with {judge.template.template_id}", err=True)
+    click.echo(
+        f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
+        f"{judge.model.model_id} with {judge.template.template_id}",
+        err=True,
+    )
     with embedded_server(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         try:
             played = pairwise.play(essays, rounds, judge, paths.gens, build)
         except pairwise.RoundFailed as exc:
-            click.echo(f"{exc}; nothing written. Run the same command again to retry them (kept judgments are "
-                       f"reused, none is paid twice):")
+            click.echo(
+                f"{exc}; nothing written. Run the same command again to retry them (kept judgments are "
+                f"reused, none is paid twice):"
+            )
             _listed([f"  failed pairwise {gen_id}: {reason}" for gen_id, reason in sorted(exc.failures.items())])
             click.echo(calls_line(_accounted(paths, build.asked, run_id)[0]))
             click.echo(f"log: {log_path}")
             sys.exit(running.EXIT_FAILED)
         except Interrupted as exc:
             calls, made = _accounted(paths, build.asked, run_id)
-            finished = "calls still in flight were abandoned" if exc.abandoned else \
-                "every call in flight finished and its answer is kept"
-            click.echo(f"interrupted in round {build.rounds}: {made} judgment(s) made in this run; {finished}; "
-                       f"nothing written. Resume with the same command: kept judgments are reused.")
+            finished = (
+                "calls still in flight were abandoned"
+                if exc.abandoned
+                else "every call in flight finished and its answer is kept"
+            )
+            click.echo(
+                f"interrupted in round {build.rounds}: {made} judgment(s) made in this run; {finished}; "
+                f"nothing written. Resume with the same command: kept judgments are reused."
+            )
             click.echo(calls_line(calls))
             click.echo(f"log: {log_path}")
             sys.exit(running.EXIT_SIGNAL[exc.signum])
     calls, made = _accounted(paths, build.asked, run_id)
     ratings, bias = _tournament_tables(paths, cohort_id, judge, played, rounds)
     judgments = 2 * len(played.matches)
-    click.echo(f"tournament of cohort {cohort_id}: {len(essays)} essays, {len(played.rounds)} round(s), "
-               f"{judgments} judgments by {judge.model.model_id} with {judge.template.template_id} "
-               f"({made} made now, {judgments - made} kept)")
+    click.echo(
+        f"tournament of cohort {cohort_id}: {len(essays)} essays, {len(played.rounds)} round(s), "
+        f"{judgments} judgments by {judge.model.model_id} with {judge.template.template_id} "
+        f"({made} made now, {judgments - made} kept)"
+    )
     click.echo(calls_line(calls))
     if played.stopped_early:
         click.echo(played.stopped_early)
@@ -302,9 +366,13 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     if unjudged:
         click.echo(f"{unjudged} match(es) unjudged: a judgment had no verdict (its error is in its metadata.json)")
     concepts = _concepts(plan)
-    _listed([f"  {rank:>3}. {r.gen_id}  rating {r.rating:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]  "
-             f"W-L-T {r.wins}-{r.losses}-{r.ties}  {concepts.get(r.gen_id, '')}".rstrip()
-             for rank, r in enumerate(ratings.itertuples(), 1)])
+    _listed(
+        [
+            f"  {rank:>3}. {r.gen_id}  rating {r.rating:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]  "
+            f"W-L-T {r.wins}-{r.losses}-{r.ties}  {concepts.get(r.gen_id, '')}".rstrip()
+            for rank, r in enumerate(ratings.itertuples(), 1)
+        ]
+    )
     click.echo(f"position bias: {describe_position_bias(bias)}")
     out = collect.reports_dir(paths, cohort_id)
     click.echo(f"tables: {out / TOURNAMENT_MATCHES_FILE}, {out / TOURNAMENT_RATINGS_FILE}")
@@ -319,8 +387,9 @@ def _representative_scores(paths: Paths, plan, template_id):
     """(evaluation template, essay gen_id -> mean score on it): the scores that pick each cluster's representative,
     aggregated as `select top` ranks (the mean over judges and replicates)."""
     cohort_id = plan.spec.cohort_id
-    frame = collect.collect_scores(paths, cohort_id)[0] if (paths.cohorts / cohort_id / "membership.csv").exists() \
-        else None
+    frame = (
+        collect.collect_scores(paths, cohort_id)[0] if (paths.cohorts / cohort_id / "membership.csv").exists() else None
+    )
     present = sorted(set(frame.loc[frame["score"].notna(), "evaluation_template"])) if frame is not None else []
     if template_id is None:
         if not present:
@@ -328,24 +397,39 @@ def _representative_scores(paths: Paths, plan, template_id):
         # never a mix of two scales: the cohort's first evaluation template that has scores
         template_id = next((t for t in plan.spec.evaluation_templates if t in present), present[0])
         if len(present) > 1:
-            click.echo(f"representatives by their mean score on {template_id}, the first of the cohort's "
-                       f"{len(present)} scored evaluation templates ({', '.join(present)}); choose another with "
-                       f"--template")
+            click.echo(
+                f"representatives by their mean score on {template_id}, the first of the cohort's "
+                f"{len(present)} scored evaluation templates ({', '.join(present)}); choose another with "
+                f"--template"
+            )
     elif template_id not in present:
-        raise InputError(f"--template {template_id!r}: cohort {cohort_id} has no score on it; scored templates: "
-                         f"{', '.join(present) or 'none'}")
+        raise InputError(
+            f"--template {template_id!r}: cohort {cohort_id} has no score on it; scored templates: "
+            f"{', '.join(present) or 'none'}"
+        )
     ranked = results.select_top(frame, [template_id], top_n=frame["parent_gen_id"].nunique())
     return template_id, dict(zip(ranked["gen_id"], ranked["mean"]))
 
 
 @main.command()
 @click.option("--cohort", required=True, help="The cohort whose complete essays are compared.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_THRESHOLD,
-              show_default=True, help="Cosine similarity at or above which two essays are near-duplicates.")
-@click.option("--embedding-model", "embedding_model_id",
-              help="An llm_models.csv row with for_embedding true [default: the backend's one].")
-@click.option("--template", help="Evaluation template whose mean score picks each cluster's representative "
-              "[default: the cohort's first evaluation template with scores].")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    help="Cosine similarity at or above which two essays are near-duplicates.",
+)
+@click.option(
+    "--embedding-model",
+    "embedding_model_id",
+    help="An llm_models.csv row with for_embedding true [default: the backend's one].",
+)
+@click.option(
+    "--template",
+    help="Evaluation template whose mean score picks each cluster's representative "
+    "[default: the cohort's first evaluation template with scores].",
+)
 @backend_option
 def dedup(cohort, threshold, embedding_model_id, template, backend):
     """Near-duplicate essays of a cohort: embeddings (cached per essay), clusters at cosine >= threshold, one
@@ -366,12 +450,22 @@ def dedup(cohort, threshold, embedding_model_id, template, backend):
     out = collect.reports_dir(paths, cohort_id)
     atomic_write_text(out / DEDUP_CLUSTERS_FILE, table.to_csv(index=False))
     clusters = table["cluster"].nunique()
-    atomic_write_json(out / DEDUP_SUMMARY_FILE, {"threshold": threshold, "embedding_model": model.model_id,
-                                                 "model": model.model, "template_id": template_id,
-                                                 "essays": len(table), "clusters": clusters})
-    click.echo(f"dedup of cohort {cohort_id}: {len(table)} essays in {clusters} cluster(s) at cosine >= "
-               f"{threshold:g}; embeddings by {model.model_id}: {embedded.computed} computed, "
-               f"{len(table) - embedded.computed} from the cache")
+    atomic_write_json(
+        out / DEDUP_SUMMARY_FILE,
+        {
+            "threshold": threshold,
+            "embedding_model": model.model_id,
+            "model": model.model,
+            "template_id": template_id,
+            "essays": len(table),
+            "clusters": clusters,
+        },
+    )
+    click.echo(
+        f"dedup of cohort {cohort_id}: {len(table)} essays in {clusters} cluster(s) at cosine >= "
+        f"{threshold:g}; embeddings by {model.model_id}: {embedded.computed} computed, "
+        f"{len(table) - embedded.computed} from the cache"
+    )
     if template_id is None:
         click.echo("no scores yet: each cluster is represented by its first essay by gen_id")
     lines = []

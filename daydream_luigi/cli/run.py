@@ -7,22 +7,30 @@ from contextlib import nullcontext
 import click
 import luigi.configuration
 
-from .. import operations, slots, tasks
-from .. import run as running
-from ..accounting import complete_sets, first_reasons
-from ..budget import Spend
-from ..cohort import calls_model, record_run
-from ..progress import rate_text
-from ..stages import now
-from ..config import STAGES, pool_limits
-from ..errors import InputError
-from . import backend_option, cohort_option, main, prepare
+from daydream_luigi.cli import backend_option, cohort_option, main, prepare
+from daydream_luigi.core.cohort import calls_model, record_run
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.settings import STAGES, pool_limits
+from daydream_luigi.execution import runner as running
+from daydream_luigi.execution import slots, tasks
+from daydream_luigi.execution.generation import now
+from daydream_luigi.execution.progress import rate_text
+from daydream_luigi.providers.limits.budget import Spend
+from daydream_luigi.store import operations
+from daydream_luigi.store.accounting import complete_sets, first_reasons
 
-
-budget_option = click.option("--budget", type=float, callback=lambda ctx, param, value: operations.checked_budget(value),
-                             help="Exit 2 (nothing started) when the estimated cost (USD) is above this.")
-batch_option = click.option("--batch", is_flag=True, help="Send every eligible call through its provider's batch API "
-                            "(providers.*.batch_api): about half the price, answers within 24 hours.")
+budget_option = click.option(
+    "--budget",
+    type=float,
+    callback=lambda ctx, param, value: operations.checked_budget(value),
+    help="Exit 2 (nothing started) when the estimated cost (USD) is above this.",
+)
+batch_option = click.option(
+    "--batch",
+    is_flag=True,
+    help="Send every eligible call through its provider's batch API "
+    "(providers.*.batch_api): about half the price, answers within 24 hours.",
+)
 
 
 def confirm(question: str) -> bool:
@@ -31,7 +39,9 @@ def confirm(question: str) -> bool:
 
 def central_url() -> str:
     config = luigi.configuration.get_config()
-    return f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
+    return (
+        f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
+    )
 
 
 def _pending(plan, complete) -> list:
@@ -45,8 +55,7 @@ def _workers_needed(plan, pending, batch: bool, central: bool) -> int:
     after every task it is handed, and each request scans every pending task of the graph."""
     limits = pool_limits()
     catalog = plan.context.catalog
-    pools = {catalog.models[m.llm_model_id].pool for m in pending
-             if calls_model(m, catalog)}
+    pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
     chunks = tasks.batch_chunks(plan.spec.cohort_id, batch).lists
     polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
     ahead = 0 if central else sum(slots.ahead(limits.get(pool, 1)) for pool in pools)
@@ -56,10 +65,10 @@ def _workers_needed(plan, pending, batch: bool, central: bool) -> int:
 def embedded_server(plan, pending):
     """Start the embedded model when pending work needs it; the context manager stops it on any exit."""
     catalog = plan.context.catalog
-    if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending
-               if calls_model(m, catalog)):
+    if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending if calls_model(m, catalog)):
         return nullcontext()
-    from .. import embedded
+    from daydream_luigi.providers.local import embedded
+
     reason = embedded.unavailable_reason()
     if reason:
         raise InputError(f"the embedded model is not available: {reason}")
@@ -70,16 +79,22 @@ def embedded_server(plan, pending):
 def print_summary(cohort_id: str, result: running.Result, reports) -> None:
     outcome = result.outcome
     calls = outcome.calls
-    click.echo(f"\ncohort {cohort_id}: done {len(outcome.done)}, skipped (already complete) {outcome.complete_before}, "
-               f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}, not started {len(outcome.pending)}")
+    click.echo(
+        f"\ncohort {cohort_id}: done {len(outcome.done)}, skipped (already complete) {outcome.complete_before}, "
+        f"failed {len(outcome.failed)}, blocked {len(outcome.blocked)}, not started {len(outcome.pending)}"
+    )
     batched = f" ({calls.batched} in batches)" if calls.batched else ""
-    click.echo(f"requests sent {calls.requests}{batched}, answers received {calls.answers}, tokens "
-               f"{calls.prompt_tokens} prompt + {calls.completion_tokens} completion, {calls.cost_text()}")
+    click.echo(
+        f"requests sent {calls.requests}{batched}, answers received {calls.answers}, tokens "
+        f"{calls.prompt_tokens} prompt + {calls.completion_tokens} completion, {calls.cost_text()}"
+    )
     if result.max_cost_usd is not None:
         click.echo(Spend(calls.cost, calls.estimated_cost, 0.0, result.max_cost_usd).line())
     if outcome.unscored:
-        click.echo(f"unscored evaluations {len(outcome.unscored)} (answers kept: fix the parser and re-score, no new "
-                   f"call); first reasons:")
+        click.echo(
+            f"unscored evaluations {len(outcome.unscored)} (answers kept: fix the parser and re-score, no new "
+            f"call); first reasons:"
+        )
         for reason, count, gen_id in first_reasons(outcome.unscored):
             click.echo(f"  {count} x {reason} (e.g. {gen_id})")
     for gen_id, (stage, reason) in sorted(outcome.failed.items()):
@@ -101,10 +116,15 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
         click.echo(f"reports: {reports}")
     if result.interrupted_by is not None:
         left = len(outcome.pending) + len(outcome.failed) + len(outcome.blocked)
-        abandoned = "; calls still in flight were abandoned" if result.abandoned else \
-            "; every call in flight finished and its answer is kept"
-        click.echo(f"interrupted: {len(outcome.done)} generation(s) finished in this run, {left} left{abandoned}. "
-                   f"Resume with the same command: finished work and kept answers are reused.")
+        abandoned = (
+            "; calls still in flight were abandoned"
+            if result.abandoned
+            else "; every call in flight finished and its answer is kept"
+        )
+        click.echo(
+            f"interrupted: {len(outcome.done)} generation(s) finished in this run, {left} left{abandoned}. "
+            f"Resume with the same command: finished work and kept answers are reused."
+        )
     click.echo(f"log: {result.log_path}")
 
 
@@ -112,25 +132,56 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
 @cohort_option
 @click.option("--stage", type=click.Choice(STAGES), help="Only this stage (and the parents it needs).")
 @click.option("--gen-id", "gen_ids", multiple=True, help="Only this generation (and its parents); repeatable.")
-@click.option("--workers", type=click.IntRange(min=1), help="Luigi workers [default: the sum of the pool limits in "
-              "use, plus one].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Luigi workers [default: the sum of the pool limits in use, plus one].",
+)
 @backend_option
-@click.option("--scheduler", type=click.Choice(["local", "central"]), default="local", show_default=True,
-              help="central = the luigid of `make ui`, shared by every worker process and machine.")
-@click.option("--scheduler-url", envvar="DAYDREAM_SCHEDULER_URL", help="luigid URL for --scheduler central "
-              "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]")
+@click.option(
+    "--scheduler",
+    type=click.Choice(["local", "central"]),
+    default="local",
+    show_default=True,
+    help="central = the luigid of `make ui`, shared by every worker process and machine.",
+)
+@click.option(
+    "--scheduler-url",
+    envvar="DAYDREAM_SCHEDULER_URL",
+    help="luigid URL for --scheduler central "
+    "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]",
+)
 @budget_option
-@click.option("--max-cost", type=float, callback=lambda ctx, param, value: operations.checked_budget(value, "--max-cost"),
-              help="Spending stop (USD): no new call starts once what this run spent (reported cost, else the "
-                   "price_per_mtok estimate), what is in flight and its own estimate would exceed it.")
+@click.option(
+    "--max-cost",
+    type=float,
+    callback=lambda ctx, param, value: operations.checked_budget(value, "--max-cost"),
+    help="Spending stop (USD): no new call starts once what this run spent (reported cost, else the "
+    "price_per_mtok estimate), what is in flight and its own estimate would exceed it.",
+)
 @batch_option
-@click.option("--yes", is_flag=True, help="Start a run above the guard thresholds (config/daydream.yaml `guard`) "
-              "without asking.")
+@click.option(
+    "--yes", is_flag=True, help="Start a run above the guard thresholds (config/daydream.yaml `guard`) without asking."
+)
 @click.option("--dry-run", is_flag=True, help="Show what would run, run nothing, write nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Also a line for each generation as it finishes.")
-def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budget, max_cost, batch, yes, dry_run,
-        quiet, verbose):
+def run(
+    cohort,
+    stage,
+    gen_ids,
+    workers,
+    backend,
+    scheduler,
+    scheduler_url,
+    budget,
+    max_cost,
+    batch,
+    yes,
+    dry_run,
+    quiet,
+    verbose,
+):
     """Run a cohort end to end: drafts, essays and evaluations as one pipelined Luigi graph, then the reports.
 
     Exit codes: 0 all done; 1 some generations or a report failed (each listed with its reason), the --max-cost
@@ -143,8 +194,13 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
     members = list(plan.members.values())
     unknown = [g for g in gen_ids if g not in plan.members]
     if unknown:
-        raise InputError([f"--gen-id {g}: not a generation of cohort {cohort_id}; `daydream status --cohort "
-                          f"{cohort_id}` lists the cohort" for g in unknown])
+        raise InputError(
+            [
+                f"--gen-id {g}: not a generation of cohort {cohort_id}; `daydream status --cohort "
+                f"{cohort_id}` lists the cohort"
+                for g in unknown
+            ]
+        )
     settings = plan.context.settings
     cost_plan = operations.plan(paths, plan.context.catalog, members, settings, batch)
     if budget is not None:
@@ -162,8 +218,17 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
         click.echo(cost_plan.to_string(index=False), err=True)
     operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
-    request = running.Request(cohort_id, members, workers or _workers_needed(plan, pending, batch, url is not None),
-                              url, stage, tuple(gen_ids), 0 if quiet else 2 if verbose else 1, max_cost, batch)
+    request = running.Request(
+        cohort_id,
+        members,
+        workers or _workers_needed(plan, pending, batch, url is not None),
+        url,
+        stage,
+        tuple(gen_ids),
+        0 if quiet else 2 if verbose else 1,
+        max_cost,
+        batch,
+    )
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
@@ -172,9 +237,19 @@ def run(cohort, stage, gen_ids, workers, backend, scheduler, scheduler_url, budg
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         result = running.run(paths, request)
     outcome = result.outcome
-    record_run(paths, cohort_id, started, now(), {"done": len(outcome.done), "failed": len(outcome.failed),
-                                                   "blocked": len(outcome.blocked), "skipped": outcome.complete_before,
-                                                   "not_started": len(outcome.pending)})
+    record_run(
+        paths,
+        cohort_id,
+        started,
+        now(),
+        {
+            "done": len(outcome.done),
+            "failed": len(outcome.failed),
+            "blocked": len(outcome.blocked),
+            "skipped": outcome.complete_before,
+            "not_started": len(outcome.pending),
+        },
+    )
     written = not (stage or gen_ids or result.interrupted_by is not None)  # as running.run decides
     reports = paths.cohorts / cohort_id / "reports" / "report.html" if written else None
     print_summary(cohort_id, result, reports)
@@ -190,13 +265,18 @@ def plan(cohort, backend, budget, batch):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
     at batch price)."""
     paths, cohort_plan = prepare(cohort, backend)
-    frame = operations.plan(paths, cohort_plan.context.catalog, list(cohort_plan.members.values()),
-                            cohort_plan.context.settings, batch)
+    frame = operations.plan(
+        paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
+    )
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
     click.echo(frame.to_string(index=False))
     totals = operations.plan_total(frame)
-    click.echo("total: " + ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
-                                     for key, value in totals.items()))
+    click.echo(
+        "total: "
+        + ", ".join(
+            f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}" for key, value in totals.items()
+        )
+    )
     if budget is not None:
         operations.check_budget(frame, budget)
 

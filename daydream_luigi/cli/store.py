@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from .. import importer, operations
-from ..catalog import load_catalog
-from ..config import STAGES, Paths, configure_luigi, default_backend, load_settings, pool_limits
-from ..errors import InputError
-from . import main
+from daydream_luigi.cli import main
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.settings import STAGES, Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.store import importer, operations
 
 
 @main.command()
@@ -41,10 +41,22 @@ _TARGETS = {
 @main.command()
 def tasks():
     """Each Luigi task class: its group, parameters, target and where it is defined."""
-    from .. import tasks as task_module
-    classes = (task_module.Cohort, task_module.Report, task_module.Pivot, task_module.ParseScores, task_module.Feed,
-               task_module.Lineages, task_module.EvaluationTask, task_module.EssayTask, task_module.DraftTask,
-               task_module.Combinations, task_module.CohortMembership, task_module.PairwiseJudgment)
+    from daydream_luigi.execution import tasks as task_module
+
+    classes = (
+        task_module.Cohort,
+        task_module.Report,
+        task_module.Pivot,
+        task_module.ParseScores,
+        task_module.Feed,
+        task_module.Lineages,
+        task_module.EvaluationTask,
+        task_module.EssayTask,
+        task_module.DraftTask,
+        task_module.Combinations,
+        task_module.CohortMembership,
+        task_module.PairwiseJudgment,
+    )
     for cls in classes:
         if issubclass(cls, task_module.GenerationTask):
             group, target = "generation", f"data/gens/{cls.stage}/<gen_id>/metadata.json"
@@ -84,11 +96,18 @@ def gens_rm(gen_ids, cohort, stage, template, yes):
 
 
 @main.command("import")
-@click.option("--stage", type=click.Choice(importer.STAGES), required=True,
-              help="What the texts are: finished essays (to judge) or drafts (to write essays from).")
+@click.option(
+    "--stage",
+    type=click.Choice(importer.STAGES),
+    required=True,
+    help="What the texts are: finished essays (to judge) or drafts (to write essays from).",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--cohort", help="Also add them to this curated cohort's spec (config/cohorts/NAME.yaml): essays to its "
-                               "essays list, drafts to its drafts list.")
+@click.option(
+    "--cohort",
+    help="Also add them to this curated cohort's spec (config/cohorts/NAME.yaml): essays to its "
+    "essays list, drafts to its drafts list.",
+)
 @click.option("--label", help="A short note shown with them in reports, e.g. 'winner of project X'.")
 def import_texts(stage, files, cohort, label):
     """Register texts written elsewhere as complete essays or drafts, judged and ranked beside generated ones.

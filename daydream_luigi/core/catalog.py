@@ -1,0 +1,292 @@
+"""Load and validate the raw inputs in data/1_raw (concepts, templates, models) before anything runs."""
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.ids import id_problem
+from daydream_luigi.core.parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
+from daydream_luigi.core.render import template_problem
+from daydream_luigi.core.settings import LEVELS, Paths, Settings, load_settings
+
+GENERATORS = ("llm", "copy")
+_TRUE = {"true", "1", "yes", "y"}
+_FALSE = {"false", "0", "no", "n", ""}
+
+
+@dataclass(frozen=True)
+class Concept:
+    concept_id: str
+    name: str
+    active: bool
+    descriptions: dict  # level -> text, only the levels that have a file
+
+    def content(self, level: str) -> str:
+        """The description at `level`, falling back to paragraph, then sentence, then the name."""
+        for candidate in (level, "paragraph", "sentence"):
+            if self.descriptions.get(candidate):
+                return self.descriptions[candidate]
+        return self.name
+
+
+@dataclass(frozen=True)
+class Template:
+    stage: str
+    template_id: str
+    name: str
+    active: bool
+    kind: str  # parser name for draft/evaluation/pairwise templates, generator for essay templates
+    path: Path
+    source: str
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Model:
+    model_id: str
+    model: str
+    provider: str
+    display_name: str
+    for_generation: bool
+    for_evaluation: bool
+    pool: str
+    price_per_mtok: float
+    for_embedding: bool = False  # an embedding model (`daydream dedup`), never a cohort's generator or judge
+
+
+@dataclass(frozen=True)
+class Catalog:
+    concepts: dict
+    templates: dict  # stage -> {template_id: Template}
+    models: dict
+
+    def active_concepts(self) -> list[str]:
+        return sorted(cid for cid, c in self.concepts.items() if c.active)
+
+    def active_templates(self, stage: str) -> list[str]:
+        return sorted(tid for tid, t in self.templates[stage].items() if t.active)
+
+    def draft_concepts(self, concept_ids, level: str) -> list[dict]:
+        """The `concepts` variable of a draft prompt: each concept's name and description at `level`, in order."""
+        return [{"name": self.concepts[c].name, "content": self.concepts[c].content(level)} for c in concept_ids]
+
+
+_TEMPLATE_CATALOGS = {
+    "draft": ("draft_templates.csv", "parser"),
+    "essay": ("essay_templates.csv", "generator"),
+    "evaluation": ("evaluation_templates.csv", "parser"),
+    "pairwise": ("pairwise_templates.csv", "parser"),  # judges of `daydream tournament`
+}
+# A catalog file a project may leave out: without pairwise templates there is no tournament to run, nothing else.
+_OPTIONAL_CATALOGS = {"pairwise"}
+_MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "for_evaluation", "pool"]
+
+
+def _read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int, dict]]:
+    """Rows of a CSV with their line numbers; collects a problem (and returns []) when the file cannot be used."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # spreadsheets often save a byte-order mark
+            reader = csv.DictReader(handle, strict=True)
+            rows = []
+            try:
+                header = reader.fieldnames or []
+                missing = [c for c in columns if c not in header]
+                if missing:
+                    problems.append(
+                        f"{path}: missing column(s) {', '.join(missing)}; the header must contain {','.join(columns)}"
+                    )
+                    return []
+                while True:
+                    start = reader.line_num + 1  # where the record begins (a bad quote can run to the end)
+                    row = next(reader, None)
+                    if row is None:
+                        break
+                    if None in row or any(v is None for v in row.values()):
+                        problems.append(
+                            f"{path}: line {start}: expected {len(header)} fields, found "
+                            f"{len(header) + len(row.get(None, [])) - sum(v is None for v in row.values())}"
+                            f"; quote fields that contain commas"
+                        )
+                        continue
+                    rows.append((start, {k: v.strip() for k, v in row.items()}))
+            except csv.Error as exc:
+                problems.append(f"{path}: line {start}: not valid CSV ({exc}); check the quotes on that line")
+                return []
+            return rows
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found; create it (see the README, 'Inputs')")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8")
+    return []
+
+
+def _read_text(path: Path, problems: list[str]) -> str | None:
+    """A description or template file (a byte-order mark is dropped); None, with a problem, when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8")
+        return None
+
+
+def _flag(value: str, where: str, column: str, problems: list[str]) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered not in _FALSE:
+        problems.append(f"{where}: {column} {value!r} is not true or false")
+    return False
+
+
+def _check_ids(rows, path: Path, column: str, problems: list[str]) -> list[tuple[int, dict]]:
+    """Keep rows whose id is usable and unique; report the others."""
+    seen: dict[str, int] = {}
+    kept = []
+    for line, row in rows:
+        value = row[column]
+        problem = id_problem(value)
+        if problem:
+            problems.append(f"{path}: line {line}: {column} {value!r} {problem}; rename it")
+        elif value in seen:
+            problems.append(
+                f"{path}: line {line}: duplicate {column} {value!r} (first on line {seen[value]}); "
+                f"remove or rename one of them"
+            )
+        else:
+            seen[value] = line
+            kept.append((line, row))
+    return kept
+
+
+def _load_concepts(paths: Paths, name_only: bool, problems: list[str]) -> dict:
+    path = paths.raw / "concepts_metadata.csv"
+    rows = _check_ids(_read_rows(path, ["concept_id", "name", "active"], problems), path, "concept_id", problems)
+    concepts = {}
+    for line, row in rows:
+        where = f"{path}: line {line}"
+        descriptions = {}
+        reported = len(problems)
+        for level in LEVELS:
+            file = paths.raw / "concepts" / f"descriptions-{level}" / f"{row['concept_id']}.txt"
+            text = _read_text(file, problems) if file.exists() else None
+            if text and text.strip():
+                descriptions[level] = text.strip()
+        if not descriptions and not name_only and len(problems) == reported:  # an unreadable file is reported already
+            looked = paths.raw / "concepts" / f"descriptions-{{{','.join(LEVELS)}}}" / f"{row['concept_id']}.txt"
+            problems.append(
+                f"{where}: concept {row['concept_id']!r} has no description: none of {looked} has text; "
+                f"write one, or set allow_name_only_concepts: true in {paths.settings_file}"
+            )
+        if not row["name"]:
+            problems.append(f"{where}: concept {row['concept_id']!r} has an empty name; fill it in")
+        concepts[row["concept_id"]] = Concept(
+            row["concept_id"], row["name"], _flag(row["active"], where, "active", problems), descriptions
+        )
+    return concepts
+
+
+def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
+    filename, kind_column = _TEMPLATE_CATALOGS[stage]
+    path = paths.raw / filename
+    if stage in _OPTIONAL_CATALOGS and not path.exists():
+        return {}
+    columns = ["template_id", "template_name", "description", "active", kind_column]
+    rows = _check_ids(_read_rows(path, columns, problems), path, "template_id", problems)
+    allowed = {
+        "draft": set(DRAFT_PARSERS) | {""},
+        "essay": set(GENERATORS),
+        "evaluation": set(SCORE_PARSERS),
+        "pairwise": set(PAIRWISE_PARSERS),
+    }[stage]
+    templates = {}
+    for line, row in rows:
+        where = f"{path}: line {line}"
+        tid, kind = row["template_id"], row[kind_column]
+        if kind not in allowed:
+            known = ", ".join(sorted(k for k in allowed if k)) + (" or blank" if "" in allowed else "")
+            problems.append(f"{where}: unknown {kind_column} {kind!r} for template {tid!r}; use one of: {known}")
+        file = paths.templates_root / stage / f"{tid}.txt"
+        if not file.exists():
+            problems.append(
+                f"{where}: template file {file} not found for template {tid!r}; create it or remove the row"
+            )
+            continue
+        source = _read_text(file, problems)
+        if source is None:
+            continue
+        problem = template_problem(source, stage)
+        if problem:
+            problems.append(f"{file}: template {tid!r} {problem}; fix the template")
+        templates[tid] = Template(
+            stage, tid, row["template_name"], _flag(row["active"], where, "active", problems), kind, file, source
+        )
+    return templates
+
+
+def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]) -> dict:
+    path = paths.raw / "llm_models.csv"
+    rows = _check_ids(_read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
+    models = {}
+    for line, row in rows:
+        where = f"{path}: line {line}"
+        if row["provider"] not in providers:
+            problems.append(
+                f"{where}: model {row['id']!r} uses unknown provider {row['provider']!r}; use one of "
+                f"{', '.join(sorted(providers))} or declare it under providers: in {paths.settings_file}"
+            )
+        if row["pool"] not in pools:
+            problems.append(
+                f"{where}: model {row['id']!r} uses unknown pool {row['pool']!r}; use one of "
+                f"{', '.join(sorted(pools))} or add it to [resources] in config/luigi.cfg"
+            )
+        if not row["model"]:
+            problems.append(
+                f"{where}: model {row['id']!r} has an empty model string; fill in the provider's model name"
+            )
+        try:
+            price = float(row.get("price_per_mtok") or 0)
+        except ValueError:
+            problems.append(f"{where}: price_per_mtok {row['price_per_mtok']!r} is not a number")
+            price = 0.0
+        model = Model(
+            row["id"],
+            row["model"],
+            row["provider"],
+            row["display_name"],
+            _flag(row["for_generation"], where, "for_generation", problems),
+            _flag(row["for_evaluation"], where, "for_evaluation", problems),
+            row["pool"],
+            price,
+            _flag(row.get("for_embedding", ""), where, "for_embedding", problems),
+        )
+        if model.for_embedding and (model.for_generation or model.for_evaluation):
+            problems.append(
+                f"{where}: model {row['id']!r} is for_embedding, so it cannot also be for_generation or "
+                f"for_evaluation (an embedding model does not chat); set those to false"
+            )
+        models[row["id"]] = model
+    return models
+
+
+def load_catalog(paths: Paths, pools: dict, settings: Settings | None = None) -> Catalog:
+    """Everything in data/1_raw, validated; raises InputError listing every problem found.
+
+    `settings` (read from `paths` when not given) says whether name-only concepts are allowed and which providers exist.
+    """
+    settings = settings or load_settings(paths)
+    problems: list[str] = []
+    concepts = _load_concepts(paths, settings.allow_name_only_concepts, problems)
+    templates = {stage: _load_templates(paths, stage, problems) for stage in _TEMPLATE_CATALOGS}
+    models = _load_models(paths, pools, settings.providers, problems)
+    try:
+        settings.pool_rates(pools)  # a rate set for a pool that does not exist is a typo, not a limit
+    except InputError as exc:
+        problems += exc.problems
+    raise_if(problems)
+    return Catalog(concepts, templates, models)

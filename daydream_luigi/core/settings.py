@@ -1,0 +1,325 @@
+"""Where things live and the run settings: environment variables, config/daydream.yaml and config/luigi.cfg."""
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import luigi.configuration
+import yaml
+
+from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.providers.batch import BatchSettings, batch_settings
+from daydream_luigi.providers.endpoints import parse_providers
+from daydream_luigi.providers.limits.ratelimit import pool_rates
+
+STAGES = ("draft", "essay", "evaluation")
+PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}  # the stage of a generation's parent_gen_id
+LEVELS = ("sentence", "paragraph", "article")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every location the pipeline reads or writes, derived from two roots."""
+
+    data_root: Path
+    config_dir: Path
+
+    @classmethod
+    def from_env(cls) -> "Paths":
+        data = Path(os.environ.get("DAYDREAM_DATA_ROOT", "data")).resolve()
+        config = Path(os.environ.get("DAYDREAM_CONFIG_DIR", "config")).resolve()
+        return cls(data, config)
+
+    @property
+    def raw(self) -> Path:
+        return self.data_root / "1_raw"
+
+    @property
+    def templates_root(self) -> Path:
+        return Path(os.environ.get("GEN_TEMPLATES_ROOT", self.raw / "generation_templates"))
+
+    @property
+    def gens(self) -> Path:
+        return self.data_root / "gens"
+
+    @property
+    def cohorts(self) -> Path:
+        return self.data_root / "cohorts"
+
+    @property
+    def combo_mappings(self) -> Path:
+        return self.data_root / "combo_mappings.csv"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "daydream.yaml"
+
+    @property
+    def cohort_specs(self) -> Path:
+        return self.config_dir / "cohorts"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A setting's type and range: `accepts` decides, `expected` is what a message asks for."""
+
+    accepts: Callable[[object], bool]
+    expected: str
+
+
+POSITIVE_INT = Rule(lambda v: _is_int(v) and v >= 1, "a whole number >= 1")
+NON_NEGATIVE_INT = Rule(lambda v: _is_int(v) and v >= 0, "a whole number >= 0")
+POSITIVE_NUMBER = Rule(lambda v: _is_number(v) and v > 0, "a number > 0")
+NON_NEGATIVE_NUMBER = Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0")
+TEMPERATURE = Rule(lambda v: _is_number(v) and 0 <= v <= 2, "a number from 0 to 2")
+BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+
+REPLICATES = dict.fromkeys(STAGES, POSITIVE_INT)
+_STAGE_SETTINGS = {
+    "temperature": TEMPERATURE,
+    "max_tokens": POSITIVE_INT,
+    "connect_timeout": POSITIVE_NUMBER,
+    "read_timeout": POSITIVE_NUMBER,
+}
+# Every key of config/daydream.yaml; None marks the two checked apart (description_level keeps its own message,
+# providers are parsed by the providers module). The order is the order of the "missing setting(s)" message.
+SCHEMA = {
+    "k": POSITIVE_INT,
+    "description_level": None,
+    "min_draft_lines": POSITIVE_INT,
+    "replicates": REPLICATES,
+    "stages": dict.fromkeys(STAGES, _STAGE_SETTINGS),
+    "retry": {
+        "max_attempts": POSITIVE_INT,
+        "max_total_seconds": POSITIVE_NUMBER,
+        "backoff_base": POSITIVE_NUMBER,
+        "backoff_max": POSITIVE_NUMBER,
+    },
+    "scheduling": {"part_size": POSITIVE_INT},
+    "limits": {"max_prompt_chars": POSITIVE_INT},
+    "allow_name_only_concepts": BOOLEAN,
+    "guard": {"max_calls": NON_NEGATIVE_INT, "max_cost_usd": NON_NEGATIVE_NUMBER},
+    "providers": None,
+    "pools": None,
+    "batch": None,
+}
+OPTIONAL_SETTINGS = ("pools", "batch")  # may be left out; checked by the ratelimit and batch modules
+
+
+def shown(value) -> str:
+    """A value as a message quotes it, spelled the way YAML writes it."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "nothing"}[value]
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value)
+
+
+def schema_problems(raw: dict, schema: dict, prefix: str = "") -> tuple[list[str], list[str]]:
+    """(missing key paths, other problems) of `raw` against `schema`; each problem names its key path and the fix."""
+    missing: list[str] = []
+    problems: list[str] = []
+    level = f"in {prefix[:-1]}" if prefix else "at the top level"
+    problems += [
+        f"unknown setting {prefix}{key}; remove it (allowed {level}: {', '.join(schema)})"
+        for key in raw
+        if key not in schema
+    ]
+    for key, rule in schema.items():
+        path = f"{prefix}{key}"
+        if key not in raw:
+            missing.append(path)
+        elif isinstance(rule, dict):
+            value = raw[key]
+            if isinstance(value, dict):
+                nested_missing, nested = schema_problems(value, rule, f"{path}.")
+                missing += nested_missing
+                problems += nested
+            else:
+                problems.append(f"{path} must be a mapping of {', '.join(rule)} (found {shown(value)})")
+        elif rule is not None and not rule.accepts(raw[key]):
+            problems.append(f"{path} must be {rule.expected} (found {shown(raw[key])})")
+    return missing, problems
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Above either threshold a run asks before it starts (guard: in config/daydream.yaml)."""
+
+    max_calls: int
+    max_cost_usd: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed, validated run settings (config/daydream.yaml)."""
+
+    raw: dict
+    providers: dict  # provider id -> providers.Provider
+
+    @property
+    def k(self) -> int:
+        return self.raw["k"]
+
+    @property
+    def description_level(self) -> str:
+        return self.raw["description_level"]
+
+    @property
+    def min_draft_lines(self) -> int:
+        return self.raw["min_draft_lines"]
+
+    @property
+    def replicates(self) -> dict[str, int]:
+        return dict(self.raw["replicates"])
+
+    def stage(self, stage: str) -> dict:
+        return dict(self.raw["stages"][stage])
+
+    @property
+    def retry(self) -> dict:
+        return dict(self.raw["retry"])
+
+    @property
+    def part_size(self) -> int:
+        return self.raw["scheduling"]["part_size"]
+
+    @property
+    def max_prompt_chars(self) -> int:
+        return self.raw["limits"]["max_prompt_chars"]
+
+    @property
+    def allow_name_only_concepts(self) -> bool:
+        return self.raw["allow_name_only_concepts"]
+
+    def pool_rates(self, known_pools=None) -> dict:
+        """pool -> ratelimit.PoolRates; with `known_pools` (luigi.cfg [resources]) an unknown pool is an error."""
+        return pool_rates(self.raw.get("pools"), "config/daydream.yaml", known_pools)
+
+    @property
+    def batch(self) -> BatchSettings:
+        return batch_settings(self.raw.get("batch"), "config/daydream.yaml", STAGES)
+
+    @property
+    def guard(self) -> Guard:
+        return Guard(**self.raw["guard"])
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A one-line description of a YAML error, with its line."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" on line {mark.line + 1}" if mark else ""
+    return f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc}); fix the syntax"
+
+
+def read_yaml(path: Path):
+    """A YAML file's contents (a byte-order mark is fine); InputError naming the file when it cannot be read."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: {yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+
+
+def load_settings(paths: Paths) -> Settings:
+    """config/daydream.yaml, typed and ranged; raises InputError listing every problem, one line each."""
+    path = paths.settings_file
+    try:
+        raw = read_yaml(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
+    raw = raw if isinstance(raw, dict) else {}
+    missing, problems = schema_problems(raw, SCHEMA)
+    missing = [key for key in missing if key not in OPTIONAL_SETTINGS]
+    if missing:
+        problems.insert(0, f"missing setting(s) {', '.join(missing)}; add them (see the README)")
+    if "description_level" in raw and raw["description_level"] not in LEVELS:
+        problems.append(f"description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
+    problems = [f"{path}: {problem}" for problem in problems]
+    providers: dict = {}
+    if "providers" in raw:
+        providers, provider_problems = parse_providers(raw["providers"], str(path))
+        problems += provider_problems
+    for key, check in (
+        ("pools", lambda value: pool_rates(value, str(path))),
+        ("batch", lambda value: batch_settings(value, str(path), STAGES)),
+    ):
+        if key in raw:
+            try:
+                check(raw[key])
+            except InputError as exc:
+                problems += exc.problems
+    raise_if(problems)
+    return Settings(raw, providers)
+
+
+def configure_luigi(paths: Paths) -> None:
+    """Use config/luigi.cfg unless LUIGI_CONFIG_PATH names another file (then that file replaces ours)."""
+    if os.environ.get("LUIGI_CONFIG_PATH"):
+        return
+    config_file = str(paths.config_dir / "luigi.cfg")
+    if config_file not in _added_config_files:
+        _added_config_files.add(config_file)
+        luigi.configuration.add_config_path(config_file)
+
+
+_added_config_files: set[str] = set()
+
+
+def luigi_config_file(paths: Paths) -> Path:
+    """The Luigi config file in use: LUIGI_CONFIG_PATH when set, else config/luigi.cfg."""
+    return Path(os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg")
+
+
+def check_pool_limits(resources: Mapping[str, str], source: str) -> dict[str, int]:
+    """A [resources] section (pool -> limit, as text) as integers >= 1; InputError naming `source` and each bad key.
+
+    Luigi would wait forever on a limit of 0 and fail with a traceback on `five`; `5_0` or `+5` are not limits either.
+    """
+    limits: dict[str, int] = {}
+    problems = []
+    for name, value in resources.items():
+        text = str(value).strip()
+        if re.fullmatch(r"[0-9]+", text) and int(text) >= 1:
+            limits[name] = int(text)
+        else:
+            problems.append(
+                f"{source}: [resources] {name} must be a whole number >= 1 (found {text!r}); it is how "
+                f"many calls of pool {name!r} may run at once"
+            )
+    raise_if(problems)
+    return limits
+
+
+def pool_limits() -> dict[str, int]:
+    """The [resources] section: pool name -> how many calls may run at once."""
+    config = luigi.configuration.get_config()
+    if not config.has_section("resources"):
+        return {}
+    return check_pool_limits(dict(config.items("resources")), str(luigi_config_file(Paths.from_env())))
+
+
+BACKENDS = ("local", "http")
+
+
+def default_backend() -> str:
+    """`DAYDREAM_BACKEND` when set (the CLI sets it for the task processes of a run), else http when a provider key is
+    in the environment and the embedded offline model otherwise."""
+    chosen = os.environ.get("DAYDREAM_BACKEND")
+    if chosen:
+        if chosen not in BACKENDS:
+            raise InputError(f"DAYDREAM_BACKEND={chosen!r} is not one of {', '.join(BACKENDS)}")
+        return chosen
+    return "http" if os.environ.get("OPENROUTER_API_KEY") else "local"

@@ -1,0 +1,39 @@
+"""The Luigi central scheduler (luigid): its config under the data folder, and the command that starts it."""
+
+import configparser
+import os
+import sys
+from pathlib import Path
+
+from daydream_luigi.core.settings import Paths
+
+
+def luigid_config(paths: Paths) -> Path:
+    """config/luigi.cfg (pool limits included) plus the state file and the SQLite task history in data/luigid/."""
+    folder = paths.data_root / "luigid"
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    config = configparser.ConfigParser()
+    config.read(os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg")
+    for section in ("scheduler", "task_history"):
+        if not config.has_section(section):
+            config.add_section(section)
+    config.set("scheduler", "state_path", str(folder / "state.pickle"))
+    config.set("scheduler", "record_task_history", "true")
+    config.set("task_history", "db_connection", f"sqlite:///{folder / 'history.db'}")
+    path = folder / "luigid.cfg"
+    with path.open("w") as handle:
+        config.write(handle)
+    return path
+
+
+def luigid_command(paths: Paths, port: int, address: str = "127.0.0.1") -> list[str]:
+    luigid = Path(sys.executable).with_name("luigid")
+    return [
+        str(luigid),
+        "--address",
+        address,
+        "--port",
+        str(port),
+        "--logdir",
+        str(paths.data_root / "luigid" / "logs"),
+    ]

@@ -1,0 +1,515 @@
+"""Luigi task classes: declarations only (parameters, requires, output, resources, priority); the work is in the core.
+
+A cohort is one graph with a root:
+
+    Cohort -> Report -> Pivot -> ParseScores -> Feed(0) => Lineages(0) -> EvaluationTask -> EssayTask -> DraftTask
+                                                        => Feed(1) => Lineages(1) ...                -> Combinations
+                                                               => Feed(2) -> Lineages(0) ...    -> CohortMembership
+
+(=> a dynamic dependency: a Feed yields its part and the next part's Feed when it runs; see `schedule`.)
+
+`luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME --local-scheduler` runs a whole cohort with
+the stock `luigi` command, and `daydream run` builds the same graph. Generation tasks run in Luigi's own forked task
+processes, so Luigi's worker timeout, retry policy and events all apply.
+"""
+
+import os
+import uuid
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import luigi
+
+from daydream_luigi.core import schedule
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
+from daydream_luigi.core.combos import persist_mappings
+from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.execution import batching
+from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
+from daydream_luigi.providers.limits.gate import Stopped
+from daydream_luigi.store import freshness
+from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
+
+# One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
+# run records carries it, which is how a run's summary counts its own calls without comparing clocks.
+RUN_ID = os.environ.get("DAYDREAM_RUN_ID") or uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class CohortPlan:
+    """A cohort resolved once per process: its members, lineages, parts and the context its generations need."""
+
+    context: Context
+    spec: object
+    members: dict  # gen_id -> Member
+    lineages: list
+    parts: list  # lists of lineages
+    priority: dict  # gen_id -> Luigi priority
+
+
+@lru_cache(maxsize=8)
+def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
+    configure_luigi(paths)
+    settings = load_settings(paths)
+    limits = pool_limits()
+    catalog = load_catalog(paths, limits, settings)
+    spec = resolve(paths, cohort_id, catalog, settings, backend)
+    members = expand(spec, paths, catalog, settings)
+    all_lineages = schedule.lineages(members)
+    context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
+
+    def lookahead(draft: Member) -> int:  # a pool-full of lineages (an imported draft calls nothing: none)
+        model = catalog.models.get(draft.llm_model_id)
+        return limits.get(model.pool, 1) if model else 0
+
+    return CohortPlan(
+        context,
+        spec,
+        {m.gen_id: m for m in members},
+        all_lineages,
+        schedule.parts(all_lineages, settings.part_size),
+        schedule.priorities(all_lineages, lookahead),
+    )
+
+
+def cohort_plan(cohort_id: str) -> CohortPlan:
+    """The plan of a cohort for the current data and config folders (computed once per process and backend)."""
+    return _plan(Paths.from_env(), cohort_id, default_backend())
+
+
+def forget_plans() -> None:
+    """Drop cached plans (a new run in the same process may see changed inputs)."""
+    _plan.cache_clear()
+    batch_chunks.cache_clear()
+
+
+class CohortMembership(luigi.Task):
+    """membership.csv and manifest.json of the cohort, built from its named spec (or the active flags)."""
+
+    cohort_id = luigi.Parameter()
+
+    def output(self):
+        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / "membership.csv"))
+
+    def complete(self):
+        """Written, and still what the spec expands to today (an edited spec rewrites it)."""
+        plan = cohort_plan(self.cohort_id)
+        return membership_is_current(plan.context.paths, plan.spec, list(plan.members.values()))
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        write_cohort(plan.context.paths, plan.spec, list(plan.members.values()))
+
+
+class Combinations(luigi.Task):
+    """Records the cohort's combinations in data/combo_mappings.csv (append-only)."""
+
+    cohort_id = luigi.Parameter()
+
+    def requires(self):
+        return CohortMembership(cohort_id=self.cohort_id)
+
+    def output(self):
+        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / "combos.recorded"))
+
+    def _listing(self) -> str:
+        return "".join(f"{combo_id}\n" for combo_id in sorted(cohort_plan(self.cohort_id).context.combos))
+
+    def complete(self):
+        path = Path(self.output().path)
+        return path.exists() and path.read_text() == self._listing()
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        persist_mappings(plan.context.paths.combo_mappings, list(plan.context.combos.values()))
+        atomic_write_text(Path(self.output().path), self._listing())
+
+
+class GenerationTask(luigi.Task):
+    """One generation, keyed by gen_id; its row (template, model, parent) comes from the cohort's membership."""
+
+    stage = ""
+    gen_id = luigi.Parameter()
+    cohort_id = luigi.Parameter(significant=False)
+
+    @cached_property
+    def _plan(self) -> CohortPlan:
+        return cohort_plan(self.cohort_id)
+
+    @cached_property
+    def member(self) -> Member:
+        return self._plan.members[self.gen_id]
+
+    @property
+    def priority(self):
+        return self._plan.priority[self.gen_id]
+
+    @cached_property
+    def pool(self) -> str | None:
+        """The throttling pool of this generation's model; None for one that calls nothing (a copy essay, an imported
+        text: Luigi asks a complete task for its resources too)."""
+        catalog = self._plan.context.catalog
+        return catalog.models[self.member.llm_model_id].pool if calls_model(self.member, catalog) else None
+
+    @property
+    def resources(self):
+        return {self.pool: 1} if self.pool else {}
+
+    @property
+    def retry_count(self):
+        """1 (no retry) when the recorded failure cannot be helped by trying again; else the configured policy."""
+        if self.gen_id in LOST_ANSWERS:
+            return 1
+        try:
+            return None if read_json(self.directory / ERROR).get("retryable", True) else 1
+        except (OSError, ValueError):
+            return None
+
+    @cached_property
+    def directory(self):
+        return gen_dir(self._plan.context.paths.gens, self.stage, self.gen_id)
+
+    def output(self):
+        return luigi.LocalTarget(str(self.directory / METADATA))
+
+    def complete(self):
+        return os.path.exists(self.directory / METADATA)
+
+    def run(self):
+        """The generation, its answer taken from a batch when it is batched (batch steps are dynamic dependencies).
+        A request a gate refused (a paused pool, an unreachable provider, the budget) leaves it pending: it then
+        depends on a GateClosed task that never completes, so Luigi neither fails nor retries it."""
+        member = self.member
+        self.set_status_message(f"{self.stage} {self.gen_id}: {member.template_id} / {member.llm_model_id}")
+        try:
+            yield from batch_steps(self)
+            metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
+        except Stopped as stop:
+            self._emit(STOPPED, {"kind": stop.kind})
+            yield GateClosed(kind=stop.kind, name=stop.name, key=stop.key, message=str(stop))
+            return
+        self.set_progress_percentage(100)
+        self.set_status_message(
+            f"done in {metadata.get('duration_s', 0):.1f} s, {metadata.get('completion_tokens') or 0} completion tokens"
+        )
+
+    def _emit(self, event: str, details: dict) -> None:
+        self.trigger_event(event, self, details)
+
+    def on_failure(self, exception):
+        """The scheduler (and luigid's UI) shows the reason, not a traceback, for failures the core explains."""
+        if isinstance(exception, GenerationFailed):
+            return f"{self.stage} {self.gen_id}: {exception}"
+        return super().on_failure(exception)
+
+
+class DraftTask(GenerationTask):
+    stage = "draft"
+
+    def requires(self):
+        return Combinations(cohort_id=self.cohort_id)
+
+
+class EssayTask(GenerationTask):
+    stage = "essay"
+
+    def requires(self):
+        return DraftTask(gen_id=self.member.parent_gen_id, cohort_id=self.cohort_id)
+
+
+class EvaluationTask(GenerationTask):
+    stage = "evaluation"
+
+    def requires(self):
+        return EssayTask(gen_id=self.member.parent_gen_id, cohort_id=self.cohort_id)
+
+
+STAGE_TASKS = {"draft": DraftTask, "essay": EssayTask, "evaluation": EvaluationTask}
+
+
+def generation_task(member: Member, cohort_id: str) -> GenerationTask:
+    return STAGE_TASKS[member.stage](gen_id=member.gen_id, cohort_id=cohort_id)
+
+
+class Lineages(luigi.WrapperTask):
+    """Part `part` of the cohort: whole lineages (drafts with their essays and evaluations), about
+    `scheduling.part_size` generations; with `stage`, only that stage of them (and what it needs)."""
+
+    cohort_id = luigi.Parameter()
+    part = luigi.IntParameter(default=0)
+    stage = luigi.Parameter(default="")
+
+    def requires(self):
+        """Every member, not only the last of each chain: a generation missing under complete children (one removed
+        by hand) is found and made again too."""
+        lineages = cohort_plan(self.cohort_id).parts[self.part]
+        return [generation_task(member, self.cohort_id) for member in schedule.part_members(lineages, self.stage)]
+
+
+class Feed(luigi.Task):
+    """Brings part `part` into the running graph when it runs, and behind it the next part's Feed, which waits for
+    this part's predecessor to be complete (see `schedule`). `first` is the part a build starts at: the Feeds of it
+    and of the part after it wait for nothing. Priority 0, below every generation: a worker runs a Feed only when no
+    generation it could start is left."""
+
+    cohort_id = luigi.Parameter()
+    part = luigi.IntParameter(default=0)
+    stage = luigi.Parameter(default="")
+    first = luigi.IntParameter(default=0)
+
+    def requires(self):
+        if self.part - 2 < self.first:
+            return []
+        return Lineages(cohort_id=self.cohort_id, part=self.part - 2, stage=self.stage)
+
+    def complete(self):
+        """This part and every later one complete."""
+        plan = cohort_plan(self.cohort_id)
+        later = [lineage for part in plan.parts[self.part :] for lineage in part]
+        return all_complete(plan.context.paths, schedule.part_members(later, self.stage))
+
+    def run(self):
+        following = [Feed(cohort_id=self.cohort_id, part=self.part + 1, stage=self.stage, first=self.first)]
+        yield [
+            Lineages(cohort_id=self.cohort_id, part=self.part, stage=self.stage),
+            *(following if self.part + 1 < len(cohort_plan(self.cohort_id).parts) else []),
+        ]
+
+
+class ReportTask(luigi.Task):
+    """A cohort table that is current when every generation of the cohort is complete and the evaluations on disk are
+    the ones it was built from (a fingerprint), so a new or rescored evaluation rebuilds it."""
+
+    cohort_id = luigi.Parameter()
+    filename = ""
+    writer = ""  # the function of `collect` that writes it
+
+    def output(self):
+        return luigi.LocalTarget(str(freshness.reports_dir(Paths.from_env(), self.cohort_id) / self.filename))
+
+    def complete(self):
+        plan = cohort_plan(self.cohort_id)
+        paths = plan.context.paths
+        return all_complete(paths, plan.members.values()) and freshness.is_current(
+            paths, self.cohort_id, self.output().path
+        )
+
+    def run(self):
+        from daydream_luigi.report import collect  # pandas and scipy only in the task process that writes the table
+
+        getattr(collect, self.writer)(Paths.from_env(), self.cohort_id)
+
+
+def all_complete(paths: Paths, members) -> bool:
+    complete = {}
+    for member in members:
+        if member.stage not in complete:
+            complete[member.stage] = complete_ids(paths.gens, member.stage)
+        if member.gen_id not in complete[member.stage]:
+            return False
+    return True
+
+
+class ParseScores(ReportTask):
+    """parsed_scores.csv: one row per evaluation of the cohort, with lineage, score and error."""
+
+    filename = "parsed_scores.csv"
+    writer = "write_parsed_scores"
+
+    def requires(self):
+        """Every generation (through the chain of Feeds), and the membership itself (a cohort whose generations all
+        exist already, such as a curated one, still needs its membership recorded)."""
+        return [CohortMembership(cohort_id=self.cohort_id), Feed(cohort_id=self.cohort_id)]
+
+
+class Pivot(ReportTask):
+    """pivot.csv and the other tables derived from the parsed scores."""
+
+    filename = "pivot.csv"
+    writer = "write_derived_tables"
+
+    def requires(self):
+        return ParseScores(cohort_id=self.cohort_id)
+
+
+class Report(ReportTask):
+    """report.html: the cohort's self-contained HTML report."""
+
+    filename = "report.html"
+    writer = "write_report"
+
+    def requires(self):
+        return Pivot(cohort_id=self.cohort_id)
+
+
+class Cohort(luigi.WrapperTask):
+    """The root of a cohort: its reports, which require every generation of it."""
+
+    cohort_id = luigi.Parameter()
+
+    def requires(self):
+        return Report(cohort_id=self.cohort_id)
+
+
+# ---------------------------------------------------------------------------------------- batches and closed gates
+# Batch mode (see `batching`): a batched generation depends, dynamically, on the BatchSubmit of its chunk's wave and
+# then on its BatchPoll; a generation a gate stopped depends on a GateClosed that fails once, with the one message.
+
+STOPPED = "daydream.stopped"  # a generation's request was refused by a gate (event for the progress display)
+
+
+@lru_cache(maxsize=8)
+def batch_chunks(cohort_id: str, every_call: bool) -> batching.Chunks:
+    """The cohort's batched generations in chunks (computed by the run before Luigi forks, then inherited)."""
+    plan = cohort_plan(cohort_id)
+    return batching.chunks(plan.context, plan.members.values(), every_call)
+
+
+def batch_steps(task: GenerationTask):
+    """Yield the batch tasks a generation waits for, until its answer is kept or it is to be called normally."""
+    plan = task._plan
+    while True:
+        step = batching.locate(
+            plan.context, batch_chunks(task.cohort_id, batching.EVERY_CALL), task.cohort_id, task.member, RUN_ID
+        )
+        if step is None:
+            return
+        action, wave = step
+        dependency = (BatchSubmit if action == "submit" else BatchPoll)(**vars(wave))
+        if not dependency.complete():
+            task._emit(batching.WAITING, {"action": action, **vars(wave)})
+        yield dependency
+
+
+def open_submits(cohort_id: str, stage: str) -> list:
+    """BatchSubmit tasks for every chunk of `stage` with requests still to send (the run builds them first, so that
+    every chunk's batch runs at the provider at once)."""
+    plan = cohort_plan(cohort_id)
+    found = batch_chunks(cohort_id, batching.EVERY_CALL)
+    return [
+        BatchSubmit(**vars(wave)) for wave in batching.open_waves(plan.context, found, cohort_id, plan.members, stage)
+    ]
+
+
+class _BatchTask(luigi.Task):
+    cohort_id = luigi.Parameter()
+    stage = luigi.Parameter()
+    model_id = luigi.Parameter()
+    chunk = luigi.IntParameter()
+    wave = luigi.IntParameter()
+
+    @property
+    def _wave(self) -> batching.Wave:
+        return batching.Wave(self.cohort_id, self.stage, self.model_id, self.chunk, self.wave)
+
+    def _emit(self, event: str, details: dict) -> None:
+        self.trigger_event(event, self, details)
+
+
+class BatchSubmit(_BatchTask):
+    """One wave of one chunk sent as batch(es); its output records every batch id before anything polls it."""
+
+    retry_count = 1  # a submit that failed may have reached the provider: not repeated in this run
+
+    def output(self):
+        return luigi.LocalTarget(str(self._wave.folder(Paths.from_env()) / batching.SUBMITTED))
+
+    def complete(self):
+        return batching.is_submitted(Paths.from_env(), self._wave)
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        batching.submit(
+            plan.context,
+            plan.members,
+            batch_chunks(self.cohort_id, batching.EVERY_CALL),
+            self._wave,
+            RUN_ID,
+            self._emit,
+        )
+
+
+class BatchPoll(_BatchTask):
+    """Waits for the wave's batches to end, then keeps every answer in its generation's folder."""
+
+    worker_timeout = 0  # a batch may take 24 hours; Luigi's worker timeout is for hung calls
+
+    def requires(self):
+        return BatchSubmit(**vars(self._wave))
+
+    def output(self):
+        return luigi.LocalTarget(str(self._wave.folder(Paths.from_env()) / batching.RESULTS))
+
+    def run(self):
+        plan = cohort_plan(self.cohort_id)
+        batching.poll(plan.context, plan.members, self._wave, RUN_ID, self._emit)
+
+
+class GateClosed(luigi.Task):
+    """A closed gate (a pool paused for a quota, an unreachable provider, a reached budget): never complete, it fails
+    once with its message and Luigi disables it, so the generations that depend on it stay pending."""
+
+    kind = luigi.Parameter()
+    name = luigi.Parameter()
+    key = luigi.Parameter()
+    message = luigi.Parameter(significant=False)
+    retry_count = 1
+
+    def complete(self):
+        return False
+
+    def run(self):
+        raise Stopped(self.kind, self.name, self.key, self.message)
+
+    def on_failure(self, exception):
+        return self.message
+
+
+configure_luigi(
+    Paths.from_env()
+)  # so that the stock `luigi --module daydream_luigi.execution.tasks` command has our pools too
+
+
+# ------------------------------------------------------------------------------------------ tournaments (pairwise)
+
+from daydream_luigi.execution import pairwise  # noqa: E402 - registers the pairwise stage with stages.run_generation
+
+
+class PairwiseJudgment(GenerationTask):
+    """One judgment of a tournament over the cohort's essays: `first` shown as A, `second` as B, keyed by its content
+    (tournament.judgment_id), throttled by the judge's pool and kept in data/gens/pairwise/<gen_id>/."""
+
+    stage = pairwise.STAGE
+    first = luigi.Parameter(significant=False)
+    second = luigi.Parameter(significant=False)
+    template_id = luigi.Parameter(significant=False)
+    judge = luigi.Parameter(significant=False)
+    priority = 0  # a round's judgments are independent of each other
+
+    @cached_property
+    def member(self) -> pairwise.Judgment:
+        return pairwise.Judgment(
+            self.stage, self.gen_id, self.cohort_id, "", "", self.template_id, self.judge, 1, self.first, self.second
+        )
+
+    @cached_property
+    def pool(self) -> str:
+        return self._plan.context.catalog.models[self.judge].pool
+
+    def run(self):
+        self.set_status_message(f"pairwise {self.gen_id}: {self.first} vs {self.second} / {self.judge}")
+        run_generation(pairwise.judging_context(self._plan.context), self.member, RUN_ID, self._emit)
+        self.set_progress_percentage(100)
+
+
+def pairwise_task(judgment: pairwise.Judgment) -> PairwiseJudgment:
+    return PairwiseJudgment(
+        gen_id=judgment.gen_id,
+        cohort_id=judgment.cohort_id,
+        first=judgment.first,
+        second=judgment.second,
+        template_id=judgment.template_id,
+        judge=judgment.llm_model_id,
+    )
