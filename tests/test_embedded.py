@@ -1,4 +1,4 @@
-"""Tests for the embedded offline model (daydream_luigi/embedded.py).
+"""Tests for the embedded offline model (daydream_luigi/providers/local/embedded.py).
 
 The unit tests use small fake chunks; the integration test needs the `local` extra
 (xllamacpp + the 22 model chunk packages) and is skipped with the reason otherwise.
