@@ -48,5 +48,15 @@ status: $(VENV)/.base
 bench: $(VENV)/.base
 	$(BIN)/python bench/run_all.py
 
+# The manual: docs/ built into site/ (git-ignored); --strict fails on a broken link or anchor, and on a CLI reference
+# that cannot be generated from Click.
+.PHONY: docs
+$(VENV)/.docs: $(VENV)/.base pyproject.toml
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
 	rm -rf data/gens data/cohorts data/combo_mappings.csv data/reports data/luigid
