@@ -64,7 +64,8 @@ def cohort_essays(paths, cohort_id: str) -> list[str]:
 
 
 def _table(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, dtype={"gen_id": str, "cluster": str, "representative": str}) if path.exists() else None
+    ids = {"gen_id": str, "cluster": str, "representative": str, "nearest": str}
+    return pd.read_csv(path, dtype=ids) if path.exists() else None
 
 
 @dataclass(frozen=True)
