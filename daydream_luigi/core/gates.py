@@ -101,7 +101,7 @@ def _criterion(index: int, raw, path: Path, known: set[str], seen: dict[str, int
         problems.append(f"{where}: min must be a number from {SCORE_MIN:g} to {SCORE_MAX:g} (found {shown(minimum)})")
     if "by" in raw and by not in BY:
         problems.append(f"{where}: by must be {' or '.join(BY)} (found {shown(by)})")
-    return Criterion(template, float(minimum), by) if len(problems) == reported else None
+    return Criterion(raw["template"], float(raw["min"]), raw["by"]) if len(problems) == reported else None
 
 
 def parse_gate(name: str, path: Path, text: str, raw, evaluation_templates) -> Gate:
@@ -118,7 +118,8 @@ def parse_gate(name: str, path: Path, text: str, raw, evaluation_templates) -> G
         if key not in _GATE_KEYS
     ]
     problems += [f"{path}: {key} is missing; add it ({fix})" for key, fix in _REQUIRED.items() if key not in raw]
-    criteria, seen = [], {}
+    criteria: list = []
+    seen: dict[str, int] = {}
     if "criteria" in raw:
         listed = raw["criteria"]
         if not isinstance(listed, list) or not listed:

@@ -134,7 +134,14 @@ def load_rules(paths: Paths) -> Rules | None:
         problems.append(f"{path}: nothing to check; list forbidden terms, or give a target text")
     raise_if(problems)
     text = path.read_text(encoding="utf-8-sig")
-    return Rules(path, text, tuple(terms), target, target_text, None if limit is None else float(limit))
+    return Rules(
+        path,
+        text,
+        tuple(term for term in terms if term is not None),
+        target,
+        target_text,
+        None if limit is None else float(limit),
+    )
 
 
 def _concept_lines(paths: Paths) -> dict[str, int]:

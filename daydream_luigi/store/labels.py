@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daydream_luigi.core.catalog import read_rows
-from daydream_luigi.core.errors import raise_if
+from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.gates import GATE_LABEL_PREFIX, gate_path
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.parsers import SCORE_MAX, SCORE_MIN
@@ -99,7 +99,7 @@ def checked_label(paths: Paths, where: str, row: dict, evaluation_templates, pro
     problem = id_problem(rater)
     if problem:
         problems.append(f"{where}: rater {rater!r} {problem}; name the person with an id like 'ana' or 'rater_2'")
-    if len(problems) > reported:
+    if len(problems) > reported or score is None:
         return None
     return Label(gen_id, template, score, rater, row.get("note", "") or "")
 
@@ -181,5 +181,6 @@ def add_label(paths: Paths, row: dict, evaluation_templates) -> Added:
     problems: list[str] = []
     where = "daydream labels add"
     label = checked_label(paths, where, row, evaluation_templates, problems)
-    raise_if(problems)
+    if label is None:
+        raise InputError(problems)
     return add_labels(paths, [(where, label)])
