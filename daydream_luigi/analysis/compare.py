@@ -131,6 +131,36 @@ def verdict(row: dict) -> str:
     return f"{where}no difference shown (the interval holds 0): {numbers}"
 
 
+def _summary(axis: str, a: str, b: str, template: str, units: pd.DataFrame) -> dict:
+    """The summary row of one template's units (see :data:`SUMMARY_COLUMNS`)."""
+    paired = units["difference"].dropna()
+    n = len(paired)
+    mean, sd = (paired.mean(), paired.std(ddof=1)) if n else (math.nan, math.nan)
+    low, high = results.t_interval(n, mean, sd)
+    above, below = int((paired > 0).sum()), int((paired < 0).sum())
+    row = {
+        "axis": axis,
+        "a": a,
+        "b": b,
+        "evaluation_template": template,
+        "n": n,
+        "mean_a": units.loc[paired.index, "score_a"].mean() if n else math.nan,
+        "mean_b": units.loc[paired.index, "score_b"].mean() if n else math.nan,
+        "mean_difference": mean,
+        "sd_difference": sd,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "a_higher": above,
+        "b_higher": below,
+        "ties": n - above - below,
+        "sign_test_p": float(stats.binomtest(above, above + below).pvalue) if above + below else math.nan,
+        "only_a": int((units["score_a"].notna() & units["score_b"].isna()).sum()),
+        "only_b": int((units["score_b"].notna() & units["score_a"].isna()).sum()),
+    }
+    row["verdict"] = verdict(row)
+    return row
+
+
 def compare(
     scores: pd.DataFrame, axis: str, a: str, b: str, template: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,36 +190,7 @@ def compare(
         units["evaluation_template"] = templates[0]
     else:
         templates = [template] if template else sorted({str(t) for t in scored["evaluation_template"].dropna()})
-    rows = []
-    for name in templates:
-        part = units[units["evaluation_template"] == name]
-        paired = part["difference"].dropna()
-        n = len(paired)
-        mean, sd = (paired.mean(), paired.std(ddof=1)) if n else (math.nan, math.nan)
-        low, high = results.t_interval(n, mean, sd)
-        above, below = int((paired > 0).sum()), int((paired < 0).sum())
-        p = stats.binomtest(above, above + below).pvalue if above + below else math.nan
-        row = {
-            "axis": axis,
-            "a": a,
-            "b": b,
-            "evaluation_template": name,
-            "n": n,
-            "mean_a": part.loc[paired.index, "score_a"].mean() if n else math.nan,
-            "mean_b": part.loc[paired.index, "score_b"].mean() if n else math.nan,
-            "mean_difference": mean,
-            "sd_difference": sd,
-            "ci_low": float(low),
-            "ci_high": float(high),
-            "a_higher": above,
-            "b_higher": below,
-            "ties": n - above - below,
-            "sign_test_p": float(p),
-            "only_a": int((part["score_a"].notna() & part["score_b"].isna()).sum()),
-            "only_b": int((part["score_b"].notna() & part["score_a"].isna()).sum()),
-        }
-        row["verdict"] = verdict(row)
-        rows.append(row)
+    rows = [_summary(axis, a, b, name, units[units["evaluation_template"] == name]) for name in templates]
     for side in ("essays_a", "essays_b"):
         units[side] = units[side].fillna(0).astype("int64")
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS), units[UNIT_COLUMNS].reset_index(drop=True)

@@ -10,7 +10,7 @@ interval of the mean (:func:`results.t_interval`, the interval of every other ta
 ``value`` is the mean (``by: mean``) or the interval's low end (``by: lower-bound``).
 
 An essay passes when every criterion holds. Otherwise its decision is the FIRST failing check, taking the criteria in
-the file's order and, within a criterion, the checks in this order (:data:`CHECKS`):
+the file's order and, within a criterion, the checks in this order:
 
 1. ``no scores``: no scored evaluation of the template;
 2. ``1 judge(s), needs 2``: fewer distinct judges than ``min_judges``;
@@ -33,7 +33,6 @@ from daydream_luigi.analysis import results
 from daydream_luigi.core.gates import Criterion, Gate
 
 PASS = "pass"
-CHECKS = ("scores", "judges", "judge_range", "interval", "min")  # the order a criterion's checks are made in
 CRITERION_STATISTICS = ("value", "ci_low", "ci_high", "n", "judges", "judge_range")
 
 
@@ -72,8 +71,8 @@ def criterion_statistics(scored: pd.DataFrame, criterion: Criterion) -> pd.DataF
 
 
 def _reason(criterion: Criterion, gate: Gate, row: dict | None) -> str | None:
-    """The first failing check of one criterion for one essay (its statistics, None without a score; see
-    :data:`CHECKS`), or None when it holds."""
+    """The first failing check of one criterion for one essay (its statistics, None without a score), in the order
+    of the module docstring; None when the criterion holds."""
     if row is None:
         return "no scores"
     if row["judges"] < gate.min_judges:
