@@ -142,7 +142,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
         edit(f"{RAW}/evaluation_templates.csv", "complex", "fancy"),
         [],
         "{root}/data/1_raw/evaluation_templates.csv: line 3: unknown parser 'fancy' for template 'judge-b'; "
-        "use one of: complex, in_last_line",
+        "use one of: complex, in_last_line, yes_no",
     ),
     (
         "unknown-pool",

@@ -23,7 +23,7 @@ from daydream_luigi.core.settings import Paths
 
 def test_registries_expose_the_template_names():
     assert set(DRAFT_PARSERS) == {"essay_idea_last", "essay_block"}
-    assert set(SCORE_PARSERS) == {"in_last_line", "complex"}
+    assert set(SCORE_PARSERS) == {"in_last_line", "complex", "yes_no"}
 
 
 # ---------------------------------------------------------------- essay_idea_last
@@ -122,7 +122,7 @@ def test_unknown_draft_parser_names_known_ones():
 def test_unknown_score_parser_names_known_ones():
     with pytest.raises(ParseError) as err:
         parse_score("last_line", "SCORE: 7")
-    assert str(err.value) == "unknown score parser 'last_line'; known: complex, in_last_line"
+    assert str(err.value) == "unknown score parser 'last_line'; known: complex, in_last_line, yes_no"
 
 
 def test_parse_error_is_a_value_error():
@@ -439,7 +439,7 @@ def test_pairwise_registry_is_separate_from_score_parsers():
     assert not set(PAIRWISE_PARSERS) & set(SCORE_PARSERS)
     with pytest.raises(ParseError) as err:
         parse_score("winner", "WINNER: A")
-    assert str(err.value) == "unknown score parser 'winner'; known: complex, in_last_line"
+    assert str(err.value) == "unknown score parser 'winner'; known: complex, in_last_line, yes_no"
     with pytest.raises(ParseError) as err:
         parse_pairwise("complex", "SCORE: 7")
     assert str(err.value) == "unknown pairwise parser 'complex'; known: winner"
@@ -454,5 +454,5 @@ def test_catalog_rejects_a_pairwise_parser_on_an_evaluation_template(tmp_path):
     with pytest.raises(InputError) as err:
         load_catalog(Paths(tmp_path / "data", tmp_path / "config"), {"paid": 1, "free": 1, "local": 1})
     assert str(err.value) == (
-        f"{catalog}: line 3: unknown parser 'winner' for template 'judge-b'; use one of: complex, in_last_line"
+        f"{catalog}: line 3: unknown parser 'winner' for template 'judge-b'; use one of: complex, in_last_line, yes_no"
     )

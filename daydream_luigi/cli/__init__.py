@@ -1,4 +1,4 @@
-"""The `daydream` command line (Click), one module per command group: run, store, curate, report, debug."""
+"""The `daydream` command line (Click), one module per command group: run, store, curate, report, debug, decide."""
 
 import logging
 import os
@@ -64,4 +64,4 @@ def prepare(cohort: str | None, backend: str | None):
     return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
 
 
-from daydream_luigi.cli import curate, debug, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`
+from daydream_luigi.cli import curate, debug, decide, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`

@@ -7,12 +7,13 @@ import click
 import pandas as pd
 import yaml
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis import gates, results
 from daydream_luigi.cli import backend_option, id_list, main
 from daydream_luigi.cli.report import all_scores
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.gates import load_gate
 from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
 from daydream_luigi.report import collect
 from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
@@ -48,10 +49,11 @@ def select():
     help="Only essays whose judges' means differ by at most this many points (an agreement filter).",
 )
 @click.option("--dedup", is_flag=True, help="One essay per near-duplicate cluster (`daydream dedup` first).")
+@click.option("--gate", "gate_name", help="Only essays that pass this gate (config/gates/NAME.yaml).")
 @click.option("--exclude-judge", help="Glob of judge model ids to ignore, e.g. 'free-*'.")
 @click.option("--top-n", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Default: data/selected_essays.txt")
-def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, exclude_judge, top_n, out):
+def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, gate_name, exclude_judge, top_n, out):
     """Top essays by their mean score over judges and replicates on the chosen templates; ties by id. Prints the
     scores it ranked by."""
     paths = Paths.from_env()
@@ -60,6 +62,11 @@ def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, exclud
         scores = scores[scores["cohorts"].str.split(";").apply(lambda ids: cohort in ids)]
     if dedup:
         scores = scores[scores["parent_gen_id"].isin(dedup_representatives(paths, cohort))]
+    if gate_name is not None:
+        configure_luigi(paths)
+        catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+        declared = load_gate(paths, gate_name, catalog.templates["evaluation"])
+        scores = scores[scores["parent_gen_id"].isin(gates.passing(gates.decide(scores, declared)))]
     try:
         chosen = results.select_top(
             scores,

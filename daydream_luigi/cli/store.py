@@ -14,10 +14,14 @@ from daydream_luigi.core.settings import STAGES, Paths, configure_luigi, default
 from daydream_luigi.store import importer, operations
 
 
-@main.command()
-def check():
+@main.group(invoke_without_command=True)
+@click.pass_context
+def check(ctx):
     """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates, imported texts
-    edited since (exit 1 if any). Generations whose call was stopped before an answer are listed, not counted."""
+    edited since (exit 1 if any). Generations whose call was stopped before an answer are listed, not counted.
+    `daydream check inputs`: the fixed inputs are neutral (config/neutrality.yaml)."""
+    if ctx.invoked_subcommand is not None:
+        return
     paths = Paths.from_env()
     configure_luigi(paths)
     findings = operations.check(paths, load_catalog(paths, pool_limits(), load_settings(paths)))

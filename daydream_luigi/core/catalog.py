@@ -88,7 +88,7 @@ _OPTIONAL_CATALOGS = {"pairwise"}
 _MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "for_evaluation", "pool"]
 
 
-def _read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int, dict]]:
+def read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int, dict]]:
     """Rows of a CSV with their line numbers; collects a problem (and returns []) when the file cannot be used."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # spreadsheets often save a byte-order mark
@@ -164,16 +164,24 @@ def _check_ids(rows, path: Path, column: str, problems: list[str]) -> list[tuple
     return kept
 
 
+def concepts_file(paths: Paths) -> Path:
+    return paths.raw / "concepts_metadata.csv"
+
+
+def description_file(paths: Paths, level: str, concept_id: str) -> Path:
+    return paths.raw / "concepts" / f"descriptions-{level}" / f"{concept_id}.txt"
+
+
 def _load_concepts(paths: Paths, name_only: bool, problems: list[str]) -> dict:
-    path = paths.raw / "concepts_metadata.csv"
-    rows = _check_ids(_read_rows(path, ["concept_id", "name", "active"], problems), path, "concept_id", problems)
+    path = concepts_file(paths)
+    rows = _check_ids(read_rows(path, ["concept_id", "name", "active"], problems), path, "concept_id", problems)
     concepts = {}
     for line, row in rows:
         where = f"{path}: line {line}"
         descriptions = {}
         reported = len(problems)
         for level in LEVELS:
-            file = paths.raw / "concepts" / f"descriptions-{level}" / f"{row['concept_id']}.txt"
+            file = description_file(paths, level, row["concept_id"])
             text = _read_text(file, problems) if file.exists() else None
             if text and text.strip():
                 descriptions[level] = text.strip()
@@ -197,7 +205,7 @@ def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
     if stage in _OPTIONAL_CATALOGS and not path.exists():
         return {}
     columns = ["template_id", "template_name", "description", "active", kind_column]
-    rows = _check_ids(_read_rows(path, columns, problems), path, "template_id", problems)
+    rows = _check_ids(read_rows(path, columns, problems), path, "template_id", problems)
     allowed = {
         "draft": set(DRAFT_PARSERS) | {""},
         "essay": set(GENERATORS),
@@ -231,7 +239,7 @@ def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
 
 def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]) -> dict:
     path = paths.raw / "llm_models.csv"
-    rows = _check_ids(_read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
+    rows = _check_ids(read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
     models = {}
     for line, row in rows:
         where = f"{path}: line {line}"

@@ -275,6 +275,35 @@ def parse_score_complex(text: str) -> float:
     return _checked(_verdict(answer or _candidates(_lines(text))), "in judge response")
 
 
+# --------------------------------------------------------------------------- verdict lines
+
+
+def _shortened(line: str) -> str:
+    """A last line as an error message quotes it: at most 60 characters."""
+    return line if len(line) <= 60 else line[:59] + "\u2026"
+
+
+_VERDICT_LINE = re.compile(r"^verdict\s*:\s*(?P<verdict>.*?)\s*[.!]?$", re.I)
+_EXPECTED_VERDICT = "expected a last line 'VERDICT: YES' or 'VERDICT: NO'"
+
+
+def parse_yes_no(text: str) -> float:
+    """A binary rubric's answer (does the essay have property X?) on the 0..10 scale: a last line `VERDICT: YES` is
+    10, `VERDICT: NO` is 0, so a gate can ask for `min: 10` and the tables average it like any score."""
+    lines = _lines(text)
+    if not lines:
+        raise ParseError(f"the answer is empty; {_EXPECTED_VERDICT}")
+    match = _VERDICT_LINE.match(lines[-1].text)
+    if match is None:
+        raise ParseError(
+            f"the answer does not end with a verdict ({_shortened(lines[-1].text)!r}); {_EXPECTED_VERDICT}"
+        )
+    verdict = match["verdict"].upper()
+    if verdict not in ("YES", "NO"):
+        raise ParseError(f"unknown verdict {match['verdict']!r}; expected YES or NO")
+    return SCORE_MAX if verdict == "YES" else SCORE_MIN
+
+
 # --------------------------------------------------------------------------- pairwise verdicts
 
 WINNERS = ("A", "B", "TIE")
@@ -287,11 +316,9 @@ def parse_winner(text: str) -> str:
     lines = _lines(text)
     if not lines:
         raise ParseError(f"the answer is empty; {_EXPECTED_WINNER}")
-    last = lines[-1].text
-    match = _WINNER_LINE.match(last)
+    match = _WINNER_LINE.match(lines[-1].text)
     if match is None:
-        shown = last if len(last) <= 60 else last[:59] + "\u2026"
-        raise ParseError(f"the answer does not end with a verdict ({shown!r}); {_EXPECTED_WINNER}")
+        raise ParseError(f"the answer does not end with a verdict ({_shortened(lines[-1].text)!r}); {_EXPECTED_WINNER}")
     winner = match["winner"].upper()
     if winner not in WINNERS:
         raise ParseError(f"unknown winner {match['winner']!r}; expected A, B or TIE")
@@ -308,6 +335,7 @@ DRAFT_PARSERS: dict[str, Callable[[str], str]] = {
 SCORE_PARSERS: dict[str, Callable[[str], float]] = {
     "in_last_line": parse_score_in_last_line,
     "complex": parse_score_complex,
+    "yes_no": parse_yes_no,
 }
 
 # Pairwise judges (tournaments) answer "which of two essays is better"; kept apart from SCORE_PARSERS so an

@@ -1,0 +1,57 @@
+"""The neutrality check of what is about to run: the preflight of `run` and `plan` and `daydream check inputs`.
+
+`core.neutrality` scans texts it is given; this module gives it the rest of what a cohort sends that we wrote, from
+the layers below the core may not reach: the system prompts of its calls (each call's shape, `identity.call_shape`,
+holds the one sent) and, when config/neutrality.yaml names a target text, the offline embedding model.
+"""
+
+from daydream_luigi.core.catalog import Catalog
+from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.identity import call_shape
+from daydream_luigi.core.neutrality import Embed, Scan, fixed_inputs, load_rules, scan
+from daydream_luigi.core.settings import Paths, Settings
+
+
+def system_prompts(spec, catalog: Catalog, settings: Settings) -> dict[str, str]:
+    """What each distinct system prompt of the cohort's calls is (its stages and models) -> its text."""
+    calls: dict[str, list[str]] = {}
+    for stage, model_ids in (
+        ("draft", spec.generation_models),
+        ("essay", spec.generation_models),
+        ("evaluation", spec.evaluation_models),
+    ):
+        for model_id in model_ids:
+            prompt = call_shape(settings, stage, catalog.models[model_id]).get("system_prompt")
+            if prompt:
+                calls.setdefault(prompt, []).append(f"{stage} calls to {model_id}")
+    return {f"the system prompt of {', '.join(uses)}": prompt for prompt, uses in calls.items()}
+
+
+def offline_embedder(rules_file) -> Embed:
+    """The offline embedding model (all-MiniLM-L6-v2 on numpy); an input error saying how to install it."""
+    from daydream_luigi.providers.embeddings import EmbeddingError
+    from daydream_luigi.providers.local import minilm
+
+    try:
+        return minilm.MiniLMEmbedder()
+    except EmbeddingError as exc:
+        raise InputError(f"{rules_file}: a target text is compared with the offline embedding model: {exc}") from None
+
+
+def check_inputs(paths: Paths, spec, catalog: Catalog, settings: Settings, embed: Embed | None = None) -> Scan | None:
+    """The scan of the cohort `spec`'s fixed inputs (None without config/neutrality.yaml); `embed` defaults to the
+    offline model when the rules name a target."""
+    rules = load_rules(paths)
+    if rules is None:
+        return None
+    if rules.target_text is not None and embed is None:
+        embed = offline_embedder(rules.path)
+    return scan(fixed_inputs(paths, spec, catalog, system_prompts(spec, catalog, settings)), rules, embed)
+
+
+def require_neutral_inputs(paths: Paths, spec, catalog: Catalog, settings: Settings) -> Scan | None:
+    """The preflight: an InputError listing every forbidden term and every input too close to the target, before any
+    call; the scan (the report records its rules file and sha256) when the inputs are neutral."""
+    checked = check_inputs(paths, spec, catalog, settings)
+    raise_if(checked.problems if checked else [])
+    return checked
