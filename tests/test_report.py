@@ -14,8 +14,9 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 
-from daydream_luigi.analysis.results import PARSED_SCORES_COLUMNS, ConceptMap, write_tables
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS, ConceptMap
 from daydream_luigi.report.page import ESSAY_PREVIEW_CHARS, build_report, write_report
+from daydream_luigi.report.tables import write_tables
 
 COHORT = "coh-report"
 NOVELTY, COHERENCE = "novelty", "coherence"

@@ -7,7 +7,7 @@ import click
 import pandas as pd
 import yaml
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis import selection
 from daydream_luigi.cli import backend_option, id_list, main
 from daydream_luigi.cli.report import all_scores
 from daydream_luigi.core.catalog import load_catalog
@@ -30,7 +30,7 @@ def select():
 @click.option("--cohort", help="Only essays of this cohort (default: every cohort on disk).")
 @click.option(
     "--by",
-    type=click.Choice(results.SELECT_TOP_ORDERS),
+    type=click.Choice(selection.SELECT_TOP_ORDERS),
     default="mean",
     show_default=True,
     help="mean: the mean over judges and replicates; lower-bound: the low end of its 95% interval.",
@@ -61,7 +61,7 @@ def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, exclud
     if dedup:
         scores = scores[scores["parent_gen_id"].isin(dedup_representatives(paths, cohort))]
     try:
-        chosen = results.select_top(
+        chosen = selection.select_top(
             scores,
             id_list(templates),
             exclude_judge,

@@ -1,6 +1,6 @@
 """A self-contained HTML report of one cohort, built from its reports folder and the generation store.
 
-Inputs are the files `analysis.results.write_tables` and `report.collect` write into
+Inputs are the files `report.tables.write_tables` and `report.collect` write into
 ``data/cohorts/<cohort_id>/reports/`` plus the ``metadata.json`` of the cohort's generations (tokens, cost, latency).
 A derived table that is missing is recomputed from ``parsed_scores.csv`` (without concept names: those come from
 ``pivot.csv``'s ``concepts`` column, which ``write_tables`` fills from the combo mappings).  The tournament ladder
@@ -27,10 +27,14 @@ from urllib.parse import quote
 import jinja2
 import pandas as pd
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis.agreement import agreement_summary, judge_agreement
+from daydream_luigi.analysis.intervals import CONFIDENCE
 from daydream_luigi.analysis.ratings import matches_from_table
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS
+from daydream_luigi.analysis.tables import judge_template_means, pivot_scores, summary_statistics, top_score_paths
 from daydream_luigi.analysis.tournament import describe_position_bias, position_bias
 from daydream_luigi.core.ids import id_problem
+from daydream_luigi.report.tables import REPORT_FILES
 from daydream_luigi.store.files import atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -165,11 +169,11 @@ def _read_csv(path: Path, numeric: tuple[str, ...] = ()) -> pd.DataFrame | None:
 
 def _read_parsed_scores(reports_dir: Path) -> pd.DataFrame:
     frame = _read_csv(
-        reports_dir / results.REPORT_FILES["parsed_scores"], numeric=("score", "score_max", "evaluation_replicate")
+        reports_dir / REPORT_FILES["parsed_scores"], numeric=("score", "score_max", "evaluation_replicate")
     )
     if frame is None or frame.empty:
-        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in results.PARSED_SCORES_COLUMNS})
-    for column in results.PARSED_SCORES_COLUMNS:
+        frame = pd.DataFrame({c: pd.Series([], dtype="object") for c in PARSED_SCORES_COLUMNS})
+    for column in PARSED_SCORES_COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA
     frame["score"] = pd.to_numeric(frame["score"], errors="coerce").astype("float64")
@@ -180,7 +184,7 @@ def _read_parsed_scores(reports_dir: Path) -> pd.DataFrame:
 
 def _table(reports_dir: Path, name: str, parsed: pd.DataFrame, compute, numeric=()) -> pd.DataFrame:
     """A derived table from disk, or computed from the parsed scores when its file is absent."""
-    frame = _read_csv(reports_dir / results.REPORT_FILES[name], numeric=numeric)
+    frame = _read_csv(reports_dir / REPORT_FILES[name], numeric=numeric)
     if frame is None:
         frame = compute(parsed)
     return frame
@@ -541,7 +545,7 @@ def _shorten(text: str, limit: int) -> str:
 def _alpha_view(agreement_json: dict | None, parsed: pd.DataFrame) -> dict:
     data = agreement_json
     if data is None or "undefined_reason" not in data:  # absent, or written before reasons were recorded
-        data = results.agreement_summary(parsed)
+        data = agreement_summary(parsed)
     alpha = data.get("alpha")
     if alpha is None:
         verdict, text = data.get("undefined_reason") or "undefined", "n/a"
@@ -1044,7 +1048,7 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
     failure_list = [{"gen_id": str(k), "error": str(v)} for k, v in sorted(failures.items())]
 
     has_scores = len(scored) > 0
-    pivot = _table(reports_dir, "pivot", parsed, results.pivot_scores)
+    pivot = _table(reports_dir, "pivot", parsed, pivot_scores)
     essay_labels = {_text(r.get("parent_gen_id")): _text(r.get("concepts")) for r in _records(pivot)}
     essay_labels.update(
         {
@@ -1063,13 +1067,13 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
         "error_list": error_list,
         "failure_list": failure_list,
         "score_max": SCORE_MAX,
-        "confidence": f"{results.CONFIDENCE:.0%}",
+        "confidence": f"{CONFIDENCE:.0%}",
         "tournament": _tournament_view(reports_dir, essay_labels),
         "dedup": _dedup_view(reports_dir, essay_labels),
         "files": [
             name
             for name in (
-                *results.REPORT_FILES.values(),
+                *REPORT_FILES.values(),
                 "status.json",
                 TOURNAMENT_RATINGS_FILE,
                 TOURNAMENT_MATCHES_FILE,
@@ -1083,12 +1087,12 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
     if not has_scores:
         return context
 
-    agreement = _table(reports_dir, "judge_agreement", parsed, results.judge_agreement)
-    top = _table(reports_dir, "top_score_paths", parsed, results.top_score_paths)
-    summary = _table(reports_dir, "summary_statistics", parsed, results.summary_statistics)
-    means = _table(reports_dir, "judge_template_means", parsed, results.judge_template_means)
-    effects = _read_csv(reports_dir / results.REPORT_FILES["concept_effects"])
-    pairs = _read_csv(reports_dir / results.REPORT_FILES["concept_pair_effects"])
+    agreement = _table(reports_dir, "judge_agreement", parsed, judge_agreement)
+    top = _table(reports_dir, "top_score_paths", parsed, top_score_paths)
+    summary = _table(reports_dir, "summary_statistics", parsed, summary_statistics)
+    means = _table(reports_dir, "judge_template_means", parsed, judge_template_means)
+    effects = _read_csv(reports_dir / REPORT_FILES["concept_effects"])
+    pairs = _read_csv(reports_dir / REPORT_FILES["concept_pair_effects"])
     context.update(
         {
             "histograms": _histograms(parsed),
@@ -1097,7 +1101,7 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
             "concept_effects": None if effects is None else _concept_view(effects, pairs),
             "heatmap": _heatmap(pivot, parsed, imported),
             "agreement": _agreement_plot(agreement, parsed),
-            "alpha": _alpha_view(_read_json(reports_dir / results.REPORT_FILES["agreement"]), parsed),
+            "alpha": _alpha_view(_read_json(reports_dir / REPORT_FILES["agreement"]), parsed),
             "top": _top_essays(top, parsed, pivot, reports_dir, gens_root, imported),
             "preview_chars": ESSAY_PREVIEW_CHARS,
         }
