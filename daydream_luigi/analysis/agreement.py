@@ -34,6 +34,13 @@ VARIANCE_COMPONENTS_COLUMNS: list[str] = [
     "n_judges",
 ]
 
+#: Agreement classes by the range (max - min) of the judges' means, best first: a range up to a class's bound
+#: (inclusive) is in that class; a wider one is :data:`POOR`, and an essay with one judge is :data:`SINGLE`.
+AGREEMENT_BOUNDS: tuple[tuple[str, int], ...] = (("high", 1), ("moderate", 2), ("low", 3))
+POOR, SINGLE = "poor", "single"
+#: The classes of two judges or more, best first.
+AGREEMENT_CLASSES: tuple[str, ...] = (*(name for name, _ in AGREEMENT_BOUNDS), POOR)
+
 
 def agreement_class(value_range: float, judge_count: int) -> str:
     """Agreement class from the range of judge scores.
@@ -43,14 +50,8 @@ def agreement_class(value_range: float, judge_count: int) -> str:
     ``"poor"`` (boundaries inclusive, 1e-9 tolerance).
     """
     if judge_count < 2:
-        return "single"
-    if value_range <= 1 + TOLERANCE:
-        return "high"
-    if value_range <= 2 + TOLERANCE:
-        return "moderate"
-    if value_range <= 3 + TOLERANCE:
-        return "low"
-    return "poor"
+        return SINGLE
+    return next((name for name, bound in AGREEMENT_BOUNDS if value_range <= bound + TOLERANCE), POOR)
 
 
 def judge_agreement(scores: pd.DataFrame) -> pd.DataFrame:
@@ -88,9 +89,9 @@ def judge_agreement(scores: pd.DataFrame) -> pd.DataFrame:
     out["cv"] = (sd / mean).where((mean != 0) & sd.notna(), math.nan)
     # agreement_class, on whole columns
     out["agreement"] = np.select(
-        [k < 2, rng <= 1 + TOLERANCE, rng <= 2 + TOLERANCE, rng <= 3 + TOLERANCE],
-        ["single", "high", "moderate", "low"],
-        default="poor",
+        [k < 2, *(rng <= bound + TOLERANCE for _, bound in AGREEMENT_BOUNDS)],
+        [SINGLE, *(name for name, _ in AGREEMENT_BOUNDS)],
+        default=POOR,
     )
     out["judge_count"] = out["judge_count"].astype("int64")
     return out[JUDGE_AGREEMENT_COLUMNS]

@@ -102,7 +102,7 @@ def _effects(scores: np.ndarray, keys: Sequence[Sequence[int]]) -> pd.DataFrame:
 def concept_effects(scores: pd.DataFrame, concepts: ConceptMap) -> pd.DataFrame:
     """Per evaluation template and concept: how essays whose combo holds the concept score against the others.
 
-    The unit is the essay: its score for a template is the :data:`AGGREGATION` of its evaluations.  Only
+    The unit is the essay: its score for a template is the mean of its evaluations.  Only
     essays whose ``combo_id`` ``concepts`` knows take part.  ``n_with`` / ``mean_with`` are over essays with
     the concept, ``n_without`` / ``mean_without`` over the template's other essays, ``difference`` is
     ``mean_with - mean_without`` and ``ci_low`` / ``ci_high`` its :func:`welch_interval` (NaN unless both sides

@@ -15,8 +15,8 @@ Conventions shared by all tables
   input row order.
 * Every function accepts an empty frame (right columns, zero rows) and a frame whose scores are all NaN; it then
   returns a table with the right columns and zero rows (``agreement_alpha`` returns NaN).
-* Replicates and judges are combined by one named rule, :data:`AGGREGATION`: an essay's score for an evaluation
-  template is the *mean* of its scored evaluations (every judge x replicate counts once).  Statistics over groups of
+* Replicates and judges are combined by one rule: an essay's score for an evaluation template is the *mean* of its
+  scored evaluations (every judge x replicate counts once; :func:`essay_means`).  Statistics over groups of
   essays take the essay as the unit, so repeated judgments of one essay never pass for independent observations.
   Scores of different evaluation templates are never pooled into one statistic.
 """
@@ -59,9 +59,6 @@ PARSED_SCORES_SORT: list[str] = [
     "gen_id",
 ]
 
-#: How an essay's evaluations for one template (every judge x replicate) become its score.
-AGGREGATION = "mean"
-
 #: Tolerance of threshold comparisons on floats (3 out of 10 is "at most 0.3 of the maximum" despite rounding).
 TOLERANCE = 1e-9
 
@@ -100,7 +97,7 @@ def group_label(value: object) -> str:
 
 
 def essay_means(df: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per (evaluation template, *by, essay): the AGGREGATION of its scored rows, with their count."""
+    """One row per (evaluation template, *by, essay): the mean of its scored rows, with their count."""
     keys = ["evaluation_template", *by, "parent_gen_id"]
     g = df.groupby(keys, sort=True, dropna=False)
     return pd.DataFrame(

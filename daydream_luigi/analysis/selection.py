@@ -38,7 +38,7 @@ def select_top(
     itself).  An evaluation listed under several cohorts (same ``gen_id``, see
     :func:`aggregate_cross_experiment`) counts once.
 
-    Per essay: ``n`` scored evaluations, ``mean`` (the :data:`AGGREGATION` over
+    Per essay: ``n`` scored evaluations, ``mean`` (the mean over
     every judge, replicate and chosen template), ``ci_low`` / ``ci_high``
     (:func:`t_interval`), ``n_judges`` (distinct judges) and ``judge_range``
     (max - min of the judges' own means; 0 for one judge).  Essays with fewer

@@ -88,7 +88,7 @@ def pivot_scores(scores: pd.DataFrame, concepts: ConceptMap = NO_CONCEPTS) -> pd
     ``concepts`` does not know the combo), then one column ``"<evaluation_template>_<evaluation_model>"`` per pair
     present (sorted by template, then judge) holding the judge's mean over replicates (NaN when the essay has no
     score for that pair), then per template (sorted) :func:`pivot_columns`: ``"<template>:n"`` (scored
-    evaluations), ``":mean"`` (the :data:`AGGREGATION` over every judge and replicate) and ``":ci_low"`` /
+    evaluations), ``":mean"`` (the mean over every judge and replicate) and ``":ci_low"`` /
     ``":ci_high"`` (:func:`t_interval`).  Templates are never combined: there is no cross-template total.
     Essay metadata is the first non-missing value among the essay's rows.  Only scored rows count: an essay
     whose evaluations all failed has no row.  Rows are sorted by ``parent_gen_id``.
@@ -170,7 +170,7 @@ def summary_statistics(scores: pd.DataFrame) -> pd.DataFrame:
     ``"all"`` for ``overall``; a missing value is shown as ``"(missing)"``.  Rows are sorted by template,
     grouping (in that order), then ``group``.
 
-    The unit is the essay: each essay contributes one score per group, the :data:`AGGREGATION` of its scored
+    The unit is the essay: each essay contributes one score per group, the mean of its scored
     evaluations in the group (for a judge grouping, that judge's replicates).  ``n`` counts those essays,
     ``n_evaluations`` the evaluations behind them; ``mean``, ``sd`` (ddof=1, NaN for one essay), ``min`` and
     ``max`` are over essay scores, and ``ci_low`` / ``ci_high`` the :func:`t_interval` of the mean.

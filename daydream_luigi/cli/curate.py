@@ -15,7 +15,7 @@ from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, s
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
 from daydream_luigi.report import collect
-from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
+from daydream_luigi.report.tables import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from daydream_luigi.store import operations
 from daydream_luigi.store.files import atomic_write_text
 

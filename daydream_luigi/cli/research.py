@@ -25,7 +25,7 @@ from daydream_luigi.execution.progress import Display
 from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
 from daydream_luigi.report import collect
-from daydream_luigi.report.page import (
+from daydream_luigi.report.tables import (
     DEDUP_CLUSTERS_FILE,
     DEDUP_SUMMARY_FILE,
     TOURNAMENT_MATCHES_FILE,

@@ -12,7 +12,7 @@ from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.combos import read_mappings
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.settings import load_settings, pool_limits
-from daydream_luigi.report.tables import write_tables
+from daydream_luigi.report.tables import REPORT_FILES, STATUS_FILE, write_tables
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_json, atomic_write_text, read_json
 from daydream_luigi.store.freshness import evaluations, fingerprint, reports_dir, stage_dir, write_stamp
 
@@ -110,19 +110,19 @@ def write_parsed_scores(paths, cohort_id: str) -> None:
     stamp = fingerprint(paths, cohort_id)
     frame, counts = collect_scores(paths, cohort_id)
     out = reports_dir(paths, cohort_id)
-    atomic_write_text(out / "parsed_scores.csv", frame.to_csv(index=False))
-    atomic_write_json(out / "status.json", counts)
-    write_stamp(paths, cohort_id, out / "parsed_scores.csv", stamp)
+    atomic_write_text(out / REPORT_FILES["parsed_scores"], frame.to_csv(index=False))
+    atomic_write_json(out / STATUS_FILE, counts)
+    write_stamp(paths, cohort_id, out / REPORT_FILES["parsed_scores"], stamp)
 
 
 def write_derived_tables(paths, cohort_id: str) -> None:
     stamp = fingerprint(paths, cohort_id)
     out = reports_dir(paths, cohort_id)
-    frame = pd.read_csv(out / "parsed_scores.csv", keep_default_na=False, na_values=[""], dtype={"error": str}).fillna(
-        {"error": ""}
-    )
+    frame = pd.read_csv(
+        out / REPORT_FILES["parsed_scores"], keep_default_na=False, na_values=[""], dtype={"error": str}
+    ).fillna({"error": ""})
     write_tables(frame, out, concept_map(paths))
-    write_stamp(paths, cohort_id, out / "pivot.csv", stamp)
+    write_stamp(paths, cohort_id, out / REPORT_FILES["pivot"], stamp)
 
 
 def concept_map(paths) -> ConceptMap:

@@ -1,4 +1,4 @@
-"""Writing a cohort's result tables into its reports folder, and the name of each file there.
+"""Writing a cohort's result tables into its reports folder, and the name of every file there.
 
 The tables are computed in `analysis` (which writes no file); this module puts them on disk, atomically, beside the
 parsed-scores table `report.collect` writes, under the names the report page reads them back by.
@@ -30,6 +30,28 @@ REPORT_FILES: dict[str, str] = {
     "concept_pair_effects": "concept_pair_effects.csv",
     "agreement": "agreement.json",
 }
+#: Written by `report.collect` beside ``parsed_scores.csv``: evaluations done, failed and missing.
+STATUS_FILE = "status.json"
+#: Written by `daydream tournament`: gen_id, rating, ci_low, ci_high, wins, losses, ties.
+TOURNAMENT_RATINGS_FILE = "tournament_ratings.csv"
+#: Written by `daydream tournament`: one row per judgment (match_id, round, a, b, order, judgment_id, verdict, ...).
+TOURNAMENT_MATCHES_FILE = "tournament_matches.csv"
+#: Written by `daydream tournament`: its judge, template, rounds and position bias.
+TOURNAMENT_SUMMARY_FILE = "tournament.json"
+#: Written by `daydream dedup`: gen_id, cluster, representative (its cluster's representative), nearest_similarity.
+DEDUP_CLUSTERS_FILE = "dedup_clusters.csv"
+#: Written by `daydream dedup`: its threshold, embedding model and the template that picked representatives.
+DEDUP_SUMMARY_FILE = "dedup.json"
+#: Every file a reports folder may hold besides report.html, in the order the page lists them.
+FOLDER_FILES = (
+    *REPORT_FILES.values(),
+    STATUS_FILE,
+    TOURNAMENT_RATINGS_FILE,
+    TOURNAMENT_MATCHES_FILE,
+    TOURNAMENT_SUMMARY_FILE,
+    DEDUP_CLUSTERS_FILE,
+    DEDUP_SUMMARY_FILE,
+)
 
 
 def write_tables(scores: pd.DataFrame, reports_dir: Path, concepts: ConceptMap = NO_CONCEPTS) -> dict[str, Path]:
