@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,7 @@ def _sd(sum_sq: np.ndarray, n: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return out
 
 
-def _effects(scores: np.ndarray, keys: Sequence[Sequence[int]]) -> pd.DataFrame:
+def _effects(scores: np.ndarray, keys: Iterable[Sequence[int]]) -> pd.DataFrame:
     """With / without statistics per key, over essays (aligned with ``scores``) that each hold some keys.
 
     Works from per-key counts and sums (one row per essay and key it holds), so the cost follows what the
