@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from daydream_luigi.analysis.compare import MIN_PAIRS, SUMMARY_COLUMNS, UNIT_COLUMNS, compare
-from daydream_luigi.analysis.results import PARSED_SCORES_COLUMNS
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS
 
 # Student t quantiles t(0.975, df), from a printed table.
 T_975 = {1: 12.7062047, 5: 2.5705818, 6: 2.4469119}

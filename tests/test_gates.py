@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import REPO, daydream
 
 from daydream_luigi.analysis.gates import decide, gate_columns
-from daydream_luigi.analysis.results import PARSED_SCORES_COLUMNS
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS
 from daydream_luigi.cli import main
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.gates import Criterion, load_gate, parse_gate

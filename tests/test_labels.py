@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from daydream_luigi.analysis.human import JUDGE_VS_HUMAN_COLUMNS, judge_vs_human
-from daydream_luigi.analysis.results import PARSED_SCORES_COLUMNS
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS
 from daydream_luigi.cli import main
 
 

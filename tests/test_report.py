@@ -1,4 +1,4 @@
-"""Tests for daydream_luigi.report.page: the self-contained HTML cohort report."""
+"""Tests for daydream_luigi.report (page, views, charts, data): the self-contained HTML cohort report."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 
-from daydream_luigi.analysis.results import PARSED_SCORES_COLUMNS, ConceptMap, write_tables
-from daydream_luigi.report.page import ESSAY_PREVIEW_CHARS, build_report, write_report
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS, ConceptMap
+from daydream_luigi.report.data import ESSAY_PREVIEW_CHARS
+from daydream_luigi.report.page import build_report, write_report
+from daydream_luigi.report.tables import write_tables
 
 COHORT = "coh-report"
 NOVELTY, COHERENCE = "novelty", "coherence"
@@ -555,11 +557,11 @@ def test_tournament_and_dedup_say_not_run_until_their_files_exist(store, report)
 
 
 def test_a_plots_label_column_fits_its_longest_label_and_long_labels_are_shortened():
-    from daydream_luigi.report.page import _forest
+    from daydream_luigi.report.charts import forest
 
     row = {"title": "t", "point": 1.0, "low": 0.0, "high": 2.0, "note": "n=3"}
     long_name = "Crassulacean acid metabolism (CAM photosynthesis in succulents)"
-    plot = _forest([{**row, "label": "Ant trails"}, {**row, "label": long_name}], -3, 3, 0)
+    plot = forest([{**row, "label": "Ant trails"}, {**row, "label": long_name}], -3, 3, 0)
     assert [r["label_short"] for r in plot["rows"]] == ["Ant trails", long_name[:39] + "\u2026"]
     assert plot["label_w"] == 24 + round(7.6 * 40)
-    assert _forest([{**row, "label": "Ant trails"}], -3, 3, 0)["label_w"] == 120  # short labels, narrow column
+    assert forest([{**row, "label": "Ant trails"}], -3, 3, 0)["label_w"] == 120  # short labels, narrow column

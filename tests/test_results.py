@@ -1,4 +1,4 @@
-"""Tests for daydream_luigi.analysis.results (pure pandas result tables)."""
+"""Tests for the result tables of daydream_luigi.analysis (pure pandas) and report.tables.write_tables."""
 
 from __future__ import annotations
 
@@ -13,26 +13,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daydream_luigi.analysis import results as R
-from daydream_luigi.analysis.results import (
-    CROSS_EXPERIMENT_COLUMNS,
-    PARSED_SCORES_COLUMNS,
-    ConceptMap,
-    aggregate_cross_experiment,
+from daydream_luigi.analysis.aggregate import CROSS_EXPERIMENT_COLUMNS, aggregate_cross_experiment
+from daydream_luigi.analysis.agreement import (
+    JUDGE_AGREEMENT_COLUMNS,
+    VARIANCE_COMPONENTS_COLUMNS,
     agreement_alpha,
+    agreement_class,
     agreement_summary,
-    concept_effects,
-    concept_pair_effects,
     judge_agreement,
-    judge_template_means,
     krippendorff_alpha_interval,
+    variance_components,
+)
+from daydream_luigi.analysis.effects import CONCEPT_EFFECT_COLUMNS, concept_effects, concept_pair_effects
+from daydream_luigi.analysis.intervals import t_interval, welch_interval
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS, ConceptMap
+from daydream_luigi.analysis.selection import SELECT_TOP_COLUMNS, select_top
+from daydream_luigi.analysis.tables import (
+    SUMMARY_COLUMNS,
+    TOP_SCORE_PATHS_COLUMNS,
+    judge_template_means,
     pivot_scores,
-    select_top,
     summary_statistics,
     top_score_paths,
-    variance_components,
-    write_tables,
 )
+from daydream_luigi.report.tables import write_tables
 
 NaN = math.nan
 JA, JB = "judge-a", "judge-b"
@@ -334,11 +338,11 @@ def test_t_interval_against_a_hand_computed_case():
     # quantile is t = u sqrt(2 / (1 - u^2)) with u = 2 * 0.975 - 1 = 0.95: 0.95 * sqrt(2 / 0.0975) = 4.302653.
     # Half width 4.302653 * 2 / sqrt(3) = 4.968275 -> [1.031725, 10.968275].
     t2 = 0.95 * math.sqrt(2 / 0.0975)
-    low, high = R.t_interval([3], [6.0], [2.0])
+    low, high = t_interval([3], [6.0], [2.0])
     assert low[0] == pytest.approx(6 - t2 * 2 / math.sqrt(3), rel=1e-12)
     assert high[0] == pytest.approx(6 + t2 * 2 / math.sqrt(3), rel=1e-12)
     assert (round(low[0], 6), round(high[0], 6)) == (1.031725, 10.968275)
-    low, high = R.t_interval([1, 2], [5.0, 5.0], [NaN, 0.0])
+    low, high = t_interval([1, 2], [5.0, 5.0], [NaN, 0.0])
     assert math.isnan(low[0]) and math.isnan(high[0])  # one value: no interval
     assert (low[1], high[1]) == (5.0, 5.0)  # no spread
 
@@ -348,12 +352,12 @@ def test_welch_interval_against_a_hand_computed_case():
     # Welch df = (1 + 1)^2 / (1^2 / 1 + 1^2 / 1) = 2, so t = 4.302653 as above:
     # 4 -+ 4.302653 * 1.414214 = 4 -+ 6.084870 -> [-2.084870, 10.084870].
     t2 = 0.95 * math.sqrt(2 / 0.0975)
-    low, high = R.welch_interval([2], [8.0], [math.sqrt(2)], [2], [4.0], [math.sqrt(2)])
+    low, high = welch_interval([2], [8.0], [math.sqrt(2)], [2], [4.0], [math.sqrt(2)])
     assert low[0] == pytest.approx(4 - t2 * math.sqrt(2), rel=1e-12)
     assert high[0] == pytest.approx(4 + t2 * math.sqrt(2), rel=1e-12)
     assert (round(low[0], 6), round(high[0], 6)) == (-2.08487, 10.08487)
     # one side with a single essay: undefined; no spread on either side: the point difference
-    low, high = R.welch_interval([1, 3], [8.0, 6.0], [NaN, 0.0], [3, 2], [4.0, 5.0], [1.0, 0.0])
+    low, high = welch_interval([1, 3], [8.0, 6.0], [NaN, 0.0], [3, 2], [4.0, 5.0], [1.0, 0.0])
     assert math.isnan(low[0]) and math.isnan(high[0])
     assert (low[1], high[1]) == (1.0, 1.0)
 
@@ -432,7 +436,7 @@ def test_judge_agreement(scores):
 
 
 def test_agreement_class_boundaries():
-    c = R.agreement_class
+    c = agreement_class
     assert [c(r, 2) for r in (0, 1, 1.0000001, 2, 2.5, 3, 3.0001, 10)] == [
         "high",
         "high",
@@ -726,24 +730,24 @@ def test_degenerate_inputs(make):
     m = judge_template_means(df)
     assert list(m.columns) == ["evaluation_model"] and len(m) == 0
     s = summary_statistics(df)
-    assert list(s.columns) == R.SUMMARY_COLUMNS and len(s) == 0
+    assert list(s.columns) == SUMMARY_COLUMNS and len(s) == 0
     t = top_score_paths(df)
-    assert list(t.columns) == R.TOP_SCORE_PATHS_COLUMNS and len(t) == 0
+    assert list(t.columns) == TOP_SCORE_PATHS_COLUMNS and len(t) == 0
     a = judge_agreement(df)
-    assert list(a.columns) == R.JUDGE_AGREEMENT_COLUMNS and len(a) == 0
+    assert list(a.columns) == JUDGE_AGREEMENT_COLUMNS and len(a) == 0
     v = variance_components(df)
-    assert list(v.columns) == R.VARIANCE_COMPONENTS_COLUMNS and len(v) == 0
+    assert list(v.columns) == VARIANCE_COMPONENTS_COLUMNS and len(v) == 0
     assert math.isnan(agreement_alpha(df))
     agg = aggregate_cross_experiment([df, df])
     assert list(agg.columns) == CROSS_EXPERIMENT_COLUMNS and len(agg) == len(df)
     concepts = ConceptMap({"c1": ["x"], "c2": ["y"]}, {})
-    assert list(concept_effects(df, concepts).columns) == R.CONCEPT_EFFECT_COLUMNS
+    assert list(concept_effects(df, concepts).columns) == CONCEPT_EFFECT_COLUMNS
     assert len(concept_effects(df, concepts)) == len(concept_pair_effects(df, concepts)) == 0
 
 
 def test_select_top_degenerate():
     assert ranked(select_top(empty_scores(), [CRE])) == []
-    assert list(select_top(empty_scores(), [CRE]).columns) == R.SELECT_TOP_COLUMNS
+    assert list(select_top(empty_scores(), [CRE]).columns) == SELECT_TOP_COLUMNS
     assert ranked(select_top(all_nan_scores(), [CRE, RIG])) == []
     with pytest.raises(
         ValueError, match=r"^unknown evaluation template\(s\): 'x'; templates present: creativity, rigor$"
@@ -910,7 +914,7 @@ def test_concept_effects_find_the_planted_concept():
     essay_means = table.groupby("parent_gen_id")["score"].mean()
     has_anchor = essay_means.index.map(lambda e: "anchor" in concepts.concept_ids(e.split("-")[0]))
     with_a, without_a = essay_means[has_anchor], essay_means[~has_anchor]
-    low, high = R.welch_interval(16, with_a.mean(), with_a.std(), 14, without_a.mean(), without_a.std())
+    low, high = welch_interval(16, with_a.mean(), with_a.std(), 14, without_a.mean(), without_a.std())
     assert (anchor["ci_low"], anchor["ci_high"]) == (pytest.approx(float(low)), pytest.approx(float(high)))
 
 

@@ -16,7 +16,7 @@ The unit, per axis (``--by``), always under one evaluation template (scores of t
   replicate). The two templates are then the two sides, so no single template is fixed.
 
 Per template: ``n`` units with both sides, the mean paired difference A - B with its 95% paired t interval
-(:func:`results.t_interval` of the differences), a two-sided sign test's p (``scipy.stats.binomtest`` over the
+(:func:`intervals.t_interval` of the differences), a two-sided sign test's p (``scipy.stats.binomtest`` over the
 non-zero differences), and the units left out because only one side has them. With fewer than :data:`MIN_PAIRS` units
 the verdict says the comparison is too small to tell: below 6 pairs even a clean sweep has a sign test p of 0.0625
 or more (2 / 2^5), so no result could reach p < 0.05.
@@ -29,7 +29,7 @@ import math
 import pandas as pd
 from scipy import stats
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis import intervals
 from daydream_luigi.analysis.gates import scored_evaluations
 
 #: --by name -> its column in the parsed-scores table.
@@ -136,7 +136,7 @@ def _summary(axis: str, a: str, b: str, template: str, units: pd.DataFrame) -> d
     paired = units["difference"].dropna()
     n = len(paired)
     mean, sd = (paired.mean(), paired.std(ddof=1)) if n else (math.nan, math.nan)
-    low, high = results.t_interval(n, mean, sd)
+    low, high = intervals.t_interval(n, mean, sd)
     above, below = int((paired > 0).sum()), int((paired < 0).sum())
     row = {
         "axis": axis,

@@ -5,7 +5,7 @@ stored as 8, a `VERDICT: YES` as 10) and ``score_max`` is 10 on every row, so a 
 
 Per essay and criterion (its evaluation template), over the essay's scored evaluations of that template (every judge
 and replicate counts once, an evaluation listed under several cohorts once): ``n``, the mean, the 95% Student t
-interval of the mean (:func:`results.t_interval`, the interval of every other table), ``judges`` (distinct judges) and
+interval of the mean (:func:`intervals.t_interval`, the interval of every other table), ``judges`` (distinct judges) and
 ``judge_range`` (max - min of the judges' own means over their replicates; 0 for one judge). The criterion's
 ``value`` is the mean (``by: mean``) or the interval's low end (``by: lower-bound``).
 
@@ -29,7 +29,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis import agreement, intervals
+from daydream_luigi.analysis.scores import ConceptMap
 from daydream_luigi.core.gates import Criterion, Gate
 
 PASS = "pass"
@@ -62,7 +63,7 @@ def criterion_statistics(scored: pd.DataFrame, criterion: Criterion) -> pd.DataF
     rows = scored[scored["evaluation_template"] == criterion.template]
     by_essay = rows.groupby("parent_gen_id", sort=True)["score"]
     stats = pd.DataFrame({"n": by_essay.size(), "mean": by_essay.mean(), "sd": by_essay.std(ddof=1)})
-    stats["ci_low"], stats["ci_high"] = results.t_interval(stats["n"], stats["mean"], stats["sd"])
+    stats["ci_low"], stats["ci_high"] = intervals.t_interval(stats["n"], stats["mean"], stats["sd"])
     judge_means = rows.groupby(["parent_gen_id", "evaluation_model"], sort=True)["score"].mean().groupby(level=0)
     stats["judges"] = judge_means.size()
     stats["judge_range"] = judge_means.max() - judge_means.min()
@@ -149,7 +150,7 @@ def _text(value) -> str | None:
 def gate_record(gen_id: str, scores: pd.DataFrame, gate: Gate, decision: str) -> dict:
     """What a dossier keeps of one gate for one essay: the gate file (path, sha256, text), the decision and, per
     criterion, its statistics, each judge's mean and count, the judges' agreement class
-    (:func:`results.agreement_class`) and every evaluation behind it (gen_id, judge, replicate, score, file)."""
+    (:func:`agreement.agreement_class`) and every evaluation behind it (gen_id, judge, replicate, score, file)."""
     scored = scored_evaluations(scores)
     scored = scored[scored["parent_gen_id"] == gen_id]
     criteria = []
@@ -171,7 +172,7 @@ def gate_record(gen_id: str, scores: pd.DataFrame, gate: Gate, decision: str) ->
                 },
                 "n": 0 if row is None else int(row["n"]),
                 "judges": {judge: {"mean": float(m), "n": int(n)} for judge, (m, n) in judges.iterrows()},
-                "agreement": None if row is None else results.agreement_class(row["judge_range"], int(row["judges"])),
+                "agreement": None if row is None else agreement.agreement_class(row["judge_range"], int(row["judges"])),
                 "evaluations": [
                     {
                         "gen_id": _text(r.gen_id),
@@ -195,7 +196,7 @@ def gate_record(gen_id: str, scores: pd.DataFrame, gate: Gate, decision: str) ->
     }
 
 
-def essay_record(gen_id: str, scores: pd.DataFrame, concepts: results.ConceptMap) -> dict:
+def essay_record(gen_id: str, scores: pd.DataFrame, concepts: ConceptMap) -> dict:
     """What a dossier says of the essay itself: its combination and concepts, templates, model and files (the
     first non-empty value among its rows)."""
     rows = scores[scores["parent_gen_id"] == gen_id]

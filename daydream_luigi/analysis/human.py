@@ -8,7 +8,7 @@ the same two series (the judge's essay means over its replicates, the panel's me
 * ``mean_abs_difference``: the mean of |judge - people|, in points on the 0..10 scale;
 * ``spearman_rho``: Spearman's rank correlation (``scipy.stats.spearmanr``); NaN below 3 essays or when either side
   gives every essay the same score (no ranking to compare);
-* ``krippendorff_alpha``: Krippendorff's alpha (interval metric, :func:`results.krippendorff_alpha_interval`) with
+* ``krippendorff_alpha``: Krippendorff's alpha (interval metric, :func:`agreement.krippendorff_alpha_interval`) with
   the judge and the panel as its two raters and the essays as units: 1 is perfect agreement, 0 is no better than
   chance.
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis import agreement
 from daydream_luigi.analysis.gates import PASS, scored_evaluations
 from daydream_luigi.core.gates import GATE_LABEL_PREFIX
 from daydream_luigi.core.parsers import SCORE_MAX, SCORE_MIN
@@ -90,7 +90,7 @@ def judge_rows(scores: pd.DataFrame, labels: pd.DataFrame) -> list[dict]:
                 "n": int(both.sum()),
                 "mean_abs_difference": float(np.mean(np.abs(mine - theirs))) if both.any() else math.nan,
                 "spearman_rho": _spearman(mine, theirs),
-                "krippendorff_alpha": results.krippendorff_alpha_interval(zip(mine, theirs)),
+                "krippendorff_alpha": agreement.krippendorff_alpha_interval(zip(mine, theirs)),
             }
         )
     return rows

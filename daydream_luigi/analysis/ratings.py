@@ -35,13 +35,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _finite_without_prior(n: int, i: np.ndarray, j: np.ndarray, s: np.ndarray) -> bool:
     """Whether the unregularised maximum exists: every essay reaches every other along "took at least half a
     point from" edges (the win graph is strongly connected; Zermelo's condition)."""
-    beat = [set() for _ in range(n)]
+    beat: list[set[int]] = [set() for _ in range(n)]
     for a, b, score in zip(i.tolist(), j.tolist(), s.tolist()):
         if score > 0:
             beat[a].add(b)
         if score < 1:
             beat[b].add(a)
-    beaten_by = [set() for _ in range(n)]
+    beaten_by: list[set[int]] = [set() for _ in range(n)]
     for a in range(n):
         for b in beat[a]:
             beaten_by[b].add(a)
@@ -128,7 +128,7 @@ def ratings_table(essay_ids: Sequence[str], matches: Sequence[Match], prior_matc
     ids = checked_field(essay_ids)
     ratings, covariance = fit_bradley_terry(ids, matches, prior_matches)
     half_width = Z_95 * np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    record = {e: Counter() for e in ids}
+    record: dict[str, Counter[str]] = {e: Counter() for e in ids}
     for match in matches:
         outcome = match.outcome
         if outcome == "tie":

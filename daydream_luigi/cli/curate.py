@@ -7,7 +7,7 @@ import click
 import pandas as pd
 import yaml
 
-from daydream_luigi.analysis import gates, results
+from daydream_luigi.analysis import gates, selection
 from daydream_luigi.cli import backend_option, id_list, main
 from daydream_luigi.cli.report import all_scores
 from daydream_luigi.core.catalog import load_catalog
@@ -16,7 +16,7 @@ from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.gates import load_gate
 from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
 from daydream_luigi.report import collect
-from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
+from daydream_luigi.report.tables import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from daydream_luigi.store import operations
 from daydream_luigi.store.files import atomic_write_text
 
@@ -31,7 +31,7 @@ def select():
 @click.option("--cohort", help="Only essays of this cohort (default: every cohort on disk).")
 @click.option(
     "--by",
-    type=click.Choice(results.SELECT_TOP_ORDERS),
+    type=click.Choice(selection.SELECT_TOP_ORDERS),
     default="mean",
     show_default=True,
     help="mean: the mean over judges and replicates; lower-bound: the low end of its 95% interval.",
@@ -68,7 +68,7 @@ def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, gate_n
         declared = load_gate(paths, gate_name, catalog.templates["evaluation"])
         scores = scores[scores["parent_gen_id"].isin(gates.passing(gates.decide(scores, declared)))]
     try:
-        chosen = results.select_top(
+        chosen = selection.select_top(
             scores,
             id_list(templates),
             exclude_judge,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis.aggregate import aggregate_cross_experiment
 from daydream_luigi.cli import backend_option, cohort_option, main, prepare
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.report import collect
@@ -16,7 +16,7 @@ def all_scores(paths: Paths):
         for folder in sorted(paths.cohorts.glob("*"))
         if (folder / "membership.csv").exists()
     ]
-    return results.aggregate_cross_experiment(frames)
+    return aggregate_cross_experiment(frames)
 
 
 @main.command()

@@ -8,9 +8,10 @@ import uuid
 import click
 import luigi
 
-from daydream_luigi.analysis import results
 from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
 from daydream_luigi.analysis.ratings import matches_table, ratings_table
+from daydream_luigi.analysis.scores import ConceptMap
+from daydream_luigi.analysis.selection import select_top
 from daydream_luigi.analysis.tournament import describe_position_bias, position_bias
 from daydream_luigi.cli import backend_option, main, prepare
 from daydream_luigi.cli.run import confirm, embedded_server
@@ -24,7 +25,7 @@ from daydream_luigi.execution.progress import Display
 from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
 from daydream_luigi.report import collect
-from daydream_luigi.report.page import (
+from daydream_luigi.report.tables import (
     DEDUP_CLUSTERS_FILE,
     DEDUP_SUMMARY_FILE,
     TOURNAMENT_MATCHES_FILE,
@@ -77,7 +78,7 @@ def complete_essays(paths: Paths, plan) -> list[str]:
 
 def _concepts(plan) -> dict[str, str]:
     """essay gen_id -> the names of its combo's concepts, as the report labels them."""
-    concepts = results.ConceptMap(
+    concepts = ConceptMap(
         {cid: combo.concept_ids for cid, combo in plan.context.combos.items()},
         {cid: concept.name for cid, concept in plan.context.catalog.concepts.items()},
     )
@@ -407,7 +408,7 @@ def _representative_scores(paths: Paths, plan, template_id):
             f"--template {template_id!r}: cohort {cohort_id} has no score on it; scored templates: "
             f"{', '.join(present) or 'none'}"
         )
-    ranked = results.select_top(frame, [template_id], top_n=frame["parent_gen_id"].nunique())
+    ranked = select_top(frame, [template_id], top_n=frame["parent_gen_id"].nunique())
     return template_id, dict(zip(ranked["gen_id"], ranked["mean"]))
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from daydream_luigi.analysis import results
+from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS, ConceptMap
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.combos import read_mappings
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.settings import load_settings, pool_limits
+from daydream_luigi.report.tables import REPORT_FILES, STATUS_FILE, write_tables
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_json, atomic_write_text, read_json
 from daydream_luigi.store.freshness import evaluations, fingerprint, reports_dir, stage_dir, write_stamp
 
@@ -29,7 +30,7 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
     Built column by column with string paths, and only essays' and drafts' metadata are kept (each is read once,
     and shared by all its evaluations): ~100,000 evaluations in a few seconds and ~100 MB.
     """
-    columns: dict[str, list] = {name: [] for name in results.PARSED_SCORES_COLUMNS}
+    columns: dict[str, list] = {name: [] for name in PARSED_SCORES_COLUMNS}
     failed, missing = {}, []
     parents: dict[str, dict | Exception] = {}  # essay/draft folder -> its metadata, or why it cannot be read
 
@@ -92,7 +93,7 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
         for values, value in zip(columns.values(), row):
             values.append(value)
     rows = len(columns["gen_id"])
-    frame = pd.DataFrame(columns, columns=results.PARSED_SCORES_COLUMNS)
+    frame = pd.DataFrame(columns, columns=PARSED_SCORES_COLUMNS)
     frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
     counts = {
         "evaluations": rows + len(failed) + len(missing),
@@ -109,25 +110,25 @@ def write_parsed_scores(paths, cohort_id: str) -> None:
     stamp = fingerprint(paths, cohort_id)
     frame, counts = collect_scores(paths, cohort_id)
     out = reports_dir(paths, cohort_id)
-    atomic_write_text(out / "parsed_scores.csv", frame.to_csv(index=False))
-    atomic_write_json(out / "status.json", counts)
-    write_stamp(paths, cohort_id, out / "parsed_scores.csv", stamp)
+    atomic_write_text(out / REPORT_FILES["parsed_scores"], frame.to_csv(index=False))
+    atomic_write_json(out / STATUS_FILE, counts)
+    write_stamp(paths, cohort_id, out / REPORT_FILES["parsed_scores"], stamp)
 
 
 def write_derived_tables(paths, cohort_id: str) -> None:
     stamp = fingerprint(paths, cohort_id)
     out = reports_dir(paths, cohort_id)
-    frame = pd.read_csv(out / "parsed_scores.csv", keep_default_na=False, na_values=[""], dtype={"error": str}).fillna(
-        {"error": ""}
-    )
-    results.write_tables(frame, out, concept_map(paths))
-    write_stamp(paths, cohort_id, out / "pivot.csv", stamp)
+    frame = pd.read_csv(
+        out / REPORT_FILES["parsed_scores"], keep_default_na=False, na_values=[""], dtype={"error": str}
+    ).fillna({"error": ""})
+    write_tables(frame, out, concept_map(paths))
+    write_stamp(paths, cohort_id, out / REPORT_FILES["pivot"], stamp)
 
 
-def concept_map(paths) -> results.ConceptMap:
+def concept_map(paths) -> ConceptMap:
     """Which concepts each recorded combo holds, and their names (the tables name concepts, not only ids)."""
     catalog = load_catalog(paths, pool_limits(), load_settings(paths))
-    return results.ConceptMap(
+    return ConceptMap(
         {cid: combo.concept_ids for cid, combo in read_mappings(paths.combo_mappings).items()},
         {cid: concept.name for cid, concept in catalog.concepts.items()},
     )

@@ -29,7 +29,7 @@ from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.gates import Gate
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.report import collect
-from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE, TOURNAMENT_RATINGS_FILE
+from daydream_luigi.report.tables import DEDUP_CLUSTERS_FILE, TOURNAMENT_RATINGS_FILE
 from daydream_luigi.store.files import atomic_write_json, atomic_write_text, read_json
 from daydream_luigi.store.labels import stored_labels
 
