@@ -6,7 +6,6 @@ import sys
 import uuid
 
 import click
-import luigi
 
 from daydream_luigi.analysis import results
 from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
@@ -17,10 +16,9 @@ from daydream_luigi.cli.run import confirm, embedded_server
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
-from daydream_luigi.execution import pairwise, tasks
-from daydream_luigi.execution import runner as running
-from daydream_luigi.execution.monitor import Listening, Monitor
-from daydream_luigi.execution.progress import Display
+from daydream_luigi.execution import pairwise, runner, tasks
+from daydream_luigi.execution.cohort_run import EMBEDDED_PROVIDER
+from daydream_luigi.execution.tournament import Interrupted, RoundBuilder
 from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
 from daydream_luigi.report import collect
@@ -217,45 +215,6 @@ def _accounted(paths: Paths, judgments, run_id: str) -> tuple[accounting.Calls, 
     return calls, made
 
 
-class Interrupted(Exception):
-    def __init__(self, signum: int, abandoned: bool):
-        super().__init__(signum)
-        self.signum, self.abandoned = signum, abandoned
-
-
-class RoundBuilder:
-    """Makes the judgments of a round that are not kept yet: one Luigi build, watched as `daydream run` watches its
-    graph (progress from Luigi's events, answers lost by a full disk never asked for again, Ctrl-C / SIGTERM: the
-    calls in flight finish and their answers are kept, a second Ctrl-C abandons them)."""
-
-    def __init__(self, paths: Paths, judge: pairwise.Judge, verbosity: int):
-        self.paths, self.judge, self.verbosity = paths, judge, verbosity
-        self.workers = pool_limits().get(judge.model.pool, 1)
-        self.asked: list[pairwise.Judgment] = []
-        self.rounds = 0
-
-    def __call__(self, judgments: list[pairwise.Judgment]) -> None:
-        self.asked.extend(judgments)
-        self.rounds += 1
-        pending = [j for j in judgments if not (gen_dir(self.paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
-        if not pending:
-            return
-        monitor = Monitor.for_members(pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()})
-        display = Display(monitor, f"tournament round {self.rounds}", self.verbosity)
-        with display, Listening(monitor), running.Stopper(display) as stopper:
-            try:
-                luigi.build(
-                    [tasks.pairwise_task(j) for j in pending],
-                    workers=min(self.workers, len(pending)),
-                    local_scheduler=True,
-                )
-            except KeyboardInterrupt:
-                stopper.abandoned = True
-            luigi.task_register.Register.clear_instance_cache()
-        if stopper.signal is not None:
-            raise Interrupted(stopper.signal, stopper.abandoned)
-
-
 def _tournament_tables(paths: Paths, cohort_id: str, judge: pairwise.Judge, played, rounds: int):
     """Write tournament_matches.csv, tournament_ratings.csv and tournament.json; returns the ratings and the
     position bias."""
@@ -311,19 +270,24 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     judge = pairwise.judge_for(plan.context, cohort_id, template, model, texts)
     totals = _tournament_plan(settings, judge, texts, rounds, _kept_judgments(paths, judge, set(essays)))
     operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
-    running.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE})
-    if totals["to_call"] and judge.model.provider != running.EMBEDDED_PROVIDER:
+    runner.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE}, with_slots=True)
+    if totals["to_call"] and judge.model.provider != EMBEDDED_PROVIDER:
         endpoints.preflight(settings.providers[judge.model.provider])
     run_id = uuid.uuid4().hex[:12]
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
-    log_path = running.log_to_file(paths, run_id)
-    build = RoundBuilder(paths, judge, 0 if quiet else 1)
+    with runner.started(paths, run_id) as log_path:
+        _play(paths, plan, judge, essays, rounds, totals["to_call"], run_id, 0 if quiet else 1, log_path)
+
+
+def _play(paths: Paths, plan, judge: pairwise.Judge, essays, rounds: int, to_call: int, run_id, verbosity, log_path):
+    cohort_id = plan.spec.cohort_id
+    build = RoundBuilder(paths, plan.context.settings, judge, run_id, verbosity)
     click.echo(
         f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
         f"{judge.model.model_id} with {judge.template.template_id}",
         err=True,
     )
-    with embedded_server(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []) as server:
+    with embedded_server(plan, [judge.judgment(*essays[:2])] if to_call else []) as server:
         if server is not None:
             os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
         try:
@@ -336,7 +300,7 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
             _listed([f"  failed pairwise {gen_id}: {reason}" for gen_id, reason in sorted(exc.failures.items())])
             click.echo(calls_line(_accounted(paths, build.asked, run_id)[0]))
             click.echo(f"log: {log_path}")
-            sys.exit(running.EXIT_FAILED)
+            sys.exit(runner.EXIT_FAILED)
         except Interrupted as exc:
             calls, made = _accounted(paths, build.asked, run_id)
             finished = (
@@ -350,7 +314,7 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
             )
             click.echo(calls_line(calls))
             click.echo(f"log: {log_path}")
-            sys.exit(running.EXIT_SIGNAL[exc.signum])
+            sys.exit(runner.EXIT_SIGNAL[exc.signum])
     calls, made = _accounted(paths, build.asked, run_id)
     ratings, bias = _tournament_tables(paths, cohort_id, judge, played, rounds)
     judgments = 2 * len(played.matches)
