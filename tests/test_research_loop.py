@@ -4,7 +4,6 @@ near-duplicates through /embeddings, concept effects of a planted concept, and t
 
 import itertools
 import json
-import os
 import re
 import shutil
 import signal
@@ -69,10 +68,7 @@ def invoke(*args: str):
 
     from daydream_luigi.cli import main
 
-    try:
-        return CliRunner().invoke(main, list(args))
-    finally:
-        os.environ.pop("DAYDREAM_BACKEND", None)  # `prepare` sets it for a run's task processes
+    return CliRunner().invoke(main, list(args))
 
 
 def reports(project: Path) -> Path:

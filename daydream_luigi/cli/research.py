@@ -16,8 +16,9 @@ from daydream_luigi.cli.run import confirm, embedded_server
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
-from daydream_luigi.execution import pairwise, runner, tasks
+from daydream_luigi.execution import pairwise, runner
 from daydream_luigi.execution.cohort_run import EMBEDDED_PROVIDER
+from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.tournament import Interrupted, RoundBuilder
 from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
@@ -273,15 +274,16 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     runner.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE}, with_slots=True)
     if totals["to_call"] and judge.model.provider != EMBEDDED_PROVIDER:
         endpoints.preflight(settings.providers[judge.model.provider])
-    run_id = uuid.uuid4().hex[:12]
-    tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
-    with runner.started(paths, run_id) as log_path:
-        _play(paths, plan, judge, essays, rounds, totals["to_call"], run_id, 0 if quiet else 1, log_path)
+    run = Knobs(uuid.uuid4().hex[:12], plan.backend, call_slots=True)
+    with runner.started(paths, run) as log_path:
+        _play(paths, plan, judge, essays, rounds, totals["to_call"], run, 0 if quiet else 1, log_path)
 
 
-def _play(paths: Paths, plan, judge: pairwise.Judge, essays, rounds: int, to_call: int, run_id, verbosity, log_path):
-    cohort_id = plan.spec.cohort_id
-    build = RoundBuilder(paths, plan.context.settings, judge, run_id, verbosity)
+def _play(
+    paths: Paths, plan, judge: pairwise.Judge, essays, rounds: int, to_call: int, run: Knobs, verbosity, log_path
+):
+    cohort_id, run_id = plan.spec.cohort_id, run.run_id
+    build = RoundBuilder(paths, plan.context.settings, judge, run, verbosity)
     click.echo(
         f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
         f"{judge.model.model_id} with {judge.template.template_id}",
@@ -401,7 +403,7 @@ def dedup(cohort, threshold, embedding_model_id, template, backend):
     representatives."""
     paths, plan = prepare(cohort, backend)
     cohort_id = plan.spec.cohort_id
-    model = embedding_model(plan.context.catalog, os.environ["DAYDREAM_BACKEND"], embedding_model_id)
+    model = embedding_model(plan.context.catalog, plan.backend, embedding_model_id)
     template_id, scores = _representative_scores(paths, plan, template)
     essays = complete_essays(paths, plan)
     texts = {e: read_text(gen_dir(paths.gens, "essay", e) / PARSED) for e in essays}

@@ -213,6 +213,7 @@ def run(
         0 if quiet else 2 if verbose else 1,
         max_cost,
         batch,
+        plan.backend,
     )
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)

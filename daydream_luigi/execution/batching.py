@@ -41,8 +41,6 @@ from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.budget import BATCH_PRICE_FACTOR, BudgetReached, call_cost, estimate_cost_usd
 from daydream_luigi.store.files import CALL, METADATA, RAW, atomic_write_json, gen_dir, read_json
 
-# --batch of the running `daydream run`, set before Luigi forks the task processes (they inherit it).
-EVERY_CALL = False
 MAX_SUBMISSIONS = 3
 SUBMITTED, RESULTS = "submitted.json", "results.json"
 STATUS, WAITING = "daydream.batch_status", "daydream.batch_waiting"  # Luigi events (progress display)
@@ -311,7 +309,7 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
         if record["done"]:
             return
         turns = turn_finder(ctx.paths, wave.cohort_id, wave.stage, wave.model_id, wave.chunk)  # read under the lock
-        ledger = gate.budget(ctx.paths, run_id)
+        ledger = gate.budget(ctx.paths, run_id, ctx.max_cost_usd)
         items = []
         for gen_id in gen_ids:
             member = members[gen_id]
@@ -385,7 +383,7 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
                     f"polling them"
                 )
             time.sleep(min(0.5, interval))
-    ledger = gate.budget(ctx.paths, run_id)
+    ledger = gate.budget(ctx.paths, run_id, ctx.max_cost_usd)
     outcomes = {}
     for entry in record["batches"]:
         state = states[entry["batch_id"]]

@@ -21,7 +21,8 @@ from daydream_luigi.core import schedule
 from daydream_luigi.core.cohort import calls_model
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.settings import STAGES
-from daydream_luigi.execution import batching, generation, tasks
+from daydream_luigi.execution import generation, tasks
+from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.monitor import Monitor
 from daydream_luigi.execution.runner import (
     EXIT_FAILED,
@@ -52,6 +53,7 @@ class Request:
     verbosity: int = 1
     max_cost_usd: float | None = None  # --max-cost: no new call once it would not fit
     batch: bool = False  # --batch: every eligible call through its provider's batch API
+    backend: str | None = None  # the cohort's backend [default: core.settings.default_backend]
 
 
 @dataclass
@@ -74,7 +76,7 @@ def preflight(paths, request: Request, pending: list) -> None:
     pending calls use gets one cheap authenticated request (the embedded server is started and waited for instead)."""
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
-    context = tasks.cohort_plan(request.cohort_id).context
+    context = tasks.cohort_plan(request.cohort_id, request.backend).context
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
@@ -90,7 +92,7 @@ def workers_needed(plan: tasks.CohortPlan, pending: list, batch: bool, central: 
     pending task of the graph."""
     catalog = plan.context.catalog
     pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
-    chunks = tasks.batch_chunks(plan.spec.cohort_id, batch).lists
+    chunks = tasks.batch_chunks(plan.spec.cohort_id, batch, plan.backend).lists
     polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
     return max(1, workers_for(pools, central) + polls)
 
@@ -105,7 +107,7 @@ def _graphs(paths, request: Request, plan: tasks.CohortPlan, fed):
         yield [tasks.generation_task(plan.members[g], cohort_id) for g in request.gen_ids]
         return
     complete = accounting.complete_sets(paths)
-    found = tasks.batch_chunks(cohort_id, batching.EVERY_CALL)
+    found = tasks.batch_chunks(cohort_id, request.batch)
     if not any(g not in complete[plan.members[g].stage] for g in found.where):
         if request.stage:
             yield from _unfed_parts(paths, request.cohort_id, plan, request.stage, fed)
@@ -175,18 +177,17 @@ def _pool_of(plan: tasks.CohortPlan):
 
 
 def run(paths, request: Request) -> Result:
+    plan = tasks.cohort_plan(request.cohort_id, request.backend)
     run_id = uuid.uuid4().hex[:12]
-    tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them, and these two as well
-    gate.MAX_COST_USD, batching.EVERY_CALL = request.max_cost_usd, request.batch
-    plan = tasks.cohort_plan(request.cohort_id)
+    run = Knobs(run_id, plan.backend, request.max_cost_usd, request.batch, call_slots=request.scheduler_url is None)
     generation.warm_up(plan.context)
     complete_before = accounting.complete_sets(paths)
-    with started(paths, run_id) as log_path:
+    with started(paths, run) as log_path:
         monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
         limiter = gate.limiter(paths, plan.context.settings)
         built_root, built = False, 0
         title = f"cohort {request.cohort_id}"
-        with Watch(paths, run_id, monitor, title, request.verbosity, limiter, request.scheduler_url) as watch:
+        with Watch(paths, run, monitor, title, request.verbosity, limiter, request.scheduler_url) as watch:
             for graph in _graphs(paths, request, plan, lambda: watch.listening.caught_up().fed):
                 if watch.stopped:
                     break

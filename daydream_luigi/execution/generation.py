@@ -75,6 +75,8 @@ class Context:
     settings: Settings
     catalog: Catalog
     combos: dict  # combo_id -> Combo
+    max_cost_usd: float | None = None  # the run's --max-cost: no new call once it would not fit
+    call_slots: slots.CallSlots | None = None  # the run's call slots (None: Luigi's resources alone limit the pools)
 
 
 Emit = Callable[[str, dict], None]  # (event name, details): how a generation reports progress to whoever runs it
@@ -245,6 +247,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         price_per_mtok=model.price_per_mtok,
         call_id=member.gen_id,
         tokens=estimated_tokens(prompt, settings.max_tokens),
+        max_cost_usd=gen.ctx.max_cost_usd,
     )
 
     def on_attempt(record: dict) -> None:
@@ -267,7 +270,9 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         return stop_requested(gen.ctx.paths, gen.run_id)
 
     try:
-        with slots.call_slot(model.pool, stopping, lambda waiting: gen.emit(SLOT, {"waiting": waiting})):
+        with slots.call_slot(
+            gen.ctx.call_slots, model.pool, stopping, lambda waiting: gen.emit(SLOT, {"waiting": waiting})
+        ):
             answer = chat.chat_completion(
                 base_url,
                 key,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import luigi
 
-from daydream_luigi.execution import batching, generation, tasks
+from daydream_luigi.execution import batching, generation, knobs
 from daydream_luigi.execution.generation import ANSWER_LOST, ATTEMPT, SLOT
 from daydream_luigi.execution.tasks import STOPPED, BatchPoll, BatchSubmit, Feed, GateClosed, GenerationTask
 
@@ -296,7 +296,7 @@ def _killed(task, reason: str) -> None:
     no answer was kept, so trying again pays for nothing twice)."""
     if isinstance(task, GenerationTask):
         try:
-            generation.record_failure(task.directory, task.member, reason, "killed", True, tasks.RUN_ID)
+            generation.record_failure(task.directory, task.member, reason, "killed", True, knobs.current().run_id)
         except OSError:
             pass  # the run's summary has the reason from the event below
         _send({"event": "failure", "gen_id": task.gen_id, "reason": reason})

@@ -26,8 +26,9 @@ from luigi.execution_summary import LuigiStatusCode
 
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import STAGES, pool_limits
-from daydream_luigi.execution import slots
+from daydream_luigi.execution import knobs, slots
 from daydream_luigi.execution.generation import call_time_limit
+from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.local_scheduler import WorkerSchedulerFactory
 from daydream_luigi.execution.monitor import Listening, Monitor
 from daydream_luigi.execution.progress import Display
@@ -148,52 +149,33 @@ def log_to_file(paths, run_id: str) -> Path:
 
 
 @contextmanager
-def started(paths, run_id: str) -> Iterator[Path]:
-    """A run from its start to its end: its log file (yielded); at the end its own state (breaker, ledger, call slots,
-    stop flag, under `gate.run_dir`) is removed."""
-    log_path = log_to_file(paths, run_id)
+def started(paths, run: Knobs) -> Iterator[Path]:
+    """A run from its start to its end: its log file (yielded) and its knobs set for its builds (`knobs`); at the end
+    its own state (breaker, ledger, call slots, stop flag, under `gate.run_dir`) is removed."""
+    log_path = log_to_file(paths, run.run_id)
     try:
-        yield log_path
+        with knobs.applied(run):
+            yield log_path
     finally:
-        shutil.rmtree(gate.run_dir(paths, run_id), ignore_errors=True)
-
-
-@contextmanager
-def call_slots(folder: Path | None):
-    """Call slots (`slots`) under `folder` for the builds inside, each pool's Luigi resource raised by the tasks that
-    may wait ahead (Luigi's local scheduler reads [resources] when a build creates it); nothing when `folder` is
-    None."""
-    resources = {} if folder is None else slots.configure(folder, pool_limits())
-    config = luigi.configuration.get_config()
-    before = {pool: config.get("resources", pool, None) for pool in resources}
-    for pool, limit in resources.items():
-        config.set("resources", pool, str(limit))
-    try:
-        yield
-    finally:
-        slots.reset()
-        for pool, value in before.items():
-            if value is None:
-                config.remove_option("resources", pool)
-            else:
-                config.set("resources", pool, value)
+        shutil.rmtree(gate.run_dir(paths, run.run_id), ignore_errors=True)
 
 
 class Watch:
-    """Luigi builds watched as one: the progress of `monitor` (fed by Luigi's events through `Listening`) on the
-    terminal, Ctrl-C / SIGTERM handled by a `Stopper`, and with Luigi's local scheduler the call slots of the run."""
+    """Luigi builds of a run watched as one: the progress of `monitor` (fed by Luigi's events through `Listening`) on
+    the terminal and Ctrl-C / SIGTERM handled by a `Stopper`. With call slots (`run.call_slots`, only with Luigi's
+    local scheduler: luigid's resources alone limit the pools) the local scheduler lets tasks wait ahead for them."""
 
     def __init__(
         self,
         paths,
-        run_id: str,
+        run: Knobs,
         monitor: Monitor,
         title: str,
         verbosity: int,
         limiter: RateLimiter | None = None,
         scheduler_url: str | None = None,
     ):
-        self.paths, self.run_id, self.monitor = paths, run_id, monitor
+        self.paths, self.run, self.monitor = paths, run, monitor
         self.display = Display(monitor, title, verbosity, limiter=limiter)
         self.scheduler_url = scheduler_url  # None: Luigi's local scheduler
         self.scheduled_ok = True  # Luigi could schedule every task of every build
@@ -204,10 +186,8 @@ class Watch:
             stack.enter_context(self.display)
             self.listening = stack.enter_context(Listening(self.monitor))
             self.stopper = stack.enter_context(
-                Stopper(self.display, lambda: gate.request_stop(self.paths, self.run_id))
+                Stopper(self.display, lambda: gate.request_stop(self.paths, self.run.run_id))
             )
-            with_slots = self.scheduler_url is None  # luigid: its resources alone limit the pools
-            stack.enter_context(call_slots(gate.run_dir(self.paths, self.run_id) / "slots" if with_slots else None))
             self._stack = stack.pop_all()
         return self
 
@@ -226,6 +206,7 @@ class Watch:
     def build(self, graph: list, workers: int) -> None:
         """Build `graph` (the only `luigi.build` of daydream)."""
         options = {"scheduler_url": self.scheduler_url} if self.scheduler_url else {"local_scheduler": True}
-        result = luigi.build(graph, WorkerSchedulerFactory(), workers=workers, detailed_summary=True, **options)
+        factory = WorkerSchedulerFactory(slots.resources(pool_limits()) if self.run.call_slots else None)
+        result = luigi.build(graph, factory, workers=workers, detailed_summary=True, **options)
         self.scheduled_ok &= result.status not in _SCHEDULING_FAILED
         luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every instance; parts add up

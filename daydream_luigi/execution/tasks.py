@@ -14,7 +14,6 @@ processes, so Luigi's worker timeout, retry policy and events all apply.
 """
 
 import os
-import uuid
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -25,16 +24,12 @@ from daydream_luigi.core import schedule
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
 from daydream_luigi.core.combos import persist_mappings
-from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
-from daydream_luigi.execution import batching
+from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+from daydream_luigi.execution import batching, knobs
 from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
-
-# One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
-# run records carries it, which is how a run's summary counts its own calls without comparing clocks.
-RUN_ID = os.environ.get("DAYDREAM_RUN_ID") or uuid.uuid4().hex[:12]
 
 
 @dataclass(frozen=True)
@@ -42,6 +37,7 @@ class CohortPlan:
     """A cohort resolved once per process: its members, lineages, parts and the context its generations need."""
 
     context: Context
+    backend: str
     spec: object
     members: dict  # gen_id -> Member
     lineages: list
@@ -66,6 +62,7 @@ def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
 
     return CohortPlan(
         context,
+        backend,
         spec,
         {m.gen_id: m for m in members},
         all_lineages,
@@ -74,15 +71,16 @@ def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     )
 
 
-def cohort_plan(cohort_id: str) -> CohortPlan:
-    """The plan of a cohort for the current data and config folders (computed once per process and backend)."""
-    return _plan(Paths.from_env(), cohort_id, default_backend())
+def cohort_plan(cohort_id: str, backend: str | None = None) -> CohortPlan:
+    """The plan of a cohort for the current data and config folders (computed once per process and backend); the
+    backend is the run's (`knobs`) unless given."""
+    return _plan(Paths.from_env(), cohort_id, backend or knobs.backend())
 
 
 def forget_plans() -> None:
     """Drop cached plans (a new run in the same process may see changed inputs)."""
     _plan.cache_clear()
-    batch_chunks.cache_clear()
+    _batch_chunks.cache_clear()
 
 
 class CohortMembership(luigi.Task):
@@ -185,7 +183,8 @@ class GenerationTask(luigi.Task):
         self.set_status_message(f"{self.stage} {self.gen_id}: {member.template_id} / {member.llm_model_id}")
         try:
             yield from batch_steps(self)
-            metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
+            context = knobs.context_for_run(self._plan.context)
+            metadata = run_generation(context, member, knobs.current().run_id, self._emit)
         except Stopped as stop:
             self._emit(STOPPED, {"kind": stop.kind})
             yield GateClosed(kind=stop.kind, name=stop.name, key=stop.key, message=str(stop))
@@ -360,10 +359,15 @@ class Cohort(luigi.WrapperTask):
 STOPPED = "daydream.stopped"  # a generation's request was refused by a gate (event for the progress display)
 
 
+def batch_chunks(cohort_id: str, every_call: bool, backend: str | None = None) -> batching.Chunks:
+    """The cohort's batched generations in chunks (computed by the run before Luigi forks, then inherited); the
+    backend is the run's (`knobs`) unless given."""
+    return _batch_chunks(cohort_id, every_call, backend or knobs.backend())
+
+
 @lru_cache(maxsize=8)
-def batch_chunks(cohort_id: str, every_call: bool) -> batching.Chunks:
-    """The cohort's batched generations in chunks (computed by the run before Luigi forks, then inherited)."""
-    plan = cohort_plan(cohort_id)
+def _batch_chunks(cohort_id: str, every_call: bool, backend: str) -> batching.Chunks:
+    plan = cohort_plan(cohort_id, backend)
     return batching.chunks(plan.context, plan.members.values(), every_call)
 
 
@@ -371,9 +375,9 @@ def batch_steps(task: GenerationTask):
     """Yield the batch tasks a generation waits for, until its answer is kept or it is to be called normally."""
     plan = task._plan
     while True:
-        step = batching.locate(
-            plan.context, batch_chunks(task.cohort_id, batching.EVERY_CALL), task.cohort_id, task.member, RUN_ID
-        )
+        run = knobs.current()
+        found = batch_chunks(task.cohort_id, run.batch)
+        step = batching.locate(plan.context, found, task.cohort_id, task.member, run.run_id)
         if step is None:
             return
         action, wave = step
@@ -387,7 +391,7 @@ def open_submits(cohort_id: str, stage: str) -> list:
     """BatchSubmit tasks for every chunk of `stage` with requests still to send (the run builds them first, so that
     every chunk's batch runs at the provider at once)."""
     plan = cohort_plan(cohort_id)
-    found = batch_chunks(cohort_id, batching.EVERY_CALL)
+    found = batch_chunks(cohort_id, knobs.current().batch)
     return [
         BatchSubmit(**vars(wave)) for wave in batching.open_waves(plan.context, found, cohort_id, plan.members, stage)
     ]
@@ -420,13 +424,13 @@ class BatchSubmit(_BatchTask):
         return batching.is_submitted(Paths.from_env(), self._wave)
 
     def run(self):
-        plan = cohort_plan(self.cohort_id)
+        plan, run = cohort_plan(self.cohort_id), knobs.current()
         batching.submit(
-            plan.context,
+            knobs.context_for_run(plan.context),
             plan.members,
-            batch_chunks(self.cohort_id, batching.EVERY_CALL),
+            batch_chunks(self.cohort_id, run.batch),
             self._wave,
-            RUN_ID,
+            run.run_id,
             self._emit,
         )
 
@@ -444,7 +448,7 @@ class BatchPoll(_BatchTask):
 
     def run(self):
         plan = cohort_plan(self.cohort_id)
-        batching.poll(plan.context, plan.members, self._wave, RUN_ID, self._emit)
+        batching.poll(knobs.context_for_run(plan.context), plan.members, self._wave, knobs.current().run_id, self._emit)
 
 
 class GateClosed(luigi.Task):
@@ -500,7 +504,8 @@ class PairwiseJudgment(GenerationTask):
 
     def run(self):
         self.set_status_message(f"pairwise {self.gen_id}: {self.first} vs {self.second} / {self.judge}")
-        run_generation(pairwise.judging_context(self._plan.context), self.member, RUN_ID, self._emit)
+        context = pairwise.judging_context(knobs.context_for_run(self._plan.context))
+        run_generation(context, self.member, knobs.current().run_id, self._emit)
         self.set_progress_percentage(100)
 
 
