@@ -72,7 +72,11 @@ def test_the_stock_luigi_command_runs_a_whole_cohort_with_its_pool_limits(projec
             capture_output=True,
             text=True,
             timeout=300,
-            env={**os.environ, "DAYDREAM_LLM_BASE_URL": server.base_url},
+            env={
+                **os.environ,
+                "DAYDREAM_LLM_BASE_URL": server.base_url,
+                "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg"),  # how the stock command finds our pools
+            },
         )
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr

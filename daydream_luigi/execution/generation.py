@@ -426,13 +426,8 @@ def _evaluation(gen: Generation) -> dict:
     }
 
 
-_RUNNERS = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
-
-
-def register_stage(stage: str, runner: Callable[[Generation], dict]) -> None:
-    """Add a stage that run_generation makes like the ones above (tournaments add "pairwise"), so its calls are
-    recorded, kept and never paid for twice exactly as theirs are."""
-    _RUNNERS[stage] = runner
+StageWork = Callable[[Generation], dict]  # renders, calls, validates and parses; returns the stage's metadata
+STAGE_WORK: dict[str, StageWork] = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
 
 
 def final_failure(directory: Path, run_id: str) -> dict | None:
@@ -444,10 +439,14 @@ def final_failure(directory: Path, run_id: str) -> dict | None:
     return error if error.get("run_id") == run_id and error.get("retryable") is False else None
 
 
-def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _ignore) -> dict:
+def run_generation(
+    ctx: Context, member: Member, run_id: str, emit: Emit = _ignore, work: StageWork | None = None
+) -> dict:
     """Make one generation unless it is already complete; returns its metadata. Raises GenerationFailed.
 
-    Every failure leaves error.json with its reason; an unexpected exception is recorded too.
+    `work` is what its stage does (default: the cohort stage's, `STAGE_WORK`; a tournament's judgments bring their
+    own), so every stage's calls are recorded, kept and never paid for twice alike. Every failure leaves error.json
+    with its reason; an unexpected exception is recorded too.
     """
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     with generation_lock(directory):
@@ -460,7 +459,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
             raise GenerationFailed(final["error"], final.get("kind", ""), False)
         started = now(), time.monotonic()
         try:
-            details = _RUNNERS[member.stage](gen)
+            details = (work or STAGE_WORK[member.stage])(gen)
             template = ctx.catalog.templates[member.stage][member.template_id]
             model = ctx.catalog.models.get(member.llm_model_id)
             metadata = {

@@ -30,7 +30,7 @@ from daydream_luigi.execution import knobs, slots
 from daydream_luigi.execution.generation import call_time_limit
 from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.local_scheduler import WorkerSchedulerFactory
-from daydream_luigi.execution.monitor import Listening, Monitor
+from daydream_luigi.execution.monitor import Listening, Monitor, events_reported
 from daydream_luigi.execution.progress import Display
 from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.ratelimit import RateLimiter
@@ -150,11 +150,12 @@ def log_to_file(paths, run_id: str) -> Path:
 
 @contextmanager
 def started(paths, run: Knobs) -> Iterator[Path]:
-    """A run from its start to its end: its log file (yielded) and its knobs set for its builds (`knobs`); at the end
-    its own state (breaker, ledger, call slots, stop flag, under `gate.run_dir`) is removed."""
+    """A run from its start to its end: its log file (yielded), its knobs set for its builds (`knobs`) and Luigi's
+    events reported to its monitors (`monitor.events_reported`); at the end its own state (breaker, ledger, call
+    slots, stop flag, under `gate.run_dir`) is removed."""
     log_path = log_to_file(paths, run.run_id)
     try:
-        with knobs.applied(run):
+        with knobs.applied(run), events_reported():
             yield log_path
     finally:
         shutil.rmtree(gate.run_dir(paths, run.run_id), ignore_errors=True)

@@ -8,9 +8,16 @@ A cohort is one graph with a root:
 
 (=> a dynamic dependency: a Feed yields its part and the next part's Feed when it runs; see `schedule`.)
 
-`luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME --local-scheduler` runs a whole cohort with
-the stock `luigi` command, and `daydream run` builds the same graph. Generation tasks run in Luigi's own forked task
-processes, so Luigi's worker timeout, retry policy and events all apply.
+`daydream run` builds this graph, and so does the stock `luigi` command:
+
+    LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME \
+        --local-scheduler
+
+Importing this module does nothing but declare the task classes: Luigi finds our pools, worker timeout and retry
+policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file itself
+with `core.settings.configure_luigi` when a command starts), and the run-wide knobs in a [daydream] section or on the
+command line (`knobs`). Generation tasks run in Luigi's own forked task processes, so Luigi's worker timeout, retry
+policy and events all apply.
 """
 
 import os
@@ -24,8 +31,8 @@ from daydream_luigi.core import schedule
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
 from daydream_luigi.core.combos import persist_mappings
-from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
-from daydream_luigi.execution import batching, knobs
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
+from daydream_luigi.execution import batching, knobs, pairwise
 from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
@@ -47,7 +54,6 @@ class CohortPlan:
 
 @lru_cache(maxsize=8)
 def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
-    configure_luigi(paths)
     settings = load_settings(paths)
     limits = pool_limits()
     catalog = load_catalog(paths, limits, settings)
@@ -471,14 +477,7 @@ class GateClosed(luigi.Task):
         return self.message
 
 
-configure_luigi(
-    Paths.from_env()
-)  # so that the stock `luigi --module daydream_luigi.execution.tasks` command has our pools too
-
-
 # ------------------------------------------------------------------------------------------ tournaments (pairwise)
-
-from daydream_luigi.execution import pairwise  # noqa: E402 - registers the pairwise stage with stages.run_generation
 
 
 class PairwiseJudgment(GenerationTask):
@@ -504,8 +503,9 @@ class PairwiseJudgment(GenerationTask):
 
     def run(self):
         self.set_status_message(f"pairwise {self.gen_id}: {self.first} vs {self.second} / {self.judge}")
-        context = pairwise.judging_context(knobs.context_for_run(self._plan.context))
-        run_generation(context, self.member, knobs.current().run_id, self._emit)
+        pairwise.make_judgment(
+            knobs.context_for_run(self._plan.context), self.member, knobs.current().run_id, self._emit
+        )
         self.set_progress_percentage(100)
 
 
