@@ -50,7 +50,7 @@ def id_list(value: tuple) -> list[str]:
 
 def prepare(cohort: str | None, backend: str | None):
     """Validate every input and resolve the cohort; writes nothing (a run's Luigi graph records the membership)."""
-    from daydream_luigi.execution import tasks
+    from daydream_luigi.execution import plans
 
     paths = Paths.from_env()
     backend = backend or default_backend()
@@ -58,8 +58,8 @@ def prepare(cohort: str | None, backend: str | None):
     if cohort is None:
         settings = load_settings(paths)
         cohort = active_spec(load_catalog(paths, pool_limits(), settings), settings, backend).cohort_id
-    tasks.forget_plans()
-    return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"), backend)
+    plans.forget_plans()
+    return paths, plans.cohort_plan(checked_id(cohort, "cohort name"), backend)
 
 
 from daydream_luigi.cli import curate, debug, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from daydream_luigi.core.cohort import Member, calls_model
 from daydream_luigi.core.settings import PARENT_STAGE
-from daydream_luigi.execution import generation
+from daydream_luigi.execution import generation, stages
 from daydream_luigi.execution.generation import Context, GenerationFailed, now
 from daydream_luigi.providers import batch as api
 from daydream_luigi.providers import chat, endpoints
@@ -316,7 +316,7 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
             if not (_ready(ctx, member) and _eligible(turns(gen_id))):
                 continue
             try:
-                _, body = generation.batch_request(ctx, member, run_id)
+                _, body = stages.batch_request(ctx, member, run_id)
             except GenerationFailed:
                 continue  # recorded in its error.json; its task reports it
             if ledger is not None:

@@ -21,7 +21,7 @@ from daydream_luigi.core import schedule
 from daydream_luigi.core.cohort import calls_model
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.settings import STAGES
-from daydream_luigi.execution import generation, tasks
+from daydream_luigi.execution import generation, plans, tasks
 from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.monitor import Monitor
 from daydream_luigi.execution.runner import (
@@ -76,7 +76,7 @@ def preflight(paths, request: Request, pending: list) -> None:
     pending calls use gets one cheap authenticated request (the embedded server is started and waited for instead)."""
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
-    context = tasks.cohort_plan(request.cohort_id, request.backend).context
+    context = plans.cohort_plan(request.cohort_id, request.backend).context
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
@@ -85,19 +85,19 @@ def preflight(paths, request: Request, pending: list) -> None:
         endpoints.preflight(context.settings.providers[name])
 
 
-def workers_needed(plan: tasks.CohortPlan, pending: list, batch: bool, central: bool) -> int:
+def workers_needed(plan: plans.CohortPlan, pending: list, batch: bool, central: bool) -> int:
     """Workers for the pools the pending work uses (`runner.workers_for`), plus one per chunk of the most chunked
     batched stage (its polls wait side by side); at least one. No worker is kept for the tasks that call nothing: a
     spare worker would ask Luigi's scheduler for work after every task it is handed, and each request scans every
     pending task of the graph."""
     catalog = plan.context.catalog
     pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
-    chunks = tasks.batch_chunks(plan.spec.cohort_id, batch, plan.backend).lists
+    chunks = plans.batch_chunks(plan.spec.cohort_id, batch, plan.backend).lists
     polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
     return max(1, workers_for(pools, central) + polls)
 
 
-def _graphs(paths, request: Request, plan: tasks.CohortPlan, fed):
+def _graphs(paths, request: Request, plan: plans.CohortPlan, fed):
     """The graphs to build, in order, each made when its turn comes: the cohort's root (or, with `--stage`, the Feeds of
     that stage), then more Feeds while parts were never fed (`_unfed_parts`). With batched generations pending, stage
     by stage: first the BatchSubmit tasks of the stage's chunks, then the stage's Feeds, and the root last.
@@ -107,7 +107,7 @@ def _graphs(paths, request: Request, plan: tasks.CohortPlan, fed):
         yield [tasks.generation_task(plan.members[g], cohort_id) for g in request.gen_ids]
         return
     complete = accounting.complete_sets(paths)
-    found = tasks.batch_chunks(cohort_id, request.batch)
+    found = plans.batch_chunks(cohort_id, request.batch)
     if not any(g not in complete[plan.members[g].stage] for g in found.where):
         if request.stage:
             yield from _unfed_parts(paths, request.cohort_id, plan, request.stage, fed)
@@ -130,7 +130,7 @@ def _graphs(paths, request: Request, plan: tasks.CohortPlan, fed):
         yield [tasks.Cohort(cohort_id=cohort_id)]
 
 
-def _unfed_parts(paths, cohort_id: str, plan: tasks.CohortPlan, stage: str, fed):
+def _unfed_parts(paths, cohort_id: str, plan: plans.CohortPlan, stage: str, fed):
     """One build after another from the first part with work left that no Feed of this run has brought in yet. A
     build ends before its last part when a generation that a Feed waits for fails for good or is refused by a closed
     gate; the parts after it are then fed by the next build, in this run."""
@@ -153,7 +153,7 @@ def _unfed_parts(paths, cohort_id: str, plan: tasks.CohortPlan, stage: str, fed)
             return  # not even its first Feed ran (Luigi could not schedule it): no loop
 
 
-def _scope(request: Request, plan: tasks.CohortPlan) -> list:
+def _scope(request: Request, plan: plans.CohortPlan) -> list:
     """The generations this run was asked to make: all, or those of `--stage` / `--gen-id` with their ancestors."""
     if not (request.stage or request.gen_ids):
         return request.members
@@ -167,7 +167,7 @@ def _scope(request: Request, plan: tasks.CohortPlan) -> list:
     return [m for m in request.members if m.gen_id in wanted]
 
 
-def _pool_of(plan: tasks.CohortPlan):
+def _pool_of(plan: plans.CohortPlan):
     catalog = plan.context.catalog
 
     def pool(member) -> str:
@@ -177,7 +177,7 @@ def _pool_of(plan: tasks.CohortPlan):
 
 
 def run(paths, request: Request) -> Result:
-    plan = tasks.cohort_plan(request.cohort_id, request.backend)
+    plan = plans.cohort_plan(request.cohort_id, request.backend)
     run_id = uuid.uuid4().hex[:12]
     run = Knobs(run_id, plan.backend, request.max_cost_usd, request.batch, call_slots=request.scheduler_url is None)
     generation.warm_up(plan.context)
@@ -192,7 +192,7 @@ def run(paths, request: Request) -> Result:
                 if watch.stopped:
                     break
                 root = any(isinstance(task, tasks.Cohort) for task in graph)
-                if root and built and not tasks.all_complete(paths, plan.members.values()):
+                if root and built and not plans.all_complete(paths, plan.members.values()):
                     break  # the root needs every generation: one failed in a part, so it is reported, not retried
                 watch.build(graph, request.workers)
                 built_root |= root
@@ -244,7 +244,7 @@ def _reports(paths, cohort_id: str, built_root: bool, log_path: Path) -> str | N
     report = freshness.reports_dir(paths, cohort_id) / "report.html"
     if built_root and tasks.Report(cohort_id=cohort_id).complete():
         return None
-    if built_root and tasks.all_complete(paths, tasks.cohort_plan(cohort_id).members.values()):
+    if built_root and plans.all_complete(paths, plans.cohort_plan(cohort_id).members.values()):
         return f"the report tasks failed; see {log_path}"
     try:
         from daydream_luigi.report import collect  # pandas and scipy: only now, after the last task process was forked

@@ -107,7 +107,7 @@ def _judge_pair(gen: Generation) -> dict:
 
 def make_judgment(ctx: Context, judgment: Judgment, run_id: str, emit: generation.Emit) -> dict:
     """Make one judgment in the context of its cohort (`judging_context`), unless it is kept; returns its metadata."""
-    return generation.run_generation(judging_context(ctx), judgment, run_id, emit, _judge_pair)
+    return generation.run_generation(judging_context(ctx), judgment, run_id, _judge_pair, emit)
 
 
 class RoundFailed(Exception):

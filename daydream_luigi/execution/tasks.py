@@ -21,72 +21,21 @@ policy and events all apply.
 """
 
 import os
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import luigi
 
 from daydream_luigi.core import schedule
-from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
+from daydream_luigi.core.cohort import Member, calls_model, membership_is_current, write_cohort
 from daydream_luigi.core.combos import persist_mappings
-from daydream_luigi.core.settings import Paths, load_settings, pool_limits
-from daydream_luigi.execution import batching, knobs, pairwise
-from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
+from daydream_luigi.core.settings import Paths
+from daydream_luigi.execution import batching, knobs, pairwise, stages
+from daydream_luigi.execution.generation import LOST_ANSWERS, GenerationFailed
+from daydream_luigi.execution.plans import CohortPlan, all_complete, batch_chunks, cohort_plan
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
-from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
-
-
-@dataclass(frozen=True)
-class CohortPlan:
-    """A cohort resolved once per process: its members, lineages, parts and the context its generations need."""
-
-    context: Context
-    backend: str
-    spec: object
-    members: dict  # gen_id -> Member
-    lineages: list
-    parts: list  # lists of lineages
-    priority: dict  # gen_id -> Luigi priority
-
-
-@lru_cache(maxsize=8)
-def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
-    settings = load_settings(paths)
-    limits = pool_limits()
-    catalog = load_catalog(paths, limits, settings)
-    spec = resolve(paths, cohort_id, catalog, settings, backend)
-    members = expand(spec, paths, catalog, settings)
-    all_lineages = schedule.lineages(members)
-    context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
-
-    def lookahead(draft: Member) -> int:  # a pool-full of lineages (an imported draft calls nothing: none)
-        model = catalog.models.get(draft.llm_model_id)
-        return limits.get(model.pool, 1) if model else 0
-
-    return CohortPlan(
-        context,
-        backend,
-        spec,
-        {m.gen_id: m for m in members},
-        all_lineages,
-        schedule.parts(all_lineages, settings.part_size),
-        schedule.priorities(all_lineages, lookahead),
-    )
-
-
-def cohort_plan(cohort_id: str, backend: str | None = None) -> CohortPlan:
-    """The plan of a cohort for the current data and config folders (computed once per process and backend); the
-    backend is the run's (`knobs`) unless given."""
-    return _plan(Paths.from_env(), cohort_id, backend or knobs.backend())
-
-
-def forget_plans() -> None:
-    """Drop cached plans (a new run in the same process may see changed inputs)."""
-    _plan.cache_clear()
-    _batch_chunks.cache_clear()
+from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, gen_dir, read_json
 
 
 class CohortMembership(luigi.Task):
@@ -190,7 +139,7 @@ class GenerationTask(luigi.Task):
         try:
             yield from batch_steps(self)
             context = knobs.context_for_run(self._plan.context)
-            metadata = run_generation(context, member, knobs.current().run_id, self._emit)
+            metadata = stages.make_generation(context, member, knobs.current().run_id, self._emit)
         except Stopped as stop:
             self._emit(STOPPED, {"kind": stop.kind})
             yield GateClosed(kind=stop.kind, name=stop.name, key=stop.key, message=str(stop))
@@ -307,16 +256,6 @@ class ReportTask(luigi.Task):
         getattr(collect, self.writer)(Paths.from_env(), self.cohort_id)
 
 
-def all_complete(paths: Paths, members) -> bool:
-    complete = {}
-    for member in members:
-        if member.stage not in complete:
-            complete[member.stage] = complete_ids(paths.gens, member.stage)
-        if member.gen_id not in complete[member.stage]:
-            return False
-    return True
-
-
 class ParseScores(ReportTask):
     """parsed_scores.csv: one row per evaluation of the cohort, with lineage, score and error."""
 
@@ -363,18 +302,6 @@ class Cohort(luigi.WrapperTask):
 # then on its BatchPoll; a generation a gate stopped depends on a GateClosed that fails once, with the one message.
 
 STOPPED = "daydream.stopped"  # a generation's request was refused by a gate (event for the progress display)
-
-
-def batch_chunks(cohort_id: str, every_call: bool, backend: str | None = None) -> batching.Chunks:
-    """The cohort's batched generations in chunks (computed by the run before Luigi forks, then inherited); the
-    backend is the run's (`knobs`) unless given."""
-    return _batch_chunks(cohort_id, every_call, backend or knobs.backend())
-
-
-@lru_cache(maxsize=8)
-def _batch_chunks(cohort_id: str, every_call: bool, backend: str) -> batching.Chunks:
-    plan = cohort_plan(cohort_id, backend)
-    return batching.chunks(plan.context, plan.members.values(), every_call)
 
 
 def batch_steps(task: GenerationTask):
