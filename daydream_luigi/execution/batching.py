@@ -34,7 +34,7 @@ from pathlib import Path
 from daydream_luigi.core.cohort import Member, calls_model
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation, stages
-from daydream_luigi.execution.generation import Context, GenerationFailed, now
+from daydream_luigi.execution.generation import Context, Emit, GenerationFailed, now
 from daydream_luigi.providers import batch as api
 from daydream_luigi.providers import chat, endpoints
 from daydream_luigi.providers.limits import gate
@@ -242,9 +242,6 @@ def _ready(ctx: Context, member: Member) -> bool:
 # ------------------------------------------------------------------------------------------------ submit and poll
 
 
-Emit = Callable[[str, dict], None]
-
-
 def client(ctx: Context, model_id: str):
     """The batch client of the model's provider, with its base URL and key (the key goes only there)."""
     provider = ctx.settings.providers[ctx.catalog.models[model_id].provider]
@@ -316,7 +313,7 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
             if not (_ready(ctx, member) and _eligible(turns(gen_id))):
                 continue
             try:
-                _, body = stages.batch_request(ctx, member, run_id)
+                body = stages.batch_request(ctx, member, run_id)
             except GenerationFailed:
                 continue  # recorded in its error.json; its task reports it
             if ledger is not None:

@@ -25,7 +25,7 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES, pool_limits
+from daydream_luigi.core.settings import STAGES, luigi_config_file, pool_limits
 from daydream_luigi.execution import knobs, slots
 from daydream_luigi.execution.generation import call_time_limit
 from daydream_luigi.execution.knobs import Knobs
@@ -101,7 +101,7 @@ def check_worker_timeout(paths, settings, stages, with_slots: bool = False) -> N
     """Luigi's worker timeout must only ever end a hung call, never one still within its retry budget; with call
     slots (`slots`) a task may first wait for a slot about as long as another call takes."""
     timeout = luigi.configuration.get_config().getint("worker", "timeout", 0)
-    where = os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg"
+    where = luigi_config_file(paths)
     for stage in [stage for stage in STAGES if stage in stages]:
         limit = call_time_limit(settings, stage)
         if 0 < timeout <= limit * (2 if with_slots else 1):

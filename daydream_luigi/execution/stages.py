@@ -4,7 +4,6 @@ validates and parses the answer and returns the stage's part of the metadata; `g
 rest, alike for every stage.
 """
 
-from daydream_luigi.core.catalog import Model
 from daydream_luigi.core.cohort import Member
 from daydream_luigi.core.combos import Combo
 from daydream_luigi.core.ids import draft_task_id, essay_task_id, evaluation_task_id
@@ -127,8 +126,8 @@ def make_generation(ctx: Context, member: Member, run_id: str, emit: Emit) -> di
     return generation.run_generation(ctx, member, run_id, WORK[member.stage], emit)
 
 
-def batch_request(ctx: Context, member: Member, run_id: str) -> tuple[Model, dict]:
-    """The model and the chat-completions body a batched generation sends, rendered now (prompt.txt written) but not
+def batch_request(ctx: Context, member: Member, run_id: str) -> dict:
+    """The chat-completions body a batched generation sends, rendered now (prompt.txt written) but not
     sent. Raises GenerationFailed (recorded) when it cannot be rendered."""
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     with generation_lock(directory):
@@ -137,4 +136,4 @@ def batch_request(ctx: Context, member: Member, run_id: str) -> tuple[Model, dic
             gen, ctx.catalog.templates[member.stage][member.template_id], _variables(gen)[0]
         )
     model = ctx.catalog.models[member.llm_model_id]
-    return model, chat.request_body(model.model, prompt, generation.call_settings(ctx, member, model))
+    return chat.request_body(model.model, prompt, generation.call_settings(ctx, member, model))
