@@ -30,7 +30,7 @@ import sys
 from daydream_luigi.report import collect
 from daydream_luigi.core.settings import Paths, configure_luigi
 paths = Paths.from_env()
-configure_luigi(paths)  # the pools of config/luigi.cfg, as importing execution.tasks does for the Luigi tasks
+configure_luigi(paths)  # the pools of config/luigi.cfg, as every `daydream` command loads them
 collect.write_parsed_scores(paths, sys.argv[1])
 collect.write_derived_tables(paths, sys.argv[1])
 """

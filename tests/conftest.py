@@ -114,10 +114,7 @@ def members_of(cohort: str | None = None) -> list:
     """The cohort's generations, resolved in this process the way `daydream run` resolves them (nothing is written)."""
     from daydream_luigi.cli import prepare
 
-    try:
-        return list(prepare(cohort, "http")[1].members.values())
-    finally:
-        os.environ.pop("DAYDREAM_BACKEND", None)
+    return list(prepare(cohort, "http")[1].members.values())
 
 
 def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -72,7 +72,11 @@ def test_the_stock_luigi_command_runs_a_whole_cohort_with_its_pool_limits(projec
             capture_output=True,
             text=True,
             timeout=300,
-            env={**os.environ, "DAYDREAM_LLM_BASE_URL": server.base_url},
+            env={
+                **os.environ,
+                "DAYDREAM_LLM_BASE_URL": server.base_url,
+                "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg"),  # how the stock command finds our pools
+            },
         )
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
@@ -266,3 +270,38 @@ def test_a_worker_timeout_shorter_than_a_call_with_its_retries_is_refused(projec
         f"those settings"
     ]
     assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()
+
+
+def test_a_runs_knobs_are_luigi_settings_its_tasks_read_and_hand_down(project):
+    """What `daydream run` sets for its builds ([daydream] of Luigi's configuration) is what a task process reads: the
+    backend the cohort resolves with, the run id, and the max cost and call slots its calls get in their context."""
+    from daydream_luigi.core.settings import Paths, configure_luigi
+    from daydream_luigi.execution import knobs, plans
+    from daydream_luigi.providers.limits.gate import run_dir
+
+    paths = Paths.from_env()
+    configure_luigi(paths)
+    plans.forget_plans()
+    (project / "config" / "cohorts" / "axes.yaml").write_text("concepts: [tidal-power, ant-foraging]\nk: 2\n")
+
+    def draft_models() -> set:  # the spec leaves its models to the backend
+        return {m.llm_model_id for m in plans.cohort_plan("axes").members.values() if m.stage == "draft"}
+
+    assert knobs.current().backend is None and draft_models() == {"gen-paid"}  # a provider key is set: http
+    with knobs.applied(knobs.Knobs("run-knob", "local", 0.25, batch=True, call_slots=True)):
+        run = knobs.current()
+        assert (run.run_id, run.backend, run.max_cost_usd, run.batch, run.call_slots) == (
+            "run-knob",
+            "local",
+            0.25,
+            True,
+            True,
+        )
+        assert draft_models() == {"qwen-local"}  # resolved with the run's backend
+        context = knobs.context_for_run(plans.cohort_plan("axes").context)
+        assert context.max_cost_usd == 0.25
+        assert context.call_slots.folder == run_dir(paths, "run-knob") / "slots"
+        assert context.call_slots.limits == {"free": 1, "paid": 5, "local": 1}  # config/luigi.cfg [resources]
+    run = knobs.current()
+    assert (run.backend, run.max_cost_usd, run.batch, run.call_slots) == (None, None, False, False)
+    assert knobs.context_for_run(plans.cohort_plan("axes").context).call_slots is None

@@ -21,7 +21,7 @@ def paths(tmp_path):
     return Paths(tmp_path / "data", REPO / "config")
 
 
-def make_gate(paths, pool="paid", price=3.0, run_id="run-1", call_id="gen-a") -> Gate:
+def make_gate(paths, pool="paid", price=3.0, run_id="run-1", call_id="gen-a", max_cost=None) -> Gate:
     return Gate(
         paths,
         load_settings(paths),
@@ -32,6 +32,7 @@ def make_gate(paths, pool="paid", price=3.0, run_id="run-1", call_id="gen-a") ->
         price_per_mtok=price,
         call_id=call_id,
         tokens=1000,
+        max_cost_usd=max_cost,
     )
 
 
@@ -39,9 +40,8 @@ def sent_in_window(paths, pool="paid") -> int:
     return gate.limiter(paths, load_settings(paths)).status(pool).sent_in_window
 
 
-def test_an_open_breaker_stops_before_anything_is_reserved_or_counted(paths, monkeypatch):
-    monkeypatch.setattr(gate, "MAX_COST_USD", 1.0)
-    first = make_gate(paths)
+def test_an_open_breaker_stops_before_anything_is_reserved_or_counted(paths):
+    first = make_gate(paths, max_cost=1.0)
     refused = Reply(None, no_connection=True, cause="[Errno 111] Connection refused")
     for n in range(1, 5):
         first.before(n)
@@ -50,14 +50,14 @@ def test_an_open_breaker_stops_before_anything_is_reserved_or_counted(paths, mon
     with pytest.raises(Stopped, match="is unreachable"):  # the failure that opens it stops its own call too
         first.after(5, refused)
     with pytest.raises(Stopped) as caught:
-        make_gate(paths).before(1)  # another generation of the provider, in any process
+        make_gate(paths, max_cost=1.0).before(1)  # another generation of the provider, in any process
     assert (caught.value.kind, caught.value.name) == ("breaker", "vllm")
     assert str(caught.value).startswith(
         f"provider vllm at {URL} is unreachable: 5 connection failures in a row (last: [Errno 111] Connection refused)"
     )
     assert sent_in_window(paths) == 5
     assert Budget(gate.run_dir(paths, "run-1") / "budget.json", 1.0).spend().in_flight_usd == 0
-    make_gate(paths, run_id="run-2").before(1)  # a new run tries again
+    make_gate(paths, run_id="run-2", max_cost=1.0).before(1)  # a new run tries again
 
 
 def test_a_daily_quota_429_pauses_the_pool_for_every_process_and_stops_the_call(paths):
@@ -82,24 +82,22 @@ def test_a_429_that_can_be_waited_out_is_no_stop(paths, monkeypatch):
     first.before(2)
 
 
-def test_the_budget_is_reserved_before_the_permit_and_settled_with_the_cost(paths, monkeypatch):
-    monkeypatch.setattr(gate, "MAX_COST_USD", 0.005)
+def test_the_budget_is_reserved_before_the_permit_and_settled_with_the_cost(paths):
     ledger = Budget(gate.run_dir(paths, "run-1") / "budget.json", 0.005)
-    first = make_gate(paths)  # estimate: 1,000 tokens at $3 per million = $0.003
+    first = make_gate(paths, max_cost=0.005)  # estimate: 1,000 tokens at $3 per million = $0.003
     first.before(1)
     assert ledger.spend().in_flight_usd == pytest.approx(0.003)
     first.after(1, Reply(200, prompt_tokens=100, completion_tokens=100, cost=None))  # no cost reported: estimated
     assert (ledger.spend().spent_usd, ledger.spend().estimated_usd) == (pytest.approx(0.0006), pytest.approx(0.0006))
-    make_gate(paths, call_id="gen-b").before(1)  # 0.0006 + 0.003 fits
+    make_gate(paths, call_id="gen-b", max_cost=0.005).before(1)  # 0.0006 + 0.003 fits
     with pytest.raises(Stopped) as caught:
-        make_gate(paths, call_id="gen-c").before(1)  # and 0.003 more would not
+        make_gate(paths, call_id="gen-c", max_cost=0.005).before(1)  # and 0.003 more would not
     assert caught.value.kind == "budget" and str(caught.value).startswith("budget reached: spent $0.0006")
     assert sent_in_window(paths) == 2
 
 
-def test_a_request_that_cannot_be_recorded_releases_its_reservation(paths, monkeypatch):
-    monkeypatch.setattr(gate, "MAX_COST_USD", 1.0)
-    first = make_gate(paths)
+def test_a_request_that_cannot_be_recorded_releases_its_reservation(paths):
+    first = make_gate(paths, max_cost=1.0)
     first.before(1)
     first.cancel(1)
     assert Budget(gate.run_dir(paths, "run-1") / "budget.json", 1.0).spend().in_flight_usd == 0

@@ -4,7 +4,6 @@ near-duplicates through /embeddings, concept effects of a planted concept, and t
 
 import itertools
 import json
-import os
 import re
 import shutil
 import signal
@@ -12,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +68,7 @@ def invoke(*args: str):
 
     from daydream_luigi.cli import main
 
-    try:
-        return CliRunner().invoke(main, list(args))
-    finally:
-        os.environ.pop("DAYDREAM_BACKEND", None)  # `prepare` sets it for a run's task processes
+    return CliRunner().invoke(main, list(args))
 
 
 def reports(project: Path) -> Path:
@@ -348,6 +345,27 @@ def test_failed_judgments_stop_the_tournament_after_their_round_and_the_next_run
     retried = {(folder / "prompt.txt").read_text() for folder in failed}
     assert {p for p in pairwise_prompts(fake) if p in first} == retried  # of round 1, only the failed ones again
     assert len(pairwise_prompts(fake)) == 2 + 12 and len(set(pairwise_prompts(fake))) == 14
+
+
+def test_a_tournament_round_holds_call_slots_of_the_judges_pool_as_a_run_does(project, fake):
+    """The rounds are built by the runner of `daydream run`: with [resources] paid = 2, Luigi runs a judgment ahead
+    that renders its prompt and waits for one of the pool's 2 call slots, and the server never has more than 2 in
+    flight."""
+    luigi_cfg = project / "config" / "luigi.cfg"
+    luigi_cfg.write_text(luigi_cfg.read_text().replace("paid = 5", "paid = 2"))
+    ran(project, fake)
+    fake.requests.clear()
+    fake.latency, fake.max_concurrent = 1.0, 0
+    result = daydream("tournament", "--cohort", COHORT, "--rounds", "1", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(pairwise_prompts(fake)) == 12 and fake.max_concurrent == 2
+    waited = {}  # judgment -> seconds from its prompt rendered to its request sent
+    for folder in (project / "data" / "gens" / "pairwise").iterdir():
+        records = [json.loads(line) for line in (folder / "attempts.jsonl").read_text().splitlines()]
+        sent = datetime.fromisoformat(next(r["at"] for r in records if r["event"] == "sent")).timestamp()
+        waited[folder.name] = sent - (folder / "prompt.txt").stat().st_mtime
+    assert len(waited) == 12 and max(waited.values()) > 0.3  # ready ahead while both slots were taken
+    assert not (project / "data" / ".runs").exists() or not list((project / "data" / ".runs").iterdir())
 
 
 def test_sigterm_lets_the_judgments_in_flight_finish_and_the_next_run_makes_exactly_the_rest(project, fake):

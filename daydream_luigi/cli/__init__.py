@@ -1,7 +1,6 @@
 """The `daydream` command line (Click), one module per command group: run, store, curate, report, debug, decide."""
 
 import logging
-import os
 import sys
 
 import click
@@ -51,17 +50,16 @@ def id_list(value: tuple) -> list[str]:
 
 def prepare(cohort: str | None, backend: str | None):
     """Validate every input and resolve the cohort; writes nothing (a run's Luigi graph records the membership)."""
-    from daydream_luigi.execution import tasks
+    from daydream_luigi.execution import plans
 
     paths = Paths.from_env()
     backend = backend or default_backend()
-    os.environ["DAYDREAM_BACKEND"] = backend  # the task processes resolve the cohort the same way
     configure_luigi(paths)
     if cohort is None:
         settings = load_settings(paths)
         cohort = active_spec(load_catalog(paths, pool_limits(), settings), settings, backend).cohort_id
-    tasks.forget_plans()
-    return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
+    plans.forget_plans()
+    return paths, plans.cohort_plan(checked_id(cohort, "cohort name"), backend)
 
 
 from daydream_luigi.cli import curate, debug, decide, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`

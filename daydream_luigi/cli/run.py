@@ -10,9 +10,8 @@ import luigi.configuration
 from daydream_luigi.cli import backend_option, cohort_option, main, prepare
 from daydream_luigi.core.cohort import calls_model, record_run
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES, pool_limits
-from daydream_luigi.execution import runner as running
-from daydream_luigi.execution import slots, tasks
+from daydream_luigi.core.settings import STAGES
+from daydream_luigi.execution import cohort_run as running
 from daydream_luigi.execution.generation import now
 from daydream_luigi.execution.progress import rate_text
 from daydream_luigi.providers.limits.budget import Spend
@@ -46,20 +45,6 @@ def central_url() -> str:
 
 def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
-
-
-def _workers_needed(plan, pending, batch: bool, central: bool) -> int:
-    """The sum of the limits of the pools the pending work uses (with the local scheduler, plus the tasks that wait
-    ahead for a call slot), plus one per chunk of the most chunked batched stage (its polls wait side by side); at
-    least one. No worker is kept for the tasks that call nothing: a spare worker would ask Luigi's scheduler for work
-    after every task it is handed, and each request scans every pending task of the graph."""
-    limits = pool_limits()
-    catalog = plan.context.catalog
-    pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
-    chunks = tasks.batch_chunks(plan.spec.cohort_id, batch).lists
-    polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
-    ahead = 0 if central else sum(slots.ahead(limits.get(pool, 1)) for pool in pools)
-    return max(1, sum(limits.get(pool, 1) for pool in pools) + ahead + polls)
 
 
 def embedded_server(plan, pending):
@@ -221,13 +206,14 @@ def run(
     request = running.Request(
         cohort_id,
         members,
-        workers or _workers_needed(plan, pending, batch, url is not None),
+        workers or running.workers_needed(plan, pending, batch, url is not None),
         url,
         stage,
         tuple(gen_ids),
         0 if quiet else 2 if verbose else 1,
         max_cost,
         batch,
+        plan.backend,
     )
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)

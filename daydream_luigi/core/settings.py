@@ -315,11 +315,6 @@ BACKENDS = ("local", "http")
 
 
 def default_backend() -> str:
-    """`DAYDREAM_BACKEND` when set (the CLI sets it for the task processes of a run), else http when a provider key is
-    in the environment and the embedded offline model otherwise."""
-    chosen = os.environ.get("DAYDREAM_BACKEND")
-    if chosen:
-        if chosen not in BACKENDS:
-            raise InputError(f"DAYDREAM_BACKEND={chosen!r} is not one of {', '.join(BACKENDS)}")
-        return chosen
+    """http when a provider key is in the environment, else the embedded offline model (a run hands its backend to
+    its task processes as a Luigi setting: `execution.knobs`)."""
     return "http" if os.environ.get("OPENROUTER_API_KEY") else "local"

@@ -33,16 +33,14 @@ from pathlib import Path
 
 from daydream_luigi.core.cohort import Member, calls_model
 from daydream_luigi.core.settings import PARENT_STAGE
-from daydream_luigi.execution import generation
-from daydream_luigi.execution.generation import Context, GenerationFailed, now
+from daydream_luigi.execution import generation, stages
+from daydream_luigi.execution.generation import Context, Emit, GenerationFailed, now
 from daydream_luigi.providers import batch as api
 from daydream_luigi.providers import chat, endpoints
 from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.budget import BATCH_PRICE_FACTOR, BudgetReached, call_cost, estimate_cost_usd
 from daydream_luigi.store.files import CALL, METADATA, RAW, atomic_write_json, gen_dir, read_json
 
-# --batch of the running `daydream run`, set before Luigi forks the task processes (they inherit it).
-EVERY_CALL = False
 MAX_SUBMISSIONS = 3
 SUBMITTED, RESULTS = "submitted.json", "results.json"
 STATUS, WAITING = "daydream.batch_status", "daydream.batch_waiting"  # Luigi events (progress display)
@@ -244,9 +242,6 @@ def _ready(ctx: Context, member: Member) -> bool:
 # ------------------------------------------------------------------------------------------------ submit and poll
 
 
-Emit = Callable[[str, dict], None]
-
-
 def client(ctx: Context, model_id: str):
     """The batch client of the model's provider, with its base URL and key (the key goes only there)."""
     provider = ctx.settings.providers[ctx.catalog.models[model_id].provider]
@@ -311,14 +306,14 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
         if record["done"]:
             return
         turns = turn_finder(ctx.paths, wave.cohort_id, wave.stage, wave.model_id, wave.chunk)  # read under the lock
-        ledger = gate.budget(ctx.paths, run_id)
+        ledger = gate.budget(ctx.paths, run_id, ctx.max_cost_usd)
         items = []
         for gen_id in gen_ids:
             member = members[gen_id]
             if not (_ready(ctx, member) and _eligible(turns(gen_id))):
                 continue
             try:
-                _, body = generation.batch_request(ctx, member, run_id)
+                body = stages.batch_request(ctx, member, run_id)
             except GenerationFailed:
                 continue  # recorded in its error.json; its task reports it
             if ledger is not None:
@@ -385,7 +380,7 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
                     f"polling them"
                 )
             time.sleep(min(0.5, interval))
-    ledger = gate.budget(ctx.paths, run_id)
+    ledger = gate.budget(ctx.paths, run_id, ctx.max_cost_usd)
     outcomes = {}
     for entry in record["batches"]:
         state = states[entry["batch_id"]]

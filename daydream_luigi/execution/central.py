@@ -1,11 +1,10 @@
 """The Luigi central scheduler (luigid): its config under the data folder, and the command that starts it."""
 
 import configparser
-import os
 import sys
 from pathlib import Path
 
-from daydream_luigi.core.settings import Paths
+from daydream_luigi.core.settings import Paths, luigi_config_file
 
 
 def luigid_config(paths: Paths) -> Path:
@@ -13,7 +12,7 @@ def luigid_config(paths: Paths) -> Path:
     folder = paths.data_root / "luigid"
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     config = configparser.ConfigParser()
-    config.read(os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg")
+    config.read(luigi_config_file(paths))
     for section in ("scheduler", "task_history"):
         if not config.has_section(section):
             config.add_section(section)

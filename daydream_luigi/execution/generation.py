@@ -8,8 +8,9 @@ a second call: a later try takes the kept answer, and an answer that could not e
 
 Every attempt passes the call's `gate.Gate` (breaker, quota pause, budget, rate) before its "sent" line is written;
 a refusal (`gate.Stopped`) leaves the generation pending, not failed. The call holds a slot of its pool (`slots`)
-from its first attempt to its answer. A batched generation's request is rendered by
-`batch_request` and its answer kept by `keep_batch_answer`, into the same files as a single call's.
+from its first attempt to its answer. What is particular to a stage (its template's variables, validation, parsing)
+is its `StageWork` (`stages`, `pairwise`). A batched generation's answer is kept by `keep_batch_answer`, into the same
+files as a single call's.
 """
 
 import hashlib
@@ -24,10 +25,7 @@ import requests
 from daydream_luigi.core import identity
 from daydream_luigi.core.catalog import Catalog, Model
 from daydream_luigi.core.cohort import Member
-from daydream_luigi.core.combos import Combo
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.ids import draft_task_id, essay_task_id, evaluation_task_id
-from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_draft, parse_score
 from daydream_luigi.core.render import RenderError, compiled, render
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.execution import slots
@@ -38,7 +36,6 @@ from daydream_luigi.store.files import (
     CALL,
     ERROR,
     METADATA,
-    PARSED,
     PROMPT,
     RAW,
     append_line,
@@ -75,6 +72,8 @@ class Context:
     settings: Settings
     catalog: Catalog
     combos: dict  # combo_id -> Combo
+    max_cost_usd: float | None = None  # the run's --max-cost: no new call once it would not fit
+    call_slots: slots.CallSlots | None = None  # the run's call slots (None: Luigi's resources alone limit the pools)
 
 
 Emit = Callable[[str, dict], None]  # (event name, details): how a generation reports progress to whoever runs it
@@ -82,8 +81,8 @@ ATTEMPT, ANSWER_LOST = "daydream.attempt", "daydream.answer_lost"  # the events 
 SLOT = "daydream.slot"  # ... and {"waiting": True / False} around a wait for a call slot (see slots)
 
 
-def _ignore(event: str, details: dict) -> None:
-    pass
+def ignore(event: str, details: dict) -> None:
+    """An Emit for work nobody watches."""
 
 
 def endpoint(ctx: Context, model: Model) -> tuple[str, str | None]:
@@ -245,6 +244,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         price_per_mtok=model.price_per_mtok,
         call_id=member.gen_id,
         tokens=estimated_tokens(prompt, settings.max_tokens),
+        max_cost_usd=gen.ctx.max_cost_usd,
     )
 
     def on_attempt(record: dict) -> None:
@@ -267,7 +267,9 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         return stop_requested(gen.ctx.paths, gen.run_id)
 
     try:
-        with slots.call_slot(model.pool, stopping, lambda waiting: gen.emit(SLOT, {"waiting": waiting})):
+        with slots.call_slot(
+            gen.ctx.call_slots, model.pool, stopping, lambda waiting: gen.emit(SLOT, {"waiting": waiting})
+        ):
             answer = chat.chat_completion(
                 base_url,
                 key,
@@ -296,30 +298,6 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
     call = _call_record(answer, model, settings, gen.run_id)
     _keep(gen, answer.text, call)
     return answer.text, call
-
-
-def _variables(gen: Generation) -> tuple[dict, dict | None]:
-    """What the generation's template is rendered with, and its parent's metadata (None for a draft)."""
-    ctx, member = gen.ctx, gen.member
-    if member.stage == "draft":
-        combo: Combo = ctx.combos[member.combo_id]
-        return {"concepts": ctx.catalog.draft_concepts(combo.concept_ids, combo.level)}, None
-    name, parent_stage = ("draft_block", "draft") if member.stage == "essay" else ("response", "essay")
-    text, meta = _read_parent(gen, parent_stage)
-    return {name: text}, meta
-
-
-def _read_parent(gen: Generation, parent_stage: str) -> tuple[str, dict]:
-    parent = gen_dir(gen.ctx.paths.gens, parent_stage, gen.member.parent_gen_id)
-    try:
-        return read_text(parent / PARSED), read_json(parent / METADATA)
-    except (OSError, ValueError) as exc:
-        raise gen.fail(
-            f"parent {parent_stage} {gen.member.parent_gen_id} is unreadable ({exc}); remove it with "
-            f"`daydream gens rm {gen.member.parent_gen_id} --yes` and re-run",
-            "parent",
-            False,
-        ) from None
 
 
 def render_prompt(gen: Generation, template, variables: dict) -> str:
@@ -352,82 +330,7 @@ def truncation_problem(call: dict, gen_id: str) -> str | None:
     return None
 
 
-def _draft(gen: Generation) -> dict:
-    ctx, member = gen.ctx, gen.member
-    combo: Combo = ctx.combos[member.combo_id]
-    template = ctx.catalog.templates["draft"][member.template_id]
-    model = ctx.catalog.models[member.llm_model_id]
-    prompt = render_prompt(gen, template, _variables(gen)[0])
-    raw, call = call_model(gen, model, prompt)
-    lines = sum(1 for line in raw.splitlines() if line.strip())
-    problem = truncation_problem(call, member.gen_id)
-    if not problem and lines < ctx.settings.min_draft_lines:
-        problem = f"draft has {lines} non-empty line(s), fewer than min_draft_lines={ctx.settings.min_draft_lines}"
-    if not problem:
-        try:
-            parsed = parse_draft(template.kind, raw)
-        except ParseError as exc:
-            problem = f"parser {template.kind!r} failed: {exc}; raw answer kept in {gen.directory / RAW}"
-    if problem:
-        raise gen.fail(problem, "validation", False)
-    atomic_write_text(gen.directory / PARSED, parsed)
-    return {
-        **call,
-        "task_id": draft_task_id(combo.combo_id, template.template_id, model.model_id),
-        "parser": template.kind,
-        "concept_ids": list(combo.concept_ids),
-        "description_level": combo.level,
-        "k": combo.k,
-    }
-
-
-def _essay(gen: Generation) -> dict:
-    ctx, member = gen.ctx, gen.member
-    template = ctx.catalog.templates["essay"][member.template_id]
-    variables, draft_meta = _variables(gen)
-    draft_block = variables["draft_block"]
-    prompt = render_prompt(gen, template, variables)
-    common = {"task_id": essay_task_id(draft_meta["task_id"], template.template_id), "mode": template.kind}
-    if template.kind == "copy":
-        atomic_write_text(gen.directory / RAW, draft_block)
-        atomic_write_text(gen.directory / PARSED, draft_block)
-        return {**common, "model": None, "provider": None, "finish_reason": None, "attempts": []}
-    raw, call = call_model(gen, ctx.catalog.models[member.llm_model_id], prompt)
-    problem = truncation_problem(call, member.gen_id) or (None if raw.strip() else "the model returned an empty essay")
-    if problem:
-        raise gen.fail(problem, "validation", False)
-    atomic_write_text(gen.directory / PARSED, raw.strip() + "\n")
-    return {**call, **common}
-
-
-def _evaluation(gen: Generation) -> dict:
-    ctx, member = gen.ctx, gen.member
-    template = ctx.catalog.templates["evaluation"][member.template_id]
-    prompt = render_prompt(gen, template, _variables(gen)[0])
-    raw, call = call_model(gen, ctx.catalog.models[member.llm_model_id], prompt)
-    truncated = truncation_problem(call, member.gen_id)
-    try:
-        score, error = (None, truncated) if truncated else (parse_score(template.kind, raw), "")
-    except ParseError as exc:
-        score, error = None, f"parser {template.kind!r}: {exc}"
-    atomic_write_text(gen.directory / PARSED, "" if score is None else f"{score:g}\n")
-    return {
-        **call,
-        "task_id": evaluation_task_id(member.parent_gen_id, template.template_id, member.llm_model_id),
-        "parser": template.kind,
-        "score": score,
-        "score_max": SCORE_MAX,
-        "error": error,
-    }
-
-
-_RUNNERS = {"draft": _draft, "essay": _essay, "evaluation": _evaluation}
-
-
-def register_stage(stage: str, runner: Callable[[Generation], dict]) -> None:
-    """Add a stage that run_generation makes like the ones above (tournaments add "pairwise"), so its calls are
-    recorded, kept and never paid for twice exactly as theirs are."""
-    _RUNNERS[stage] = runner
+StageWork = Callable[[Generation], dict]  # renders, calls, validates and parses; returns the stage's metadata
 
 
 def final_failure(directory: Path, run_id: str) -> dict | None:
@@ -439,10 +342,12 @@ def final_failure(directory: Path, run_id: str) -> dict | None:
     return error if error.get("run_id") == run_id and error.get("retryable") is False else None
 
 
-def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _ignore) -> dict:
+def run_generation(ctx: Context, member: Member, run_id: str, work: StageWork, emit: Emit = ignore) -> dict:
     """Make one generation unless it is already complete; returns its metadata. Raises GenerationFailed.
 
-    Every failure leaves error.json with its reason; an unexpected exception is recorded too.
+    `work` is what its stage does (`stages` for a cohort's, `pairwise` for a tournament's judgments), so every stage's
+    calls are recorded, kept and never paid for twice alike. Every failure leaves error.json with its reason; an
+    unexpected exception is recorded too.
     """
     directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
     with generation_lock(directory):
@@ -455,7 +360,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
             raise GenerationFailed(final["error"], final.get("kind", ""), False)
         started = now(), time.monotonic()
         try:
-            details = _RUNNERS[member.stage](gen)
+            details = work(gen)
             template = ctx.catalog.templates[member.stage][member.template_id]
             model = ctx.catalog.models.get(member.llm_model_id)
             metadata = {
@@ -499,18 +404,7 @@ def run_generation(ctx: Context, member: Member, run_id: str, emit: Emit = _igno
 # ----------------------------------------------------------------------------------------------- batched calls
 
 
-def batch_request(ctx: Context, member: Member, run_id: str) -> tuple[Model, dict]:
-    """The model and the chat-completions body a batched generation sends, rendered now (prompt.txt written) but not
-    sent. Raises GenerationFailed (recorded) when it cannot be rendered."""
-    directory = gen_dir(ctx.paths.gens, member.stage, member.gen_id)
-    with generation_lock(directory):
-        gen = Generation(ctx, member, directory, run_id, _ignore)
-        prompt = render_prompt(gen, ctx.catalog.templates[member.stage][member.template_id], _variables(gen)[0])
-    model = ctx.catalog.models[member.llm_model_id]
-    return model, chat.request_body(model.model, prompt, call_settings(ctx, member, model))
-
-
-def record_batch_attempt(ctx: Context, member: Member, run_id: str, record: dict, emit: Emit = _ignore) -> None:
+def record_batch_attempt(ctx: Context, member: Member, run_id: str, record: dict, emit: Emit = ignore) -> None:
     """One line of a batched request in attempts.jsonl ("sent" when its batch was accepted, "failed" when the batch
     ended without its answer), tagged with the run, so the store adds up to what the provider received."""
     line = {**record, "via": "batch", "run_id": run_id, "at": now()}
@@ -525,7 +419,7 @@ def keep_batch_answer(
     answer: chat.Completion,
     batch: dict,
     price_factor: float,
-    emit: Emit = _ignore,
+    emit: Emit = ignore,
 ) -> None:
     """A batch's answer for one generation, kept as a single call's would be (raw.txt, call.json and its
     "answered" line); a later run of the generation validates and parses it without calling."""

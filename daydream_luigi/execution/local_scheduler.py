@@ -10,10 +10,12 @@ generation (measured in BENCHMARKS.md):
   and so copies every page of it (copy-on-write); freezing the inherited objects in the child (`gc.freeze`, as the
   Python documentation advises for fork without exec) leaves its collector only the objects it makes itself.
 
-Both use public APIs only: `luigi.build(worker_scheduler_factory=...)`, the public `Scheduler` class and its `prune` and
-`get_work` methods, and `os.register_at_fork`.
+Both use public APIs only: `luigi.build(worker_scheduler_factory=...)`, the public `Scheduler` class (its `resources`
+argument, its `prune` and `get_work` methods), and `os.register_at_fork` (registered once, when the first worker is
+made).
 """
 
+import functools
 import gc
 import os
 import time
@@ -29,8 +31,8 @@ class TimedPruneScheduler(luigi.scheduler.Scheduler):
     """Luigi's scheduler, pruned at most once per `PRUNE_EVERY_S` (as luigid prunes on a timer) rather than on every
     request for work."""
 
-    def __init__(self, **kwargs):
-        super().__init__(prune_on_get_work=False, record_task_history=False, **kwargs)
+    def __init__(self, resources: dict[str, int] | None = None):
+        super().__init__(resources=resources, prune_on_get_work=False, record_task_history=False)
         self.pruned_at = float("-inf")
 
     def get_work(self, *args, **kwargs):
@@ -42,17 +44,24 @@ class TimedPruneScheduler(luigi.scheduler.Scheduler):
 
 
 class WorkerSchedulerFactory:
-    """What `luigi.build(worker_scheduler_factory=...)` asks for: the timed-prune local scheduler, Luigi's remote
-    scheduler client for luigid, and Luigi's stock worker."""
+    """What `luigi.build(worker_scheduler_factory=...)` asks for: the timed-prune local scheduler (with `resources`,
+    the pools' limits it enforces; None: the [resources] of Luigi's configuration), Luigi's remote scheduler client
+    for luigid, and Luigi's stock worker, whose forked task processes freeze the heap they inherit."""
+
+    def __init__(self, resources: dict[str, int] | None = None):
+        self.resources = resources
 
     def create_local_scheduler(self):
-        return TimedPruneScheduler()
+        return TimedPruneScheduler(self.resources)
 
     def create_remote_scheduler(self, url):
         return luigi.rpc.RemoteScheduler(url)
 
     def create_worker(self, scheduler, worker_processes, assistant=False):
+        _freeze_inherited_heap_in_task_processes()
         return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes, assistant=assistant)
 
 
-os.register_at_fork(after_in_child=gc.freeze)
+@functools.cache
+def _freeze_inherited_heap_in_task_processes() -> None:
+    os.register_at_fork(after_in_child=gc.freeze)  # once per process: a hook cannot be unregistered

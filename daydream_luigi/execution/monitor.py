@@ -6,7 +6,7 @@ Luigi fires START, SUCCESS and FAILURE (and our own `daydream.attempt` and `dayd
 process it forked for a generation, and TIMEOUT / PROCESS_FAILURE in the worker process. Every handler here writes
 one JSON line to a pipe the run opened before building (a single write of at most PIPE_BUF bytes is atomic, so task
 processes never interleave and a killed one cannot leave a lock held); a thread of the run reads the pipe into a
-`Monitor`. Without a run listening (the stock `luigi` command) the handlers do nothing.
+`Monitor`. The runner registers the handlers for its runs (`events_reported`); the stock `luigi` command has none.
 """
 
 import json
@@ -14,11 +14,13 @@ import os
 import select
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import luigi
 
-from daydream_luigi.execution import batching, generation, tasks
+from daydream_luigi.execution import batching, generation, knobs
 from daydream_luigi.execution.generation import ANSWER_LOST, ATTEMPT, SLOT
 from daydream_luigi.execution.tasks import STOPPED, BatchPoll, BatchSubmit, Feed, GateClosed, GenerationTask
 
@@ -220,75 +222,62 @@ def _send(message: dict) -> None:
         pass  # the run stopped listening; progress is a view, the store is the record
 
 
-@GenerationTask.event_handler(luigi.Event.START)
 def _started(task):
     _send({"event": "start", "gen_id": task.gen_id})
 
 
-@GenerationTask.event_handler(luigi.Event.SUCCESS)
 def _succeeded(task):
     _send({"event": "success", "gen_id": task.gen_id})
 
 
-@GenerationTask.event_handler(luigi.Event.FAILURE)
 def _failed(task, exception):
     _send({"event": "failure", "gen_id": task.gen_id, "reason": str(exception)})
 
 
-@GenerationTask.event_handler(ATTEMPT)
 def _attempted(task, record):
     _send({**record, "event": "attempt", "kind": record["event"], "gen_id": task.gen_id})
 
 
-@GenerationTask.event_handler(SLOT)
 def _slot(task, details):
     _send({"event": "slot", "gen_id": task.gen_id, "waiting": details["waiting"]})
 
 
-@GenerationTask.event_handler(ANSWER_LOST)
 def _lost(task, details):
     _send({"event": "answer_lost", "gen_id": task.gen_id})
 
 
-@GenerationTask.event_handler(STOPPED)
 def _stopped(task, details):
     _send({"event": "stopped", "gen_id": task.gen_id})
 
 
-@GenerationTask.event_handler(batching.WAITING)
 def _waiting(task, details):
     _send({"event": "waiting", "gen_id": task.gen_id})
 
 
-@Feed.event_handler(luigi.Event.START)
 def _feeding(task):
     _send({"event": "fed", "stage": task.stage, "part": task.part})
 
 
-@GateClosed.event_handler(luigi.Event.FAILURE)
 def _gate_closed(task, exception):
     _send({"event": "gate", "kind": task.kind, "name": task.name, "key": task.key, "message": task.message})
 
 
-for _batch_task in (BatchSubmit, BatchPoll):
+def _batch_status(task, status):
+    _send({**status, "event": "batch"})
 
-    @_batch_task.event_handler(batching.STATUS)
-    def _batch_status(task, status):
-        _send({**status, "event": "batch"})
 
-    @_batch_task.event_handler(ATTEMPT)
-    def _batch_attempt(task, record):  # a batched request, on behalf of its generation
-        _send({**record, "event": "attempt", "kind": record["event"]})
+def _batch_attempt(task, record):  # a batched request, on behalf of its generation
+    _send({**record, "event": "attempt", "kind": record["event"]})
 
-    @_batch_task.event_handler(luigi.Event.FAILURE)
-    def _batch_failed(task, exception):
-        _send(
-            {
-                "event": "batch_failed",
-                "reason": f"batch {task.stage} {task.model_id} chunk {task.chunk} wave "
-                f"{task.wave} ({type(task).__name__}): {exception}",
-            }
-        )
+
+def _batch_failed(task, exception):
+    _send(
+        {
+            "event": "batch_failed",
+            "reason": f"batch {task.stage} {task.model_id} chunk {task.chunk} wave "
+            f"{task.wave} ({type(task).__name__}): {exception}",
+        }
+    )
 
 
 def _killed(task, reason: str) -> None:
@@ -296,21 +285,57 @@ def _killed(task, reason: str) -> None:
     no answer was kept, so trying again pays for nothing twice)."""
     if isinstance(task, GenerationTask):
         try:
-            generation.record_failure(task.directory, task.member, reason, "killed", True, tasks.RUN_ID)
+            generation.record_failure(task.directory, task.member, reason, "killed", True, knobs.current().run_id)
         except OSError:
             pass  # the run's summary has the reason from the event below
         _send({"event": "failure", "gen_id": task.gen_id, "reason": reason})
 
 
-@luigi.Task.event_handler(luigi.Event.TIMEOUT)
 def _timed_out(task, message):
     timeout = luigi.configuration.get_config().getint("worker", "timeout", 0)
     _killed(task, f"Luigi's worker timeout ({timeout} s) ended the task; its call in flight was abandoned")
 
 
-@luigi.Task.event_handler(luigi.Event.PROCESS_FAILURE)
 def _died(task, message):
     _killed(task, f"its task process died ({message.split(' died ')[-1]}); any call in flight was abandoned")
+
+
+HANDLERS = (  # (task class, Luigi event, handler)
+    (GenerationTask, luigi.Event.START, _started),
+    (GenerationTask, luigi.Event.SUCCESS, _succeeded),
+    (GenerationTask, luigi.Event.FAILURE, _failed),
+    (GenerationTask, ATTEMPT, _attempted),
+    (GenerationTask, SLOT, _slot),
+    (GenerationTask, ANSWER_LOST, _lost),
+    (GenerationTask, STOPPED, _stopped),
+    (GenerationTask, batching.WAITING, _waiting),
+    (Feed, luigi.Event.START, _feeding),
+    (GateClosed, luigi.Event.FAILURE, _gate_closed),
+    *(
+        (batch_task, event, handler)
+        for batch_task in (BatchSubmit, BatchPoll)
+        for event, handler in (
+            (batching.STATUS, _batch_status),
+            (ATTEMPT, _batch_attempt),
+            (luigi.Event.FAILURE, _batch_failed),
+        )
+    ),
+    (luigi.Task, luigi.Event.TIMEOUT, _timed_out),
+    (luigi.Task, luigi.Event.PROCESS_FAILURE, _died),
+)
+
+
+@contextmanager
+def events_reported() -> Iterator[None]:
+    """The handlers above registered with Luigi for the run inside (the task processes it forks inherit them), and
+    removed after it."""
+    for task_class, event, handler in HANDLERS:
+        task_class.event_handler(event)(handler)
+    try:
+        yield
+    finally:
+        for task_class, event, handler in HANDLERS:
+            task_class.remove_event_handler(event, handler)
 
 
 class Listening:

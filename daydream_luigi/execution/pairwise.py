@@ -2,9 +2,9 @@
 
 A judgment lives in data/gens/pairwise/<judgment_id>/ with the files every generation has (prompt.txt,
 attempts.jsonl, raw.txt, call.json, parsed.txt, metadata.json) and is made by `generation.run_generation` with the
-runner registered here: its request is recorded before it is sent, its answer kept the moment it arrives, and a judgment
-once kept is never paid for again. Pairwise calls are judge calls: they are sampled with the evaluation stage's
-settings (`generation.evaluation` in config/daydream.yaml).
+stage's work given here (`make_judgment`): its request is recorded before it is sent, its answer kept the moment it
+arrives, and a judgment once kept is never paid for again. Pairwise calls are judge calls: they are sampled with the
+evaluation stage's settings (`generation.evaluation` in config/daydream.yaml).
 
 A tournament is played round by round (`play`): each round's judgments are made together (by Luigi, as
 `tasks.PairwiseJudgment`), then the next round is paired from the kept verdicts, so playing it again asks for the
@@ -105,7 +105,9 @@ def _judge_pair(gen: Generation) -> dict:
     }
 
 
-generation.register_stage(STAGE, _judge_pair)
+def make_judgment(ctx: Context, judgment: Judgment, run_id: str, emit: generation.Emit) -> dict:
+    """Make one judgment in the context of its cohort (`judging_context`), unless it is kept; returns its metadata."""
+    return generation.run_generation(judging_context(ctx), judgment, run_id, _judge_pair, emit)
 
 
 class RoundFailed(Exception):

@@ -14,16 +14,22 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 POLL_S = 0.001  # how often the first waiting task of a pool tries the slots again (the others wait their turn)
 STOP_EVERY_S = 0.05  # how often it asks whether the run was asked to stop
+FOLDER = "slots"  # in the run's folder (`gate.run_dir`)
 
-# Set by `daydream run` before Luigi forks the task processes (they inherit them): pool -> slots, and where they are.
-LIMITS: dict[str, int] = {}
-FOLDER: Path | None = None
+
+@dataclass(frozen=True)
+class CallSlots:
+    """A run's call slots: `limits[pool]` slot files of each pool, in `folder`."""
+
+    folder: Path
+    limits: Mapping[str, int]
 
 
 def ahead(limit: int) -> int:
@@ -31,20 +37,9 @@ def ahead(limit: int) -> int:
     return max(1, limit // 2)
 
 
-def configure(folder: Path, limits: dict[str, int]) -> dict[str, int]:
-    """Use slot files under `folder` for these pools; returns the Luigi resources that let tasks wait ahead."""
-    global FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    FOLDER = folder
-    LIMITS.clear()
-    LIMITS.update(limits)
+def resources(limits: Mapping[str, int]) -> dict[str, int]:
+    """The Luigi resources of pools with these limits that let tasks wait ahead for a slot."""
     return {pool: limit + ahead(limit) for pool, limit in limits.items()}
-
-
-def reset() -> None:
-    global FOLDER
-    FOLDER = None
-    LIMITS.clear()
 
 
 def _try(handles: list[int]) -> int | None:
@@ -71,21 +66,22 @@ def _wait_for_turn(turn: int, stop_requested: Callable[[], bool]) -> None:
 
 
 @contextmanager
-def call_slot(pool: str, stop_requested: Callable[[], bool], on_wait: Callable[[bool], None]):
-    """Hold one of the pool's slots for the duration of the block (no-op when the pool has none). While every slot
-    is taken, waits; `on_wait(True)` / `on_wait(False)` tell when the wait starts and ends. Raises StopRequested
-    when the run was asked to stop before a slot was free (nothing was sent)."""
-    count = LIMITS.get(pool)
-    if not count or FOLDER is None:
+def call_slot(slots: CallSlots | None, pool: str, stop_requested: Callable[[], bool], on_wait: Callable[[bool], None]):
+    """Hold one of the pool's slots for the duration of the block (no-op without slots, or when the pool has none).
+    While every slot is taken, waits; `on_wait(True)` / `on_wait(False)` tell when the wait starts and ends. Raises
+    StopRequested when the run was asked to stop before a slot was free (nothing was sent)."""
+    count = slots.limits.get(pool) if slots else None
+    if not count:
         yield
         return
-    slot_files = [os.open(FOLDER / f"{pool}.{k}", os.O_RDWR | os.O_CREAT, 0o644) for k in range(count)]
+    slots.folder.mkdir(parents=True, exist_ok=True)
+    slot_files = [os.open(slots.folder / f"{pool}.{k}", os.O_RDWR | os.O_CREAT, 0o644) for k in range(count)]
     opened = list(slot_files)  # closed at the end: that releases the held slot (and the turn)
     try:
         if _try(slot_files) is None:
             on_wait(True)
             try:
-                turn = os.open(FOLDER / f"{pool}.turn", os.O_RDWR | os.O_CREAT, 0o644)
+                turn = os.open(slots.folder / f"{pool}.turn", os.O_RDWR | os.O_CREAT, 0o644)
                 opened.append(turn)
                 _wait_for_turn(turn, stop_requested)
                 asked = time.monotonic()

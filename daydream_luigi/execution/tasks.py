@@ -8,81 +8,34 @@ A cohort is one graph with a root:
 
 (=> a dynamic dependency: a Feed yields its part and the next part's Feed when it runs; see `schedule`.)
 
-`luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME --local-scheduler` runs a whole cohort with
-the stock `luigi` command, and `daydream run` builds the same graph. Generation tasks run in Luigi's own forked task
-processes, so Luigi's worker timeout, retry policy and events all apply.
+`daydream run` builds this graph, and so does the stock `luigi` command:
+
+    LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME \
+        --local-scheduler
+
+Importing this module does nothing but declare the task classes: Luigi finds our pools, worker timeout and retry
+policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file itself
+with `core.settings.configure_luigi` when a command starts), and the run-wide knobs in a [daydream] section or on the
+command line (`knobs`). Generation tasks run in Luigi's own forked task processes, so Luigi's worker timeout, retry
+policy and events all apply.
 """
 
 import os
-import uuid
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import luigi
 
 from daydream_luigi.core import schedule
-from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
+from daydream_luigi.core.cohort import Member, calls_model, membership_is_current, write_cohort
 from daydream_luigi.core.combos import persist_mappings
-from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
-from daydream_luigi.execution import batching
-from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
+from daydream_luigi.core.settings import Paths
+from daydream_luigi.execution import batching, knobs, pairwise, stages
+from daydream_luigi.execution.generation import LOST_ANSWERS, GenerationFailed
+from daydream_luigi.execution.plans import CohortPlan, all_complete, batch_chunks, cohort_plan
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
-from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
-
-# One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
-# run records carries it, which is how a run's summary counts its own calls without comparing clocks.
-RUN_ID = os.environ.get("DAYDREAM_RUN_ID") or uuid.uuid4().hex[:12]
-
-
-@dataclass(frozen=True)
-class CohortPlan:
-    """A cohort resolved once per process: its members, lineages, parts and the context its generations need."""
-
-    context: Context
-    spec: object
-    members: dict  # gen_id -> Member
-    lineages: list
-    parts: list  # lists of lineages
-    priority: dict  # gen_id -> Luigi priority
-
-
-@lru_cache(maxsize=8)
-def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
-    configure_luigi(paths)
-    settings = load_settings(paths)
-    limits = pool_limits()
-    catalog = load_catalog(paths, limits, settings)
-    spec = resolve(paths, cohort_id, catalog, settings, backend)
-    members = expand(spec, paths, catalog, settings)
-    all_lineages = schedule.lineages(members)
-    context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
-
-    def lookahead(draft: Member) -> int:  # a pool-full of lineages (an imported draft calls nothing: none)
-        model = catalog.models.get(draft.llm_model_id)
-        return limits.get(model.pool, 1) if model else 0
-
-    return CohortPlan(
-        context,
-        spec,
-        {m.gen_id: m for m in members},
-        all_lineages,
-        schedule.parts(all_lineages, settings.part_size),
-        schedule.priorities(all_lineages, lookahead),
-    )
-
-
-def cohort_plan(cohort_id: str) -> CohortPlan:
-    """The plan of a cohort for the current data and config folders (computed once per process and backend)."""
-    return _plan(Paths.from_env(), cohort_id, default_backend())
-
-
-def forget_plans() -> None:
-    """Drop cached plans (a new run in the same process may see changed inputs)."""
-    _plan.cache_clear()
-    batch_chunks.cache_clear()
+from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, gen_dir, read_json
 
 
 class CohortMembership(luigi.Task):
@@ -185,7 +138,8 @@ class GenerationTask(luigi.Task):
         self.set_status_message(f"{self.stage} {self.gen_id}: {member.template_id} / {member.llm_model_id}")
         try:
             yield from batch_steps(self)
-            metadata = run_generation(self._plan.context, member, RUN_ID, self._emit)
+            context = knobs.context_for_run(self._plan.context)
+            metadata = stages.make_generation(context, member, knobs.current().run_id, self._emit)
         except Stopped as stop:
             self._emit(STOPPED, {"kind": stop.kind})
             yield GateClosed(kind=stop.kind, name=stop.name, key=stop.key, message=str(stop))
@@ -302,16 +256,6 @@ class ReportTask(luigi.Task):
         getattr(collect, self.writer)(Paths.from_env(), self.cohort_id)
 
 
-def all_complete(paths: Paths, members) -> bool:
-    complete = {}
-    for member in members:
-        if member.stage not in complete:
-            complete[member.stage] = complete_ids(paths.gens, member.stage)
-        if member.gen_id not in complete[member.stage]:
-            return False
-    return True
-
-
 class ParseScores(ReportTask):
     """parsed_scores.csv: one row per evaluation of the cohort, with lineage, score and error."""
 
@@ -360,20 +304,13 @@ class Cohort(luigi.WrapperTask):
 STOPPED = "daydream.stopped"  # a generation's request was refused by a gate (event for the progress display)
 
 
-@lru_cache(maxsize=8)
-def batch_chunks(cohort_id: str, every_call: bool) -> batching.Chunks:
-    """The cohort's batched generations in chunks (computed by the run before Luigi forks, then inherited)."""
-    plan = cohort_plan(cohort_id)
-    return batching.chunks(plan.context, plan.members.values(), every_call)
-
-
 def batch_steps(task: GenerationTask):
     """Yield the batch tasks a generation waits for, until its answer is kept or it is to be called normally."""
     plan = task._plan
     while True:
-        step = batching.locate(
-            plan.context, batch_chunks(task.cohort_id, batching.EVERY_CALL), task.cohort_id, task.member, RUN_ID
-        )
+        run = knobs.current()
+        found = batch_chunks(task.cohort_id, run.batch)
+        step = batching.locate(plan.context, found, task.cohort_id, task.member, run.run_id)
         if step is None:
             return
         action, wave = step
@@ -387,7 +324,7 @@ def open_submits(cohort_id: str, stage: str) -> list:
     """BatchSubmit tasks for every chunk of `stage` with requests still to send (the run builds them first, so that
     every chunk's batch runs at the provider at once)."""
     plan = cohort_plan(cohort_id)
-    found = batch_chunks(cohort_id, batching.EVERY_CALL)
+    found = batch_chunks(cohort_id, knobs.current().batch)
     return [
         BatchSubmit(**vars(wave)) for wave in batching.open_waves(plan.context, found, cohort_id, plan.members, stage)
     ]
@@ -420,13 +357,13 @@ class BatchSubmit(_BatchTask):
         return batching.is_submitted(Paths.from_env(), self._wave)
 
     def run(self):
-        plan = cohort_plan(self.cohort_id)
+        plan, run = cohort_plan(self.cohort_id), knobs.current()
         batching.submit(
-            plan.context,
+            knobs.context_for_run(plan.context),
             plan.members,
-            batch_chunks(self.cohort_id, batching.EVERY_CALL),
+            batch_chunks(self.cohort_id, run.batch),
             self._wave,
-            RUN_ID,
+            run.run_id,
             self._emit,
         )
 
@@ -444,7 +381,7 @@ class BatchPoll(_BatchTask):
 
     def run(self):
         plan = cohort_plan(self.cohort_id)
-        batching.poll(plan.context, plan.members, self._wave, RUN_ID, self._emit)
+        batching.poll(knobs.context_for_run(plan.context), plan.members, self._wave, knobs.current().run_id, self._emit)
 
 
 class GateClosed(luigi.Task):
@@ -467,14 +404,7 @@ class GateClosed(luigi.Task):
         return self.message
 
 
-configure_luigi(
-    Paths.from_env()
-)  # so that the stock `luigi --module daydream_luigi.execution.tasks` command has our pools too
-
-
 # ------------------------------------------------------------------------------------------ tournaments (pairwise)
-
-from daydream_luigi.execution import pairwise  # noqa: E402 - registers the pairwise stage with stages.run_generation
 
 
 class PairwiseJudgment(GenerationTask):
@@ -500,7 +430,9 @@ class PairwiseJudgment(GenerationTask):
 
     def run(self):
         self.set_status_message(f"pairwise {self.gen_id}: {self.first} vs {self.second} / {self.judge}")
-        run_generation(pairwise.judging_context(self._plan.context), self.member, RUN_ID, self._emit)
+        pairwise.make_judgment(
+            knobs.context_for_run(self._plan.context), self.member, knobs.current().run_id, self._emit
+        )
         self.set_progress_percentage(100)
 
 

@@ -24,9 +24,6 @@ CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before it is sent (English t
 WINDOW_ENV = "DAYDREAM_RATE_WINDOW_S"  # the length in seconds of a rate's "minute"; tests shorten it
 STOP_FILE = "stop"  # in the run's folder: the run was asked to stop (batch polls end)
 
-# --max-cost of the running `daydream run`, set before Luigi forks the task processes (they inherit it).
-MAX_COST_USD: float | None = None
-
 
 class Stopped(Exception):
     """A request was not sent: its pool is paused for a quota ("quota"), its provider is unreachable ("breaker") or
@@ -72,9 +69,9 @@ def limiter(paths: Paths, settings: Settings) -> RateLimiter:
     )
 
 
-def budget(paths: Paths, run_id: str) -> Budget | None:
+def budget(paths: Paths, run_id: str, max_cost_usd: float | None) -> Budget | None:
     """The run's ledger when it has a --max-cost."""
-    return None if MAX_COST_USD is None else Budget(run_dir(paths, run_id) / "budget.json", MAX_COST_USD)
+    return None if max_cost_usd is None else Budget(run_dir(paths, run_id) / "budget.json", max_cost_usd)
 
 
 def estimated_tokens(prompt: str, max_tokens: int) -> int:
@@ -97,11 +94,13 @@ class Gate:
         price_per_mtok: float,
         call_id: str,
         tokens: int,
+        max_cost_usd: float | None = None,
     ):
+        """`max_cost_usd`: the run's --max-cost (None: no spending stop)."""
         self.run_id = run_id
         self.limiter = limiter(paths, settings)
         self.breaker = CircuitBreaker(run_dir(paths, run_id) / "breaker")
-        self.budget = budget(paths, run_id)
+        self.budget = budget(paths, run_id, max_cost_usd)
         self.provider, self.url, self.pool = provider, url, pool
         self.price_per_mtok, self.call_id, self.tokens = price_per_mtok, call_id, tokens
         self.permit = None

@@ -1,0 +1,95 @@
+"""Run-wide knobs as a `luigi.Config`: what every task of one run shares (its id, its backend, its `--max-cost`, its
+`--batch`, whether its calls hold call slots).
+
+The runner sets them in Luigi's configuration for its builds (`applied`), so the task processes Luigi forks read
+them as any Luigi setting is read; the stock `luigi` command takes them from a `[daydream]` section of luigi.cfg or
+from its command line (`--daydream-max-cost-usd 0.5`, `--daydream-backend local`). The tasks read them and hand the
+values down (`context_for_run`): nothing below `execution/` knows of Luigi.
+"""
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+
+import luigi
+
+from daydream_luigi.core.settings import BACKENDS, default_backend, pool_limits
+from daydream_luigi.execution import slots
+from daydream_luigi.execution.generation import Context
+from daydream_luigi.providers.limits import gate
+
+
+class daydream(luigi.Config):
+    """The knobs, section [daydream]. A stock `luigi` run that sets no run_id gets one id for all its task processes:
+    the default is drawn once, when the class is declared, and forked task processes inherit it."""
+
+    run_id = luigi.Parameter(
+        default=uuid.uuid4().hex[:12],
+        description="Tags every attempt and failure the run records: how its summary counts its own calls.",
+    )
+    backend = luigi.OptionalChoiceParameter(
+        default=None,
+        choices=BACKENDS,
+        description="How the cohort resolves: local = the embedded offline model, http = the providers "
+        "[default: http when OPENROUTER_API_KEY is set, else local].",
+    )
+    max_cost_usd = luigi.OptionalFloatParameter(
+        default=None, description="Spending stop: no new call starts once this run's spending would exceed it."
+    )
+    batch = luigi.BoolParameter(
+        default=False, description="Every eligible call through its provider's batch API (`daydream run --batch`)."
+    )
+    call_slots = luigi.BoolParameter(
+        default=False,
+        description="Calls hold call slots in the run's folder (`daydream run` with Luigi's local scheduler).",
+    )
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The knobs one run sets for its builds (see `daydream`)."""
+
+    run_id: str
+    backend: str
+    max_cost_usd: float | None = None
+    batch: bool = False
+    call_slots: bool = False
+
+
+@contextmanager
+def applied(knobs: Knobs) -> Iterator[None]:
+    """Set the knobs in Luigi's configuration for the builds inside (and the processes Luigi forks for them); the
+    configuration is as before afterwards."""
+    config = luigi.configuration.get_config()
+    section = daydream.get_task_family()
+    params = dict(daydream.get_params())
+    before = {name: config.get(section, name, None) for name in params}
+    for name, value in asdict(knobs).items():
+        config.set(section, name, params[name].serialize(value))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                config.remove_option(section, name)
+            else:
+                config.set(section, name, value)
+
+
+def current() -> daydream:
+    return daydream()
+
+
+def backend() -> str:
+    """The run's backend, else the default one (`core.settings.default_backend`)."""
+    return current().backend or default_backend()
+
+
+def context_for_run(ctx: Context) -> Context:
+    """The context a task makes its generation in: its cohort's, with the run's --max-cost and call slots."""
+    run = current()
+    call_slots = (
+        slots.CallSlots(gate.run_dir(ctx.paths, run.run_id) / slots.FOLDER, pool_limits()) if run.call_slots else None
+    )
+    return replace(ctx, max_cost_usd=run.max_cost_usd, call_slots=call_slots)
