@@ -8,12 +8,12 @@ import click
 import luigi.configuration
 
 from daydream_luigi.cli import backend_option, cohort_option, main, prepare
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import calls_model, record_run
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import STAGES, pool_limits
 from daydream_luigi.execution import runner as running
 from daydream_luigi.execution import slots, tasks
-from daydream_luigi.execution.generation import now
 from daydream_luigi.execution.progress import rate_text
 from daydream_luigi.providers.limits.budget import Spend
 from daydream_luigi.store import operations

@@ -340,3 +340,16 @@ def parse_score(parser: str, text: str) -> float:
 def parse_pairwise(parser: str, text: str) -> str:
     """Apply the named pairwise parser to a judge's comparison of two essays: "A", "B" or "TIE"."""
     return _lookup(PAIRWISE_PARSERS, "pairwise", parser)(text)
+
+
+# --------------------------------------------------------------------------- answers cut short
+
+
+def truncation_problem(call: dict, gen_id: str) -> str | None:
+    """Why an answer cannot be read when it was cut at max_tokens (its call record says so), else None."""
+    if call.get("finish_reason") == "length":
+        return (
+            f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "
+            f"in config/daydream.yaml, then `daydream gens rm {gen_id} --yes` and re-run"
+        )
+    return None

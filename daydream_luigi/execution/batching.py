@@ -21,7 +21,7 @@ Wave 0 normally takes them all; a later wave takes what an expired or cancelled 
 
 A request that failed inside a batch, or was never run once ``MAX_SUBMISSIONS`` is reached, is made again as a normal
 call (which records its reason if it fails too). Costs are the provider's where it reports them, else
-``price_per_mtok`` x ``budget.BATCH_PRICE_FACTOR``.
+``price_per_mtok`` x ``pricing.BATCH_PRICE_FACTOR``.
 """
 
 import fcntl
@@ -31,14 +31,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import Member, calls_model
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation
-from daydream_luigi.execution.generation import Context, GenerationFailed, now
+from daydream_luigi.execution.generation import Context, GenerationFailed
 from daydream_luigi.providers import batch as api
 from daydream_luigi.providers import chat, endpoints
 from daydream_luigi.providers.limits import gate
-from daydream_luigi.providers.limits.budget import BATCH_PRICE_FACTOR, BudgetReached, call_cost, estimate_cost_usd
+from daydream_luigi.providers.limits.budget import BudgetReached
 from daydream_luigi.store.files import CALL, METADATA, RAW, atomic_write_json, gen_dir, read_json
 
 # --batch of the running `daydream run`, set before Luigi forks the task processes (they inherit it).

@@ -16,18 +16,18 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
 from daydream_luigi.core import identity
 from daydream_luigi.core.catalog import Catalog, Model
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import Member
 from daydream_luigi.core.combos import Combo
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.ids import draft_task_id, essay_task_id, evaluation_task_id
-from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_draft, parse_score
+from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_draft, parse_score, truncation_problem
 from daydream_luigi.core.render import RenderError, compiled, render
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.execution import slots
@@ -133,10 +133,6 @@ def call_time_limit(settings: Settings, stage: str) -> float:
     config, retry = settings.stage(stage), settings.retry
     attempt = float(config["connect_timeout"]) + float(config["read_timeout"])
     return int(retry["max_attempts"]) * attempt + float(retry["max_total_seconds"])
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def record_failure(
@@ -341,15 +337,6 @@ def render_prompt(gen: Generation, template, variables: dict) -> str:
     atomic_write_text(path, prompt)
     gen.prompt_sha256 = identity.text_sha(prompt)
     return prompt
-
-
-def truncation_problem(call: dict, gen_id: str) -> str | None:
-    if call.get("finish_reason") == "length":
-        return (
-            f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "
-            f"in config/daydream.yaml, then `daydream gens rm {gen_id} --yes` and re-run"
-        )
-    return None
 
 
 def _draft(gen: Generation) -> dict:

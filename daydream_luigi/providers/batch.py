@@ -18,7 +18,7 @@ Both clients have the same three calls, so a task can record the batch id before
 ``poll(batch_id) -> BatchState`` (one GET) and ``results(batch_id, expected) -> list[RequestResult]``. Errors are
 ``BatchError`` with one line that never contains the key. Cost: OpenRouter reports the whole batch's ``usage.cost``
 (``BatchState.cost_usd``) and each answer carries its own ``usage``; OpenAI reports tokens only, so its cost is an
-estimate from the model's price times ``budget.BATCH_PRICE_FACTOR``.
+estimate from the model's price times ``pricing.BATCH_PRICE_FACTOR``.
 """
 
 from __future__ import annotations

@@ -33,9 +33,9 @@ from daydream_luigi.core.cohort import (
 )
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.ids import id_problem
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, estimate_cost_usd
 from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Guard, Paths, Settings, load_settings
 from daydream_luigi.providers.batch import is_batched
-from daydream_luigi.providers.limits.budget import BATCH_PRICE_FACTOR
 from daydream_luigi.store.files import CALL, ERROR, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
 
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
@@ -117,7 +117,7 @@ def plan(
         batched = is_batched(batch, settings.providers[model.provider].batch_api, stage, model_id, every_call)
         prompt = counts["to_call"] * DEFAULT_PROMPT_TOKENS[stage]
         completion = counts["to_call"] * int(settings.stage(stage)["max_tokens"])
-        cost = (prompt + completion) / 1e6 * model.price_per_mtok * (BATCH_PRICE_FACTOR if batched else 1.0)
+        cost = estimate_cost_usd(model.price_per_mtok, prompt, completion, BATCH_PRICE_FACTOR if batched else 1.0)
         rows.append(
             {
                 "stage": stage,

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daydream_luigi.core.catalog import Catalog
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import load_membership
-from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_score
+from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_score, truncation_problem
 from daydream_luigi.core.settings import Paths
-from daydream_luigi.execution.generation import now, truncation_problem
 from daydream_luigi.store.files import (
     CALL,
     METADATA,
