@@ -28,9 +28,8 @@ JUDGES, EVALUATION_TEMPLATES = 5, 2
 _TABLES = """
 import sys
 from daydream_luigi.report import collect
-from daydream_luigi.core.settings import Paths, configure_luigi
+from daydream_luigi.core.settings import Paths
 paths = Paths.from_env()
-configure_luigi(paths)  # the pools of config/luigi.cfg, as importing execution.tasks does for the Luigi tasks
 collect.write_parsed_scores(paths, sys.argv[1])
 collect.write_derived_tables(paths, sys.argv[1])
 """

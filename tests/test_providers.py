@@ -7,8 +7,9 @@ import pytest
 from fake_provider import FakeProvider
 
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.provider_settings import Provider, parse_providers, url_problem
 from daydream_luigi.providers import endpoints
-from daydream_luigi.providers.endpoints import Provider, parse_providers, preflight, resolve, url_problem
+from daydream_luigi.providers.endpoints import preflight, resolve
 
 KEY_A = "fake-key-A-0123456789abcdef"
 KEY_B = "fake-key-B-fedcba9876543210"

@@ -10,7 +10,7 @@ from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import active_spec
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.ids import checked_id
-from daydream_luigi.core.settings import BACKENDS, Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import BACKENDS, Paths, default_backend, load_settings, pool_limits
 
 
 class DaydreamGroup(click.Group):
@@ -52,6 +52,7 @@ def id_list(value: tuple) -> list[str]:
 def prepare(cohort: str | None, backend: str | None):
     """Validate every input and resolve the cohort; writes nothing (a run's Luigi graph records the membership)."""
     from daydream_luigi.execution import tasks
+    from daydream_luigi.execution.luigi_config import configure_luigi
 
     paths = Paths.from_env()
     backend = backend or default_backend()
@@ -59,7 +60,7 @@ def prepare(cohort: str | None, backend: str | None):
     configure_luigi(paths)
     if cohort is None:
         settings = load_settings(paths)
-        cohort = active_spec(load_catalog(paths, pool_limits(), settings), settings, backend).cohort_id
+        cohort = active_spec(load_catalog(paths, pool_limits(paths), settings), settings, backend).cohort_id
     tasks.forget_plans()
     return paths, tasks.cohort_plan(checked_id(cohort, "cohort name"))
 

@@ -13,7 +13,7 @@ from daydream_luigi.cli.report import all_scores
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, default_backend, load_settings, pool_limits
 from daydream_luigi.report import collect
 from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from daydream_luigi.store import operations
@@ -120,8 +120,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     """A curated cohort: the listed essays (with their drafts) judged by the chosen templates and judges."""
     paths = Paths.from_env()
     settings = load_settings(paths)
-    configure_luigi(paths)
-    catalog = load_catalog(paths, pool_limits(), settings)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
     path = new_spec_path(paths, name, force)
     raw = {
         "essays": read_essay_list(from_essays),

@@ -1,6 +1,5 @@
 """Looking inside: `parse` one answer with one parser, and `ui`, Luigi's central scheduler with its web UI."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -50,12 +49,9 @@ def parse_draft_cmd(parser, file):
 )
 def ui(port, address):
     """Start the Luigi central scheduler and its web UI (state and task history under the data folder)."""
-    from daydream_luigi.execution.central import luigid_command, luigid_config
+    from daydream_luigi.execution.central import exec_luigid
 
-    paths = Paths.from_env()
-    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
     click.echo(
         f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True
     )
-    command = luigid_command(paths, port, address)
-    os.execv(command[0], command)
+    exec_luigid(Paths.from_env(), port, address)

@@ -16,7 +16,7 @@ from daydream_luigi.cli import backend_option, main, prepare
 from daydream_luigi.cli.run import confirm, embedded_server
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution import pairwise, tasks
 from daydream_luigi.execution import runner as running
 from daydream_luigi.execution.monitor import Listening, Monitor
@@ -98,8 +98,7 @@ def rescore(cohort, template, backend):
     would pay for it again.
     """
     paths = Paths.from_env()
-    configure_luigi(paths)
-    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+    catalog = load_catalog(paths, pool_limits(paths), load_settings(paths))
     if template is not None and template not in catalog.templates["evaluation"]:
         raise InputError(
             f"--template {template!r} is not in {paths.raw / 'evaluation_templates.csv'}; known: "
@@ -230,7 +229,7 @@ class RoundBuilder:
 
     def __init__(self, paths: Paths, judge: pairwise.Judge, verbosity: int):
         self.paths, self.judge, self.verbosity = paths, judge, verbosity
-        self.workers = pool_limits().get(judge.model.pool, 1)
+        self.workers = pool_limits(paths).get(judge.model.pool, 1)
         self.asked: list[pairwise.Judgment] = []
         self.rounds = 0
 

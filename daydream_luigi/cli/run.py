@@ -5,7 +5,6 @@ import sys
 from contextlib import nullcontext
 
 import click
-import luigi.configuration
 
 from daydream_luigi.cli import backend_option, cohort_option, main, prepare
 from daydream_luigi.core.clock import now
@@ -14,6 +13,7 @@ from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import STAGES, pool_limits
 from daydream_luigi.execution import runner as running
 from daydream_luigi.execution import slots, tasks
+from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.progress import rate_text
 from daydream_luigi.providers.limits.budget import Spend
 from daydream_luigi.store import operations
@@ -37,13 +37,6 @@ def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def central_url() -> str:
-    config = luigi.configuration.get_config()
-    return (
-        f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
-    )
-
-
 def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
 
@@ -53,7 +46,7 @@ def _workers_needed(plan, pending, batch: bool, central: bool) -> int:
     ahead for a call slot), plus one per chunk of the most chunked batched stage (its polls wait side by side); at
     least one. No worker is kept for the tasks that call nothing: a spare worker would ask Luigi's scheduler for work
     after every task it is handed, and each request scans every pending task of the graph."""
-    limits = pool_limits()
+    limits = pool_limits(plan.context.paths)
     catalog = plan.context.catalog
     pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
     chunks = tasks.batch_chunks(plan.spec.cohort_id, batch).lists

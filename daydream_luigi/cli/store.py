@@ -10,7 +10,7 @@ import click
 from daydream_luigi.cli import main
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES, Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import STAGES, Paths, default_backend, load_settings, pool_limits
 from daydream_luigi.store import importer, operations
 
 
@@ -19,8 +19,7 @@ def check():
     """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates, imported texts
     edited since (exit 1 if any). Generations whose call was stopped before an answer are listed, not counted."""
     paths = Paths.from_env()
-    configure_luigi(paths)
-    findings = operations.check(paths, load_catalog(paths, pool_limits(), load_settings(paths)))
+    findings = operations.check(paths, load_catalog(paths, pool_limits(paths), load_settings(paths)))
     for finding in findings:
         click.echo(f"{finding.kind:17} {finding.stage:10} {finding.gen_id}  {finding.detail}")
     problems = [finding for finding in findings if finding.kind != operations.NOT_A_PROBLEM]
@@ -116,7 +115,6 @@ def import_texts(stage, files, cohort, label):
     line in the order given (e.g. `> imported.txt` for `cohort build --from-essays`); what it did goes to stderr.
     """
     paths = Paths.from_env()
-    configure_luigi(paths)
     done = importer.import_texts(paths, stage, list(files), label, cohort, default_backend())
     for text in done.texts:
         state = "imported" if text.gen_id in done.written else "already imported (nothing written):"

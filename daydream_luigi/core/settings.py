@@ -1,5 +1,6 @@
 """Where things live and the run settings: environment variables, config/daydream.yaml and config/luigi.cfg."""
 
+import configparser
 import math
 import os
 import re
@@ -7,13 +8,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import luigi.configuration
 import yaml
 
+from daydream_luigi.core.batch_settings import BatchSettings, batch_settings
 from daydream_luigi.core.errors import InputError, raise_if
-from daydream_luigi.providers.batch import BatchSettings, batch_settings
-from daydream_luigi.providers.endpoints import parse_providers
-from daydream_luigi.providers.limits.ratelimit import pool_rates
+from daydream_luigi.core.provider_settings import parse_providers
+from daydream_luigi.core.rates import pool_rates
 
 STAGES = ("draft", "essay", "evaluation")
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}  # the stage of a generation's parent_gen_id
@@ -265,19 +265,6 @@ def load_settings(paths: Paths) -> Settings:
     return Settings(raw, providers)
 
 
-def configure_luigi(paths: Paths) -> None:
-    """Use config/luigi.cfg unless LUIGI_CONFIG_PATH names another file (then that file replaces ours)."""
-    if os.environ.get("LUIGI_CONFIG_PATH"):
-        return
-    config_file = str(paths.config_dir / "luigi.cfg")
-    if config_file not in _added_config_files:
-        _added_config_files.add(config_file)
-        luigi.configuration.add_config_path(config_file)
-
-
-_added_config_files: set[str] = set()
-
-
 def luigi_config_file(paths: Paths) -> Path:
     """The Luigi config file in use: LUIGI_CONFIG_PATH when set, else config/luigi.cfg."""
     return Path(os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg")
@@ -303,12 +290,22 @@ def check_pool_limits(resources: Mapping[str, str], source: str) -> dict[str, in
     return limits
 
 
-def pool_limits() -> dict[str, int]:
-    """The [resources] section: pool name -> how many calls may run at once."""
-    config = luigi.configuration.get_config()
+def pool_limits(paths: Paths) -> dict[str, int]:
+    """The [resources] section of the Luigi config file in use: pool name -> how many calls may run at once.
+
+    Read here, without Luigi, from the one file daydream points Luigi at (`luigi_config_file`; see
+    `execution.luigi_config.configure_luigi`): Luigi itself would also read /etc/luigi/*.cfg and a luigi.cfg in the
+    working directory, but the pools are this project's and declared in its file. So every layer checks a model's pool
+    (the catalog of an import or a report) without importing Luigi, against the limits Luigi's scheduler gets (the
+    local one has them raised per run by `execution.runner.call_slots`, the central one is configured from the same
+    file by `execution.central`).
+    """
+    path = luigi_config_file(paths)
+    config = configparser.ConfigParser()
+    config.read(path)
     if not config.has_section("resources"):
         return {}
-    return check_pool_limits(dict(config.items("resources")), str(luigi_config_file(Paths.from_env())))
+    return check_pool_limits(dict(config.items("resources")), str(path))
 
 
 BACKENDS = ("local", "http")

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from daydream_luigi.core.batch_settings import BatchSettings, is_batched
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import Member, calls_model
 from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
@@ -76,10 +77,10 @@ def batch_api_of(ctx: Context, member: Member) -> str | None:
     return ctx.settings.providers[ctx.catalog.models[member.llm_model_id].provider].batch_api
 
 
-def batched(ctx: Context, settings: api.BatchSettings, member: Member, every_call: bool) -> bool:
+def batched(ctx: Context, settings: BatchSettings, member: Member, every_call: bool) -> bool:
     if not calls_model(member, ctx.catalog):
         return False
-    return api.is_batched(settings, batch_api_of(ctx, member), member.stage, member.llm_model_id, every_call)
+    return is_batched(settings, batch_api_of(ctx, member), member.stage, member.llm_model_id, every_call)
 
 
 @dataclass(frozen=True)

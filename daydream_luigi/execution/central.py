@@ -5,7 +5,17 @@ import os
 import sys
 from pathlib import Path
 
-from daydream_luigi.core.settings import Paths
+import luigi.configuration
+
+from daydream_luigi.core.settings import Paths, luigi_config_file
+
+
+def central_url() -> str:
+    """Where luigid listens, as Luigi's [core] scheduler_host and scheduler_port say."""
+    config = luigi.configuration.get_config()
+    return (
+        f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
+    )
 
 
 def luigid_config(paths: Paths) -> Path:
@@ -13,7 +23,7 @@ def luigid_config(paths: Paths) -> Path:
     folder = paths.data_root / "luigid"
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     config = configparser.ConfigParser()
-    config.read(os.environ.get("LUIGI_CONFIG_PATH") or paths.config_dir / "luigi.cfg")
+    config.read(luigi_config_file(paths))
     for section in ("scheduler", "task_history"):
         if not config.has_section(section):
             config.add_section(section)
@@ -24,6 +34,13 @@ def luigid_config(paths: Paths) -> Path:
     with path.open("w") as handle:
         config.write(handle)
     return path
+
+
+def exec_luigid(paths: Paths, port: int, address: str = "127.0.0.1") -> None:
+    """Replace this process by luigid, configured by `luigid_config`."""
+    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
+    command = luigid_command(paths, port, address)
+    os.execv(command[0], command)
 
 
 def luigid_command(paths: Paths, port: int, address: str = "127.0.0.1") -> list[str]:

@@ -29,6 +29,7 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from daydream_luigi.core import schedule
+from daydream_luigi.core.batch_settings import unknown_models
 from daydream_luigi.core.cohort import calls_model
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.settings import STAGES, pool_limits
@@ -37,7 +38,7 @@ from daydream_luigi.execution.generation import call_time_limit
 from daydream_luigi.execution.local_scheduler import WorkerSchedulerFactory
 from daydream_luigi.execution.monitor import Listening, Monitor
 from daydream_luigi.execution.progress import Display
-from daydream_luigi.providers import batch, endpoints
+from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.limits import gate
 from daydream_luigi.store import accounting, freshness
 
@@ -130,7 +131,7 @@ def preflight(paths, request: Request, pending: list) -> None:
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
-    raise_if(batch.unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
+    raise_if(unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
     for name in sorted(used - {EMBEDDED_PROVIDER}):
         endpoints.preflight(context.settings.providers[name])
 
@@ -287,7 +288,7 @@ def run(paths, request: Request) -> Result:
         display,
         Listening(monitor) as listening,
         Stopper(display, lambda: gate.request_stop(paths, run_id)) as stopper,
-        call_slots(slot_folder),
+        call_slots(slot_folder, pool_limits(paths)),
     ):
         try:
             for graph in _graphs(paths, request, plan, lambda: listening.caught_up().fed):
@@ -331,11 +332,11 @@ def run(paths, request: Request) -> Result:
 
 
 @contextmanager
-def call_slots(folder: Path | None):
+def call_slots(folder: Path | None, limits: dict[str, int]):
     """Call slots (`slots`) under `folder` for the builds inside, each pool's Luigi resource raised by the tasks that
     may wait ahead (Luigi's local scheduler reads [resources] when a build creates it); nothing when `folder` is
     None."""
-    resources = {} if folder is None else slots.configure(folder, pool_limits())
+    resources = {} if folder is None else slots.configure(folder, limits)
     config = luigi.configuration.get_config()
     before = {pool: config.get("resources", pool, None) for pool in resources}
     for pool, limit in resources.items():

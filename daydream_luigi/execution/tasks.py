@@ -25,9 +25,10 @@ from daydream_luigi.core import schedule
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
 from daydream_luigi.core.combos import persist_mappings
-from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, default_backend, load_settings, pool_limits
 from daydream_luigi.execution import batching
 from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
+from daydream_luigi.execution.luigi_config import configure_luigi
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
@@ -53,7 +54,7 @@ class CohortPlan:
 def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     configure_luigi(paths)
     settings = load_settings(paths)
-    limits = pool_limits()
+    limits = pool_limits(paths)
     catalog = load_catalog(paths, limits, settings)
     spec = resolve(paths, cohort_id, catalog, settings, backend)
     members = expand(spec, paths, catalog, settings)

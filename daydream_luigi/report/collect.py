@@ -126,7 +126,7 @@ def write_derived_tables(paths, cohort_id: str) -> None:
 
 def concept_map(paths) -> results.ConceptMap:
     """Which concepts each recorded combo holds, and their names (the tables name concepts, not only ids)."""
-    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+    catalog = load_catalog(paths, pool_limits(paths), load_settings(paths))
     return results.ConceptMap(
         {cid: combo.concept_ids for cid, combo in read_mappings(paths.combo_mappings).items()},
         {cid: concept.name for cid, concept in catalog.concepts.items()},

@@ -167,7 +167,7 @@ def import_texts(
                 cohort,
                 stage,
                 [t.gen_id for t in texts],
-                load_catalog(paths, pool_limits(), settings),
+                load_catalog(paths, pool_limits(paths), settings),
                 settings,
                 backend,
             )

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from daydream_luigi.core import identity
+from daydream_luigi.core.batch_settings import is_batched
 from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.cohort import (
     CURATED_LISTS,
@@ -35,7 +36,6 @@ from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, estimate_cost_usd
 from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Guard, Paths, Settings, load_settings
-from daydream_luigi.providers.batch import is_batched
 from daydream_luigi.store.files import CALL, ERROR, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
 
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
