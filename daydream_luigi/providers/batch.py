@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from daydream_luigi.core.batch_settings import OPENAI, OPENROUTER, BatchSettings
-from daydream_luigi.providers.chat import connection_cause, error_text, one_line, provider_message
+from daydream_luigi.providers.http_errors import connection_cause, error_text, http_failure, one_line
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 # Both providers' statuses: validating, in_progress, finalizing, completed, failed, expired, cancelling, cancelled.
@@ -181,11 +181,7 @@ class _BatchClient:
             ) from None
         if not 200 <= response.status_code < 300:
             raise BatchError(
-                error_text(
-                    f"{self.provider} batch {what} failed: HTTP {response.status_code}: "
-                    f"{provider_message(response, self.api_key)}",
-                    self.api_key,
-                )
+                error_text(f"{self.provider} batch {what} failed: {http_failure(response, self.api_key)}", self.api_key)
             )
         return response
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,11 +27,11 @@ from daydream_luigi.core.catalog import Catalog, Model
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import Settings
 from daydream_luigi.providers import endpoints
+from daydream_luigi.providers.http_errors import connection_cause, error_text, http_failure
 from daydream_luigi.store.files import atomic_write_json, gen_dir, read_json
 
 DEFAULT_BATCH_SIZE = 64  # texts per request: few requests per cohort, far below providers' input limits
 TIMEOUT = (10.0, 120.0)  # connect, read seconds
-_MAX_PROVIDER_MESSAGE = 200
 
 Embedder = Callable[[list[str]], list[list[float]]]
 OFFLINE_PROVIDER = "embedded"  # an embedding model of this provider is the offline MiniLM, run in this process
@@ -40,23 +39,6 @@ OFFLINE_PROVIDER = "embedded"  # an embedding model of this provider is the offl
 
 class EmbeddingError(RuntimeError):
     """One line naming the model and the cause, with the fix; never contains the API key."""
-
-
-def _one_line(text: str, limit: int = _MAX_PROVIDER_MESSAGE) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def _provider_message(response: requests.Response) -> str:
-    """The provider's own error message (OpenAI shape {"error": {"message": ...}}), else the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return _one_line(response.text or response.reason or "")
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return _one_line(error["message"])
-    return _one_line(error if isinstance(error, str) else json.dumps(body))
 
 
 _HINTS = {
@@ -89,8 +71,7 @@ def request_embeddings(
     where = f"embeddings from {model!r} at {url}"
 
     def fail(cause: str) -> EmbeddingError:
-        message = f"{where}: {cause}"
-        return EmbeddingError(message.replace(api_key, "***") if api_key else message)
+        return EmbeddingError(error_text(f"{where}: {cause}", api_key))
 
     try:
         response = (session or requests).post(
@@ -103,10 +84,7 @@ def request_embeddings(
             f"no answer within {timeout[1]:g} s; run again later (embeddings already received are kept)"
         ) from None
     except requests.RequestException as exc:
-        cause = re.search(r"\[Errno -?\d+\][^'\")]*", str(exc))
-        raise fail(
-            f"cannot connect ({cause.group(0).strip() if cause else type(exc).__name__}); check the base URL"
-        ) from None
+        raise fail(f"cannot connect ({connection_cause(exc, api_key)}); check the base URL") from None
     if response.status_code != 200:
         hint = _HINTS.get(
             response.status_code,
@@ -114,7 +92,7 @@ def request_embeddings(
             if response.status_code >= 500
             else "check the request",
         )
-        raise fail(f"HTTP {response.status_code}: {_provider_message(response)}; {hint}")
+        raise fail(f"{http_failure(response, api_key)}; {hint}")
     try:
         data = response.json()["data"]
         by_index = sorted(data, key=lambda item: item["index"]) if all("index" in d for d in data) else data

@@ -16,7 +16,7 @@ import requests
 
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.provider_settings import Provider, shown_url, url_problem
-from daydream_luigi.providers.limits.breaker import exception_chain
+from daydream_luigi.providers.http_errors import exception_chain
 
 PREFLIGHT_TIMEOUT_S = 5.0
 # Hosts that answer GET {base}/key with the key's own status; other OpenAI-compatible servers are asked

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from daydream_luigi.core.rates import PoolRates
-from daydream_luigi.providers.chat import parse_retry_after
+from daydream_luigi.providers.http_errors import parse_retry_after
 from daydream_luigi.store.shared_state import locked_json, state_file
 
 WINDOW_S = 60.0  # the minute of requests_per_minute and tokens_per_minute
