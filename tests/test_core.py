@@ -9,10 +9,11 @@ import pytest
 from daydream_luigi.core import ids
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import Member, active_spec, check_integrity, expand
-from daydream_luigi.core.combos import enumerate_combos, make_combo, persist_mappings, read_mappings
+from daydream_luigi.core.combos import enumerate_combos, make_combo, read_mappings
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.render import RenderError, render, template_problem
 from daydream_luigi.core.settings import Paths, load_settings
+from daydream_luigi.store.combo_mappings import persist_mappings
 from daydream_luigi.store.files import atomic_write_text, complete_ids
 
 POOLS = {"free": 1, "paid": 5, "local": 1}

@@ -291,3 +291,12 @@ def test_plain_http_to_another_machine_is_refused_before_any_request():
     assert problem_of(lambda: preflight(OPENROUTER, environ)) == (
         "provider 'openrouter': base URL http://gateway.example.org/v1 (from DAYDREAM_LLM_BASE_URL) " + PLAIN_HTTP
     )
+
+
+def test_every_backend_declared_in_core_has_its_runtime_in_providers():
+    from daydream_luigi.core.backends import BACKENDS, HTTP, LOCAL, backend_of
+    from daydream_luigi.providers.backends import EMBEDDERS, SERVERS
+
+    assert set(EMBEDDERS) == set(BACKENDS) == {"local", "http"}
+    assert set(SERVERS) == {name for name, backend in BACKENDS.items() if backend.starts_server} == {"local"}
+    assert backend_of("embedded") is LOCAL and backend_of("openrouter") is HTTP and backend_of("vllm") is HTTP

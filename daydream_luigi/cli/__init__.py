@@ -6,11 +6,12 @@ import sys
 
 import click
 
+from daydream_luigi.core.backends import BACKENDS, default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import active_spec
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.ids import checked_id
-from daydream_luigi.core.settings import BACKENDS, Paths, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 
 
 class DaydreamGroup(click.Group):
@@ -37,7 +38,7 @@ cohort_option = click.option(
 )
 backend_option = click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
+    type=click.Choice(tuple(BACKENDS)),
     default=None,
     help="local = embedded offline model; http = the providers of llm_models.csv  "
     "[default: http when OPENROUTER_API_KEY is set, else local]",

@@ -10,10 +10,11 @@ import yaml
 from daydream_luigi.analysis import results
 from daydream_luigi.cli import backend_option, id_list, main
 from daydream_luigi.cli.report import all_scores
+from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Paths, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.report import collect
 from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from daydream_luigi.store import operations

@@ -13,7 +13,8 @@ from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
 from daydream_luigi.analysis.ratings import matches_table, ratings_table
 from daydream_luigi.analysis.tournament import describe_position_bias, position_bias
 from daydream_luigi.cli import backend_option, main, prepare
-from daydream_luigi.cli.run import confirm, embedded_server
+from daydream_luigi.cli.run import backend_servers, confirm
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
@@ -22,7 +23,8 @@ from daydream_luigi.execution import runner as running
 from daydream_luigi.execution.monitor import Listening, Monitor
 from daydream_luigi.execution.progress import Display
 from daydream_luigi.providers import endpoints
-from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
+from daydream_luigi.providers.backends import embedder_for
+from daydream_luigi.providers.embeddings import EmbeddingError, embedding_model, essay_embeddings
 from daydream_luigi.report import collect
 from daydream_luigi.report.page import (
     DEDUP_CLUSTERS_FILE,
@@ -311,7 +313,7 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     totals = _tournament_plan(settings, judge, texts, rounds, _kept_judgments(paths, judge, set(essays)))
     operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     running.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE})
-    if totals["to_call"] and judge.model.provider != running.EMBEDDED_PROVIDER:
+    if totals["to_call"] and not backend_of(judge.model.provider).starts_server:
         endpoints.preflight(settings.providers[judge.model.provider])
     run_id = uuid.uuid4().hex[:12]
     tasks.RUN_ID = run_id  # the task processes inherit it when Luigi forks them
@@ -322,9 +324,7 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
         f"{judge.model.model_id} with {judge.template.template_id}",
         err=True,
     )
-    with embedded_server(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []) as server:
-        if server is not None:
-            os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
+    with backend_servers(plan, [judge.judgment(*essays[:2])] if totals["to_call"] else []):
         try:
             played = pairwise.play(essays, rounds, judge, paths.gens, build)
         except pairwise.RoundFailed as exc:

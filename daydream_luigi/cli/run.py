@@ -1,12 +1,12 @@
 """Running a cohort: `run`, and the read-only views of what a run would do or has done: `plan`, `status`."""
 
-import os
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 
 import click
 
 from daydream_luigi.cli import backend_option, cohort_option, main, prepare
+from daydream_luigi.core.backends import BACKENDS, backend_of
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import calls_model, record_run
 from daydream_luigi.core.errors import InputError
@@ -15,6 +15,7 @@ from daydream_luigi.execution import runner as running
 from daydream_luigi.execution import slots, tasks
 from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.progress import rate_text
+from daydream_luigi.providers import backends
 from daydream_luigi.providers.limits.budget import Spend
 from daydream_luigi.store import operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
@@ -55,18 +56,17 @@ def _workers_needed(plan, pending, batch: bool, central: bool) -> int:
     return max(1, sum(limits.get(pool, 1) for pool in pools) + ahead + polls)
 
 
-def embedded_server(plan, pending):
-    """Start the embedded model when pending work needs it; the context manager stops it on any exit."""
+@contextmanager
+def backend_servers(plan, pending):
+    """Start the server of each backend that starts its own (the embedded model) when pending work needs it; they
+    stop on any exit from the block."""
     catalog = plan.context.catalog
-    if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending if calls_model(m, catalog)):
-        return nullcontext()
-    from daydream_luigi.providers.local import embedded
-
-    reason = embedded.unavailable_reason()
-    if reason:
-        raise InputError(f"the embedded model is not available: {reason}")
-    click.echo("starting the embedded model (Qwen2.5-Coder-1.5B, offline) ...", err=True)
-    return embedded.EmbeddedServer(embedded.ensure_model_file())
+    needed = {backend_of(catalog.models[m.llm_model_id].provider).name for m in pending if calls_model(m, catalog)}
+    with ExitStack() as stack:
+        for name in sorted(needed):
+            if BACKENDS[name].starts_server:
+                stack.enter_context(backends.server(BACKENDS[name], lambda line: click.echo(line, err=True)))
+        yield
 
 
 def print_summary(cohort_id: str, result: running.Result, reports) -> None:
@@ -225,9 +225,7 @@ def run(
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
-    with embedded_server(plan, pending) as server:
-        if server is not None:
-            os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
+    with backend_servers(plan, pending):
         result = running.run(paths, request)
     outcome = result.outcome
     record_run(

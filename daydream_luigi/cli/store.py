@@ -8,9 +8,10 @@ from pathlib import Path
 import click
 
 from daydream_luigi.cli import main
+from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES, Paths, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limits
 from daydream_luigi.store import importer, operations
 
 

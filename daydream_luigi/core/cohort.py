@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from daydream_luigi.core import identity
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.combos import Combo, enumerate_combos, make_combo, read_mappings
 from daydream_luigi.core.errors import InputError, raise_if
@@ -98,12 +99,11 @@ class CohortSpec:
 
 
 def _backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
-    """Active models for a role, restricted to the embedded model (local backend) or to providers (http)."""
+    """Active models for a role, restricted to those the backend runs (the embedded model for local, the providers'
+    for http)."""
     flag = "for_generation" if role == "generation" else "for_evaluation"
     return sorted(
-        m.model_id
-        for m in catalog.models.values()
-        if getattr(m, flag) and (m.provider == "embedded") == (backend == "local")
+        m.model_id for m in catalog.models.values() if getattr(m, flag) and backend_of(m.provider).name == backend
     )
 
 

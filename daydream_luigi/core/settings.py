@@ -306,17 +306,3 @@ def pool_limits(paths: Paths) -> dict[str, int]:
     if not config.has_section("resources"):
         return {}
     return check_pool_limits(dict(config.items("resources")), str(path))
-
-
-BACKENDS = ("local", "http")
-
-
-def default_backend() -> str:
-    """`DAYDREAM_BACKEND` when set (the CLI sets it for the task processes of a run), else http when a provider key is
-    in the environment and the embedded offline model otherwise."""
-    chosen = os.environ.get("DAYDREAM_BACKEND")
-    if chosen:
-        if chosen not in BACKENDS:
-            raise InputError(f"DAYDREAM_BACKEND={chosen!r} is not one of {', '.join(BACKENDS)}")
-        return chosen
-    return "http" if os.environ.get("OPENROUTER_API_KEY") else "local"

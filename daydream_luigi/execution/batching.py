@@ -24,7 +24,6 @@ call (which records its reason if it fails too). Costs are the provider's where 
 ``price_per_mtok`` x ``pricing.BATCH_PRICE_FACTOR``.
 """
 
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from daydream_luigi.providers import chat, endpoints
 from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.budget import BudgetReached
 from daydream_luigi.store.files import CALL, METADATA, RAW, atomic_write_json, gen_dir, read_json
+from daydream_luigi.store.locks import lock
 
 # --batch of the running `daydream run`, set before Luigi forks the task processes (they inherit it).
 EVERY_CALL = False
@@ -281,7 +281,7 @@ class _ChunkLock:
 
     def __enter__(self):
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        lock(self.fd)
 
     def __exit__(self, *exc):
         os.close(self.fd)  # closing the descriptor releases the lock

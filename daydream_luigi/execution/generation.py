@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 from daydream_luigi.core import identity
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Catalog, Model
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort import Member
@@ -96,14 +97,14 @@ def endpoint(ctx: Context, model: Model) -> tuple[str, str | None]:
 
 
 def call_settings(ctx: Context, member: Member, model: Model) -> chat.CallSettings:
-    """What the generation's identity says shapes its call (identity.call_shape), plus the stage's timeouts; the
-    embedded model also gets a seed derived from the gen_id, so an offline run is reproducible on the same machine
-    (replicates differ because their gen_ids do)."""
+    """What the generation's identity says shapes its call (identity.call_shape), plus the stage's timeouts; a seeded
+    backend's call (the embedded model's) also gets a seed derived from the gen_id, so an offline run is reproducible
+    on the same machine (replicates differ because their gen_ids do)."""
     config = ctx.settings.stage(member.stage)
     shape = identity.call_shape(ctx.settings, member.stage, model)
     options = {key: value for key, value in shape.items() if key not in ("model", "provider")}
     options.update(connect_timeout=config["connect_timeout"], read_timeout=config["read_timeout"])
-    if model.provider == "embedded":
+    if backend_of(model.provider).seeded:
         options["seed"] = int(hashlib.sha256(member.gen_id.encode()).hexdigest()[:8], 16) % 2**31
     return chat.CallSettings(**options)
 

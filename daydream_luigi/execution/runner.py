@@ -29,6 +29,7 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from daydream_luigi.core import schedule
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.batch_settings import unknown_models
 from daydream_luigi.core.cohort import calls_model
 from daydream_luigi.core.errors import InputError, raise_if
@@ -43,7 +44,6 @@ from daydream_luigi.providers.limits import gate
 from daydream_luigi.store import accounting, freshness
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUOTA = 0, 1, 2, 3
-EMBEDDED_PROVIDER = "embedded"  # the provider whose server `daydream run` starts itself
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _SCHEDULING_FAILED = (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
 
@@ -124,7 +124,7 @@ class Stopper:
 
 def preflight(paths, request: Request, pending: list) -> None:
     """What can be known to fail before anything starts: one message, exit 2, nothing written. Every provider the
-    pending calls use gets one cheap authenticated request (the embedded server is started and waited for instead)."""
+    pending calls use gets one cheap authenticated request (a server `run` starts itself is waited for instead)."""
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
     context = tasks.cohort_plan(request.cohort_id).context
@@ -132,7 +132,7 @@ def preflight(paths, request: Request, pending: list) -> None:
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
     raise_if(unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
-    for name in sorted(used - {EMBEDDED_PROVIDER}):
+    for name in sorted(name for name in used if not backend_of(name).starts_server):
         endpoints.preflight(context.settings.providers[name])
 
 

@@ -22,15 +22,16 @@ from pathlib import Path
 import luigi
 
 from daydream_luigi.core import schedule
+from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
-from daydream_luigi.core.combos import persist_mappings
-from daydream_luigi.core.settings import Paths, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution import batching
 from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
 from daydream_luigi.execution.luigi_config import configure_luigi
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
+from daydream_luigi.store.combo_mappings import persist_mappings
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
 
 # One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the

@@ -7,13 +7,13 @@ The cache is filled batch by batch: a run that fails halfway keeps every batch t
 An embedder is any callable from a list of texts to one vector each: :func:`request_embeddings` bound to a
 provider (``functools.partial``) or the offline :class:`daydream_luigi.providers.local.minilm.MiniLMEmbedder`.
 
-Embedding models are rows of llm_models.csv with ``for_embedding`` true: their provider's ``/embeddings`` endpoint
-is asked, with that provider's key; a row whose provider is ``embedded`` is the offline MiniLM, run in-process.
+Embedding models are rows of llm_models.csv with ``for_embedding`` true; each embeds as its backend does
+(``providers.backends.embedder_for``): the http backend asks its provider's ``/embeddings`` endpoint, with that
+provider's key; the local backend (provider ``embedded``) runs the offline MiniLM in-process.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -23,10 +23,9 @@ from typing import NamedTuple
 import numpy as np
 import requests
 
+from daydream_luigi.core.backends import BACKENDS, backend_of
 from daydream_luigi.core.catalog import Catalog, Model
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Settings
-from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.http_errors import connection_cause, error_text, http_failure
 from daydream_luigi.store.files import atomic_write_json, gen_dir, read_json
 
@@ -34,7 +33,6 @@ DEFAULT_BATCH_SIZE = 64  # texts per request: few requests per cohort, far below
 TIMEOUT = (10.0, 120.0)  # connect, read seconds
 
 Embedder = Callable[[list[str]], list[list[float]]]
-OFFLINE_PROVIDER = "embedded"  # an embedding model of this provider is the offline MiniLM, run in this process
 
 
 class EmbeddingError(RuntimeError):
@@ -182,32 +180,12 @@ def embedding_model(catalog: Catalog, backend: str, model_id: str | None) -> Mod
                 f"{', '.join(sorted(models)) or 'none'} (a row with for_embedding true)"
             )
         return models[model_id]
-    offline = backend == "local"
-    candidates = sorted(m for m, model in models.items() if (model.provider == OFFLINE_PROVIDER) == offline)
+    candidates = sorted(m for m, model in models.items() if backend_of(model.provider).name == backend)
     if len(candidates) != 1:
-        kind = "offline (provider embedded)" if backend == "local" else "provider's (not embedded)"
+        kind = BACKENDS[backend].embedding_models
         found = f"{len(candidates)}: {', '.join(candidates)}" if candidates else "none"
         raise InputError(
             f"the {backend} backend needs one {kind} embedding model in llm_models.csv (a row with "
             f"for_embedding true), found {found}; name one with --embedding-model"
         )
     return models[candidates[0]]
-
-
-def embedder_for(model: Model, settings: Settings) -> Embedder:
-    """How `model` embeds texts: its provider's /embeddings endpoint, with that provider's key read now (it goes
-    nowhere else), or the offline MiniLM for the embedded provider."""
-    if model.provider == OFFLINE_PROVIDER:
-        from daydream_luigi.providers.local import minilm
-
-        if model.model != minilm.MODEL_ID:
-            raise InputError(
-                f"embedding model {model.model_id!r}: the offline backend runs {minilm.MODEL_ID} only; "
-                f"set its model to {minilm.MODEL_ID} in llm_models.csv, or use another provider"
-            )
-        reason = minilm.unavailable_reason()
-        if reason:
-            raise InputError(reason)
-        return minilm.MiniLMEmbedder()
-    base_url, key = endpoints.resolve(settings.providers[model.provider])
-    return functools.partial(request_embeddings, base_url, key, model.model, session=requests.Session())
