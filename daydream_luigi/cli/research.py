@@ -189,7 +189,7 @@ def _tournament_plan(settings, judge: pairwise.Judge, texts: dict[str, str], rou
     to_call = max(0, rounds * (len(texts) // 2) * 2 - kept)
     essay_chars = sum(len(text) for text in texts.values()) / len(texts)
     prompt = (len(judge.template.source) + 2 * essay_chars) / PROMPT_CHARS_PER_TOKEN
-    completion = settings.stage(pairwise.SAMPLED_LIKE)["max_tokens"]
+    completion = settings.stage(pairwise.SAMPLED_LIKE).max_tokens
     return {"to_call": to_call, "est_cost_usd": to_call * (prompt + completion) / 1e6 * judge.model.price_per_mtok}
 
 

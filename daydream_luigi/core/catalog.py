@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
+from daydream_luigi.core.rates import unknown_pools
 from daydream_luigi.core.render import template_problem
 from daydream_luigi.core.settings import LEVELS, Paths, Settings, load_settings
 
@@ -284,9 +285,6 @@ def load_catalog(paths: Paths, pools: dict, settings: Settings | None = None) ->
     concepts = _load_concepts(paths, settings.allow_name_only_concepts, problems)
     templates = {stage: _load_templates(paths, stage, problems) for stage in _TEMPLATE_CATALOGS}
     models = _load_models(paths, pools, settings.providers, problems)
-    try:
-        settings.pool_rates(pools)  # a rate set for a pool that does not exist is a typo, not a limit
-    except InputError as exc:
-        problems += exc.problems
+    problems += unknown_pools(settings.pools, pools, "config/daydream.yaml")  # a rate for no pool is a typo
     raise_if(problems)
     return Catalog(concepts, templates, models)

@@ -31,8 +31,8 @@ def call_shape(settings: Settings, stage: str, model: Model) -> dict:
     shape = {
         "model": model.model,
         "provider": model.provider,
-        "temperature": config["temperature"],
-        "max_tokens": config["max_tokens"],
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
     }
     shape.update(backend_of(model.provider).call_shape.get(stage, {}))
     return shape

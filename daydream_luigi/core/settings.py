@@ -12,8 +12,8 @@ import yaml
 
 from daydream_luigi.core.batch_settings import BatchSettings, batch_settings
 from daydream_luigi.core.errors import InputError, raise_if
-from daydream_luigi.core.provider_settings import parse_providers
-from daydream_luigi.core.rates import pool_rates
+from daydream_luigi.core.provider_settings import Provider, parse_providers
+from daydream_luigi.core.rates import PoolRates, pool_rates
 
 STAGES = ("draft", "essay", "evaluation")
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}  # the stage of a generation's parent_gen_id
@@ -162,58 +162,46 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class StageSettings:
+    """How a stage's calls are sampled and waited for (stages.<stage> in config/daydream.yaml)."""
+
+    temperature: float
+    max_tokens: int
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a call retries a provider's transient faults (retry: in config/daydream.yaml)."""
+
+    max_attempts: int = 6
+    max_total_seconds: float = 300.0  # bound on the total time spent waiting between attempts
+    backoff_base: float = 1.0  # exponential backoff base seconds, full jitter, capped by backoff_max
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
-    """The parsed, validated run settings (config/daydream.yaml)."""
+    """The parsed, validated run settings (config/daydream.yaml). Numbers are kept as written (an int stays an int):
+    the sampling settings are part of every gen_id (see identity)."""
 
-    raw: dict
-    providers: dict  # provider id -> providers.Provider
+    k: int
+    description_level: str
+    min_draft_lines: int
+    replicates: dict[str, int]  # stage -> how many independent generations
+    stages: dict[str, StageSettings]
+    retry: RetryPolicy
+    part_size: int  # scheduling.part_size
+    max_prompt_chars: int  # limits.max_prompt_chars
+    allow_name_only_concepts: bool
+    guard: Guard
+    providers: dict[str, Provider]  # provider id -> its declaration
+    pools: dict[str, PoolRates]  # pool -> its rates (pools:; a pool left out has no rate limit)
+    batch: BatchSettings
 
-    @property
-    def k(self) -> int:
-        return self.raw["k"]
-
-    @property
-    def description_level(self) -> str:
-        return self.raw["description_level"]
-
-    @property
-    def min_draft_lines(self) -> int:
-        return self.raw["min_draft_lines"]
-
-    @property
-    def replicates(self) -> dict[str, int]:
-        return dict(self.raw["replicates"])
-
-    def stage(self, stage: str) -> dict:
-        return dict(self.raw["stages"][stage])
-
-    @property
-    def retry(self) -> dict:
-        return dict(self.raw["retry"])
-
-    @property
-    def part_size(self) -> int:
-        return self.raw["scheduling"]["part_size"]
-
-    @property
-    def max_prompt_chars(self) -> int:
-        return self.raw["limits"]["max_prompt_chars"]
-
-    @property
-    def allow_name_only_concepts(self) -> bool:
-        return self.raw["allow_name_only_concepts"]
-
-    def pool_rates(self, known_pools=None) -> dict:
-        """pool -> ratelimit.PoolRates; with `known_pools` (luigi.cfg [resources]) an unknown pool is an error."""
-        return pool_rates(self.raw.get("pools"), "config/daydream.yaml", known_pools)
-
-    @property
-    def batch(self) -> BatchSettings:
-        return batch_settings(self.raw.get("batch"), "config/daydream.yaml", STAGES)
-
-    @property
-    def guard(self) -> Guard:
-        return Guard(**self.raw["guard"])
+    def stage(self, stage: str) -> StageSettings:
+        return self.stages[stage]
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -248,21 +236,36 @@ def load_settings(paths: Paths) -> Settings:
     if "description_level" in raw and raw["description_level"] not in LEVELS:
         problems.append(f"description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
     problems = [f"{path}: {problem}" for problem in problems]
-    providers: dict = {}
+    providers: dict[str, Provider] = {}
     if "providers" in raw:
         providers, provider_problems = parse_providers(raw["providers"], str(path))
         problems += provider_problems
-    for key, check in (
-        ("pools", lambda value: pool_rates(value, str(path))),
-        ("batch", lambda value: batch_settings(value, str(path), STAGES)),
-    ):
-        if key in raw:
-            try:
-                check(raw[key])
-            except InputError as exc:
-                problems += exc.problems
+    pools: dict[str, PoolRates] = {}
+    batch = BatchSettings()
+    try:
+        pools = pool_rates(raw.get("pools"), str(path))
+    except InputError as exc:
+        problems += exc.problems
+    try:
+        batch = batch_settings(raw.get("batch"), str(path), STAGES)
+    except InputError as exc:
+        problems += exc.problems
     raise_if(problems)
-    return Settings(raw, providers)
+    return Settings(
+        k=raw["k"],
+        description_level=raw["description_level"],
+        min_draft_lines=raw["min_draft_lines"],
+        replicates=dict(raw["replicates"]),
+        stages={stage: StageSettings(**raw["stages"][stage]) for stage in STAGES},
+        retry=RetryPolicy(**raw["retry"]),
+        part_size=raw["scheduling"]["part_size"],
+        max_prompt_chars=raw["limits"]["max_prompt_chars"],
+        allow_name_only_concepts=raw["allow_name_only_concepts"],
+        guard=Guard(**raw["guard"]),
+        providers=providers,
+        pools=pools,
+        batch=batch,
+    )
 
 
 def luigi_config_file(paths: Paths) -> Path:

@@ -103,7 +103,7 @@ def call_settings(ctx: Context, member: Member, model: Model) -> chat.CallSettin
     config = ctx.settings.stage(member.stage)
     shape = identity.call_shape(ctx.settings, member.stage, model)
     options = {key: value for key, value in shape.items() if key not in ("model", "provider")}
-    options.update(connect_timeout=config["connect_timeout"], read_timeout=config["read_timeout"])
+    options.update(connect_timeout=config.connect_timeout, read_timeout=config.read_timeout)
     if backend_of(model.provider).seeded:
         options["seed"] = int(hashlib.sha256(member.gen_id.encode()).hexdigest()[:8], 16) % 2**31
     return chat.CallSettings(**options)
@@ -132,8 +132,8 @@ def call_time_limit(settings: Settings, stage: str) -> float:
     """The longest one call may legitimately take with its retries: every attempt timing out plus all the waiting the
     retry budget allows. Luigi's worker timeout must be longer, so that it only ends a hung call."""
     config, retry = settings.stage(stage), settings.retry
-    attempt = float(config["connect_timeout"]) + float(config["read_timeout"])
-    return int(retry["max_attempts"]) * attempt + float(retry["max_total_seconds"])
+    attempt = float(config.connect_timeout) + float(config.read_timeout)
+    return int(retry.max_attempts) * attempt + float(retry.max_total_seconds)
 
 
 def record_failure(
@@ -271,7 +271,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
                 model.model,
                 prompt,
                 settings,
-                chat.RetryPolicy(**gen.ctx.settings.retry),
+                gen.ctx.settings.retry,
                 on_attempt=on_attempt,
                 on_reply=gate.after,
             )

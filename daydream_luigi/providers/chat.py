@@ -33,6 +33,7 @@ from typing import Any
 
 import requests
 
+from daydream_luigi.core.settings import RetryPolicy
 from daydream_luigi.providers.http_errors import (
     connection_cause,
     error_text,
@@ -86,14 +87,6 @@ class CallSettings:
     grammar: str | None = None  # llama.cpp GBNF; sent as body["grammar"] only when not None
     system_prompt: str | None = None  # when set, a system message precedes the user message
     seed: int | None = None  # sampling seed; sent only when set (the embedded server honours it)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    max_total_seconds: float = 300.0  # bound on the total time spent waiting between attempts
-    backoff_base: float = 1.0  # exponential backoff base seconds, full jitter, capped by backoff_max
-    backoff_max: float = 60.0
 
 
 @dataclass

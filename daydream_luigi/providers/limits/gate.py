@@ -67,8 +67,8 @@ def limiter(paths: Paths, settings: Settings) -> RateLimiter:
     """The pools' rate limits; a provider-requested wait longer than the retry budget is a quota."""
     return RateLimiter(
         paths.data_root / ".ratelimit",
-        settings.pool_rates(),
-        retry_budget_s=float(settings.retry["max_total_seconds"]),
+        settings.pools,
+        retry_budget_s=float(settings.retry.max_total_seconds),
         window_s=float(os.environ.get(WINDOW_ENV) or WINDOW_S),
     )
 
