@@ -49,9 +49,9 @@ def shape_for(evaluations: int) -> Shape:
 def build(root: Path) -> int:
     """(In the child, with the pipeline on its path.) Record the cohort and write every generation's files."""
     from daydream_luigi.cli import prepare
-    from daydream_luigi.core.cohort import write_cohort
     from daydream_luigi.store.combo_mappings import persist_mappings
     from daydream_luigi.store.files import gen_dir
+    from daydream_luigi.store.membership import write_cohort
 
     paths, plan = prepare(COHORT, "http")
     members = list(plan.members.values())

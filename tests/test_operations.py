@@ -12,11 +12,14 @@ import yaml
 from conftest import REPO, daydream, write_raw
 
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import MEMBERSHIP_COLUMNS, active_spec, expand, load_membership
+from daydream_luigi.core.cohort_spec import active_spec
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.expansion import MEMBERSHIP_COLUMNS
 from daydream_luigi.core.settings import Paths, load_settings
 from daydream_luigi.store import operations as ops
+from daydream_luigi.store.cohorts import expand_cohort
 from daydream_luigi.store.files import atomic_write_json
+from daydream_luigi.store.membership import load_membership
 from daydream_luigi.store.operations import Finding
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
@@ -121,7 +124,7 @@ def plan_row(stage, model, generations, done, to_call, prompt, completion, cost)
 def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answers(paths):
     settings = load_settings(paths)
     catalog = catalog_of(paths)
-    members = expand(active_spec(catalog, settings, "http"), paths, catalog, settings)
+    members = expand_cohort(active_spec(catalog, settings, "http"), paths, catalog, settings)
     frame = ops.plan(paths, catalog, members)
     # drafts: 6 x (400 + 500) tokens at $1.5/Mtok; essays: only the 6 llm ones call, 6 x (600 + 500) at $1.5;
     # evaluations: 24 x (700 + 300) at $3 (judge-paid)
@@ -156,7 +159,7 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
 def test_budget_refuses_an_estimate_over_it(paths):
     settings = load_settings(paths)
     catalog = catalog_of(paths)
-    frame = ops.plan(paths, catalog, expand(active_spec(catalog, settings, "http"), paths, catalog, settings))
+    frame = ops.plan(paths, catalog, expand_cohort(active_spec(catalog, settings, "http"), paths, catalog, settings))
     with pytest.raises(InputError) as caught:
         ops.check_budget(frame, 0.05)
     assert caught.value.problems == [

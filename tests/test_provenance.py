@@ -91,16 +91,17 @@ def _first_ids(backend: str) -> dict:
     """stage -> the first gen_id of that stage in the active cohort of `backend` (of an essay the model writes), plus
     one pairwise judgment."""
     from daydream_luigi.core.catalog import load_catalog
-    from daydream_luigi.core.cohort import active_spec, expand
+    from daydream_luigi.core.cohort_spec import active_spec
     from daydream_luigi.core.settings import Paths, load_settings
     from daydream_luigi.execution import pairwise
     from daydream_luigi.execution.generation import Context
+    from daydream_luigi.store.cohorts import expand_cohort
 
     paths = Paths.from_env()
     settings = load_settings(paths)
     catalog = load_catalog(paths, {"free": 1, "paid": 5, "local": 1}, settings)
     spec = active_spec(catalog, settings, backend)
-    members = expand(spec, paths, catalog, settings)
+    members = expand_cohort(spec, paths, catalog, settings)
     ids = {stage: next(m.gen_id for m in members if m.stage == stage) for stage in ("draft", "evaluation")}
     ids["essay"] = next(m.gen_id for m in members if m.template_id == "polish")  # written by the model, not copied
     context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})

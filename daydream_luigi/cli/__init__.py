@@ -8,7 +8,7 @@ import click
 
 from daydream_luigi.core.backends import BACKENDS, default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import active_spec
+from daydream_luigi.core.cohort_spec import active_spec
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits

@@ -12,12 +12,13 @@ from daydream_luigi.cli import backend_option, id_list, main
 from daydream_luigi.cli.report import all_scores
 from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
+from daydream_luigi.core.cohort_spec import read_essay_list, spec_from_mapping
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.report import collect
 from daydream_luigi.report.page import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from daydream_luigi.store import operations
+from daydream_luigi.store.cohorts import expand_cohort, new_spec_path
 from daydream_luigi.store.files import atomic_write_text
 
 
@@ -131,7 +132,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     spec = spec_from_mapping(
         paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings, backend or default_backend()
     )
-    members = expand(spec, paths, catalog, settings)  # validates every essay before anything is written
+    members = expand_cohort(spec, paths, catalog, settings)  # validates every essay before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         path,

@@ -8,8 +8,8 @@ import click
 from daydream_luigi.cli import backend_option, cohort_option, main, prepare
 from daydream_luigi.core.backends import BACKENDS, backend_of
 from daydream_luigi.core.clock import now
-from daydream_luigi.core.cohort import calls_model, record_run
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES, pool_limits
 from daydream_luigi.execution import runner as running
 from daydream_luigi.execution import slots, tasks
@@ -19,6 +19,7 @@ from daydream_luigi.providers import backends
 from daydream_luigi.providers.limits.budget import Spend
 from daydream_luigi.store import operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
+from daydream_luigi.store.membership import record_run
 
 budget_option = click.option(
     "--budget",

@@ -22,7 +22,7 @@ a round lost per pool-full of lineages at the end (cohort W: 11 rounds where 10 
 
 from dataclasses import dataclass
 
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.expansion import Member
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from daydream_luigi.core.batch_settings import BatchSettings, is_batched
 from daydream_luigi.core.clock import now
-from daydream_luigi.core.cohort import Member, calls_model
+from daydream_luigi.core.expansion import Member, calls_model
 from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation

@@ -24,9 +24,9 @@ from daydream_luigi.core import identity
 from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Catalog, Model
 from daydream_luigi.core.clock import now
-from daydream_luigi.core.cohort import Member
 from daydream_luigi.core.combos import Combo
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.ids import draft_task_id, essay_task_id, evaluation_task_id
 from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_draft, parse_score, truncation_problem
 from daydream_luigi.core.render import RenderError, compiled, render

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from daydream_luigi.analysis.tournament import PAIRWISE_STAGE, Tournament, judgment_id, play_tournament
 from daydream_luigi.core import identity
 from daydream_luigi.core.catalog import Model, Template
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.parsers import parse_pairwise
 from daydream_luigi.execution import generation
 from daydream_luigi.execution.generation import Context, Generation

@@ -31,8 +31,8 @@ from luigi.execution_summary import LuigiStatusCode
 from daydream_luigi.core import schedule
 from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.batch_settings import unknown_models
-from daydream_luigi.core.cohort import calls_model
 from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES, pool_limits
 from daydream_luigi.execution import batching, generation, slots, tasks
 from daydream_luigi.execution.generation import call_time_limit

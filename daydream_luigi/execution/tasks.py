@@ -24,15 +24,17 @@ import luigi
 from daydream_luigi.core import schedule
 from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import Member, calls_model, expand, membership_is_current, resolve, write_cohort
+from daydream_luigi.core.expansion import Member, calls_model
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution import batching
 from daydream_luigi.execution.generation import LOST_ANSWERS, Context, GenerationFailed, run_generation
 from daydream_luigi.execution.luigi_config import configure_luigi
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
+from daydream_luigi.store.cohorts import expand_cohort, resolve
 from daydream_luigi.store.combo_mappings import persist_mappings
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
+from daydream_luigi.store.membership import membership_is_current, write_cohort
 
 # One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
 # run records carries it, which is how a run's summary counts its own calls without comparing clocks.
@@ -58,7 +60,7 @@ def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     limits = pool_limits(paths)
     catalog = load_catalog(paths, limits, settings)
     spec = resolve(paths, cohort_id, catalog, settings, backend)
-    members = expand(spec, paths, catalog, settings)
+    members = expand_cohort(spec, paths, catalog, settings)
     all_lineages = schedule.lineages(members)
     context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
 

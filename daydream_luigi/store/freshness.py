@@ -10,9 +10,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from daydream_luigi.core.cohort import load_membership
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text
+from daydream_luigi.store.membership import load_membership
 
 
 def reports_dir(paths, cohort_id: str) -> Path:

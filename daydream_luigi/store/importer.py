@@ -17,9 +17,9 @@ from pathlib import Path
 from daydream_luigi.core import identity
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.clock import now
-from daydream_luigi.core.cohort import curated_listing
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
+from daydream_luigi.store.cohorts import curated_listing
 from daydream_luigi.store.files import METADATA, PARSED, RAW, atomic_write_json, atomic_write_text, gen_dir
 
 STAGES = ("draft", "essay")  # the stages a text can be imported as (an evaluation is always made here)

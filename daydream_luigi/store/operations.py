@@ -20,24 +20,16 @@ import pandas as pd
 from daydream_luigi.core import identity
 from daydream_luigi.core.batch_settings import is_batched
 from daydream_luigi.core.catalog import Catalog
-from daydream_luigi.core.cohort import (
-    CURATED_LISTS,
-    MANIFEST,
-    MEMBERSHIP,
-    RUN_RECORD,
-    Member,
-    calls_model,
-    cohort_source,
-    is_imported,
-    listed_in_specs,
-    load_membership,
-)
+from daydream_luigi.core.cohort_spec import CURATED_LISTS, listed_in_specs
 from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.expansion import Member, calls_model, is_imported
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, estimate_cost_usd
 from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Guard, Paths, Settings, load_settings
+from daydream_luigi.store.cohorts import cohort_source
 from daydream_luigi.store.files import CALL, ERROR, LOCK, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
 from daydream_luigi.store.locks import exclusive_lock
+from daydream_luigi.store.membership import MANIFEST, MEMBERSHIP, RUN_RECORD, load_membership
 
 _STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
 

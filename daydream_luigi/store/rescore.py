@@ -15,7 +15,6 @@ from pathlib import Path
 
 from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.clock import now
-from daydream_luigi.core.cohort import load_membership
 from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_score, truncation_problem
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.store.files import (
@@ -30,6 +29,7 @@ from daydream_luigi.store.files import (
     read_json,
     read_text,
 )
+from daydream_luigi.store.membership import load_membership
 
 STAGE = "evaluation"
 
