@@ -48,7 +48,7 @@ def shape_for(evaluations: int) -> Shape:
 
 def build(root: Path) -> int:
     """(In the child, with the pipeline on its path.) Record the cohort and write every generation's files."""
-    from daydream_luigi.cli import prepare
+    from daydream_luigi.cli.common import prepare
     from daydream_luigi.store.combo_mappings import persist_mappings
     from daydream_luigi.store.files import gen_dir
     from daydream_luigi.store.membership import write_cohort

@@ -8,7 +8,7 @@ import pandas as pd
 import yaml
 
 from daydream_luigi.analysis import results
-from daydream_luigi.cli import backend_option, id_list, main
+from daydream_luigi.cli.common import backend_option, id_list
 from daydream_luigi.cli.report import all_scores
 from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
@@ -22,7 +22,7 @@ from daydream_luigi.store.cohorts import expand_cohort, new_spec_path
 from daydream_luigi.store.files import atomic_write_text
 
 
-@main.group()
+@click.group()
 def select():
     """Choose essays for a curated cohort."""
 
@@ -101,7 +101,7 @@ def dedup_representatives(paths: Paths, cohort: str | None) -> set:
     return {row.gen_id for frame in frames for row in frame.itertuples() if row.gen_id == row.representative}
 
 
-@main.group()
+@click.group()
 def cohort():
     """Build named cohorts."""
 
@@ -146,7 +146,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     )
 
 
-@main.command()
+@click.command()
 def cohorts():
     """Every cohort on disk: id, where it came from, generations per stage, how many complete, last run."""
     frame = operations.list_cohorts(Paths.from_env())

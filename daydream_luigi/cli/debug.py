@@ -5,12 +5,11 @@ from pathlib import Path
 
 import click
 
-from daydream_luigi.cli import main
 from daydream_luigi.core.parsers import ParseError, parse_draft, parse_score
 from daydream_luigi.core.settings import Paths
 
 
-@main.group()
+@click.group()
 def parse():
     """Run one parser on a file (for debugging parsers)."""
 
@@ -39,7 +38,7 @@ def parse_draft_cmd(parser, file):
     click.echo(_parse_file(parse_draft, parser, file))
 
 
-@main.command()
+@click.command()
 @click.option("--port", type=int, default=8082, show_default=True)
 @click.option(
     "--address",

@@ -12,7 +12,7 @@ from daydream_luigi.analysis import results
 from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
 from daydream_luigi.analysis.ratings import matches_table, ratings_table
 from daydream_luigi.analysis.tournament import describe_position_bias, position_bias
-from daydream_luigi.cli import backend_option, main, prepare
+from daydream_luigi.cli.common import backend_option, prepare
 from daydream_luigi.cli.run import backend_servers, confirm
 from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import load_catalog
@@ -47,6 +47,7 @@ from daydream_luigi.store.files import (
     read_lines,
     read_text,
 )
+from daydream_luigi.store.membership import has_membership
 
 LISTED = 20  # lines of detail a command prints per kind before "... and N more"
 DEFAULT_ROUNDS = 5  # Si et al. (2024) ranked generated ideas with a 5-round Swiss tournament
@@ -66,7 +67,7 @@ def _listed(lines: list[str]) -> None:
 
 def _report_line(paths: Paths, cohort_id: str) -> str:
     """Rewrite every table and the report of a cohort that has run, from the disk now (the reports follow)."""
-    if not (paths.cohorts / cohort_id / "membership.csv").exists():
+    if not has_membership(paths, cohort_id):
         return f"report: none yet (cohort {cohort_id} has not run; `daydream run --cohort {cohort_id}` writes it)"
     collect.write_all(paths, cohort_id)
     return f"report: {collect.reports_dir(paths, cohort_id) / 'report.html'}"
@@ -89,7 +90,7 @@ def _concepts(plan) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------------- rescore
 
 
-@main.command()
+@click.command()
 @click.option("--cohort", help="Only the evaluations of this cohort [default: every evaluation in the store].")
 @click.option("--template", help="Only the evaluations of this evaluation template.")
 @backend_option
@@ -283,7 +284,7 @@ def _tournament_tables(paths: Paths, cohort_id: str, judge: pairwise.Judge, play
     return ratings, bias
 
 
-@main.command()
+@click.command()
 @click.option("--cohort", required=True, help="The cohort whose complete essays play.")
 @click.option("--template", help="Pairwise template [default: the active one of pairwise_templates.csv].")
 @click.option("--judge", help="Judge model id [default: the cohort's judge, when it has one].")
@@ -386,9 +387,7 @@ def _representative_scores(paths: Paths, plan, template_id):
     """(evaluation template, essay gen_id -> mean score on it): the scores that pick each cluster's representative,
     aggregated as `select top` ranks (the mean over judges and replicates)."""
     cohort_id = plan.spec.cohort_id
-    frame = (
-        collect.collect_scores(paths, cohort_id)[0] if (paths.cohorts / cohort_id / "membership.csv").exists() else None
-    )
+    frame = collect.collect_scores(paths, cohort_id)[0] if has_membership(paths, cohort_id) else None
     present = sorted(set(frame.loc[frame["score"].notna(), "evaluation_template"])) if frame is not None else []
     if template_id is None:
         if not present:
@@ -410,7 +409,7 @@ def _representative_scores(paths: Paths, plan, template_id):
     return template_id, dict(zip(ranked["gen_id"], ranked["mean"]))
 
 
-@main.command()
+@click.command()
 @click.option("--cohort", required=True, help="The cohort whose complete essays are compared.")
 @click.option(
     "--threshold",

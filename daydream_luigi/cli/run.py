@@ -5,7 +5,7 @@ from contextlib import ExitStack, contextmanager
 
 import click
 
-from daydream_luigi.cli import backend_option, cohort_option, main, prepare
+from daydream_luigi.cli.common import backend_option, cohort_option, prepare
 from daydream_luigi.core.backends import BACKENDS, backend_of
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.errors import InputError
@@ -122,7 +122,7 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
     click.echo(f"log: {result.log_path}")
 
 
-@main.command()
+@click.command()
 @cohort_option
 @click.option("--stage", type=click.Choice(STAGES), help="Only this stage (and the parents it needs).")
 @click.option("--gen-id", "gen_ids", multiple=True, help="Only this generation (and its parents); repeatable.")
@@ -248,7 +248,7 @@ def run(
     sys.exit(result.exit_code)
 
 
-@main.command()
+@click.command()
 @cohort_option
 @backend_option
 @budget_option
@@ -273,7 +273,7 @@ def plan(cohort, backend, budget, batch):
         operations.check_budget(frame, budget)
 
 
-@main.command()
+@click.command()
 @cohort_option
 @backend_option
 def status(cohort, backend):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from daydream_luigi.cli import main
 from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
@@ -15,7 +14,7 @@ from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limi
 from daydream_luigi.store import importer, operations
 
 
-@main.command()
+@click.command()
 def check():
     """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates, imported texts
     edited since (exit 1 if any). Generations whose call was stopped before an answer are listed, not counted."""
@@ -38,7 +37,7 @@ _TARGETS = {
 }
 
 
-@main.command()
+@click.command()
 def tasks():
     """Each Luigi task class: its group, parameters, target and where it is defined."""
     from daydream_luigi.execution import tasks as task_module
@@ -70,7 +69,7 @@ def tasks():
         click.echo(f"{cls.__name__:16} {group:10} ({params}) -> {target}  {source}:{line}")
 
 
-@main.group()
+@click.group()
 def gens():
     """Manage generations in the store."""
 
@@ -95,10 +94,10 @@ def gens_rm(gen_ids, cohort, stage, template, yes):
         click.echo(f"{len(items)} generation(s); add --yes to delete them")
 
 
-@main.command("import")
+@click.command("import")
 @click.option(
     "--stage",
-    type=click.Choice(importer.STAGES),
+    type=click.Choice(importer.IMPORT_STAGES),
     required=True,
     help="What the texts are: finished essays (to judge) or drafts (to write essays from).",
 )

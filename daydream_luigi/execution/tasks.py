@@ -34,7 +34,7 @@ from daydream_luigi.store import freshness
 from daydream_luigi.store.cohorts import expand_cohort, resolve
 from daydream_luigi.store.combo_mappings import persist_mappings
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, complete_ids, gen_dir, read_json
-from daydream_luigi.store.membership import membership_is_current, write_cohort
+from daydream_luigi.store.membership import MEMBERSHIP, membership_is_current, write_cohort
 
 # One id per run, shared by its task processes (they inherit it when Luigi forks them): every attempt and failure the
 # run records carries it, which is how a run's summary counts its own calls without comparing clocks.
@@ -95,7 +95,7 @@ class CohortMembership(luigi.Task):
     cohort_id = luigi.Parameter()
 
     def output(self):
-        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / "membership.csv"))
+        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / MEMBERSHIP))
 
     def complete(self):
         """Written, and still what the spec expands to today (an edited spec rewrites it)."""

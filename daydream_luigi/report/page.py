@@ -31,7 +31,9 @@ from daydream_luigi.analysis import results
 from daydream_luigi.analysis.ratings import matches_from_table
 from daydream_luigi.analysis.tournament import describe_position_bias, position_bias
 from daydream_luigi.core.ids import id_problem
+from daydream_luigi.core.settings import STAGES
 from daydream_luigi.store.files import atomic_write_text
+from daydream_luigi.store.membership import MEMBERSHIP
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE_NAME = "report.html.j2"
@@ -55,7 +57,6 @@ AGREEMENT_PLOT_ROWS = 120
 COMPARISONS = ("generation_template", "draft_template", "generation_model", "evaluation_model")
 #: Concept pairs listed per evaluation template (largest differences first).
 PAIR_ROWS = 30
-STAGES = ("draft", "essay", "evaluation")
 AGREEMENT_CLASSES = ("high", "moderate", "low", "poor")
 AGREEMENT_COLOURS = {"high": "#2e8b57", "moderate": "#3b7dd8", "low": "#e08a1e", "poor": "#c9352b", "single": "#9aa0a6"}
 AGREEMENT_RULES = {
@@ -218,7 +219,7 @@ def _cohort_gen_ids(parsed: pd.DataFrame, status: dict, cohort_dir: Path) -> dic
     for stage, column in (("evaluation", "gen_id"), ("essay", "parent_gen_id"), ("draft", "draft_gen_id")):
         ids[stage].update(_text(v) for v in parsed[column] if _text(v))
     ids["evaluation"].update(str(k) for k in (status.get("failures") or {}))
-    membership = cohort_dir / "membership.csv"
+    membership = cohort_dir / MEMBERSHIP
     if membership.exists():
         with membership.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):

@@ -233,7 +233,7 @@ def all_memberships(paths: Paths) -> dict[tuple[str, str], Member]:
     if not paths.cohorts.is_dir():
         return found
     for folder in sorted(paths.cohorts.iterdir()):
-        if folder.is_dir() and (folder / "membership.csv").exists() and id_problem(folder.name) is None:
+        if folder.is_dir() and (folder / MEMBERSHIP).exists() and id_problem(folder.name) is None:
             for member in load_membership(paths, folder.name).values():
                 found.setdefault((member.stage, member.gen_id), member)
     return found

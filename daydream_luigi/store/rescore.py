@@ -29,7 +29,7 @@ from daydream_luigi.store.files import (
     read_json,
     read_text,
 )
-from daydream_luigi.store.membership import load_membership
+from daydream_luigi.store.membership import MEMBERSHIP, load_membership
 
 STAGE = "evaluation"
 
@@ -141,6 +141,6 @@ def cohorts_with_reports(paths: Paths, gen_ids: set[str]) -> list[str]:
     found = []
     for folder in sorted(paths.cohorts.glob("*/reports")):
         cohort_id = folder.parent.name
-        if (folder.parent / "membership.csv").exists() and gen_ids & set(load_membership(paths, cohort_id)):
+        if (folder.parent / MEMBERSHIP).exists() and gen_ids & set(load_membership(paths, cohort_id)):
             found.append(cohort_id)
     return found
