@@ -153,10 +153,6 @@ def remove_stale_temps(directory: Path) -> None:
             pass
 
 
-def is_complete(directory: Path) -> bool:
-    return (directory / METADATA).exists()
-
-
 def complete_ids(gens_root: Path, stage: str) -> set[str]:
     """All complete gen_ids of a stage, in one directory scan (fast completion checks for big cohorts)."""
     root = gens_root / stage
