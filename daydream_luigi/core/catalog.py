@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +24,7 @@ class Concept:
     concept_id: str
     name: str
     active: bool
-    descriptions: dict  # level -> text, only the levels that have a file
+    descriptions: dict[str, str]  # level -> text, only the levels that have a file
 
     def content(self, level: str) -> str:
         """The description at `level`, falling back to paragraph, then sentence, then the name."""
@@ -73,7 +74,7 @@ class Catalog:
     def active_templates(self, stage: str) -> list[str]:
         return sorted(tid for tid, t in self.templates[stage].items() if t.active)
 
-    def draft_concepts(self, concept_ids, level: str) -> list[dict]:
+    def draft_concepts(self, concept_ids: Iterable[str], level: str) -> list[dict]:
         """The `concepts` variable of a draft prompt: each concept's name and description at `level`, in order."""
         return [{"name": self.concepts[c].name, "content": self.concepts[c].content(level)} for c in concept_ids]
 
@@ -145,7 +146,7 @@ def _flag(value: str, where: str, column: str, problems: list[str]) -> bool:
     return False
 
 
-def _check_ids(rows, path: Path, column: str, problems: list[str]) -> list[tuple[int, dict]]:
+def _check_ids(rows: list[tuple[int, dict]], path: Path, column: str, problems: list[str]) -> list[tuple[int, dict]]:
     """Keep rows whose id is usable and unique; report the others."""
     seen: dict[str, int] = {}
     kept = []

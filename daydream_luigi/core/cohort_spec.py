@@ -5,8 +5,10 @@ name (a spec file, else the cohort recorded under data/cohorts)."""
 
 import hashlib
 import json
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Catalog
@@ -119,7 +121,9 @@ def _known(catalog: Catalog, kind: str) -> dict:
     return catalog.models if kind == "model" else catalog.templates[kind]
 
 
-def _id_list(raw: dict, key: str, known, default: list, where: str, problems: list[str]) -> list:
+def _id_list(
+    raw: dict, key: str, known: Collection[str] | None, default: list, where: str, problems: list[str]
+) -> list:
     if key not in raw:
         return default
     values = raw[key]
@@ -184,7 +188,7 @@ def _conflicts(raw: dict, where: str) -> list[str]:
 
 
 def spec_from_mapping(
-    paths: Paths, name: str, raw, where: str, catalog: Catalog, settings: Settings, backend: str
+    paths: Paths, name: str, raw: Any, where: str, catalog: Catalog, settings: Settings, backend: str
 ) -> CohortSpec:
     """Validate a cohort spec (as read from YAML), every key and type, before anything is written; `where` names its
     source in error messages."""
@@ -209,12 +213,12 @@ def spec_from_mapping(
             f"combines (found {shown(k)}{'' if 'k' in raw else ' in config/daydream.yaml'})"
         )
     combo_ids = _id_list(raw, "combos", None, [], where, problems)
-    axes = {
+    axes: dict[str, Any] = {
         key: _id_list(raw, key, _known(catalog, kind), _default_axis(catalog, key, kind, backend), where, problems)
         for key, kind, _ in _AXES
     }
     essays, drafts = (
-        _id_list(raw, key, None, None, where, problems) if key in raw else None for key in ("essays", "drafts")
+        _id_list(raw, key, None, [], where, problems) if key in raw else None for key in ("essays", "drafts")
     )
     raise_if(problems)
     if essays is not None or drafts is not None:
@@ -242,7 +246,7 @@ def _default_axis(catalog: Catalog, key: str, kind: str, backend: str) -> list:
     return catalog.active_templates(kind)
 
 
-def _gone_concepts(combos, catalog: Catalog, where: str) -> list[str]:
+def _gone_concepts(combos: Iterable[Combo], catalog: Catalog, where: str) -> list[str]:
     """A combo whose concepts left concepts_metadata.csv could not be rendered."""
     return [
         f"{where}: combo {combo.combo_id} combines {', '.join(gone)}, no longer in concepts_metadata.csv; "
@@ -259,7 +263,7 @@ def unreadable_manifest(path: Path, exc: Exception) -> InputError:
     )
 
 
-def spec_from_manifest(cohort_id: str, manifest, path: Path, catalog: Catalog) -> CohortSpec:
+def spec_from_manifest(cohort_id: str, manifest: Any, path: Path, catalog: Catalog) -> CohortSpec:
     """A cohort as its manifest.json (`path`, read by `store.cohorts.recorded_spec`) records it, checked against
     today's catalog (every template and model it uses must still exist)."""
     try:
@@ -267,7 +271,7 @@ def spec_from_manifest(cohort_id: str, manifest, path: Path, catalog: Catalog) -
             Combo(cid, tuple(concepts), manifest["description_level"], manifest["k"])
             for cid, concepts in manifest["combos"].items()
         ]
-        axes = {key: list(manifest[key]) for key, _, _ in _AXES}
+        axes: dict[str, Any] = {key: list(manifest[key]) for key, _, _ in _AXES}
         replicates, essays, drafts = dict(manifest["replicates"]), manifest["essays"], manifest.get("drafts")
     except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise unreadable_manifest(path, exc) from None
@@ -297,7 +301,7 @@ def read_essay_list(path: Path) -> list[str]:
 def listed_in_specs(paths: Paths) -> set[tuple[str, str]]:
     """(stage, gen_id) of every essay and draft a curated spec in config/cohorts lists. A spec that cannot be read
     lists nothing here; using it says why."""
-    listed = set()
+    listed: set[tuple[str, str]] = set()
     for path in sorted(paths.cohort_specs.glob("*.yaml")):
         try:
             raw = read_yaml(path)

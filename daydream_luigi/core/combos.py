@@ -3,6 +3,7 @@
 
 import csv
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class Combo:
     k: int
 
 
-def make_combo(concept_ids, level: str, k: int) -> Combo:
+def make_combo(concept_ids: Iterable[str], level: str, k: int) -> Combo:
     ordered = tuple(sorted(concept_ids))
     return Combo(combo_id(ordered, level, k), ordered, level, k)
 

@@ -6,6 +6,7 @@ reaches them). A message never quotes a value that could be a key.
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from daydream_luigi.core.batch_settings import BATCH_APIS
@@ -63,7 +64,7 @@ def url_problem(url: str, sends_key: bool) -> str | None:
     return None
 
 
-def parse_providers(raw, where: str) -> tuple[dict[str, Provider], list[str]]:
+def parse_providers(raw: Any, where: str) -> tuple[dict[str, Provider], list[str]]:
     """The `providers:` mapping of the settings file `where`, with every problem found (messages never quote a value
     that could be a key)."""
     if not isinstance(raw, dict) or not raw:

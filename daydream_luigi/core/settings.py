@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -62,11 +63,11 @@ class Paths:
         return self.config_dir / "cohorts"
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
@@ -117,7 +118,7 @@ SCHEMA = {
 OPTIONAL_SETTINGS = ("pools", "batch")  # may be left out; checked by the ratelimit and batch modules
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A value as a message quotes it, spelled the way YAML writes it."""
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "nothing"}[value]
@@ -211,7 +212,7 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc}); fix the syntax"
 
 
-def read_yaml(path: Path):
+def read_yaml(path: Path) -> Any:
     """A YAML file's contents (a byte-order mark is fine); InputError naming the file when it cannot be read."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
