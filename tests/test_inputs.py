@@ -14,6 +14,7 @@ from daydream_luigi.core.cohort_spec import CohortSpec, active_spec, read_essay_
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.render import RenderError, render
 from daydream_luigi.core.settings import Guard, Paths, check_pool_limits, load_settings
+from daydream_luigi.store import costs
 from daydream_luigi.store import operations as ops
 from daydream_luigi.store.cohorts import expand_cohort, known_cohorts, load_spec, new_spec_path
 from daydream_luigi.store.files import atomic_write_json
@@ -373,31 +374,31 @@ TOTALS = {
     ],
 )
 def test_guard_reason(guard, reason):
-    assert ops.guard_reason(TOTALS, guard) == reason
+    assert costs.guard_reason(TOTALS, guard) == reason
 
 
 def test_a_big_run_starts_only_with_yes_or_a_yes_at_the_terminal():
     guard = Guard(10, 10)
     reason = "this run makes 36 model call(s) estimated at $0.09, over guard.max_calls (10) in config/daydream.yaml"
     questions = []
-    ops.check_guard(TOTALS, Guard(1000, 10), yes=False, ask=None)  # small: no question
-    ops.check_guard(TOTALS, guard, yes=True, ask=None)
-    ops.check_guard(TOTALS, guard, yes=False, ask=lambda q: questions.append(q) or True)
+    costs.check_guard(TOTALS, Guard(1000, 10), yes=False, ask=None)  # small: no question
+    costs.check_guard(TOTALS, guard, yes=True, ask=None)
+    costs.check_guard(TOTALS, guard, yes=False, ask=lambda q: questions.append(q) or True)
     assert questions == [f"{reason}. Start it?"]
-    assert problems_of(lambda: ops.check_guard(TOTALS, guard, yes=False, ask=None)) == [
+    assert problems_of(lambda: costs.check_guard(TOTALS, guard, yes=False, ask=None)) == [
         f"not started: {reason}; nothing to ask without a terminal: pass --yes to start it, or raise the limits"
     ]
-    assert problems_of(lambda: ops.check_guard(TOTALS, guard, yes=False, ask=lambda q: False)) == [
+    assert problems_of(lambda: costs.check_guard(TOTALS, guard, yes=False, ask=lambda q: False)) == [
         f"not started: {reason}; you answered no"
     ]
 
 
 @pytest.mark.parametrize("budget", [-1.0, math.nan, math.inf, -math.inf])
 def test_a_budget_is_a_finite_number_of_at_least_zero(budget):
-    assert problems_of(lambda: ops.checked_budget(budget)) == [
+    assert problems_of(lambda: costs.checked_budget(budget)) == [
         f"--budget must be a number of USD >= 0 (found {budget:g}); give e.g. --budget 5"
     ]
 
 
 def test_valid_budgets_pass_unchanged():
-    assert [ops.checked_budget(b) for b in (None, 0.0, 2.5)] == [None, 0.0, 2.5]
+    assert [costs.checked_budget(b) for b in (None, 0.0, 2.5)] == [None, 0.0, 2.5]

@@ -33,7 +33,7 @@ from daydream_luigi.report.page import (
     TOURNAMENT_RATINGS_FILE,
     TOURNAMENT_SUMMARY_FILE,
 )
-from daydream_luigi.store import accounting, operations
+from daydream_luigi.store import accounting, costs
 from daydream_luigi.store import rescore as rescoring
 from daydream_luigi.store.files import (
     ATTEMPTS,
@@ -312,7 +312,7 @@ def tournament(cohort, template, judge, rounds, backend, yes, quiet):
     texts = {e: read_text(gen_dir(paths.gens, "essay", e) / PARSED) for e in essays}
     judge = pairwise.judge_for(plan.context, cohort_id, template, model, texts)
     totals = _tournament_plan(settings, judge, texts, rounds, _kept_judgments(paths, judge, set(essays)))
-    operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
+    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     running.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE})
     if totals["to_call"] and not backend_of(judge.model.provider).starts_server:
         endpoints.preflight(settings.providers[judge.model.provider])

@@ -17,14 +17,14 @@ from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.progress import rate_text
 from daydream_luigi.providers import backends
 from daydream_luigi.providers.limits.budget import Spend
-from daydream_luigi.store import operations
+from daydream_luigi.store import costs, operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
 from daydream_luigi.store.membership import record_run
 
 budget_option = click.option(
     "--budget",
     type=float,
-    callback=lambda ctx, param, value: operations.checked_budget(value),
+    callback=lambda ctx, param, value: costs.checked_budget(value),
     help="Exit 2 (nothing started) when the estimated cost (USD) is above this.",
 )
 batch_option = click.option(
@@ -149,7 +149,7 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
 @click.option(
     "--max-cost",
     type=float,
-    callback=lambda ctx, param, value: operations.checked_budget(value, "--max-cost"),
+    callback=lambda ctx, param, value: costs.checked_budget(value, "--max-cost"),
     help="Spending stop (USD): no new call starts once what this run spent (reported cost, else the "
     "price_per_mtok estimate), what is in flight and its own estimate would exceed it.",
 )
@@ -196,9 +196,9 @@ def run(
             ]
         )
     settings = plan.context.settings
-    cost_plan = operations.plan(paths, plan.context.catalog, members, settings, batch)
+    cost_plan = costs.plan(paths, plan.context.catalog, members, settings, batch)
     if budget is not None:
-        operations.check_budget(cost_plan, budget)
+        costs.check_budget(cost_plan, budget)
     complete = complete_sets(paths)
     pending = _pending(plan, complete)
     if dry_run:
@@ -207,10 +207,10 @@ def run(
             to_run = sum(1 for m in pending if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
         return
-    totals = operations.plan_total(cost_plan)
-    if operations.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
+    totals = costs.plan_total(cost_plan)
+    if costs.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
         click.echo(cost_plan.to_string(index=False), err=True)
-    operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
+    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(
         cohort_id,
@@ -257,12 +257,12 @@ def plan(cohort, backend, budget, batch):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
     at batch price)."""
     paths, cohort_plan = prepare(cohort, backend)
-    frame = operations.plan(
+    frame = costs.plan(
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
     )
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
     click.echo(frame.to_string(index=False))
-    totals = operations.plan_total(frame)
+    totals = costs.plan_total(frame)
     click.echo(
         "total: "
         + ", ".join(
@@ -270,7 +270,7 @@ def plan(cohort, backend, budget, batch):
         )
     )
     if budget is not None:
-        operations.check_budget(frame, budget)
+        costs.check_budget(frame, budget)
 
 
 @click.command()

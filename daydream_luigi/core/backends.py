@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.settings import PAIRWISE_STAGE
 
 # The offline judge's instructions. Weaknesses come first on purpose: over 4 runs per essay (good / bland / off-topic
 # essay) criticism-first gave mean scores 7.3 / 4.3 / 1.5, praise-first 8.0 / 7.0 / 2.0.
@@ -77,7 +78,7 @@ LOCAL = Backend(
         "draft": WRITING_SAMPLING,
         "essay": WRITING_SAMPLING,
         "evaluation": {"grammar": JUDGE_GRAMMAR, "system_prompt": JUDGE_SYSTEM_PROMPT},
-        "pairwise": {"grammar": PAIRWISE_GRAMMAR},
+        PAIRWISE_STAGE: {"grammar": PAIRWISE_GRAMMAR},
     },
     seeded=True,
     embedding_models="offline (provider embedded)",

@@ -9,7 +9,7 @@ from daydream_luigi.core.cohort_spec import CohortSpec
 from daydream_luigi.core.combos import make_combo
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.render import RenderError, render
-from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Settings
+from daydream_luigi.core.settings import PARENT_STAGE, STAGE_ORDER, STAGES, Settings
 
 
 @dataclass(frozen=True)
@@ -180,8 +180,7 @@ def expand(spec: CohortSpec, catalog: Catalog, settings: Settings, listed: Liste
     else:
         rows = _cartesian(spec, catalog, settings)
     unique = list({(m.stage, m.gen_id): m for m in rows}.values())
-    stage_order = {stage: i for i, stage in enumerate(STAGES)}
-    unique.sort(key=lambda m: stage_order[m.stage])
+    unique.sort(key=lambda m: STAGE_ORDER[m.stage])
     spec.combos = sorted(set(spec.combos), key=lambda c: c.combo_id)
     check_integrity(unique, spec.source)
     return unique

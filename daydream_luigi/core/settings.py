@@ -17,6 +17,8 @@ from daydream_luigi.core.provider_settings import Provider, parse_providers
 from daydream_luigi.core.rates import PoolRates, pool_rates
 
 STAGES = ("draft", "essay", "evaluation")
+STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
+PAIRWISE_STAGE = "pairwise"  # a tournament's judgments: generations of no cohort, in data/gens/pairwise/<judgment_id>/
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}  # the stage of a generation's parent_gen_id
 LEVELS = ("sentence", "paragraph", "article")
 

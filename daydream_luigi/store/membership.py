@@ -4,6 +4,7 @@ generations, written last: a membership.csv means a whole cohort) and last_run.j
 import csv
 import io
 import json
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,6 +16,11 @@ from daydream_luigi.core.settings import Paths
 from daydream_luigi.store.files import atomic_write_json, atomic_write_text, read_json
 
 MEMBERSHIP, MANIFEST, RUN_RECORD = "membership.csv", "manifest.json", "last_run.json"
+
+
+def member_list(members: Iterable[Member] | Mapping[str, Member]) -> list[Member]:
+    """Accept the list `prepare` returns or the gen_id -> Member dict `load_membership` returns."""
+    return list(members.values()) if isinstance(members, Mapping) else list(members)
 
 
 def has_membership(paths: Paths, cohort_id: str) -> bool:
