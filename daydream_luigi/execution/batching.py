@@ -1,7 +1,7 @@
 """Batch mode: calls sent through their provider's batch API (about half the price, answers within 24 hours), as
 steps a killed run resumes without sending any request twice.
 
-Which calls: those `batch.is_batched` says (the provider has a batch API, and `daydream run --batch` or the
+Which calls: those `batch_settings.is_batched` says (the provider has a batch API, and `daydream run --batch` or the
 ``batch:`` settings name the stage or model); copy essays call nothing.
 
 Chunks and waves. The batched generations of one (cohort, stage, model), in membership order, are cut into chunks of

@@ -34,7 +34,7 @@ def fingerprint(paths, cohort_id: str) -> str:
     """Changes whenever the cohort's membership changes or an evaluation is completed, failed or removed.
 
     One stat per evaluation: error.json is looked at only when metadata.json is absent, since a generation's
-    error.json is removed before its metadata.json is written (stages.run_generation).
+    error.json is removed before its metadata.json is written (generation.run_generation).
     """
     digest = hashlib.sha256((paths.cohorts / cohort_id / MEMBERSHIP).read_bytes())
     digest.update((paths.raw / "concepts_metadata.csv").read_bytes())  # the tables name the concepts
