@@ -9,7 +9,7 @@ BACKEND ?=
 RUN_ARGS := $(if $(COHORT),--cohort $(COHORT)) $(if $(WORKERS),--workers $(WORKERS)) $(if $(BACKEND),--backend $(BACKEND))
 COHORT_ARG := $(if $(COHORT),--cohort $(COHORT))
 
-.PHONY: run test ui report plan check status bench clean
+.PHONY: run test lint ui report plan check status bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ run: $(VENV)/.local
 
 test: $(VENV)/.local
 	$(BIN)/python -m pytest -q
+
+# Style, format, the package's layer rules (import-linter, pyproject.toml) and types of the pure core (mypy).
+lint: $(VENV)/.base
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ui: $(VENV)/.base
 	$(BIN)/daydream ui

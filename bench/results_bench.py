@@ -28,9 +28,8 @@ JUDGES, EVALUATION_TEMPLATES = 5, 2
 _TABLES = """
 import sys
 from daydream_luigi.report import collect
-from daydream_luigi.core.settings import Paths, configure_luigi
+from daydream_luigi.core.settings import Paths
 paths = Paths.from_env()
-configure_luigi(paths)  # the pools of config/luigi.cfg, as every `daydream` command loads them
 collect.write_parsed_scores(paths, sys.argv[1])
 collect.write_derived_tables(paths, sys.argv[1])
 """
@@ -49,10 +48,10 @@ def shape_for(evaluations: int) -> Shape:
 
 def build(root: Path) -> int:
     """(In the child, with the pipeline on its path.) Record the cohort and write every generation's files."""
-    from daydream_luigi.cli import prepare
-    from daydream_luigi.core.cohort import write_cohort
-    from daydream_luigi.core.combos import persist_mappings
+    from daydream_luigi.cli.common import prepare
+    from daydream_luigi.store.combo_mappings import persist_mappings
     from daydream_luigi.store.files import gen_dir
+    from daydream_luigi.store.membership import write_cohort
 
     paths, plan = prepare(COHORT, "http")
     members = list(plan.members.values())

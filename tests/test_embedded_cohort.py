@@ -7,10 +7,10 @@ import shutil
 import pytest
 from conftest import REPO, daydream
 
-from daydream_luigi.providers.local import embedded
+from daydream_luigi.providers.local import server, weights
 
 pytestmark = pytest.mark.skipif(
-    embedded.unavailable_reason() is not None, reason=f"embedded model not installed: {embedded.unavailable_reason()}"
+    weights.unavailable_reason() is not None, reason=f"embedded model not installed: {weights.unavailable_reason()}"
 )
 
 
@@ -37,7 +37,7 @@ def test_smoke_cohort_runs_offline_and_scores_parse(tmp_path):
         meta = json.loads((directory / "metadata.json").read_text())
         assert (meta["llm_model_id"], meta["model"], meta["provider"]) == (
             "qwen-local",
-            embedded.MODEL_STRING,
+            server.MODEL_STRING,
             "embedded",
         )
         assert meta["finish_reason"] == "stop" and meta["completion_tokens"] > 0

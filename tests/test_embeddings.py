@@ -12,6 +12,7 @@ import pytest
 from fake_embeddings import FakeEmbeddings, text_vector
 
 from daydream_luigi.providers.embeddings import EmbeddingError, embedding_path, essay_embeddings, request_embeddings
+from daydream_luigi.providers.http_errors import MAX_PROVIDER_MESSAGE
 from daydream_luigi.providers.local import minilm
 
 KEY = "fake-emb-TESTKEY-0123456789abcdef"
@@ -77,6 +78,16 @@ def test_http_errors_are_one_line_with_the_provider_message_and_a_fix_and_never_
         f"{where}: HTTP 404: fake failure for Bearer ***; check the base URL and that the "
         f"provider serves embeddings for this model"
     )
+
+
+def test_a_key_echoed_across_the_cut_is_scrubbed_before_the_message_is_cut(fake):
+    """The provider's text is cut to MAX_PROVIDER_MESSAGE characters: a key echoed across the cut is replaced first, so
+    not even the half of it before the cut is left (replacing after the cut would find no whole key to replace)."""
+    where = f"embeddings from {MODEL!r} at {fake.base_url}/embeddings"
+    pad = "x" * (MAX_PROVIDER_MESSAGE - 3 - len("Bearer ") - len(KEY) // 2)  # the cut falls in the middle of the key
+    message = _error(fake, (401, pad + "{auth} was rejected, " + "y" * 100))
+    assert KEY[: len(KEY) // 2] not in message
+    assert message == f"{where}: HTTP 401: {pad}Bearer *** was rejected...; check the provider's API key"
 
 
 def test_malformed_answers_are_named(fake):

@@ -275,8 +275,9 @@ def test_a_worker_timeout_shorter_than_a_call_with_its_retries_is_refused(projec
 def test_a_runs_knobs_are_luigi_settings_its_tasks_read_and_hand_down(project):
     """What `daydream run` sets for its builds ([daydream] of Luigi's configuration) is what a task process reads: the
     backend the cohort resolves with, the run id, and the max cost and call slots its calls get in their context."""
-    from daydream_luigi.core.settings import Paths, configure_luigi
+    from daydream_luigi.core.settings import Paths
     from daydream_luigi.execution import knobs, plans
+    from daydream_luigi.execution.luigi_config import configure_luigi
     from daydream_luigi.providers.limits.gate import run_dir
 
     paths = Paths.from_env()

@@ -468,7 +468,7 @@ def test_a_spec_listing_drafts_takes_only_the_keys_that_still_mean_something(pro
 
 def test_check_knows_imported_texts(project):
     paths = Paths.from_env()
-    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+    catalog = load_catalog(paths, pool_limits(paths), load_settings(paths))
     write(project / "a.txt", OTHER)
     write(project / "b.txt", ESSAY)
     loose, listed = imported("--stage", "essay", "a.txt", "b.txt")

@@ -10,23 +10,15 @@ from click.testing import CliRunner
 
 from daydream_luigi.cli import main
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import (
-    CohortSpec,
-    active_spec,
-    expand,
-    known_cohorts,
-    load_membership,
-    load_spec,
-    new_spec_path,
-    read_essay_list,
-    record_run,
-    write_cohort,
-)
+from daydream_luigi.core.cohort_spec import CohortSpec, active_spec, read_essay_list
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.render import RenderError, render
 from daydream_luigi.core.settings import Guard, Paths, check_pool_limits, load_settings
+from daydream_luigi.store import costs
 from daydream_luigi.store import operations as ops
+from daydream_luigi.store.cohorts import expand_cohort, known_cohorts, load_spec, new_spec_path
 from daydream_luigi.store.files import atomic_write_json
+from daydream_luigi.store.membership import load_membership, record_run, write_cohort
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
 BOM = "\ufeff"
@@ -173,7 +165,7 @@ def test_a_too_long_draft_prompt_stops_the_cohort_before_anything_is_written(pro
     edit_settings(paths, **{"limits.max_prompt_chars": 120})
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS, settings)
-    problems = problems_of(lambda: expand(active_spec(catalog, settings, "http"), paths, catalog, settings))
+    problems = problems_of(lambda: expand_cohort(active_spec(catalog, settings, "http"), paths, catalog, settings))
     assert problems == [  # the first combo over the limit; sketch's prompts (names only) are all shorter
         f"{paths.templates_root}/draft/ladder.txt: template 'ladder' failed to render for combo_v1_b62accda497e "
         f"(ant-foraging, sourdough): the rendered prompt has 174 characters, more than limits.max_prompt_chars (120) "
@@ -189,7 +181,7 @@ def written_active_cohort(paths: Paths, backend: str = "http"):
     settings = load_settings(paths)
     catalog = load_catalog(paths, POOLS, settings)
     spec = active_spec(catalog, settings, backend)
-    members = expand(spec, paths, catalog, settings)
+    members = expand_cohort(spec, paths, catalog, settings)
     write_cohort(paths, spec, members)
     return spec, members
 
@@ -217,7 +209,9 @@ def test_a_recorded_cohort_can_be_named_after_a_flag_flip(project):
     spec = load_spec(paths, old.cohort_id, catalog, settings, "http")
     assert (spec.recorded, spec.source) == (True, str(paths.cohorts / old.cohort_id / "manifest.json"))
     assert spec.manifest() == old.manifest()
-    assert expand(spec, paths, catalog, settings) == members == list(load_membership(paths, old.cohort_id).values())
+    assert (
+        expand_cohort(spec, paths, catalog, settings) == members == list(load_membership(paths, old.cohort_id).values())
+    )
 
 
 def test_a_recorded_cohort_whose_template_is_gone_says_so(project):
@@ -241,7 +235,7 @@ def test_every_cohort_on_disk_is_listed_with_its_source_counts_and_last_run(proj
     catalog = load_catalog(paths, POOLS, settings)
     (paths.cohort_specs / "pilot.yaml").write_text("draft_templates: [ladder]\n")
     pilot = load_spec(paths, "pilot", catalog, settings, "http")
-    write_cohort(paths, pilot, expand(pilot, paths, catalog, settings))
+    write_cohort(paths, pilot, expand_cohort(pilot, paths, catalog, settings))
     write_cohort(
         paths,
         CohortSpec(
@@ -380,31 +374,31 @@ TOTALS = {
     ],
 )
 def test_guard_reason(guard, reason):
-    assert ops.guard_reason(TOTALS, guard) == reason
+    assert costs.guard_reason(TOTALS, guard) == reason
 
 
 def test_a_big_run_starts_only_with_yes_or_a_yes_at_the_terminal():
     guard = Guard(10, 10)
     reason = "this run makes 36 model call(s) estimated at $0.09, over guard.max_calls (10) in config/daydream.yaml"
     questions = []
-    ops.check_guard(TOTALS, Guard(1000, 10), yes=False, ask=None)  # small: no question
-    ops.check_guard(TOTALS, guard, yes=True, ask=None)
-    ops.check_guard(TOTALS, guard, yes=False, ask=lambda q: questions.append(q) or True)
+    costs.check_guard(TOTALS, Guard(1000, 10), yes=False, ask=None)  # small: no question
+    costs.check_guard(TOTALS, guard, yes=True, ask=None)
+    costs.check_guard(TOTALS, guard, yes=False, ask=lambda q: questions.append(q) or True)
     assert questions == [f"{reason}. Start it?"]
-    assert problems_of(lambda: ops.check_guard(TOTALS, guard, yes=False, ask=None)) == [
+    assert problems_of(lambda: costs.check_guard(TOTALS, guard, yes=False, ask=None)) == [
         f"not started: {reason}; nothing to ask without a terminal: pass --yes to start it, or raise the limits"
     ]
-    assert problems_of(lambda: ops.check_guard(TOTALS, guard, yes=False, ask=lambda q: False)) == [
+    assert problems_of(lambda: costs.check_guard(TOTALS, guard, yes=False, ask=lambda q: False)) == [
         f"not started: {reason}; you answered no"
     ]
 
 
 @pytest.mark.parametrize("budget", [-1.0, math.nan, math.inf, -math.inf])
 def test_a_budget_is_a_finite_number_of_at_least_zero(budget):
-    assert problems_of(lambda: ops.checked_budget(budget)) == [
+    assert problems_of(lambda: costs.checked_budget(budget)) == [
         f"--budget must be a number of USD >= 0 (found {budget:g}); give e.g. --budget 5"
     ]
 
 
 def test_valid_budgets_pass_unchanged():
-    assert [ops.checked_budget(b) for b in (None, 0.0, 2.5)] == [None, 0.0, 2.5]
+    assert [costs.checked_budget(b) for b in (None, 0.0, 2.5)] == [None, 0.0, 2.5]

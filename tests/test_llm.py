@@ -16,7 +16,7 @@ import pytest
 import requests
 from fake_endpoint import DEFAULT_RANDOM_FAULTS, FakeEndpoint, draft_answer, judge_answer
 
-from daydream_luigi.providers import chat
+from daydream_luigi.providers import chat, http_errors
 from daydream_luigi.providers.chat import CallSettings, Completion, LLMError, RetryPolicy, chat_completion
 
 MODEL = "test/model"
@@ -202,7 +202,7 @@ def test_retry_after_http_date_honoured(ep):
 
 
 def test_parse_retry_after():
-    p = chat.parse_retry_after
+    p = http_errors.parse_retry_after
     assert p(None) is None and p("soon") is None
     assert p("7") == 7.0 and p(" 2 ") == 2.0 and p("-3") == 0.0
     assert p(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
@@ -369,7 +369,7 @@ def test_provider_text_echoing_the_key_is_scrubbed_before_truncation():
     # The key straddles the ~300-character cut: scrubbing must happen first.
     message = "x" * 290 + f" invalid key {KEY} rejected"
     resp._content = json.dumps({"error": {"message": message}}).encode()
-    text = chat.provider_message(resp, KEY)
+    text = http_errors.provider_message(resp, KEY)
     assert "TESTKEY" not in text and "sk-or" not in text
     assert text == "x" * 290 + " invali..."  # 297 characters + "..."
 

@@ -9,10 +9,10 @@ from conftest import daydream
 
 from daydream_luigi.cli import main
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import active_spec
+from daydream_luigi.core.cohort_spec import active_spec
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.neutrality import FixedInput, Rules, Term, fixed_inputs, load_rules, scan
-from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution.neutrality import check_inputs, require_neutral_inputs, system_prompts
 from daydream_luigi.providers.local import minilm
 
@@ -170,9 +170,9 @@ def test_similarity_to_the_target_is_listed_for_every_input_and_above_the_limit_
 
 def active(project: Path):
     paths = Paths.from_env()
-    configure_luigi(paths)
+
     settings = load_settings(paths)
-    catalog = load_catalog(paths, pool_limits(), settings)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
     return paths, active_spec(catalog, settings, "local"), catalog, settings
 
 

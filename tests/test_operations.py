@@ -12,11 +12,15 @@ import yaml
 from conftest import REPO, daydream, write_raw
 
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import MEMBERSHIP_COLUMNS, active_spec, expand, load_membership
+from daydream_luigi.core.cohort_spec import active_spec
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Paths, load_settings
+from daydream_luigi.core.expansion import MEMBERSHIP_COLUMNS
+from daydream_luigi.core.settings import STAGE_ORDER, Paths, load_settings
+from daydream_luigi.store import costs
 from daydream_luigi.store import operations as ops
+from daydream_luigi.store.cohorts import expand_cohort
 from daydream_luigi.store.files import atomic_write_json
+from daydream_luigi.store.membership import load_membership
 from daydream_luigi.store.operations import Finding
 
 POOLS = {"free": 1, "paid": 5, "local": 1}
@@ -121,8 +125,8 @@ def plan_row(stage, model, generations, done, to_call, prompt, completion, cost)
 def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answers(paths):
     settings = load_settings(paths)
     catalog = catalog_of(paths)
-    members = expand(active_spec(catalog, settings, "http"), paths, catalog, settings)
-    frame = ops.plan(paths, catalog, members)
+    members = expand_cohort(active_spec(catalog, settings, "http"), paths, catalog, settings)
+    frame = costs.plan(paths, catalog, members)
     # drafts: 6 x (400 + 500) tokens at $1.5/Mtok; essays: only the 6 llm ones call, 6 x (600 + 500) at $1.5;
     # evaluations: 24 x (700 + 300) at $3 (judge-paid)
     assert rows(frame) == [
@@ -130,7 +134,7 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
         plan_row("essay", "gen-paid", 12, 0, 6, 3600, 3000, 0.0099),
         plan_row("evaluation", "judge-paid", 24, 0, 24, 16800, 7200, 0.072),
     ]
-    assert ops.plan_total(frame) == {
+    assert costs.plan_total(frame) == {
         "generations": 42,
         "done": 0,
         "to_call": 36,
@@ -146,7 +150,7 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
     (gen(paths, "draft", draft.gen_id) / "call.json").write_text("{}\n")
     (gen(paths, "essay", essay.gen_id)).mkdir(parents=True)
     (gen(paths, "essay", essay.gen_id) / "raw.txt").write_text("no call record, so it is called again\n")
-    frame = ops.plan(paths, catalog, members)
+    frame = costs.plan(paths, catalog, members)
     assert rows(frame)[:2] == [
         plan_row("draft", "gen-paid", 6, 0, 5, 2000, 2500, 0.00675),
         plan_row("essay", "gen-paid", 12, 0, 6, 3600, 3000, 0.0099),
@@ -156,20 +160,20 @@ def test_plan_before_any_run_costs_every_call_but_not_copy_essays_or_kept_answer
 def test_budget_refuses_an_estimate_over_it(paths):
     settings = load_settings(paths)
     catalog = catalog_of(paths)
-    frame = ops.plan(paths, catalog, expand(active_spec(catalog, settings, "http"), paths, catalog, settings))
+    frame = costs.plan(paths, catalog, expand_cohort(active_spec(catalog, settings, "http"), paths, catalog, settings))
     with pytest.raises(InputError) as caught:
-        ops.check_budget(frame, 0.05)
+        costs.check_budget(frame, 0.05)
     assert caught.value.problems == [
         "estimated cost $0.0900 exceeds --budget $0.05; lower the cohort size or raise the budget"
     ]
-    assert ops.check_budget(frame, 0.09) == pytest.approx(0.09)
-    assert ops.check_budget(frame, 5) == pytest.approx(0.09)
+    assert costs.check_budget(frame, 0.09) == pytest.approx(0.09)
+    assert costs.check_budget(frame, 5) == pytest.approx(0.09)
 
 
 def test_plan_after_the_run_calls_nothing_and_a_lost_metadata_reuses_the_kept_answer(store):
     catalog = catalog_of(store)
     members = members_of(store)
-    assert rows(ops.plan(store, catalog, members)) == [
+    assert rows(costs.plan(store, catalog, members)) == [
         plan_row("draft", "gen-paid", 6, 6, 0, 0, 0, 0),
         plan_row("essay", "gen-paid", 12, 12, 0, 0, 0, 0),
         plan_row("evaluation", "judge-paid", 24, 24, 0, 0, 0, 0),
@@ -177,7 +181,7 @@ def test_plan_after_the_run_calls_nothing_and_a_lost_metadata_reuses_the_kept_an
     draft, essays, evaluations = lineage(store)
     (gen(store, "draft", draft) / "metadata.json").unlink()
     shutil.rmtree(gen(store, "evaluation", evaluations["polish", "judge-a"]))
-    assert rows(ops.plan(store, catalog, members)) == [
+    assert rows(costs.plan(store, catalog, members)) == [
         plan_row("draft", "gen-paid", 6, 5, 0, 0, 0, 0),
         plan_row("essay", "gen-paid", 12, 12, 0, 0, 0, 0),
         plan_row("evaluation", "judge-paid", 24, 23, 1, 700, 300, 0.003),
@@ -188,7 +192,7 @@ def test_plan_names_a_model_missing_from_the_catalog(store):
     catalog = catalog_of(store)
     del catalog.models["judge-paid"]
     with pytest.raises(InputError, match="the cohort uses model 'judge-paid', which is not in llm_models.csv"):
-        ops.plan(store, catalog, members_of(store))
+        costs.plan(store, catalog, members_of(store))
 
 
 # --------------------------------------------------------------------------------------------------------- check
@@ -441,7 +445,7 @@ def test_removing_by_template_stage_and_cohort(store):
         ("evaluation", m.gen_id) for m in members if m.template_id == "judge-a"
     )
     assert ops.removal_set(store, template_id="verbatim", stage="evaluation") == []
-    everything = sorted(((m.stage, m.gen_id) for m in members), key=lambda k: (ops._STAGE_ORDER[k[0]], k[1]))
+    everything = sorted(((m.stage, m.gen_id) for m in members), key=lambda k: (STAGE_ORDER[k[0]], k[1]))
     assert ops.removal_set(store, cohort_id=cohort_id(store)) == everything
     assert ops.removal_set(store, cohort_id=cohort_id(store), stage="draft") == everything
     assert ops.removal_set(store, stage="evaluation") == sorted(

@@ -85,3 +85,45 @@ def test_a_kept_answer_is_never_reused_for_another_prompt(project, endpoint):
         f"generation's now; remove it with `daydream gens rm {draft.gen_id} --yes` and re-run"
     ) in result.stdout
     assert endpoint.stats["requests"] == 6
+
+
+def _first_ids(backend: str) -> dict:
+    """stage -> the first gen_id of that stage in the active cohort of `backend` (of an essay the model writes), plus
+    one pairwise judgment."""
+    from daydream_luigi.core.catalog import load_catalog
+    from daydream_luigi.core.cohort_spec import active_spec
+    from daydream_luigi.core.settings import Paths, load_settings
+    from daydream_luigi.execution import pairwise
+    from daydream_luigi.execution.generation import Context
+    from daydream_luigi.store.cohorts import expand_cohort
+
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, {"free": 1, "paid": 5, "local": 1}, settings)
+    spec = active_spec(catalog, settings, backend)
+    members = expand_cohort(spec, paths, catalog, settings)
+    ids = {stage: next(m.gen_id for m in members if m.stage == stage) for stage in ("draft", "evaluation")}
+    ids["essay"] = next(m.gen_id for m in members if m.template_id == "polish")  # written by the model, not copied
+    context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
+    template = next(iter(catalog.templates["evaluation"].values()))  # any template: only its sha256 counts here
+    essays = {"a": "The first essay.\n", "b": "The second essay.\n"}
+    judge = pairwise.judge_for(context, spec.cohort_id, template, catalog.models[spec.evaluation_models[0]], essays)
+    ids["pairwise"] = judge.judgment("a", "b").gen_id
+    return ids
+
+
+def test_gen_ids_are_pinned_for_each_backend(project):
+    """The ids of work already on disk: a refactoring that changes what a call shape hashes would orphan every kept
+    generation (the offline backend adds its sampling, grammars and system prompt to the shape)."""
+    assert _first_ids("http") == {
+        "draft": "8rfmc7xrxdrmuvi7",
+        "essay": "gfrafwomimtqhpln",
+        "evaluation": "0q2lmwhq3ga4exmw",
+        "pairwise": "nfnr9w1vdex9rjyw",
+    }
+    assert _first_ids("local") == {
+        "draft": "xcawipyinl8054eg",
+        "essay": "jq0zet9bfqclwiwn",
+        "evaluation": "bk4qy3hz4b1aki5i",
+        "pairwise": "q3v1ejddpckhhtzk",
+    }

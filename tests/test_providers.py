@@ -7,8 +7,9 @@ import pytest
 from fake_provider import FakeProvider
 
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.provider_settings import Provider, parse_providers, url_problem
 from daydream_luigi.providers import endpoints
-from daydream_luigi.providers.endpoints import Provider, parse_providers, preflight, resolve, url_problem
+from daydream_luigi.providers.endpoints import preflight, resolve
 
 KEY_A = "fake-key-A-0123456789abcdef"
 KEY_B = "fake-key-B-fedcba9876543210"
@@ -290,3 +291,12 @@ def test_plain_http_to_another_machine_is_refused_before_any_request():
     assert problem_of(lambda: preflight(OPENROUTER, environ)) == (
         "provider 'openrouter': base URL http://gateway.example.org/v1 (from DAYDREAM_LLM_BASE_URL) " + PLAIN_HTTP
     )
+
+
+def test_every_backend_declared_in_core_has_its_runtime_in_providers():
+    from daydream_luigi.core.backends import BACKENDS, HTTP, LOCAL, backend_of
+    from daydream_luigi.providers.backends import EMBEDDERS, SERVERS
+
+    assert set(EMBEDDERS) == set(BACKENDS) == {"local", "http"}
+    assert set(SERVERS) == {name for name, backend in BACKENDS.items() if backend.starts_server} == {"local"}
+    assert backend_of("embedded") is LOCAL and backend_of("openrouter") is HTTP and backend_of("vllm") is HTTP

@@ -15,13 +15,12 @@ import requests
 import yaml
 
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.rates import PoolRates, pool_rates
 from daydream_luigi.providers.limits.ratelimit import (
     PoolPaused,
-    PoolRates,
     RateLimiter,
     Verdict,
     classify_rate_limit,
-    pool_rates,
     quota_message,
 )
 

@@ -166,7 +166,7 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
 
 def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_them_without_a_call(project, endpoint):
     from daydream_luigi.core.catalog import load_catalog
-    from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+    from daydream_luigi.core.settings import Paths, load_settings, pool_limits
     from daydream_luigi.report import collect
     from daydream_luigi.store import freshness, rescore
 
@@ -175,11 +175,10 @@ def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_
     assert daydream("run", "--cohort", COHORT).returncode == 0
     sub_score, _ = plant_old_readings(project, membership(project))
     paths = Paths.from_env()
-    configure_luigi(paths)
     collect.write_all(paths, COHORT)  # what `daydream report` does
     page = str(reports(project) / "report.html")
     assert freshness.is_current(paths, COHORT, page)
-    done = rescore.rescore(paths, load_catalog(paths, pool_limits(), load_settings(paths)), [sub_score])
+    done = rescore.rescore(paths, load_catalog(paths, pool_limits(paths), load_settings(paths)), [sub_score])
     assert [(c.gen_id, c.before, c.after) for c in done.changed] == [(sub_score, 9, 6)]
     assert not freshness.is_current(paths, COHORT, page)
     assert daydream("run", "--cohort", COHORT).returncode == 0

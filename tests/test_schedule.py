@@ -1,6 +1,6 @@
 """How a cohort is cut into Luigi graphs (lineages, parts, priorities), without Luigi."""
 
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.schedule import lineages, parts, priorities
 
 

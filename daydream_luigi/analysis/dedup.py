@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from daydream_luigi.core.errors import InputError
 
@@ -23,7 +24,7 @@ DEFAULT_THRESHOLD = 0.8  # Si et al. (2024) deduplicated generated ideas at cosi
 DEDUP_COLUMNS = ["gen_id", "cluster", "representative", "nearest_similarity", "nearest", "mean_score"]
 
 
-def _unit_rows(gen_ids: Sequence[str], vectors) -> np.ndarray:
+def _unit_rows(gen_ids: Sequence[str], vectors: ArrayLike) -> np.ndarray:
     matrix = np.asarray(vectors, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != len(gen_ids):
         raise InputError(
@@ -37,11 +38,12 @@ def _unit_rows(gen_ids: Sequence[str], vectors) -> np.ndarray:
                 f"dedup: the embedding of essay {gen_id!r} is zero or not finite; "
                 f"delete its embedding-*.json file and embed it again"
             )
-    return matrix / norms[:, None]
+    unit: np.ndarray = matrix / norms[:, None]
+    return unit
 
 
 def dedup_clusters(
-    gen_ids: Sequence[str], vectors, mean_scores: Mapping[str, float], threshold: float = DEFAULT_THRESHOLD
+    gen_ids: Sequence[str], vectors: ArrayLike, mean_scores: Mapping[str, float], threshold: float = DEFAULT_THRESHOLD
 ) -> pd.DataFrame:
     """reports/dedup_clusters.csv: one row per essay, by cluster (1 = the best representative), representative
     first, then members in rank order.

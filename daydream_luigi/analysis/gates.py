@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,9 +98,9 @@ def decide(scores: pd.DataFrame, gate: Gate, essays: Iterable[str] | None = None
     scored = scored_evaluations(scores)
     if essays is None:
         essays = sorted({str(e) for e in scores["parent_gen_id"].dropna()})
-    essays = list(essays)
+    essays = [str(e) for e in essays]
     statistics = [criterion_statistics(scored, criterion) for criterion in gate.criteria]
-    table = {"gen_id": essays, "decision": []}
+    table: dict[str, Any] = {"gen_id": essays, "decision": []}
     for criterion, stats in zip(gate.criteria, statistics):
         aligned = stats.reindex(essays)
         for name in CRITERION_STATISTICS:
@@ -125,12 +126,12 @@ def passing(decisions: pd.DataFrame) -> list[str]:
     return decisions.loc[decisions["decision"] == PASS, "gen_id"].tolist()
 
 
-def _number(value) -> float | None:
+def _number(value: Any) -> float | None:
     """A statistic as JSON holds it: None where it is undefined (NaN)."""
     return None if value is None or pd.isna(value) else float(value)
 
 
-def _json_value(value):
+def _json_value(value: Any) -> bool | int | float | str | None:
     """A table cell as JSON holds it: None for a missing value, numbers as int or float, anything else as text."""
     if value is None or pd.isna(value):
         return None
@@ -143,7 +144,7 @@ def _json_value(value):
     return str(value)
 
 
-def _text(value) -> str | None:
+def _text(value: Any) -> str | None:
     return None if value is None or pd.isna(value) or value == "" else str(value)
 
 
@@ -156,7 +157,7 @@ def gate_record(gen_id: str, scores: pd.DataFrame, gate: Gate, decision: str) ->
     criteria = []
     for criterion in gate.criteria:
         stats = criterion_statistics(scored, criterion)
-        row = stats.loc[gen_id] if gen_id in stats.index else None
+        row: Any = stats.loc[gen_id] if gen_id in stats.index else None
         rows = scored[scored["evaluation_template"] == criterion.template].sort_values(
             ["evaluation_model", "evaluation_replicate", "gen_id"], kind="mergesort"
         )
@@ -175,13 +176,13 @@ def gate_record(gen_id: str, scores: pd.DataFrame, gate: Gate, decision: str) ->
                 "agreement": None if row is None else agreement.agreement_class(row["judge_range"], int(row["judges"])),
                 "evaluations": [
                     {
-                        "gen_id": _text(r.gen_id),
-                        "judge": _text(r.evaluation_model),
-                        "replicate": None if pd.isna(r.evaluation_replicate) else int(r.evaluation_replicate),
-                        "score": float(r.score),
-                        "file": _text(r.evaluation_path),
+                        "gen_id": _text(r["gen_id"]),
+                        "judge": _text(r["evaluation_model"]),
+                        "replicate": None if pd.isna(r["evaluation_replicate"]) else int(r["evaluation_replicate"]),
+                        "score": float(r["score"]),
+                        "file": _text(r["evaluation_path"]),
                     }
-                    for r in rows.itertuples()
+                    for r in rows.to_dict("records")
                 ],
             }
         )
@@ -225,5 +226,5 @@ def row_record(frame: pd.DataFrame | None, gen_id: str, columns: Iterable[str]) 
     found = frame[frame["gen_id"].astype(str) == gen_id]
     if found.empty:
         return None
-    row = found.iloc[0]
+    row: Any = found.iloc[0]
     return {c: _json_value(row[c]) for c in columns if c in row.index and c != "gen_id"}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,8 @@ def judge_rows(scores: pd.DataFrame, labels: pd.DataFrame) -> list[dict]:
     panel = panel_means(labels)
     judges = scored.groupby(["evaluation_model", "evaluation_template", "parent_gen_id"], sort=True)["score"].mean()
     rows = []
-    for (judge, template), values in judges.groupby(level=[0, 1], sort=True):
+    for key, values in judges.groupby(level=[0, 1], sort=True):
+        judge, template = cast(tuple[str, str], key)
         essays = values.index.get_level_values("parent_gen_id").astype(str)
         people = panel.reindex(list(zip(essays, [str(template)] * len(essays)))).to_numpy()
         both = ~np.isnan(people)
@@ -100,7 +102,9 @@ def gate_row(name: str, decisions: pd.DataFrame, labels: pd.DataFrame) -> dict:
     """The gate's decisions against the people's pass/fail labels on ``gate:<name>``."""
     template = f"{GATE_LABEL_PREFIX}{name}"
     panel = panel_means(labels[labels["template"].astype(str) == template])
-    people = {gen_id: value for (gen_id, _), value in panel.items() if value != (PASS_SCORE + FAIL_SCORE) / 2}
+    people = {
+        cast(tuple[str, str], key)[0]: value for key, value in panel.items() if value != (PASS_SCORE + FAIL_SCORE) / 2
+    }
     gate = {str(g): d == PASS for g, d in zip(decisions["gen_id"], decisions["decision"]) if str(g) in people}
     counts = {"true_pass": 0, "false_pass": 0, "false_fail": 0, "true_fail": 0}
     for gen_id, passed in gate.items():

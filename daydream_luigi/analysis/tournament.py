@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.ids import gen_id
+from daydream_luigi.core.settings import PAIRWISE_STAGE
 
-PAIRWISE_STAGE = "pairwise"  # the judgments' folder in the generation store: data/gens/pairwise/<judgment_id>/
 VERDICTS = ("A", "B", "TIE")  # what the pairwise judge's WINNER line says: A = the essay shown first
 WIN_POINTS, TIE_POINTS, BYE_POINTS = 1.0, 0.5, 0.5
 PAIRING_SEARCH_BUDGET = 100_000  # pairs tried before a round gives up on a repeat-free pairing (deterministic)

@@ -1,65 +1,7 @@
-"""The `daydream` command line (Click), one module per command group: run, store, curate, report, debug, decide."""
+"""The `daydream` command line (Click): the group and the registry of its commands in `main`, one module per
+command group (run, store, curate, report, research, debug), what they share in `common`. A command module never
+imports the group: `main` imports it and registers its commands."""
 
-import logging
-import sys
+from daydream_luigi.cli.main import main
 
-import click
-
-from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import active_spec
-from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.ids import checked_id
-from daydream_luigi.core.settings import BACKENDS, Paths, configure_luigi, default_backend, load_settings, pool_limits
-
-
-class DaydreamGroup(click.Group):
-    """Bad input ends with its message and exit code 2, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except InputError as exc:
-            for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=DaydreamGroup)
-def main():
-    """daydream-luigi: combine concepts, draft, write essays, judge them, keep the best."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-
-
-cohort_option = click.option(
-    "--cohort",
-    help="Cohort id: a spec in config/cohorts/, or any cohort recorded under data/cohorts/; default: the active flags.",
-)
-backend_option = click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default=None,
-    help="local = embedded offline model; http = the providers of llm_models.csv  "
-    "[default: http when OPENROUTER_API_KEY is set, else local]",
-)
-
-
-def id_list(value: tuple) -> list[str]:
-    """Accept repeated options and comma-separated lists alike."""
-    return [item for chunk in value for item in chunk.split(",") if item]
-
-
-def prepare(cohort: str | None, backend: str | None):
-    """Validate every input and resolve the cohort; writes nothing (a run's Luigi graph records the membership)."""
-    from daydream_luigi.execution import plans
-
-    paths = Paths.from_env()
-    backend = backend or default_backend()
-    configure_luigi(paths)
-    if cohort is None:
-        settings = load_settings(paths)
-        cohort = active_spec(load_catalog(paths, pool_limits(), settings), settings, backend).cohort_id
-    plans.forget_plans()
-    return paths, plans.cohort_plan(checked_id(cohort, "cohort name"), backend)
-
-
-from daydream_luigi.cli import curate, debug, decide, report, research, run, store  # noqa: E402,F401 - each module adds its commands to `main`
+__all__ = ["main"]

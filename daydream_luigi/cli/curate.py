@@ -8,20 +8,22 @@ import pandas as pd
 import yaml
 
 from daydream_luigi.analysis import gates, selection
-from daydream_luigi.cli import backend_option, id_list, main
+from daydream_luigi.cli.common import backend_option, id_list
 from daydream_luigi.cli.report import all_scores
+from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import expand, new_spec_path, read_essay_list, spec_from_mapping
+from daydream_luigi.core.cohort_spec import read_essay_list, spec_from_mapping
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.gates import load_gate
-from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.report import collect
 from daydream_luigi.report.tables import DEDUP_CLUSTERS_FILE as DEDUP_FILE
 from daydream_luigi.store import operations
+from daydream_luigi.store.cohorts import expand_cohort, new_spec_path
 from daydream_luigi.store.files import atomic_write_text
 
 
-@main.group()
+@click.group()
 def select():
     """Choose essays for a curated cohort."""
 
@@ -63,8 +65,7 @@ def select_top(templates, cohort, by, min_judges, max_judge_range, dedup, gate_n
     if dedup:
         scores = scores[scores["parent_gen_id"].isin(dedup_representatives(paths, cohort))]
     if gate_name is not None:
-        configure_luigi(paths)
-        catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+        catalog = load_catalog(paths, pool_limits(paths), load_settings(paths))
         declared = load_gate(paths, gate_name, catalog.templates["evaluation"])
         scores = scores[scores["parent_gen_id"].isin(gates.passing(gates.decide(scores, declared)))]
     try:
@@ -106,7 +107,7 @@ def dedup_representatives(paths: Paths, cohort: str | None) -> set:
     return {row.gen_id for frame in frames for row in frame.itertuples() if row.gen_id == row.representative}
 
 
-@main.group()
+@click.group()
 def cohort():
     """Build named cohorts."""
 
@@ -127,8 +128,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     """A curated cohort: the listed essays (with their drafts) judged by the chosen templates and judges."""
     paths = Paths.from_env()
     settings = load_settings(paths)
-    configure_luigi(paths)
-    catalog = load_catalog(paths, pool_limits(), settings)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
     path = new_spec_path(paths, name, force)
     raw = {
         "essays": read_essay_list(from_essays),
@@ -138,7 +138,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     spec = spec_from_mapping(
         paths, name, raw, f"cohort {name} (from {from_essays})", catalog, settings, backend or default_backend()
     )
-    members = expand(spec, paths, catalog, settings)  # validates every essay before anything is written
+    members = expand_cohort(spec, paths, catalog, settings)  # validates every essay before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         path,
@@ -152,7 +152,7 @@ def cohort_build(name, from_essays, eval_templates, eval_models, force, backend)
     )
 
 
-@main.command()
+@click.command()
 def cohorts():
     """Every cohort on disk: id, where it came from, generations per stage, how many complete, last run."""
     frame = operations.list_cohorts(Paths.from_env())

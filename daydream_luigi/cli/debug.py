@@ -1,17 +1,15 @@
 """Looking inside: `parse` one answer with one parser, and `ui`, Luigi's central scheduler with its web UI."""
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from daydream_luigi.cli import main
 from daydream_luigi.core.parsers import ParseError, parse_draft, parse_score
 from daydream_luigi.core.settings import Paths
 
 
-@main.group()
+@click.group()
 def parse():
     """Run one parser on a file (for debugging parsers)."""
 
@@ -40,7 +38,7 @@ def parse_draft_cmd(parser, file):
     click.echo(_parse_file(parse_draft, parser, file))
 
 
-@main.command()
+@click.command()
 @click.option("--port", type=int, default=8082, show_default=True)
 @click.option(
     "--address",
@@ -50,12 +48,9 @@ def parse_draft_cmd(parser, file):
 )
 def ui(port, address):
     """Start the Luigi central scheduler and its web UI (state and task history under the data folder)."""
-    from daydream_luigi.execution.central import luigid_command, luigid_config
+    from daydream_luigi.execution.central import exec_luigid
 
-    paths = Paths.from_env()
-    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
     click.echo(
         f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True
     )
-    command = luigid_command(paths, port, address)
-    os.execv(command[0], command)
+    exec_luigid(Paths.from_env(), port, address)

@@ -6,33 +6,34 @@ from pathlib import Path
 import click
 
 from daydream_luigi.analysis.compare import AXES
-from daydream_luigi.cli import backend_option, cohort_option, main
+from daydream_luigi.cli.common import backend_option, cohort_option
 from daydream_luigi.cli.store import check
+from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import active_spec, resolve
+from daydream_luigi.core.cohort_spec import active_spec
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.gates import GATE_LABEL_PREFIX, gate_path, load_gate
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.neutrality import rules_path
-from daydream_luigi.core.settings import Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution.neutrality import check_inputs
 from daydream_luigi.report import decisions
 from daydream_luigi.store import labels as label_store
+from daydream_luigi.store.cohorts import resolve
 
 required_cohort = click.option("--cohort", required=True, help="Cohort id (data/cohorts/<id>, after a run).")
 
 
 def _catalog_and_settings(paths: Paths):
-    configure_luigi(paths)
     settings = load_settings(paths)
-    return load_catalog(paths, pool_limits(), settings), settings
+    return load_catalog(paths, pool_limits(paths), settings), settings
 
 
 def _evaluation_templates(paths: Paths) -> list[str]:
     return sorted(_catalog_and_settings(paths)[0].templates["evaluation"])
 
 
-@main.command()
+@click.command()
 @click.argument("name")
 @required_cohort
 def gate(name, cohort):
@@ -54,7 +55,7 @@ def gate(name, cohort):
         click.echo(f"dossiers: {len(files.dossiers)} in {files.table.parent / decisions.DOSSIERS}{withdrawn}")
 
 
-@main.command()
+@click.command()
 @required_cohort
 @click.option("--by", "axis", type=click.Choice(list(AXES)), required=True, help="What A and B are.")
 @click.argument("a")
@@ -75,7 +76,7 @@ def compare(cohort, axis, a, b, template):
     click.echo(f"tables: {files[0]}, {files[1]}")
 
 
-@main.group()
+@click.group()
 def labels():
     """People's scores of essays (data/labels/labels.csv), and the judges measured against them."""
 

@@ -5,35 +5,36 @@ from pathlib import Path
 import click
 
 from daydream_luigi.analysis.aggregate import aggregate_cross_experiment
-from daydream_luigi.cli import backend_option, cohort_option, main, prepare
+from daydream_luigi.cli.common import backend_option, cohort_option, prepare
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.report import collect
+from daydream_luigi.store.membership import has_membership
 
 
 def all_scores(paths: Paths):
     frames = [
         collect.collect_scores(paths, folder.name)[0]
         for folder in sorted(paths.cohorts.glob("*"))
-        if (folder / "membership.csv").exists()
+        if has_membership(paths, folder.name)
     ]
     return aggregate_cross_experiment(frames)
 
 
-@main.command()
+@click.command()
 @cohort_option
 @backend_option
 def report(cohort, backend):
     """Write the cohort's tables and its self-contained HTML report from what is on disk now."""
     paths, plan = prepare(cohort, backend)
     cohort_id = plan.spec.cohort_id
-    if not (paths.cohorts / cohort_id / "membership.csv").exists():
+    if not has_membership(paths, cohort_id):
         click.echo(f"cohort {cohort_id} has not run yet: `daydream run --cohort {cohort_id}` first", err=True)
         raise SystemExit(1)
     collect.write_all(paths, cohort_id)
     click.echo(f"report: {collect.reports_dir(paths, cohort_id) / 'report.html'}")
 
 
-@main.group()
+@click.group()
 def scores():
     """Scores across cohorts."""
 

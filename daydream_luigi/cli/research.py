@@ -5,7 +5,6 @@ The commands only read their options and print: the tournament is `execution.tou
 """
 
 import math
-import os
 import sys
 import uuid
 
@@ -13,19 +12,20 @@ import click
 
 from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
 from daydream_luigi.analysis.tournament import describe_position_bias
-from daydream_luigi.cli import backend_option, main, prepare
-from daydream_luigi.cli.run import confirm, embedded_server
+from daydream_luigi.cli.common import backend_option, prepare
+from daydream_luigi.cli.run import backend_servers, confirm
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Paths, configure_luigi, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution import pairwise, plans, runner, tournament
-from daydream_luigi.execution.cohort_run import EMBEDDED_PROVIDER
 from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.providers import endpoints
-from daydream_luigi.providers.embeddings import EmbeddingError, embedder_for, embedding_model, essay_embeddings
+from daydream_luigi.providers.backends import embedder_for
+from daydream_luigi.providers.embeddings import EmbeddingError, embedding_model, essay_embeddings
 from daydream_luigi.report import collect, research
 from daydream_luigi.report.tables import TOURNAMENT_MATCHES_FILE, TOURNAMENT_RATINGS_FILE
-from daydream_luigi.store import accounting, operations
+from daydream_luigi.store import accounting, costs
 from daydream_luigi.store import rescore as rescoring
 from daydream_luigi.store.files import complete_ids
 
@@ -65,7 +65,7 @@ def calls_line(calls: accounting.Calls) -> str:
 # ------------------------------------------------------------------------------------------------------- rescore
 
 
-@main.command()
+@click.command()
 @click.option("--cohort", help="Only the evaluations of this cohort [default: every evaluation in the store].")
 @click.option("--template", help="Only the evaluations of this evaluation template.")
 @backend_option
@@ -76,8 +76,7 @@ def rescore(cohort, template, backend):
     would pay for it again.
     """
     paths = Paths.from_env()
-    configure_luigi(paths)
-    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+    catalog = load_catalog(paths, pool_limits(paths), load_settings(paths))
     if template is not None and template not in catalog.templates["evaluation"]:
         raise InputError(
             f"--template {template!r} is not in {paths.raw / 'evaluation_templates.csv'}; known: "
@@ -109,7 +108,7 @@ def rescore(cohort, template, backend):
 # ---------------------------------------------------------------------------------------------------- tournament
 
 
-@main.command("tournament")
+@click.command("tournament")
 @click.option("--cohort", required=True, help="The cohort whose complete essays play.")
 @click.option("--template", help="Pairwise template [default: the active one of pairwise_templates.csv].")
 @click.option("--judge", help="Judge model id [default: the cohort's judge, when it has one].")
@@ -138,9 +137,9 @@ def tournament_command(cohort, template, judge, rounds, backend, yes, quiet):
     texts = plans.essay_texts(paths, essays)
     judge = pairwise.judge_for(plan.context, cohort_id, template, model, texts)
     totals = tournament.estimate(settings, judge, texts, rounds, tournament.kept_judgments(paths, judge, set(essays)))
-    operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
+    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     runner.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE}, with_slots=True)
-    if totals["to_call"] and judge.model.provider != EMBEDDED_PROVIDER:
+    if totals["to_call"] and not backend_of(judge.model.provider).starts_server:
         endpoints.preflight(settings.providers[judge.model.provider])
     run = Knobs(uuid.uuid4().hex[:12], plan.backend, call_slots=True)
     with runner.started(paths, run) as log_path:
@@ -157,9 +156,7 @@ def _play(
         f"{judge.model.model_id} with {judge.template.template_id}",
         err=True,
     )
-    with embedded_server(plan, [judge.judgment(*essays[:2])] if to_call else []) as server:
-        if server is not None:
-            os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
+    with backend_servers(plan, [judge.judgment(*essays[:2])] if to_call else []):
         try:
             played = pairwise.play(essays, rounds, judge, paths.gens, build)
         except pairwise.RoundFailed as exc:
@@ -226,7 +223,7 @@ def _play(
 # --------------------------------------------------------------------------------------------------------- dedup
 
 
-@main.command()
+@click.command()
 @click.option("--cohort", required=True, help="The cohort whose complete essays are compared.")
 @click.option(
     "--threshold",

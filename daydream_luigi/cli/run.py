@@ -1,27 +1,29 @@
 """Running a cohort: `run`, and the read-only views of what a run would do or has done: `plan`, `status`."""
 
-import os
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 
 import click
-import luigi.configuration
 
-from daydream_luigi.cli import backend_option, cohort_option, main, prepare
-from daydream_luigi.core.cohort import calls_model, record_run
+from daydream_luigi.cli.common import backend_option, cohort_option, prepare
+from daydream_luigi.core.backends import BACKENDS, backend_of
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES
 from daydream_luigi.execution import cohort_run as running
-from daydream_luigi.execution.generation import now
+from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.progress import rate_text
+from daydream_luigi.providers import backends
 from daydream_luigi.providers.limits.budget import Spend
-from daydream_luigi.store import operations
+from daydream_luigi.store import costs, operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
+from daydream_luigi.store.membership import record_run
 
 budget_option = click.option(
     "--budget",
     type=float,
-    callback=lambda ctx, param, value: operations.checked_budget(value),
+    callback=lambda ctx, param, value: costs.checked_budget(value),
     help="Exit 2 (nothing started) when the estimated cost (USD) is above this.",
 )
 batch_option = click.option(
@@ -36,29 +38,21 @@ def confirm(question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def central_url() -> str:
-    config = luigi.configuration.get_config()
-    return (
-        f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
-    )
-
-
 def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
 
 
-def embedded_server(plan, pending):
-    """Start the embedded model when pending work needs it; the context manager stops it on any exit."""
+@contextmanager
+def backend_servers(plan, pending):
+    """Start the server of each backend that starts its own (the embedded model) when pending work needs it; they
+    stop on any exit from the block."""
     catalog = plan.context.catalog
-    if not any(catalog.models[m.llm_model_id].provider == "embedded" for m in pending if calls_model(m, catalog)):
-        return nullcontext()
-    from daydream_luigi.providers.local import embedded
-
-    reason = embedded.unavailable_reason()
-    if reason:
-        raise InputError(f"the embedded model is not available: {reason}")
-    click.echo("starting the embedded model (Qwen2.5-Coder-1.5B, offline) ...", err=True)
-    return embedded.EmbeddedServer(embedded.ensure_model_file())
+    needed = {backend_of(catalog.models[m.llm_model_id].provider).name for m in pending if calls_model(m, catalog)}
+    with ExitStack() as stack:
+        for name in sorted(needed):
+            if BACKENDS[name].starts_server:
+                stack.enter_context(backends.server(BACKENDS[name], lambda line: click.echo(line, err=True)))
+        yield
 
 
 def print_summary(cohort_id: str, result: running.Result, reports) -> None:
@@ -113,7 +107,7 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
     click.echo(f"log: {result.log_path}")
 
 
-@main.command()
+@click.command()
 @cohort_option
 @click.option("--stage", type=click.Choice(STAGES), help="Only this stage (and the parents it needs).")
 @click.option("--gen-id", "gen_ids", multiple=True, help="Only this generation (and its parents); repeatable.")
@@ -140,7 +134,7 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
 @click.option(
     "--max-cost",
     type=float,
-    callback=lambda ctx, param, value: operations.checked_budget(value, "--max-cost"),
+    callback=lambda ctx, param, value: costs.checked_budget(value, "--max-cost"),
     help="Spending stop (USD): no new call starts once what this run spent (reported cost, else the "
     "price_per_mtok estimate), what is in flight and its own estimate would exceed it.",
 )
@@ -187,9 +181,9 @@ def run(
             ]
         )
     settings = plan.context.settings
-    cost_plan = operations.plan(paths, plan.context.catalog, members, settings, batch)
+    cost_plan = costs.plan(paths, plan.context.catalog, members, settings, batch)
     if budget is not None:
-        operations.check_budget(cost_plan, budget)
+        costs.check_budget(cost_plan, budget)
     complete = complete_sets(paths)
     pending = _pending(plan, complete)
     if dry_run:
@@ -198,10 +192,10 @@ def run(
             to_run = sum(1 for m in pending if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
         return
-    totals = operations.plan_total(cost_plan)
-    if operations.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
+    totals = costs.plan_total(cost_plan)
+    if costs.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
         click.echo(cost_plan.to_string(index=False), err=True)
-    operations.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
+    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(
         cohort_id,
@@ -218,9 +212,7 @@ def run(
     running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
-    with embedded_server(plan, pending) as server:
-        if server is not None:
-            os.environ["DAYDREAM_EMBEDDED_BASE_URL"] = server.base_url
+    with backend_servers(plan, pending):
         result = running.run(paths, request)
     outcome = result.outcome
     record_run(
@@ -242,7 +234,7 @@ def run(
     sys.exit(result.exit_code)
 
 
-@main.command()
+@click.command()
 @cohort_option
 @backend_option
 @budget_option
@@ -251,12 +243,12 @@ def plan(cohort, backend, budget, batch):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
     at batch price)."""
     paths, cohort_plan = prepare(cohort, backend)
-    frame = operations.plan(
+    frame = costs.plan(
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
     )
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
     click.echo(frame.to_string(index=False))
-    totals = operations.plan_total(frame)
+    totals = costs.plan_total(frame)
     click.echo(
         "total: "
         + ", ".join(
@@ -264,10 +256,10 @@ def plan(cohort, backend, budget, batch):
         )
     )
     if budget is not None:
-        operations.check_budget(frame, budget)
+        costs.check_budget(frame, budget)
 
 
-@main.command()
+@click.command()
 @cohort_option
 @backend_option
 def status(cohort, backend):

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from daydream_luigi.cli import main
+from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES, Paths, configure_luigi, default_backend, load_settings, pool_limits
+from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limits
 from daydream_luigi.store import importer, operations
 
 
-@main.group(invoke_without_command=True)
+@click.group(invoke_without_command=True)
 @click.pass_context
 def check(ctx):
     """Integrity of the store: missing parents, orphans, duplicates, incomplete, changed templates, imported texts
@@ -23,8 +23,7 @@ def check(ctx):
     if ctx.invoked_subcommand is not None:
         return
     paths = Paths.from_env()
-    configure_luigi(paths)
-    findings = operations.check(paths, load_catalog(paths, pool_limits(), load_settings(paths)))
+    findings = operations.check(paths, load_catalog(paths, pool_limits(paths), load_settings(paths)))
     for finding in findings:
         click.echo(f"{finding.kind:17} {finding.stage:10} {finding.gen_id}  {finding.detail}")
     problems = [finding for finding in findings if finding.kind != operations.NOT_A_PROBLEM]
@@ -42,7 +41,7 @@ _TARGETS = {
 }
 
 
-@main.command()
+@click.command()
 def tasks():
     """Each Luigi task class: its group, parameters, target and where it is defined."""
     from daydream_luigi.execution import tasks as task_module
@@ -74,7 +73,7 @@ def tasks():
         click.echo(f"{cls.__name__:16} {group:10} ({params}) -> {target}  {source}:{line}")
 
 
-@main.group()
+@click.group()
 def gens():
     """Manage generations in the store."""
 
@@ -99,10 +98,10 @@ def gens_rm(gen_ids, cohort, stage, template, yes):
         click.echo(f"{len(items)} generation(s); add --yes to delete them")
 
 
-@main.command("import")
+@click.command("import")
 @click.option(
     "--stage",
-    type=click.Choice(importer.STAGES),
+    type=click.Choice(importer.IMPORT_STAGES),
     required=True,
     help="What the texts are: finished essays (to judge) or drafts (to write essays from).",
 )
@@ -120,7 +119,6 @@ def import_texts(stage, files, cohort, label):
     line in the order given (e.g. `> imported.txt` for `cohort build --from-essays`); what it did goes to stderr.
     """
     paths = Paths.from_env()
-    configure_luigi(paths)
     done = importer.import_texts(paths, stage, list(files), label, cohort, default_backend())
     for text in done.texts:
         state = "imported" if text.gen_id in done.written else "already imported (nothing written):"

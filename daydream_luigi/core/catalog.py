@@ -2,13 +2,15 @@
 
 import csv
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
+from daydream_luigi.core.rates import unknown_pools
 from daydream_luigi.core.render import template_problem
 from daydream_luigi.core.settings import LEVELS, Paths, Settings, load_settings
 
@@ -22,7 +24,7 @@ class Concept:
     concept_id: str
     name: str
     active: bool
-    descriptions: dict  # level -> text, only the levels that have a file
+    descriptions: dict[str, str]  # level -> text, only the levels that have a file
 
     def content(self, level: str) -> str:
         """The description at `level`, falling back to paragraph, then sentence, then the name."""
@@ -72,7 +74,7 @@ class Catalog:
     def active_templates(self, stage: str) -> list[str]:
         return sorted(tid for tid, t in self.templates[stage].items() if t.active)
 
-    def draft_concepts(self, concept_ids, level: str) -> list[dict]:
+    def draft_concepts(self, concept_ids: Iterable[str], level: str) -> list[dict]:
         """The `concepts` variable of a draft prompt: each concept's name and description at `level`, in order."""
         return [{"name": self.concepts[c].name, "content": self.concepts[c].content(level)} for c in concept_ids]
 
@@ -144,7 +146,7 @@ def _flag(value: str, where: str, column: str, problems: list[str]) -> bool:
     return False
 
 
-def _check_ids(rows, path: Path, column: str, problems: list[str]) -> list[tuple[int, dict]]:
+def _check_ids(rows: list[tuple[int, dict]], path: Path, column: str, problems: list[str]) -> list[tuple[int, dict]]:
     """Keep rows whose id is usable and unique; report the others."""
     seen: dict[str, int] = {}
     kept = []
@@ -292,9 +294,6 @@ def load_catalog(paths: Paths, pools: dict, settings: Settings | None = None) ->
     concepts = _load_concepts(paths, settings.allow_name_only_concepts, problems)
     templates = {stage: _load_templates(paths, stage, problems) for stage in _TEMPLATE_CATALOGS}
     models = _load_models(paths, pools, settings.providers, problems)
-    try:
-        settings.pool_rates(pools)  # a rate set for a pool that does not exist is a typo, not a limit
-    except InputError as exc:
-        problems += exc.problems
+    problems += unknown_pools(settings.pools, pools, "config/daydream.yaml")  # a rate for no pool is a typo
     raise_if(problems)
     return Catalog(concepts, templates, models)

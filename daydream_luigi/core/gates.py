@@ -15,8 +15,10 @@ under.
 """
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.ids import checked_id
@@ -68,11 +70,13 @@ def gate_names(paths: Paths) -> list[str]:
     return sorted(path.stem for path in gates_dir(paths).glob("*.yaml"))
 
 
-def _is_score(value) -> bool:
+def _is_score(value: Any) -> bool:
     return NON_NEGATIVE_NUMBER.accepts(value) and SCORE_MIN <= value <= SCORE_MAX
 
 
-def _criterion(index: int, raw, path: Path, known: set[str], seen: dict[str, int], problems: list[str]):
+def _criterion(
+    index: int, raw: object, path: Path, known: set[str], seen: dict[str, int], problems: list[str]
+) -> Criterion | None:
     where = f"{path}: criterion {index}"
     if not isinstance(raw, dict):
         problems.append(f"{where} must be a mapping of {', '.join(_CRITERION_KEYS)} (found {shown(raw)})")
@@ -104,7 +108,7 @@ def _criterion(index: int, raw, path: Path, known: set[str], seen: dict[str, int
     return Criterion(raw["template"], float(raw["min"]), raw["by"]) if len(problems) == reported else None
 
 
-def parse_gate(name: str, path: Path, text: str, raw, evaluation_templates) -> Gate:
+def parse_gate(name: str, path: Path, text: str, raw: object, evaluation_templates: Iterable[str]) -> Gate:
     """The gate in `raw` (the file's parsed YAML); InputError listing every problem, one line each."""
     known = set(evaluation_templates)
     if not isinstance(raw, dict):
@@ -137,7 +141,7 @@ def parse_gate(name: str, path: Path, text: str, raw, evaluation_templates) -> G
     return Gate(name, path, text, tuple(criteria), raw["min_judges"], None if spread is None else float(spread))
 
 
-def load_gate(paths: Paths, name: str, evaluation_templates) -> Gate:
+def load_gate(paths: Paths, name: str, evaluation_templates: Iterable[str]) -> Gate:
     """config/gates/<name>.yaml, validated against the catalog's evaluation templates."""
     path = gate_path(paths, name)
     if not path.exists():

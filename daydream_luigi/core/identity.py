@@ -2,11 +2,12 @@
 
 A gen_id is a hash of everything that decides what the model is asked: the stage and replicate; for a draft, its
 rendered prompt (template text and concept descriptions, in order); for an essay or an evaluation, its parent's gen_id
-and its template's text; and the model string, provider and sampling (temperature, max_tokens, and for the embedded
-model its top_p, frequency_penalty, grammar and system prompt). Edit any of them and the work affected gets new
-gen_ids: the old generations stay on disk for the cohorts that made them, `plan` counts the new ones as calls to make,
-and nothing made from other inputs is ever reused. Timeouts and parsers are not part of it: they change how an answer
-is waited for or read, not what it says (a fixed parser re-reads the kept answer).
+and its template's text; and the model string, provider and sampling (temperature, max_tokens, and what the model's
+backend adds: for the embedded model its top_p, frequency_penalty, grammar and system prompt, see `backends`). Edit
+any of them and the work affected gets new gen_ids: the old generations stay on disk for the cohorts that made them,
+`plan` counts the new ones as calls to make, and nothing made from other inputs is ever reused. Timeouts and parsers
+are not part of it: they change how an answer is waited for or read, not what it says (a fixed parser re-reads the
+kept answer).
 
 The parts are encoded as canonical JSON, so ids that contain the `__` of task ids can never make two generations
 collide. A text imported from a file (see `importer`) is identified by its stage and the text's sha256 alone: its parts
@@ -17,29 +18,23 @@ same id.
 import hashlib
 import json
 
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Model, Template
 from daydream_luigi.core.ids import gen_id
 from daydream_luigi.core.settings import Settings
 
 
 def call_shape(settings: Settings, stage: str, model: Model) -> dict:
-    """Everything sent with a prompt besides the prompt: model string, provider, sampling, system prompt, grammar."""
+    """Everything sent with a prompt besides the prompt: model string, provider, sampling, and what the model's
+    backend adds to a call of this stage (the offline model's sampling, system prompt and grammar)."""
     config = settings.stage(stage)
     shape = {
         "model": model.model,
         "provider": model.provider,
-        "temperature": config["temperature"],
-        "max_tokens": config["max_tokens"],
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
     }
-    if model.provider == "embedded":
-        from daydream_luigi.providers.local import embedded
-
-        if stage == "evaluation":
-            shape.update(grammar=embedded.JUDGE_GRAMMAR, system_prompt=embedded.JUDGE_SYSTEM_PROMPT)
-        elif stage == "pairwise":
-            shape.update(grammar=embedded.PAIRWISE_GRAMMAR)
-        else:
-            shape.update({k: v for k, v in embedded.DRAFT_SAMPLING.items() if k != "temperature"})
+    shape.update(backend_of(model.provider).call_shape.get(stage, {}))
     return shape
 
 

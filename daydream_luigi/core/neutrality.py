@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daydream_luigi.core.catalog import Catalog, concepts_file, description_file, read_rows
+from daydream_luigi.core.cohort_spec import CohortSpec
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.settings import LEVELS, Paths, read_yaml, shown
 
@@ -73,7 +74,7 @@ def rules_path(paths: Paths) -> Path:
     return paths.config_dir / NEUTRALITY_FILE
 
 
-def _term(index: int, value, path: Path, problems: list[str]) -> Term | None:
+def _term(index: int, value: object, path: Path, problems: list[str]) -> Term | None:
     where = f"{path}: forbidden term {index}"
     if not isinstance(value, str) or not value.strip():
         problems.append(f"{where} must be a word or phrase, or a /regular expression/ (found {shown(value)})")
@@ -149,7 +150,9 @@ def _concept_lines(paths: Paths) -> dict[str, int]:
     return {row["concept_id"]: line for line, row in read_rows(concepts_file(paths), ["concept_id"], [])}
 
 
-def fixed_inputs(paths: Paths, spec, catalog: Catalog, system_prompts: Mapping[str, str]) -> list[FixedInput]:
+def fixed_inputs(
+    paths: Paths, spec: CohortSpec, catalog: Catalog, system_prompts: Mapping[str, str]
+) -> list[FixedInput]:
     """What the cohort `spec` (a cohort.CohortSpec) sends that we wrote: its templates, its concepts' names and
     descriptions, and `system_prompts` (what it is -> text), in that order."""
     inputs = []

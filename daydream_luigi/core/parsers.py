@@ -14,8 +14,10 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
+_Parser = TypeVar("_Parser", bound=Callable)
 
 
 class ParseError(ValueError):
@@ -228,7 +230,7 @@ def _line_candidates(line: _Line, row: int, last: bool) -> list[_Candidate]:
 
 
 def _candidates(lines: list[_Line]) -> list[_Candidate]:
-    found = []
+    found: list[_Candidate | None] = []
     for row, line in enumerate(lines):
         found += _line_candidates(line, row, last=row == len(lines) - 1)
         heading = row > 0 and _LABEL_LINE.match(lines[row - 1].text)
@@ -250,13 +252,14 @@ def _checked(verdict: _Candidate | None, where: str) -> float:
     """The verdict on the template's 0..10 scale."""
     if verdict is None:
         raise ParseError(f"no score found {where}")
-    if verdict.native:
+    den = verdict.den
+    if den is None or den == SCORE_MAX:  # native: on the template's scale
         if not SCORE_MIN <= verdict.num <= SCORE_MAX:
             raise ParseError(f"score {verdict.num:g} is outside {SCORE_MIN:g}..{SCORE_MAX:g}")
         return verdict.num
-    if verdict.num > verdict.den:
-        raise ParseError(f"score {verdict.num:g}/{verdict.den:g} is outside 0..{verdict.den:g}")
-    return verdict.num * SCORE_MAX / verdict.den
+    if verdict.num > den:
+        raise ParseError(f"score {verdict.num:g}/{den:g} is outside 0..{den:g}")
+    return verdict.num * SCORE_MAX / den
 
 
 def parse_score_in_last_line(text: str) -> float:
@@ -345,7 +348,7 @@ PAIRWISE_PARSERS: dict[str, Callable[[str], str]] = {
 }
 
 
-def _lookup(registry: dict[str, Callable], kind: str, name: str) -> Callable:
+def _lookup(registry: dict[str, _Parser], kind: str, name: str) -> _Parser:
     try:
         return registry[name]
     except KeyError:
@@ -368,3 +371,16 @@ def parse_score(parser: str, text: str) -> float:
 def parse_pairwise(parser: str, text: str) -> str:
     """Apply the named pairwise parser to a judge's comparison of two essays: "A", "B" or "TIE"."""
     return _lookup(PAIRWISE_PARSERS, "pairwise", parser)(text)
+
+
+# --------------------------------------------------------------------------- answers cut short
+
+
+def truncation_problem(call: dict, gen_id: str) -> str | None:
+    """Why an answer cannot be read when it was cut at max_tokens (its call record says so), else None."""
+    if call.get("finish_reason") == "length":
+        return (
+            f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "
+            f"in config/daydream.yaml, then `daydream gens rm {gen_id} --yes` and re-run"
+        )
+    return None

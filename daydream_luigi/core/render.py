@@ -2,6 +2,7 @@
 and a rendering longer than the configured limit is an error."""
 
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
@@ -100,7 +101,7 @@ def length_problem(length: int, max_chars: int) -> str | None:
     )
 
 
-def render(source: str, *, max_chars: int | None = None, **variables) -> str:
+def render(source: str, *, max_chars: int | None = None, **variables: Any) -> str:
     """The prompt; RenderError when the template fails or the result is longer than `max_chars`."""
     try:
         text = compiled(source).render(**variables)

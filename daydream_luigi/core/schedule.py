@@ -20,9 +20,10 @@ the last lineages of a graph would each start their draft, essay and evaluations
 a round lost per pool-full of lineages at the end (cohort W: 11 rounds where 10 suffice; BENCHMARKS.md).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.expansion import Member
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,12 @@ def parts(all_lineages: list[Lineage], part_size: int) -> list[list[Lineage]]:
     return result if result[-1] else []
 
 
-def part_members(part_lineages: list[Lineage], stage: str = ""):
+def part_members(part_lineages: list[Lineage], stage: str = "") -> list[Member]:
     """The generations of these lineages, in order; with `stage`, only those of that stage."""
     return [m for lineage in part_lineages for m in lineage.members if not stage or m.stage == stage]
 
 
-def priorities(all_lineages: list[Lineage], draft_lookahead) -> dict[str, int]:
+def priorities(all_lineages: list[Lineage], draft_lookahead: Callable[[Member], int]) -> dict[str, int]:
     """gen_id -> Luigi priority (see the module docstring); `draft_lookahead(draft)` is how many lineages ahead its
     draft may start. Every priority is above 0, the priority of the wrapper and report tasks, which Luigi would
     otherwise pass down to every generation; a draft ranks just below the essays and evaluations of the lineage it

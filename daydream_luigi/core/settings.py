@@ -1,21 +1,24 @@
 """Where things live and the run settings: environment variables, config/daydream.yaml and config/luigi.cfg."""
 
+import configparser
 import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
-import luigi.configuration
 import yaml
 
+from daydream_luigi.core.batch_settings import BatchSettings, batch_settings
 from daydream_luigi.core.errors import InputError, raise_if
-from daydream_luigi.providers.batch import BatchSettings, batch_settings
-from daydream_luigi.providers.endpoints import parse_providers
-from daydream_luigi.providers.limits.ratelimit import pool_rates
+from daydream_luigi.core.provider_settings import Provider, parse_providers
+from daydream_luigi.core.rates import PoolRates, pool_rates
 
 STAGES = ("draft", "essay", "evaluation")
+STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
+PAIRWISE_STAGE = "pairwise"  # a tournament's judgments: generations of no cohort, in data/gens/pairwise/<judgment_id>/
 PARENT_STAGE = {"essay": "draft", "evaluation": "essay"}  # the stage of a generation's parent_gen_id
 LEVELS = ("sentence", "paragraph", "article")
 
@@ -62,11 +65,11 @@ class Paths:
         return self.config_dir / "cohorts"
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
@@ -117,7 +120,7 @@ SCHEMA = {
 OPTIONAL_SETTINGS = ("pools", "batch")  # may be left out; checked by the ratelimit and batch modules
 
 
-def shown(value) -> str:
+def shown(value: object) -> str:
     """A value as a message quotes it, spelled the way YAML writes it."""
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "nothing"}[value]
@@ -162,58 +165,46 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class StageSettings:
+    """How a stage's calls are sampled and waited for (stages.<stage> in config/daydream.yaml)."""
+
+    temperature: float
+    max_tokens: int
+    connect_timeout: float
+    read_timeout: float
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a call retries a provider's transient faults (retry: in config/daydream.yaml)."""
+
+    max_attempts: int = 6
+    max_total_seconds: float = 300.0  # bound on the total time spent waiting between attempts
+    backoff_base: float = 1.0  # exponential backoff base seconds, full jitter, capped by backoff_max
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
-    """The parsed, validated run settings (config/daydream.yaml)."""
+    """The parsed, validated run settings (config/daydream.yaml). Numbers are kept as written (an int stays an int):
+    the sampling settings are part of every gen_id (see identity)."""
 
-    raw: dict
-    providers: dict  # provider id -> providers.Provider
+    k: int
+    description_level: str
+    min_draft_lines: int
+    replicates: dict[str, int]  # stage -> how many independent generations
+    stages: dict[str, StageSettings]
+    retry: RetryPolicy
+    part_size: int  # scheduling.part_size
+    max_prompt_chars: int  # limits.max_prompt_chars
+    allow_name_only_concepts: bool
+    guard: Guard
+    providers: dict[str, Provider]  # provider id -> its declaration
+    pools: dict[str, PoolRates]  # pool -> its rates (pools:; a pool left out has no rate limit)
+    batch: BatchSettings
 
-    @property
-    def k(self) -> int:
-        return self.raw["k"]
-
-    @property
-    def description_level(self) -> str:
-        return self.raw["description_level"]
-
-    @property
-    def min_draft_lines(self) -> int:
-        return self.raw["min_draft_lines"]
-
-    @property
-    def replicates(self) -> dict[str, int]:
-        return dict(self.raw["replicates"])
-
-    def stage(self, stage: str) -> dict:
-        return dict(self.raw["stages"][stage])
-
-    @property
-    def retry(self) -> dict:
-        return dict(self.raw["retry"])
-
-    @property
-    def part_size(self) -> int:
-        return self.raw["scheduling"]["part_size"]
-
-    @property
-    def max_prompt_chars(self) -> int:
-        return self.raw["limits"]["max_prompt_chars"]
-
-    @property
-    def allow_name_only_concepts(self) -> bool:
-        return self.raw["allow_name_only_concepts"]
-
-    def pool_rates(self, known_pools=None) -> dict:
-        """pool -> ratelimit.PoolRates; with `known_pools` (luigi.cfg [resources]) an unknown pool is an error."""
-        return pool_rates(self.raw.get("pools"), "config/daydream.yaml", known_pools)
-
-    @property
-    def batch(self) -> BatchSettings:
-        return batch_settings(self.raw.get("batch"), "config/daydream.yaml", STAGES)
-
-    @property
-    def guard(self) -> Guard:
-        return Guard(**self.raw["guard"])
+    def stage(self, stage: str) -> StageSettings:
+        return self.stages[stage]
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -223,7 +214,7 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc}); fix the syntax"
 
 
-def read_yaml(path: Path):
+def read_yaml(path: Path) -> Any:
     """A YAML file's contents (a byte-order mark is fine); InputError naming the file when it cannot be read."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
@@ -248,34 +239,36 @@ def load_settings(paths: Paths) -> Settings:
     if "description_level" in raw and raw["description_level"] not in LEVELS:
         problems.append(f"description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
     problems = [f"{path}: {problem}" for problem in problems]
-    providers: dict = {}
+    providers: dict[str, Provider] = {}
     if "providers" in raw:
         providers, provider_problems = parse_providers(raw["providers"], str(path))
         problems += provider_problems
-    for key, check in (
-        ("pools", lambda value: pool_rates(value, str(path))),
-        ("batch", lambda value: batch_settings(value, str(path), STAGES)),
-    ):
-        if key in raw:
-            try:
-                check(raw[key])
-            except InputError as exc:
-                problems += exc.problems
+    pools: dict[str, PoolRates] = {}
+    batch = BatchSettings()
+    try:
+        pools = pool_rates(raw.get("pools"), str(path))
+    except InputError as exc:
+        problems += exc.problems
+    try:
+        batch = batch_settings(raw.get("batch"), str(path), STAGES)
+    except InputError as exc:
+        problems += exc.problems
     raise_if(problems)
-    return Settings(raw, providers)
-
-
-def configure_luigi(paths: Paths) -> None:
-    """Use config/luigi.cfg unless LUIGI_CONFIG_PATH names another file (then that file replaces ours)."""
-    if os.environ.get("LUIGI_CONFIG_PATH"):
-        return
-    config_file = str(paths.config_dir / "luigi.cfg")
-    if config_file not in _added_config_files:
-        _added_config_files.add(config_file)
-        luigi.configuration.add_config_path(config_file)
-
-
-_added_config_files: set[str] = set()
+    return Settings(
+        k=raw["k"],
+        description_level=raw["description_level"],
+        min_draft_lines=raw["min_draft_lines"],
+        replicates=dict(raw["replicates"]),
+        stages={stage: StageSettings(**raw["stages"][stage]) for stage in STAGES},
+        retry=RetryPolicy(**raw["retry"]),
+        part_size=raw["scheduling"]["part_size"],
+        max_prompt_chars=raw["limits"]["max_prompt_chars"],
+        allow_name_only_concepts=raw["allow_name_only_concepts"],
+        guard=Guard(**raw["guard"]),
+        providers=providers,
+        pools=pools,
+        batch=batch,
+    )
 
 
 def luigi_config_file(paths: Paths) -> Path:
@@ -303,18 +296,19 @@ def check_pool_limits(resources: Mapping[str, str], source: str) -> dict[str, in
     return limits
 
 
-def pool_limits() -> dict[str, int]:
-    """The [resources] section: pool name -> how many calls may run at once."""
-    config = luigi.configuration.get_config()
+def pool_limits(paths: Paths) -> dict[str, int]:
+    """The [resources] section of the Luigi config file in use: pool name -> how many calls may run at once.
+
+    Read here, without Luigi, from the one file daydream points Luigi at (`luigi_config_file`; see
+    `execution.luigi_config.configure_luigi`): Luigi itself would also read /etc/luigi/*.cfg and a luigi.cfg in the
+    working directory, but the pools are this project's and declared in its file. So every layer checks a model's pool
+    (the catalog of an import or a report) without importing Luigi, against the limits Luigi's scheduler gets (the
+    local one has them raised per run by `execution.runner.call_slots`, the central one is configured from the same
+    file by `execution.central`).
+    """
+    path = luigi_config_file(paths)
+    config = configparser.ConfigParser()
+    config.read(path)
     if not config.has_section("resources"):
         return {}
-    return check_pool_limits(dict(config.items("resources")), str(luigi_config_file(Paths.from_env())))
-
-
-BACKENDS = ("local", "http")
-
-
-def default_backend() -> str:
-    """http when a provider key is in the environment, else the embedded offline model (a run hands its backend to
-    its task processes as a Luigi setting: `execution.knobs`)."""
-    return "http" if os.environ.get("OPENROUTER_API_KEY") else "local"
+    return check_pool_limits(dict(config.items("resources")), str(path))

@@ -1,7 +1,7 @@
 """Batch mode: calls sent through their provider's batch API (about half the price, answers within 24 hours), as
 steps a killed run resumes without sending any request twice.
 
-Which calls: those `batch.is_batched` says (the provider has a batch API, and `daydream run --batch` or the
+Which calls: those `batch_settings.is_batched` says (the provider has a batch API, and `daydream run --batch` or the
 ``batch:`` settings name the stage or model); copy essays call nothing.
 
 Chunks and waves. The batched generations of one (cohort, stage, model), in membership order, are cut into chunks of
@@ -21,25 +21,28 @@ Wave 0 normally takes them all; a later wave takes what an expired or cancelled 
 
 A request that failed inside a batch, or was never run once ``MAX_SUBMISSIONS`` is reached, is made again as a normal
 call (which records its reason if it fails too). Costs are the provider's where it reports them, else
-``price_per_mtok`` x ``budget.BATCH_PRICE_FACTOR``.
+``price_per_mtok`` x ``pricing.BATCH_PRICE_FACTOR``.
 """
 
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from daydream_luigi.core.cohort import Member, calls_model
+from daydream_luigi.core.batch_settings import BatchSettings, is_batched
+from daydream_luigi.core.clock import now
+from daydream_luigi.core.expansion import Member, calls_model
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation, stages
-from daydream_luigi.execution.generation import Context, Emit, GenerationFailed, now
+from daydream_luigi.execution.generation import Context, Emit, GenerationFailed
 from daydream_luigi.providers import batch as api
 from daydream_luigi.providers import chat, endpoints
 from daydream_luigi.providers.limits import gate
-from daydream_luigi.providers.limits.budget import BATCH_PRICE_FACTOR, BudgetReached, call_cost, estimate_cost_usd
+from daydream_luigi.providers.limits.budget import BudgetReached
 from daydream_luigi.store.files import CALL, METADATA, RAW, atomic_write_json, gen_dir, read_json
+from daydream_luigi.store.locks import lock
 
 MAX_SUBMISSIONS = 3
 SUBMITTED, RESULTS = "submitted.json", "results.json"
@@ -72,10 +75,10 @@ def batch_api_of(ctx: Context, member: Member) -> str | None:
     return ctx.settings.providers[ctx.catalog.models[member.llm_model_id].provider].batch_api
 
 
-def batched(ctx: Context, settings: api.BatchSettings, member: Member, every_call: bool) -> bool:
+def batched(ctx: Context, settings: BatchSettings, member: Member, every_call: bool) -> bool:
     if not calls_model(member, ctx.catalog):
         return False
-    return api.is_batched(settings, batch_api_of(ctx, member), member.stage, member.llm_model_id, every_call)
+    return is_batched(settings, batch_api_of(ctx, member), member.stage, member.llm_model_id, every_call)
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,7 @@ class _ChunkLock:
 
     def __enter__(self):
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        lock(self.fd)
 
     def __exit__(self, *exc):
         os.close(self.fd)  # closing the descriptor releases the lock

@@ -1,10 +1,21 @@
 """The Luigi central scheduler (luigid): its config under the data folder, and the command that starts it."""
 
 import configparser
+import os
 import sys
 from pathlib import Path
 
+import luigi.configuration
+
 from daydream_luigi.core.settings import Paths, luigi_config_file
+
+
+def central_url() -> str:
+    """Where luigid listens, as Luigi's [core] scheduler_host and scheduler_port say."""
+    config = luigi.configuration.get_config()
+    return (
+        f"http://{config.get('core', 'scheduler_host', '127.0.0.1')}:{config.getint('core', 'scheduler_port', 8082)}/"
+    )
 
 
 def luigid_config(paths: Paths) -> Path:
@@ -23,6 +34,13 @@ def luigid_config(paths: Paths) -> Path:
     with path.open("w") as handle:
         config.write(handle)
     return path
+
+
+def exec_luigid(paths: Paths, port: int, address: str = "127.0.0.1") -> None:
+    """Replace this process by luigid, configured by `luigid_config`."""
+    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
+    command = luigid_command(paths, port, address)
+    os.execv(command[0], command)
 
 
 def luigid_command(paths: Paths, port: int, address: str = "127.0.0.1") -> list[str]:

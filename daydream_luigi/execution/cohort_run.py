@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daydream_luigi.core import schedule
-from daydream_luigi.core.cohort import calls_model
+from daydream_luigi.core.backends import backend_of
+from daydream_luigi.core.batch_settings import unknown_models
 from daydream_luigi.core.errors import raise_if
+from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES
 from daydream_luigi.execution import generation, plans, tasks
 from daydream_luigi.execution.knobs import Knobs
@@ -35,11 +37,9 @@ from daydream_luigi.execution.runner import (
     started,
     workers_for,
 )
-from daydream_luigi.providers import batch, endpoints
+from daydream_luigi.providers import endpoints
 from daydream_luigi.providers.limits import gate
 from daydream_luigi.store import accounting, freshness
-
-EMBEDDED_PROVIDER = "embedded"  # the provider whose server `daydream run` starts itself
 
 
 @dataclass
@@ -73,15 +73,15 @@ class Result:
 
 def preflight(paths, request: Request, pending: list) -> None:
     """What can be known to fail before anything starts: one message, exit 2, nothing written. Every provider the
-    pending calls use gets one cheap authenticated request (the embedded server is started and waited for instead)."""
+    pending calls use gets one cheap authenticated request (a server `run` starts itself is waited for instead)."""
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
     context = plans.cohort_plan(request.cohort_id, request.backend).context
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
     used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
-    raise_if(batch.unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
-    for name in sorted(used - {EMBEDDED_PROVIDER}):
+    raise_if(unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
+    for name in sorted(name for name in used if not backend_of(name).starts_server):
         endpoints.preflight(context.settings.providers[name])
 
 
@@ -94,7 +94,7 @@ def workers_needed(plan: plans.CohortPlan, pending: list, batch: bool, central: 
     pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
     chunks = plans.batch_chunks(plan.spec.cohort_id, batch, plan.backend).lists
     polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
-    return max(1, workers_for(pools, central) + polls)
+    return max(1, workers_for(plan.context.paths, pools, central) + polls)
 
 
 def _graphs(paths, request: Request, plan: plans.CohortPlan, fed):

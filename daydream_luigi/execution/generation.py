@@ -17,15 +17,16 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
 from daydream_luigi.core import identity
+from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Catalog, Model
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.render import RenderError, compiled, render
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.execution import slots
@@ -95,14 +96,14 @@ def endpoint(ctx: Context, model: Model) -> tuple[str, str | None]:
 
 
 def call_settings(ctx: Context, member: Member, model: Model) -> chat.CallSettings:
-    """What the generation's identity says shapes its call (identity.call_shape), plus the stage's timeouts; the
-    embedded model also gets a seed derived from the gen_id, so an offline run is reproducible on the same machine
-    (replicates differ because their gen_ids do)."""
+    """What the generation's identity says shapes its call (identity.call_shape), plus the stage's timeouts; a seeded
+    backend's call (the embedded model's) also gets a seed derived from the gen_id, so an offline run is reproducible
+    on the same machine (replicates differ because their gen_ids do)."""
     config = ctx.settings.stage(member.stage)
     shape = identity.call_shape(ctx.settings, member.stage, model)
     options = {key: value for key, value in shape.items() if key not in ("model", "provider")}
-    options.update(connect_timeout=config["connect_timeout"], read_timeout=config["read_timeout"])
-    if model.provider == "embedded":
+    options.update(connect_timeout=config.connect_timeout, read_timeout=config.read_timeout)
+    if backend_of(model.provider).seeded:
         options["seed"] = int(hashlib.sha256(member.gen_id.encode()).hexdigest()[:8], 16) % 2**31
     return chat.CallSettings(**options)
 
@@ -130,12 +131,8 @@ def call_time_limit(settings: Settings, stage: str) -> float:
     """The longest one call may legitimately take with its retries: every attempt timing out plus all the waiting the
     retry budget allows. Luigi's worker timeout must be longer, so that it only ends a hung call."""
     config, retry = settings.stage(stage), settings.retry
-    attempt = float(config["connect_timeout"]) + float(config["read_timeout"])
-    return int(retry["max_attempts"]) * attempt + float(retry["max_total_seconds"])
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    attempt = float(config.connect_timeout) + float(config.read_timeout)
+    return int(retry.max_attempts) * attempt + float(retry.max_total_seconds)
 
 
 def record_failure(
@@ -276,7 +273,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
                 model.model,
                 prompt,
                 settings,
-                chat.RetryPolicy(**gen.ctx.settings.retry),
+                gen.ctx.settings.retry,
                 on_attempt=on_attempt,
                 on_reply=gate.after,
             )
@@ -319,15 +316,6 @@ def render_prompt(gen: Generation, template, variables: dict) -> str:
     atomic_write_text(path, prompt)
     gen.prompt_sha256 = identity.text_sha(prompt)
     return prompt
-
-
-def truncation_problem(call: dict, gen_id: str) -> str | None:
-    if call.get("finish_reason") == "length":
-        return (
-            f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "
-            f"in config/daydream.yaml, then `daydream gens rm {gen_id} --yes` and re-run"
-        )
-    return None
 
 
 StageWork = Callable[[Generation], dict]  # renders, calls, validates and parses; returns the stage's metadata

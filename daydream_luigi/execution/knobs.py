@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, replace
 
 import luigi
 
-from daydream_luigi.core.settings import BACKENDS, default_backend, pool_limits
+from daydream_luigi.core.backends import BACKENDS, default_backend
+from daydream_luigi.core.settings import pool_limits
 from daydream_luigi.execution import slots
 from daydream_luigi.execution.generation import Context
 from daydream_luigi.providers.limits import gate
@@ -90,6 +91,8 @@ def context_for_run(ctx: Context) -> Context:
     """The context a task makes its generation in: its cohort's, with the run's --max-cost and call slots."""
     run = current()
     call_slots = (
-        slots.CallSlots(gate.run_dir(ctx.paths, run.run_id) / slots.FOLDER, pool_limits()) if run.call_slots else None
+        slots.CallSlots(gate.run_dir(ctx.paths, run.run_id) / slots.FOLDER, pool_limits(ctx.paths))
+        if run.call_slots
+        else None
     )
     return replace(ctx, max_cost_usd=run.max_cost_usd, call_slots=call_slots)

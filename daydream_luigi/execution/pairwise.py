@@ -19,9 +19,8 @@ from dataclasses import dataclass, replace
 from daydream_luigi.analysis.tournament import PAIRWISE_STAGE, Tournament, judgment_id, play_tournament
 from daydream_luigi.core import identity
 from daydream_luigi.core.catalog import Model, Template
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.parsers import parse_pairwise
-from daydream_luigi.core.settings import Settings
 from daydream_luigi.execution import generation
 from daydream_luigi.execution.generation import Context, Generation
 from daydream_luigi.store.files import ERROR, METADATA, PARSED, atomic_write_text, gen_dir, read_json, read_text
@@ -41,11 +40,8 @@ class Judgment(Member):
 
 def judging_context(ctx: Context) -> Context:
     """The context judgments run in: the cohort's, with the pairwise stage sampled like evaluations."""
-    raw = ctx.settings.raw
-    settings = Settings(
-        {**raw, "stages": {**raw["stages"], STAGE: raw["stages"][SAMPLED_LIKE]}}, ctx.settings.providers
-    )
-    return replace(ctx, settings=settings)
+    stages = {**ctx.settings.stages, STAGE: ctx.settings.stage(SAMPLED_LIKE)}
+    return replace(ctx, settings=replace(ctx.settings, stages=stages))
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from functools import lru_cache
 
 from daydream_luigi.core import schedule
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import Member, expand, resolve
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution import batching, knobs
 from daydream_luigi.execution.generation import Context
+from daydream_luigi.store.cohorts import expand_cohort, resolve
 from daydream_luigi.store.files import PARSED, complete_ids, gen_dir, read_text
 
 
@@ -32,10 +33,10 @@ class CohortPlan:
 @lru_cache(maxsize=8)
 def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
     settings = load_settings(paths)
-    limits = pool_limits()
+    limits = pool_limits(paths)
     catalog = load_catalog(paths, limits, settings)
     spec = resolve(paths, cohort_id, catalog, settings, backend)
-    members = expand(spec, paths, catalog, settings)
+    members = expand_cohort(spec, paths, catalog, settings)
     all_lineages = schedule.lineages(members)
     context = Context(paths, settings, catalog, {combo.combo_id: combo for combo in spec.combos})
 

@@ -25,7 +25,7 @@ import requests
 from luigi.execution_summary import LuigiStatusCode
 
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES, luigi_config_file, pool_limits
+from daydream_luigi.core.settings import STAGES, Paths, luigi_config_file, pool_limits
 from daydream_luigi.execution import knobs, slots
 from daydream_luigi.execution.generation import call_time_limit
 from daydream_luigi.execution.knobs import Knobs
@@ -120,10 +120,10 @@ def check_worker_timeout(paths, settings, stages, with_slots: bool = False) -> N
             )
 
 
-def workers_for(pools: Iterable[str], central: bool = False) -> int:
+def workers_for(paths: Paths, pools: Iterable[str], central: bool = False) -> int:
     """Luigi workers that keep every given pool full: its limit, plus (with the local scheduler) the tasks that wait
     ahead for a call slot."""
-    limits = pool_limits()
+    limits = pool_limits(paths)
     return sum(limits.get(pool, 1) + (0 if central else slots.ahead(limits.get(pool, 1))) for pool in set(pools))
 
 
@@ -207,7 +207,7 @@ class Watch:
     def build(self, graph: list, workers: int) -> None:
         """Build `graph` (the only `luigi.build` of daydream)."""
         options = {"scheduler_url": self.scheduler_url} if self.scheduler_url else {"local_scheduler": True}
-        factory = WorkerSchedulerFactory(slots.resources(pool_limits()) if self.run.call_slots else None)
+        factory = WorkerSchedulerFactory(slots.resources(pool_limits(self.paths)) if self.run.call_slots else None)
         result = luigi.build(graph, factory, workers=workers, detailed_summary=True, **options)
         self.scheduled_ok &= result.status not in _SCHEDULING_FAILED
         luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every instance; parts add up

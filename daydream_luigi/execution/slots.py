@@ -10,7 +10,6 @@ task process releases its slot with its file descriptors. With luigid (or the st
 and Luigi's resources alone limit the pools.
 """
 
-import fcntl
 import os
 import threading
 import time
@@ -18,6 +17,8 @@ from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from daydream_luigi.store.locks import lock, try_lock, unlock
 
 POLL_S = 0.001  # how often the first waiting task of a pool tries the slots again (the others wait their turn)
 STOP_EVERY_S = 0.05  # how often it asks whether the run was asked to stop
@@ -44,18 +45,15 @@ def resources(limits: Mapping[str, int]) -> dict[str, int]:
 
 def _try(handles: list[int]) -> int | None:
     for fd in handles:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if try_lock(fd):
             return fd
-        except BlockingIOError:
-            continue
     return None
 
 
 def _wait_for_turn(turn: int, stop_requested: Callable[[], bool]) -> None:
     """Block until this process holds the pool's turn lock (waiters queue on it in the kernel, so only the holder
     polls the slots); a thread blocks on it while this one asks every STOP_EVERY_S whether the run is stopping."""
-    waiter = threading.Thread(target=fcntl.flock, args=(turn, fcntl.LOCK_EX), daemon=True)
+    waiter = threading.Thread(target=lock, args=(turn,), daemon=True)
     waiter.start()
     while True:
         waiter.join(STOP_EVERY_S)
@@ -91,7 +89,7 @@ def call_slot(slots: CallSlots | None, pool: str, stop_requested: Callable[[], b
                             raise StopRequested()
                         asked = time.monotonic()
                     time.sleep(POLL_S)
-                fcntl.flock(turn, fcntl.LOCK_UN)  # the next waiter polls
+                unlock(turn)  # the next waiter polls
             finally:
                 on_wait(False)
         yield

@@ -4,10 +4,10 @@ validates and parses the answer and returns the stage's part of the metadata; `g
 rest, alike for every stage.
 """
 
-from daydream_luigi.core.cohort import Member
 from daydream_luigi.core.combos import Combo
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.ids import draft_task_id, essay_task_id, evaluation_task_id
-from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_draft, parse_score
+from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_draft, parse_score, truncation_problem
 from daydream_luigi.execution import generation
 from daydream_luigi.execution.generation import Context, Emit, Generation, StageWork
 from daydream_luigi.providers import chat
@@ -55,7 +55,7 @@ def _draft(gen: Generation) -> dict:
     prompt = generation.render_prompt(gen, template, _variables(gen)[0])
     raw, call = generation.call_model(gen, model, prompt)
     lines = sum(1 for line in raw.splitlines() if line.strip())
-    problem = generation.truncation_problem(call, member.gen_id)
+    problem = truncation_problem(call, member.gen_id)
     if not problem and lines < ctx.settings.min_draft_lines:
         problem = f"draft has {lines} non-empty line(s), fewer than min_draft_lines={ctx.settings.min_draft_lines}"
     if not problem:
@@ -88,9 +88,7 @@ def _essay(gen: Generation) -> dict:
         atomic_write_text(gen.directory / PARSED, draft_block)
         return {**common, "model": None, "provider": None, "finish_reason": None, "attempts": []}
     raw, call = generation.call_model(gen, ctx.catalog.models[member.llm_model_id], prompt)
-    problem = generation.truncation_problem(call, member.gen_id) or (
-        None if raw.strip() else "the model returned an empty essay"
-    )
+    problem = truncation_problem(call, member.gen_id) or (None if raw.strip() else "the model returned an empty essay")
     if problem:
         raise gen.fail(problem, "validation", False)
     atomic_write_text(gen.directory / PARSED, raw.strip() + "\n")
@@ -102,7 +100,7 @@ def _evaluation(gen: Generation) -> dict:
     template = ctx.catalog.templates["evaluation"][member.template_id]
     prompt = generation.render_prompt(gen, template, _variables(gen)[0])
     raw, call = generation.call_model(gen, ctx.catalog.models[member.llm_model_id], prompt)
-    truncated = generation.truncation_problem(call, member.gen_id)
+    truncated = truncation_problem(call, member.gen_id)
     try:
         score, error = (None, truncated) if truncated else (parse_score(template.kind, raw), "")
     except ParseError as exc:

@@ -14,10 +14,10 @@ A cohort is one graph with a root:
         --local-scheduler
 
 Importing this module does nothing but declare the task classes: Luigi finds our pools, worker timeout and retry
-policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file itself
-with `core.settings.configure_luigi` when a command starts), and the run-wide knobs in a [daydream] section or on the
-command line (`knobs`). Generation tasks run in Luigi's own forked task processes, so Luigi's worker timeout, retry
-policy and events all apply.
+policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file
+itself with `execution.luigi_config.configure_luigi` when a command starts), and the run-wide knobs in a [daydream]
+section or on the command line (`knobs`). Generation tasks run in Luigi's own forked task processes, so Luigi's
+worker timeout, retry policy and events all apply.
 """
 
 import os
@@ -27,15 +27,16 @@ from pathlib import Path
 import luigi
 
 from daydream_luigi.core import schedule
-from daydream_luigi.core.cohort import Member, calls_model, membership_is_current, write_cohort
-from daydream_luigi.core.combos import persist_mappings
+from daydream_luigi.core.expansion import Member, calls_model
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.execution import batching, knobs, pairwise, stages
 from daydream_luigi.execution.generation import LOST_ANSWERS, GenerationFailed
 from daydream_luigi.execution.plans import CohortPlan, all_complete, batch_chunks, cohort_plan
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
+from daydream_luigi.store.combo_mappings import persist_mappings
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, gen_dir, read_json
+from daydream_luigi.store.membership import MEMBERSHIP, membership_is_current, write_cohort
 
 
 class CohortMembership(luigi.Task):
@@ -44,7 +45,7 @@ class CohortMembership(luigi.Task):
     cohort_id = luigi.Parameter()
 
     def output(self):
-        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / "membership.csv"))
+        return luigi.LocalTarget(str(Paths.from_env().cohorts / self.cohort_id / MEMBERSHIP))
 
     def complete(self):
         """Written, and still what the spec expands to today (an edited spec rewrites it)."""

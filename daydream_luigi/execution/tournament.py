@@ -78,7 +78,7 @@ def estimate(settings: Settings, judge: pairwise.Judge, texts: dict[str, str], r
     to_call = max(0, rounds * (len(texts) // 2) * 2 - kept)
     essay_chars = sum(len(text) for text in texts.values()) / len(texts)
     prompt = (len(judge.template.source) + 2 * essay_chars) / gate.CHARS_PER_TOKEN
-    completion = settings.stage(pairwise.SAMPLED_LIKE)["max_tokens"]
+    completion = settings.stage(pairwise.SAMPLED_LIKE).max_tokens
     return {"to_call": to_call, "est_cost_usd": to_call * (prompt + completion) / 1e6 * judge.model.price_per_mtok}
 
 
@@ -112,7 +112,7 @@ class RoundBuilder:
     def __init__(self, paths, settings, judge: pairwise.Judge, run: Knobs, verbosity: int):
         self.paths, self.judge, self.run, self.verbosity = paths, judge, run, verbosity
         self.limiter = gate.limiter(paths, settings)  # the display shows the judge's pool rate in force
-        self.workers = workers_for({judge.model.pool})
+        self.workers = workers_for(paths, {judge.model.pool})
         self.asked: list[pairwise.Judgment] = []
         self.rounds = 0
 

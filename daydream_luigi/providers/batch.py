@@ -18,7 +18,7 @@ Both clients have the same three calls, so a task can record the batch id before
 ``poll(batch_id) -> BatchState`` (one GET) and ``results(batch_id, expected) -> list[RequestResult]``. Errors are
 ``BatchError`` with one line that never contains the key. Cost: OpenRouter reports the whole batch's ``usage.cost``
 (``BatchState.cost_usd``) and each answer carries its own ``usage``; OpenAI reports tokens only, so its cost is an
-estimate from the model's price times ``budget.BATCH_PRICE_FACTOR``.
+estimate from the model's price times ``pricing.BATCH_PRICE_FACTOR``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ from typing import Any
 
 import requests
 
-from daydream_luigi.core.errors import raise_if
-from daydream_luigi.providers.chat import connection_cause, error_text, one_line, provider_message
+from daydream_luigi.core.batch_settings import OPENAI, OPENROUTER, BatchSettings
+from daydream_luigi.providers.http_errors import connection_cause, error_text, http_failure, one_line
 
 CHAT_ENDPOINT = "/v1/chat/completions"
-DEFAULT_POLL_INTERVAL_S = 60.0
-BATCH_SETTINGS = ("stages", "models", "poll_interval_s", "max_requests")
 # Both providers' statuses: validating, in_progress, finalizing, completed, failed, expired, cancelling, cancelled.
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})  # results (if any) can be read
 
@@ -183,11 +181,7 @@ class _BatchClient:
             ) from None
         if not 200 <= response.status_code < 300:
             raise BatchError(
-                error_text(
-                    f"{self.provider} batch {what} failed: HTTP {response.status_code}: "
-                    f"{provider_message(response, self.api_key)}",
-                    self.api_key,
-                )
+                error_text(f"{self.provider} batch {what} failed: {http_failure(response, self.api_key)}", self.api_key)
             )
         return response
 
@@ -226,7 +220,7 @@ class _BatchClient:
 class OpenRouterBatches(_BatchClient):
     """OpenRouter's inline batches; ``base_url`` is the chat base, e.g. ``https://openrouter.ai/api/v1``."""
 
-    provider = "openrouter"
+    provider = OPENROUTER
     limits = OPENROUTER_LIMITS
 
     def submit(self, model: str, items: Sequence[tuple[str, dict]]) -> Submitted:
@@ -270,7 +264,7 @@ def openai_jsonl(model: str, items: Sequence[tuple[str, dict]]) -> bytes:
 class OpenAIBatches(_BatchClient):
     """OpenAI's file batches; ``base_url`` is e.g. ``https://api.openai.com/v1``."""
 
-    provider = "openai"
+    provider = OPENAI
     limits = OPENAI_LIMITS
 
     def submit(self, model: str, items: Sequence[tuple[str, dict]]) -> Submitted:
@@ -315,72 +309,7 @@ class OpenAIBatches(_BatchClient):
         return _mapped(batch_id, rows, expected)
 
 
-CLIENTS = {"openrouter": OpenRouterBatches, "openai": OpenAIBatches}  # a provider's batch_api -> its client
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """The ``batch:`` section of daydream.yaml: what is always batched, how often batches are polled, and how many
-    requests a batch may carry at most (within the provider's own limit)."""
-
-    stages: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()  # llm_models.csv ids
-    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
-    max_requests: int | None = None
-
-
-def batch_settings(raw: Any, source: str, stages: Sequence[str]) -> BatchSettings:
-    """The ``batch:`` section, validated (every key optional); InputError with one line per problem. Model ids are
-    checked against the catalog by ``unknown_models``."""
-    if raw is None:
-        return BatchSettings()
-    if not isinstance(raw, dict):
-        raise_if(
-            [
-                f"{source}: batch must map settings ({', '.join(BATCH_SETTINGS)}) to values, e.g. batch: "
-                f"{{stages: [evaluation]}}"
-            ]
-        )
-    problems = [
-        f"{source}: batch.{key} is not a batch setting; use {', '.join(BATCH_SETTINGS)}"
-        for key in raw
-        if key not in BATCH_SETTINGS
-    ]
-    lists = {}
-    for key, allowed in (("stages", stages), ("models", None)):
-        value = raw.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            problems.append(f"{source}: batch.{key} must be a list of {'stage names' if allowed else 'model ids'}")
-            value = []
-        problems += [
-            f"{source}: batch.stages names {item!r}, not one of {', '.join(allowed)}"
-            for item in value
-            if allowed and item not in allowed
-        ]
-        lists[key] = tuple(value)
-    interval = raw.get("poll_interval_s", DEFAULT_POLL_INTERVAL_S)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-        problems.append(f"{source}: batch.poll_interval_s must be a number of seconds > 0 (found {interval!r})")
-    size = raw.get("max_requests")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        problems.append(f"{source}: batch.max_requests must be a whole number >= 1 (found {size!r})")
-    raise_if(problems)
-    return BatchSettings(lists["stages"], lists["models"], float(interval), size)
-
-
-def unknown_models(settings: BatchSettings, model_ids: Sequence[str], source: str) -> list[str]:
-    """Problems: model ids under batch.models that llm_models.csv does not have."""
-    return [
-        f"{source}: batch.models names {model!r}, which is not an id in llm_models.csv; fix or remove it"
-        for model in settings.models
-        if model not in model_ids
-    ]
-
-
-def is_batched(settings: BatchSettings, batch_api: str | None, stage: str, model_id: str, every_call: bool) -> bool:
-    """Whether a call goes through its provider's batch API: the provider has one, and ``--batch`` (``every_call``)
-    or the settings name the call's stage or model."""
-    return batch_api is not None and (every_call or stage in settings.stages or model_id in settings.models)
+CLIENTS = {client.provider: client for client in (OpenRouterBatches, OpenAIBatches)}  # batch_api -> its client
 
 
 def chunk_size(settings: BatchSettings, batch_api: str) -> int:

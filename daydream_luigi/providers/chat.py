@@ -24,20 +24,25 @@ caller decides whether a truncated answer is acceptable.
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-from daydream_luigi.providers.limits.breaker import is_connection_failure
+from daydream_luigi.core.settings import RetryPolicy
+from daydream_luigi.providers.http_errors import (
+    connection_cause,
+    error_text,
+    http_failure,
+    is_connection_failure,
+    one_line,
+    parse_retry_after,
+    scrub,
+)
 
 __all__ = [
     "CallSettings",
@@ -47,11 +52,6 @@ __all__ = [
     "Reply",
     "answer_of",
     "chat_completion",
-    "connection_cause",
-    "error_text",
-    "one_line",
-    "parse_retry_after",
-    "provider_message",
     "request_body",
 ]
 
@@ -59,8 +59,6 @@ log = logging.getLogger("daydream.llm")
 
 # Jitter source; a module attribute so tests can seed or replace it.
 _rng = random.Random()
-
-_MAX_PROVIDER_MSG = 300
 
 # 4xx statuses that are worth retrying; every other 4xx is a permanent (config) error.
 _RETRYABLE_4XX = {408, 409, 425, 429}
@@ -89,14 +87,6 @@ class CallSettings:
     grammar: str | None = None  # llama.cpp GBNF; sent as body["grammar"] only when not None
     system_prompt: str | None = None  # when set, a system message precedes the user message
     seed: int | None = None  # sampling seed; sent only when set (the embedded server honours it)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    max_total_seconds: float = 300.0  # bound on the total time spent waiting between attempts
-    backoff_base: float = 1.0  # exponential backoff base seconds, full jitter, capped by backoff_max
-    backoff_max: float = 60.0
 
 
 @dataclass
@@ -162,82 +152,6 @@ class _Attempt(Exception):
         self.reply = reply
 
 
-def one_line(text: str, limit: int = _MAX_PROVIDER_MSG) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def _scrub(text: str, api_key: str | None) -> str:
-    return text.replace(api_key, "***") if api_key else text
-
-
-def error_text(msg: str, api_key: str | None) -> str:
-    """The final one-line LLMError message: scrubbed before and after truncation."""
-    return _scrub(one_line(_scrub(msg, api_key), 1000), api_key)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent/invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def provider_message(resp: requests.Response, api_key: str | None) -> str:
-    """The provider's own error text: JSON error.message when present, else a short body excerpt.
-
-    The key is scrubbed before truncating, so a cut can never leave part of it behind.
-    """
-    text = _scrub(resp.text or "", api_key)
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            msg = str(err["message"])
-            raw = (err.get("metadata") or {}).get("raw") if isinstance(err.get("metadata"), dict) else None
-            if raw:  # OpenRouter passes the upstream provider's text here
-                msg = f"{msg} ({raw})"
-            return one_line(msg)
-        if isinstance(err, str) and err:
-            return one_line(err)
-        for key in ("message", "detail"):
-            if data.get(key):
-                return one_line(str(data[key]))
-        return one_line(json.dumps(data))
-    ctype = resp.headers.get("Content-Type", "")
-    if "html" in ctype.lower() or text.lstrip().startswith("<"):
-        return f"non-JSON error page ({ctype or 'no content type'})"
-    return one_line(text) if text.strip() else "empty body"
-
-
-def connection_cause(exc: Exception, api_key: str | None) -> str:
-    text = _scrub(str(exc), api_key)
-    m = re.search(r"\[Errno -?\d+\][^'\")]*", text)
-    if m:
-        return m.group(0).strip()
-    if "Remote end closed connection" in text or "RemoteDisconnected" in text:
-        return "remote end closed connection without response"
-    if "Connection aborted" in text or "Connection reset" in text:
-        return "connection reset"
-    return one_line(f"{type(exc).__name__}: {text}", 200)
-
-
 def _backoff(policy: RetryPolicy, failures: int) -> float:
     cap = min(policy.backoff_max, policy.backoff_base * (2 ** (failures - 1)))
     return _rng.uniform(0.0, max(0.0, cap))
@@ -282,7 +196,7 @@ def _attempt(
     started: float,
 ) -> tuple[Completion, Reply]:
     """One HTTP round trip. Returns a Completion with its Reply, or raises _Attempt (whose detail is key-free)."""
-    shown_url = _scrub(url, api_key)  # for messages only
+    shown_url = scrub(url, api_key)  # for messages only
 
     def unanswered(outcome: str, detail: str, exc: Exception, **kwargs) -> _Attempt:
         return _Attempt(
@@ -307,25 +221,24 @@ def _attempt(
         requests.exceptions.InvalidURL,
     ) as e:  # a config problem: retrying cannot help
         raise unanswered(
-            "request_error", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}", e, permanent=True
+            "request_error", f"{type(e).__name__}: {one_line(scrub(str(e), api_key), 200)}", e, permanent=True
         ) from None
     except requests.exceptions.RequestException as e:  # e.g. a corrupt compressed body
-        raise unanswered("connection", f"{type(e).__name__}: {one_line(_scrub(str(e), api_key), 200)}", e) from None
+        raise unanswered("connection", f"{type(e).__name__}: {one_line(scrub(str(e), api_key), 200)}", e) from None
 
     status = resp.status_code
     received = dict(resp.headers)
     if not 200 <= status < 300:
-        msg = provider_message(resp, api_key)
         retryable = status >= 500 or status in _RETRYABLE_4XX
         retry_after = parse_retry_after(resp.headers.get("Retry-After")) if status in _RETRY_AFTER_STATUSES else None
-        detail = f"HTTP {status}: {msg}"
+        detail = http_failure(resp, api_key)
         raise _Attempt(
             f"http_{status}",
             detail,
             permanent=not retryable,
             status=status,
             retry_after=retry_after,
-            reply=Reply(status, received, _scrub(resp.text or "", api_key), cause=detail),
+            reply=Reply(status, received, scrub(resp.text or "", api_key), cause=detail),
         )
 
     try:
@@ -458,7 +371,7 @@ def chat_completion(
                     }
                 )
                 hear(n, fail.reply)
-                detail = _scrub(fail.detail, api_key)
+                detail = scrub(fail.detail, api_key)
                 if fail.permanent:
                     hint = _HINTS.get(fail.status or 0, "check base_url" if fail.status is None else "")
                     msg = f"LLM call to {model!r} failed: {detail}" + (f"; {hint}" if hint else "")
@@ -489,7 +402,7 @@ def chat_completion(
                 record["wait_s"] = round(wait, 4)
                 log.info(
                     "%s",
-                    _scrub(
+                    scrub(
                         f"LLM call to {model!r}: attempt {n}/{max_attempts} {fail.outcome} "
                         f"({detail}); retrying in {wait:.2f}s",
                         api_key,

@@ -7,15 +7,14 @@ The cache is filled batch by batch: a run that fails halfway keeps every batch t
 An embedder is any callable from a list of texts to one vector each: :func:`request_embeddings` bound to a
 provider (``functools.partial``) or the offline :class:`daydream_luigi.providers.local.minilm.MiniLMEmbedder`.
 
-Embedding models are rows of llm_models.csv with ``for_embedding`` true: their provider's ``/embeddings`` endpoint
-is asked, with that provider's key; a row whose provider is ``embedded`` is the offline MiniLM, run in-process.
+Embedding models are rows of llm_models.csv with ``for_embedding`` true; each embeds as its backend does
+(``providers.backends.embedder_for``): the http backend asks its provider's ``/embeddings`` endpoint, with that
+provider's key; the local backend (provider ``embedded``) runs the offline MiniLM in-process.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,39 +23,20 @@ from typing import NamedTuple
 import numpy as np
 import requests
 
+from daydream_luigi.core.backends import BACKENDS, backend_of
 from daydream_luigi.core.catalog import Catalog, Model
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import Settings
-from daydream_luigi.providers import endpoints
+from daydream_luigi.providers.http_errors import connection_cause, error_text, http_failure
 from daydream_luigi.store.files import atomic_write_json, gen_dir, read_json
 
 DEFAULT_BATCH_SIZE = 64  # texts per request: few requests per cohort, far below providers' input limits
 TIMEOUT = (10.0, 120.0)  # connect, read seconds
-_MAX_PROVIDER_MESSAGE = 200
 
 Embedder = Callable[[list[str]], list[list[float]]]
-OFFLINE_PROVIDER = "embedded"  # an embedding model of this provider is the offline MiniLM, run in this process
 
 
 class EmbeddingError(RuntimeError):
     """One line naming the model and the cause, with the fix; never contains the API key."""
-
-
-def _one_line(text: str, limit: int = _MAX_PROVIDER_MESSAGE) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def _provider_message(response: requests.Response) -> str:
-    """The provider's own error message (OpenAI shape {"error": {"message": ...}}), else the start of the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return _one_line(response.text or response.reason or "")
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return _one_line(error["message"])
-    return _one_line(error if isinstance(error, str) else json.dumps(body))
 
 
 _HINTS = {
@@ -89,8 +69,7 @@ def request_embeddings(
     where = f"embeddings from {model!r} at {url}"
 
     def fail(cause: str) -> EmbeddingError:
-        message = f"{where}: {cause}"
-        return EmbeddingError(message.replace(api_key, "***") if api_key else message)
+        return EmbeddingError(error_text(f"{where}: {cause}", api_key))
 
     try:
         response = (session or requests).post(
@@ -103,10 +82,7 @@ def request_embeddings(
             f"no answer within {timeout[1]:g} s; run again later (embeddings already received are kept)"
         ) from None
     except requests.RequestException as exc:
-        cause = re.search(r"\[Errno -?\d+\][^'\")]*", str(exc))
-        raise fail(
-            f"cannot connect ({cause.group(0).strip() if cause else type(exc).__name__}); check the base URL"
-        ) from None
+        raise fail(f"cannot connect ({connection_cause(exc, api_key)}); check the base URL") from None
     if response.status_code != 200:
         hint = _HINTS.get(
             response.status_code,
@@ -114,7 +90,7 @@ def request_embeddings(
             if response.status_code >= 500
             else "check the request",
         )
-        raise fail(f"HTTP {response.status_code}: {_provider_message(response)}; {hint}")
+        raise fail(f"{http_failure(response, api_key)}; {hint}")
     try:
         data = response.json()["data"]
         by_index = sorted(data, key=lambda item: item["index"]) if all("index" in d for d in data) else data
@@ -204,32 +180,12 @@ def embedding_model(catalog: Catalog, backend: str, model_id: str | None) -> Mod
                 f"{', '.join(sorted(models)) or 'none'} (a row with for_embedding true)"
             )
         return models[model_id]
-    offline = backend == "local"
-    candidates = sorted(m for m, model in models.items() if (model.provider == OFFLINE_PROVIDER) == offline)
+    candidates = sorted(m for m, model in models.items() if backend_of(model.provider).name == backend)
     if len(candidates) != 1:
-        kind = "offline (provider embedded)" if backend == "local" else "provider's (not embedded)"
+        kind = BACKENDS[backend].embedding_models
         found = f"{len(candidates)}: {', '.join(candidates)}" if candidates else "none"
         raise InputError(
             f"the {backend} backend needs one {kind} embedding model in llm_models.csv (a row with "
             f"for_embedding true), found {found}; name one with --embedding-model"
         )
     return models[candidates[0]]
-
-
-def embedder_for(model: Model, settings: Settings) -> Embedder:
-    """How `model` embeds texts: its provider's /embeddings endpoint, with that provider's key read now (it goes
-    nowhere else), or the offline MiniLM for the embedded provider."""
-    if model.provider == OFFLINE_PROVIDER:
-        from daydream_luigi.providers.local import minilm
-
-        if model.model != minilm.MODEL_ID:
-            raise InputError(
-                f"embedding model {model.model_id!r}: the offline backend runs {minilm.MODEL_ID} only; "
-                f"set its model to {minilm.MODEL_ID} in llm_models.csv, or use another provider"
-            )
-        reason = minilm.unavailable_reason()
-        if reason:
-            raise InputError(reason)
-        return minilm.MiniLMEmbedder()
-    base_url, key = endpoints.resolve(settings.providers[model.provider])
-    return functools.partial(request_embeddings, base_url, key, model.model, session=requests.Session())

@@ -13,7 +13,7 @@ from daydream_luigi.core.combos import read_mappings
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.settings import load_settings, pool_limits
 from daydream_luigi.report.tables import REPORT_FILES, STATUS_FILE, write_tables
-from daydream_luigi.store.files import ERROR, METADATA, atomic_write_json, atomic_write_text, read_json
+from daydream_luigi.store.files import ERROR, METADATA, PARSED, RAW, atomic_write_json, atomic_write_text, read_json
 from daydream_luigi.store.freshness import evaluations, fingerprint, reports_dir, stage_dir, write_stamp
 
 NO_DRAFT = {"combo_id": "", "gen_id": "", "template_id": ""}  # the lineage columns of an imported essay
@@ -67,7 +67,7 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
                 draft, draft_path = NO_DRAFT, ""
             else:
                 draft_dir = os.path.join(draft_root, checked_id(essay["parent_gen_id"], "gen_id"))
-                draft, draft_path = parent(draft_dir), os.path.join(draft_dir, "parsed.txt")
+                draft, draft_path = parent(draft_dir), os.path.join(draft_dir, PARSED)
         except (OSError, ValueError, KeyError) as exc:
             failed[member.gen_id] = f"lineage unreadable ({exc}); run `daydream check`"
             continue
@@ -86,8 +86,8 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
             draft["template_id"],
             essay["template_id"],
             essay["llm_model_id"],
-            os.path.join(directory, "raw.txt"),
-            os.path.join(essay_dir, "parsed.txt"),
+            os.path.join(directory, RAW),
+            os.path.join(essay_dir, PARSED),
             draft_path,
         )
         for values, value in zip(columns.values(), row):
@@ -127,7 +127,7 @@ def write_derived_tables(paths, cohort_id: str) -> None:
 
 def concept_map(paths) -> ConceptMap:
     """Which concepts each recorded combo holds, and their names (the tables name concepts, not only ids)."""
-    catalog = load_catalog(paths, pool_limits(), load_settings(paths))
+    catalog = load_catalog(paths, pool_limits(paths), load_settings(paths))
     return ConceptMap(
         {cid: combo.concept_ids for cid, combo in read_mappings(paths.combo_mappings).items()},
         {cid: concept.name for cid, concept in catalog.concepts.items()},

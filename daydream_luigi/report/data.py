@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS, empty_table
-from daydream_luigi.core.cohort import MEMBERSHIP
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.settings import STAGES
 from daydream_luigi.report.display import as_text
 from daydream_luigi.report.tables import REPORT_FILES
 from daydream_luigi.store.files import METADATA
+from daydream_luigi.store.membership import MEMBERSHIP
 
 #: Characters of an essay shown on the page (the link opens the whole file).
 ESSAY_PREVIEW_CHARS = 4000

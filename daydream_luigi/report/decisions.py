@@ -24,7 +24,6 @@ import pandas as pd
 from daydream_luigi.analysis import compare, gates, human
 from daydream_luigi.analysis.dedup import DEDUP_COLUMNS
 from daydream_luigi.analysis.ratings import RATING_COLUMNS
-from daydream_luigi.core.cohort import load_membership
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.gates import Gate
 from daydream_luigi.core.ids import checked_id
@@ -32,6 +31,7 @@ from daydream_luigi.report import collect
 from daydream_luigi.report.tables import DEDUP_CLUSTERS_FILE, TOURNAMENT_RATINGS_FILE
 from daydream_luigi.store.files import atomic_write_json, atomic_write_text, read_json
 from daydream_luigi.store.labels import stored_labels
+from daydream_luigi.store.membership import load_membership
 
 DOSSIERS = "dossiers"
 JUDGE_VS_HUMAN_FILE = "judge_vs_human.csv"

@@ -10,7 +10,6 @@ from daydream_luigi.analysis.ratings import matches_table, ratings_table
 from daydream_luigi.analysis.scores import ConceptMap
 from daydream_luigi.analysis.selection import select_top
 from daydream_luigi.analysis.tournament import Tournament, position_bias
-from daydream_luigi.core.cohort import MEMBERSHIP
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.report import collect
 from daydream_luigi.report.tables import (
@@ -21,6 +20,7 @@ from daydream_luigi.report.tables import (
     TOURNAMENT_SUMMARY_FILE,
 )
 from daydream_luigi.store.files import atomic_write_json, atomic_write_text
+from daydream_luigi.store.membership import MEMBERSHIP
 
 
 def has_run(paths, cohort_id: str) -> bool:

@@ -9,9 +9,9 @@ batched answer) and counted apart, so a summary can say how much of it is an est
 
 from dataclasses import dataclass, field
 
-from daydream_luigi.core.cohort import Member
+from daydream_luigi.core.expansion import Member
+from daydream_luigi.core.pricing import call_cost
 from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Paths
-from daydream_luigi.providers.limits.budget import call_cost
 from daydream_luigi.store.files import ATTEMPTS, ERROR, METADATA, complete_ids, gen_dir, read_json, read_lines
 
 

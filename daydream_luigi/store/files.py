@@ -5,7 +5,6 @@ one append-only file: a line before every request is sent and a line for its out
 so the store adds up to what the provider received whatever became of the generation.
 """
 
-import fcntl
 import json
 import os
 import random
@@ -13,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from daydream_luigi.core.ids import checked_id
+from daydream_luigi.store.locks import exclusive_lock
 
 PROMPT, RAW, CALL, PARSED, METADATA, ERROR = (
     "prompt.txt",
@@ -23,6 +23,7 @@ PROMPT, RAW, CALL, PARSED, METADATA, ERROR = (
     "error.json",
 )
 ATTEMPTS = "attempts.jsonl"
+LOCK = ".lock"  # held while a process works on the generation (see generation_lock)
 
 
 def gen_dir(gens_root: Path, stage: str, gen_id: str) -> Path:
@@ -152,10 +153,6 @@ def remove_stale_temps(directory: Path) -> None:
             pass
 
 
-def is_complete(directory: Path) -> bool:
-    return (directory / METADATA).exists()
-
-
 def complete_ids(gens_root: Path, stage: str) -> set[str]:
     """All complete gen_ids of a stage, in one directory scan (fast completion checks for big cohorts)."""
     root = gens_root / stage
@@ -173,12 +170,5 @@ def generation_lock(directory: Path):
         pass
     except FileNotFoundError:
         directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with exclusive_lock(directory / LOCK):
+        yield

@@ -10,9 +10,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from daydream_luigi.core.cohort import load_membership
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text
+from daydream_luigi.store.membership import MEMBERSHIP, load_membership
 
 
 def reports_dir(paths, cohort_id: str) -> Path:
@@ -34,9 +34,9 @@ def fingerprint(paths, cohort_id: str) -> str:
     """Changes whenever the cohort's membership changes or an evaluation is completed, failed or removed.
 
     One stat per evaluation: error.json is looked at only when metadata.json is absent, since a generation's
-    error.json is removed before its metadata.json is written (stages.run_generation).
+    error.json is removed before its metadata.json is written (generation.run_generation).
     """
-    digest = hashlib.sha256((paths.cohorts / cohort_id / "membership.csv").read_bytes())
+    digest = hashlib.sha256((paths.cohorts / cohort_id / MEMBERSHIP).read_bytes())
     digest.update((paths.raw / "concepts_metadata.csv").read_bytes())  # the tables name the concepts
     root = stage_dir(paths, "evaluation")
     for member in evaluations(paths, cohort_id):

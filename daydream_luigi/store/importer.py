@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daydream_luigi.core import identity
+from daydream_luigi.core.backends import HTTP
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort import curated_listing
+from daydream_luigi.core.clock import now
 from daydream_luigi.core.errors import InputError, raise_if
-from daydream_luigi.core.settings import Paths, load_settings, pool_limits
-from daydream_luigi.execution.generation import now
+from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limits
+from daydream_luigi.store.cohorts import curated_listing
 from daydream_luigi.store.files import METADATA, PARSED, RAW, atomic_write_json, atomic_write_text, gen_dir
 
-STAGES = ("draft", "essay")  # the stages a text can be imported as (an evaluation is always made here)
+IMPORT_STAGES = STAGES[:2]  # drafts and essays can be imported; an evaluation is always made here
 
 
 @dataclass(frozen=True)
@@ -144,13 +145,13 @@ def import_texts(
     files: list[Path],
     label: str | None = None,
     cohort: str | None = None,
-    backend: str = "http",
+    backend: str = HTTP.name,
 ) -> Imported:
     """Import `files` as complete generations of `stage`; with `cohort`, add their ids to that curated cohort's spec
     (its essays, or drafts, list). Everything is checked first (the files, the label, the cohort and its spec):
     InputError and nothing written. Then the generations, then the spec."""
-    if stage not in STAGES:
-        raise InputError(f"cannot import {stage!r} texts; import one of {', '.join(STAGES)}")
+    if stage not in IMPORT_STAGES:
+        raise InputError(f"cannot import {stage!r} texts; import one of {', '.join(IMPORT_STAGES)}")
     problems: list[str] = []
     if label is not None and not label.strip():
         problems.append("--label is empty; give a short note (e.g. --label 'winner of project X') or leave it out")
@@ -167,7 +168,7 @@ def import_texts(
                 cohort,
                 stage,
                 [t.gen_id for t in texts],
-                load_catalog(paths, pool_limits(), settings),
+                load_catalog(paths, pool_limits(paths), settings),
                 settings,
                 backend,
             )

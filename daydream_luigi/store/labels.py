@@ -22,7 +22,7 @@ from daydream_luigi.core.gates import GATE_LABEL_PREFIX, gate_path
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.parsers import SCORE_MAX, SCORE_MIN
 from daydream_luigi.core.settings import Paths
-from daydream_luigi.store.files import atomic_write_text, gen_dir, generation_lock, is_complete
+from daydream_luigi.store.files import METADATA, atomic_write_text, gen_dir, generation_lock
 
 LABELS_FOLDER, LABELS_FILE = "labels", "labels.csv"
 COLUMNS = ["gen_id", "template", "score", "rater", "note"]
@@ -69,7 +69,7 @@ def checked_label(paths: Paths, where: str, row: dict, evaluation_templates, pro
     """The label a row holds, or None with its problems added (each naming `where`, the column and the fix)."""
     reported = len(problems)
     gen_id, template, rater = row["gen_id"], row["template"], row["rater"]
-    if id_problem(gen_id) or not is_complete(gen_dir(paths.gens, "essay", gen_id)):
+    if id_problem(gen_id) or not (gen_dir(paths.gens, "essay", gen_id) / METADATA).exists():
         problems.append(
             f"{where}: gen_id {gen_id!r} is not an essay of the store ({paths.gens / 'essay'}); use an essay's "
             f"gen_id (reports/pivot.csv lists them as parent_gen_id)"

@@ -1,17 +1,14 @@
-"""Operator commands over the store, as pure functions: plan (cost before spending) with its budget and guard, check
-(what is wrong on disk), status (how far a cohort got), the cohorts on disk, and removal (a generation with everything
-derived from it).
+"""Operator commands over the store, as pure functions: check (what is wrong on disk), status (how far a cohort got),
+the cohorts on disk, and removal (a generation with everything derived from it). What a run would cost is `costs`.
 
 No Luigi and no Click here: the CLI prints and confirms; these functions only read plain files, and only `remove`
 deletes anything.
 """
 
-import fcntl
 import json
-import math
 import os
 import shutil
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,43 +16,16 @@ import pandas as pd
 
 from daydream_luigi.core import identity
 from daydream_luigi.core.catalog import Catalog
-from daydream_luigi.core.cohort import (
-    CURATED_LISTS,
-    MANIFEST,
-    MEMBERSHIP,
-    RUN_RECORD,
-    Member,
-    calls_model,
-    cohort_source,
-    is_imported,
-    listed_in_specs,
-    load_membership,
-)
+from daydream_luigi.core.cohort_spec import CURATED_LISTS, listed_in_specs
 from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.expansion import Member
 from daydream_luigi.core.ids import id_problem
-from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Guard, Paths, Settings, load_settings
-from daydream_luigi.providers.batch import is_batched
-from daydream_luigi.providers.limits.budget import BATCH_PRICE_FACTOR
-from daydream_luigi.store.files import CALL, ERROR, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
+from daydream_luigi.core.settings import PARENT_STAGE, STAGE_ORDER, STAGES, Paths
+from daydream_luigi.store.cohorts import cohort_source
+from daydream_luigi.store.files import CALL, ERROR, LOCK, METADATA, PARSED, RAW, complete_ids, gen_dir, read_text
+from daydream_luigi.store.locks import exclusive_lock
+from daydream_luigi.store.membership import MANIFEST, MEMBERSHIP, RUN_RECORD, load_membership, member_list
 
-_STAGE_ORDER = {stage: i for i, stage in enumerate(STAGES)}
-
-# Rendered prompts need their parents' text, which does not exist before a run: plan with typical sizes instead.
-DEFAULT_PROMPT_TOKENS = {"draft": 400, "essay": 600, "evaluation": 700}
-
-PLAN_COLUMNS = [
-    "stage",
-    "llm_model_id",
-    "pool",
-    "generations",
-    "done",
-    "to_call",
-    "est_prompt_tokens",
-    "est_completion_tokens",
-    "est_cost_usd",
-    "batched",
-]
-PLAN_COUNTS = ["generations", "done", "to_call", "est_prompt_tokens", "est_completion_tokens"]
 STATUS_COLUMNS = ["stage", "total", "done", "failed", "pending"]
 COHORT_COLUMNS = ["cohort_id", "source", "drafts", "essays", "evaluations", "complete", "last_run"]
 FINDING_KINDS = (
@@ -70,120 +40,6 @@ FINDING_KINDS = (
     "unanswered",
 )
 NOT_A_PROBLEM = "unanswered"  # a call stopped or killed before its answer: nothing kept, nothing to fix
-
-
-def _member_list(members) -> list[Member]:
-    """Accept the list `prepare` returns or the gen_id -> Member dict `load_membership` returns."""
-    return list(members.values()) if isinstance(members, dict) else list(members)
-
-
-# ---------------------------------------------------------------------------------------------------------- plan
-
-
-def plan(
-    paths: Paths, catalog: Catalog, members, settings: Settings | None = None, every_call: bool = False
-) -> pd.DataFrame:
-    """What a run of `members` would do and roughly cost, one row per (stage, model, pool); nothing is called.
-
-    Only generations that would make a new model call are costed: complete ones, copy-mode essays and partial ones
-    whose raw answer and call record are kept (a re-run reuses them) cost nothing. Batched rows (`batched`: the
-    `batch:` settings, or `every_call` for `run --batch`) are costed at batch price.
-    """
-    settings = settings or load_settings(paths)
-    members = [m for m in _member_list(members) if not is_imported(m)]  # complete from the start: nothing to call
-    complete = {stage: complete_ids(paths.gens, stage) for stage in STAGES}
-    unknown = sorted({m.llm_model_id for m in members if m.llm_model_id not in catalog.models})
-    raise_if(
-        [
-            f"the cohort uses model {model!r}, which is not in llm_models.csv; restore its row or rebuild the cohort"
-            for model in unknown
-        ]
-    )
-    groups: dict[tuple, dict] = {}
-    for member in members:
-        model = catalog.models[member.llm_model_id]
-        row = groups.setdefault((member.stage, model.model_id, model.pool), {"generations": 0, "done": 0, "to_call": 0})
-        row["generations"] += 1
-        if member.gen_id in complete[member.stage]:
-            row["done"] += 1
-        elif calls_model(member, catalog):
-            directory = gen_dir(paths.gens, member.stage, member.gen_id)
-            if not ((directory / RAW).exists() and (directory / CALL).exists()):
-                row["to_call"] += 1
-    rows = []
-    batch = settings.batch
-    for (stage, model_id, pool), counts in sorted(groups.items(), key=lambda kv: (_STAGE_ORDER[kv[0][0]], kv[0][1:])):
-        model = catalog.models[model_id]
-        batched = is_batched(batch, settings.providers[model.provider].batch_api, stage, model_id, every_call)
-        prompt = counts["to_call"] * DEFAULT_PROMPT_TOKENS[stage]
-        completion = counts["to_call"] * int(settings.stage(stage)["max_tokens"])
-        cost = (prompt + completion) / 1e6 * model.price_per_mtok * (BATCH_PRICE_FACTOR if batched else 1.0)
-        rows.append(
-            {
-                "stage": stage,
-                "llm_model_id": model_id,
-                "pool": pool,
-                "batched": batched,
-                **counts,
-                "est_prompt_tokens": prompt,
-                "est_completion_tokens": completion,
-                "est_cost_usd": cost,
-            }
-        )
-    return pd.DataFrame(rows, columns=PLAN_COLUMNS)
-
-
-def plan_total(frame: pd.DataFrame) -> dict:
-    """The plan's totals as plain Python numbers (for printing and for the budget check)."""
-    total = {column: int(frame[column].sum()) for column in PLAN_COUNTS}
-    total["est_cost_usd"] = float(frame["est_cost_usd"].sum())
-    return total
-
-
-def check_budget(frame: pd.DataFrame, budget: float) -> float:
-    """Refuse a run whose estimated cost is over the budget; returns the estimate when it fits."""
-    cost = round(plan_total(frame)["est_cost_usd"], 9)  # float noise must not make $0.0900 "exceed" $0.09
-    if cost > budget:
-        raise InputError(
-            f"estimated cost ${cost:.4f} exceeds --budget ${budget:.2f}; lower the cohort size or raise the budget"
-        )
-    return cost
-
-
-def checked_budget(budget: float | None, option: str = "--budget") -> float | None:
-    """--budget (or --max-cost) as given: None (none) or a finite number of USD >= 0 (Click's float type lets nan and
-    inf pass)."""
-    if budget is not None and not (math.isfinite(budget) and budget >= 0):
-        raise InputError(f"{option} must be a number of USD >= 0 (found {budget:g}); give e.g. {option} 5")
-    return budget
-
-
-def guard_reason(totals: dict, guard: Guard) -> str | None:
-    """Why a run of a plan with these totals (plan_total) needs a yes before it starts, or None when it is small."""
-    calls, cost = totals["to_call"], round(totals["est_cost_usd"], 9)
-    over = ([f"guard.max_calls ({guard.max_calls:,})"] if calls > guard.max_calls else []) + (
-        [f"guard.max_cost_usd (${guard.max_cost_usd:,.2f})"] if cost > guard.max_cost_usd else []
-    )
-    if not over:
-        return None
-    return (
-        f"this run makes {calls:,} model call(s) estimated at ${cost:,.2f}, over {' and '.join(over)} in "
-        f"config/daydream.yaml"
-    )
-
-
-def check_guard(totals: dict, guard: Guard, yes: bool, ask: Callable[[str], bool] | None) -> None:
-    """Let a run start, or raise InputError. A big run starts with --yes (`yes`) or when `ask` (a terminal prompt;
-    None without a terminal) gets a yes; small runs start at once."""
-    reason = guard_reason(totals, guard)
-    if reason is None or yes:
-        return
-    if ask is None:
-        raise InputError(
-            f"not started: {reason}; nothing to ask without a terminal: pass --yes to start it, or raise the limits"
-        )
-    if not ask(f"{reason}. Start it?"):
-        raise InputError(f"not started: {reason}; you answered no")
 
 
 # --------------------------------------------------------------------------------------------------- store scan
@@ -240,7 +96,7 @@ def all_memberships(paths: Paths) -> dict[tuple[str, str], Member]:
     if not paths.cohorts.is_dir():
         return found
     for folder in sorted(paths.cohorts.iterdir()):
-        if folder.is_dir() and (folder / "membership.csv").exists() and id_problem(folder.name) is None:
+        if folder.is_dir() and (folder / MEMBERSHIP).exists() and id_problem(folder.name) is None:
             for member in load_membership(paths, folder.name).values():
                 found.setdefault((member.stage, member.gen_id), member)
     return found
@@ -265,7 +121,7 @@ class Finding:
     detail: str
 
     def sort_key(self):
-        return FINDING_KINDS.index(self.kind), _STAGE_ORDER.get(self.stage, 99), self.gen_id, self.detail
+        return FINDING_KINDS.index(self.kind), STAGE_ORDER.get(self.stage, 99), self.gen_id, self.detail
 
 
 def _incomplete_detail(entry: Entry) -> str:
@@ -398,7 +254,7 @@ def check(paths: Paths, catalog: Catalog) -> list[Finding]:
 
 def status(paths: Paths, members) -> pd.DataFrame:
     """Per stage of a cohort: how many generations are complete, failed (error.json, no metadata) and still to do."""
-    members = _member_list(members)
+    members = member_list(members)
     rows = []
     for stage in STAGES:
         complete = complete_ids(paths.gens, stage)
@@ -491,23 +347,20 @@ def removal_set(
             if child not in result:
                 result.add(child)
                 todo.append(child)
-    return sorted(result, key=lambda key: (_STAGE_ORDER[key[0]], key[1]))
+    return sorted(result, key=lambda key: (STAGE_ORDER[key[0]], key[1]))
 
 
-def _try_lock(directory: Path):
-    """An fd holding the generation's lock, None when nobody ever locked it; raises InputError while a run holds it."""
+def _lock_for_removal(directory: Path, stack: ExitStack) -> None:
+    """Hold the generation's lock until `stack` closes (none is needed when nobody ever locked it); InputError while a
+    run holds it."""
+    if not (directory / LOCK).exists():
+        return
     try:
-        fd = os.open(directory / ".lock", os.O_RDWR)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        stack.enter_context(exclusive_lock(directory / LOCK, wait=False))
     except BlockingIOError:
-        os.close(fd)
         raise InputError(
             f"{directory} is being generated by a running `daydream run`; wait for it or stop it, then remove again"
         ) from None
-    return fd
 
 
 def remove(paths: Paths, items) -> int:
@@ -517,16 +370,13 @@ def remove(paths: Paths, items) -> int:
     never a 'complete' one with files missing; a generation a run is working on is refused, not torn down under it.
     """
     count = 0
-    for stage, gid in sorted(items, key=lambda key: (-_STAGE_ORDER[key[0]], key[1])):
+    for stage, gid in sorted(items, key=lambda key: (-STAGE_ORDER[key[0]], key[1])):
         directory = gen_dir(paths.gens, stage, gid)
         if not directory.is_dir():
             continue
-        fd = _try_lock(directory)
-        try:
+        with ExitStack() as stack:
+            _lock_for_removal(directory, stack)
             (directory / METADATA).unlink(missing_ok=True)
             shutil.rmtree(directory)
-        finally:
-            if fd is not None:
-                os.close(fd)
         count += 1
     return count

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daydream_luigi.core.catalog import Catalog
-from daydream_luigi.core.cohort import load_membership
-from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_score
+from daydream_luigi.core.clock import now
+from daydream_luigi.core.parsers import SCORE_MAX, ParseError, parse_score, truncation_problem
 from daydream_luigi.core.settings import Paths
-from daydream_luigi.execution.generation import now, truncation_problem
 from daydream_luigi.store.files import (
     CALL,
     METADATA,
@@ -30,6 +29,7 @@ from daydream_luigi.store.files import (
     read_json,
     read_text,
 )
+from daydream_luigi.store.membership import MEMBERSHIP, load_membership
 
 STAGE = "evaluation"
 
@@ -141,6 +141,6 @@ def cohorts_with_reports(paths: Paths, gen_ids: set[str]) -> list[str]:
     found = []
     for folder in sorted(paths.cohorts.glob("*/reports")):
         cohort_id = folder.parent.name
-        if (folder.parent / "membership.csv").exists() and gen_ids & set(load_membership(paths, cohort_id)):
+        if (folder.parent / MEMBERSHIP).exists() and gen_ids & set(load_membership(paths, cohort_id)):
             found.append(cohort_id)
     return found

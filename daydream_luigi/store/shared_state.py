@@ -16,7 +16,6 @@ part.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.store.locks import held
 
 # POSIX locks (what flock becomes on NFS) do not exclude threads of one process from each other; this does.
 _thread_locks: dict[str, threading.Lock] = {}
@@ -67,13 +67,8 @@ def locked_json(path: Path) -> Iterator[dict]:
     with _thread_lock(path):
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # not mode "a": appending ignores seek(0)
         with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
+            with held(handle.fileno()):  # released explicitly: a task process forked meanwhile shares the file
                 yield from _read_change_write(path, handle)
-            finally:
-                # Unlock explicitly: a task process forked meanwhile shares this open file, so closing ours
-                # would not release the lock, and that process would wait for it forever.
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_change_write(path: Path, handle) -> Iterator[dict]:

@@ -10,46 +10,11 @@ included, proves it reachable and resets the count.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import requests
-import urllib3.exceptions
 
 from daydream_luigi.store.shared_state import locked_json, state_file
 
 DEFAULT_THRESHOLD = 5  # consecutive connection failures that open a provider's breaker
-
-
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, what it wraps (args, urllib3's ``reason``) and its causes."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        for linked in (getattr(current, "reason", None), current.__cause__, current.__context__):
-            if isinstance(linked, BaseException):
-                stack.append(linked)
-
-
-def is_connection_failure(exc: BaseException) -> bool:
-    """True when no connection was made: refused, unresolvable host, unreachable network, connect timeout.
-
-    A read timeout, a connection reset after connecting or any HTTP status means the server is there: False.
-    """
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.exceptions.ConnectionError):
-        return False
-    return any(
-        isinstance(link, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
-        for link in exception_chain(exc)
-    )
 
 
 class BreakerOpen(Exception):
@@ -80,8 +45,8 @@ class CircuitBreaker:
                 raise BreakerOpen(provider, state["url"], state["failures"], state["last_error"])
 
     def failure(self, provider: str, url: str, cause: str) -> bool:
-        """Count a connection failure (see is_connection_failure; ``cause`` must be free of keys); True when this one
-        opened the breaker."""
+        """Count a connection failure (see http_errors.is_connection_failure; ``cause`` must be free of keys); True
+        when this one opened the breaker."""
         with locked_json(state_file(self.state_dir, provider)) as state:
             if state.get("open"):
                 return False  # its message names the failures that opened it

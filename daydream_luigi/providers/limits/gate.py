@@ -14,10 +14,11 @@ generation stays pending, and a later run makes it.
 import os
 from pathlib import Path
 
+from daydream_luigi.core.pricing import call_cost, estimate_cost_usd
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.providers.chat import Reply
 from daydream_luigi.providers.limits.breaker import BreakerOpen, CircuitBreaker
-from daydream_luigi.providers.limits.budget import Budget, BudgetReached, call_cost, estimate_cost_usd
+from daydream_luigi.providers.limits.budget import Budget, BudgetReached
 from daydream_luigi.providers.limits.ratelimit import WINDOW_S, PoolPaused, RateLimiter
 
 CHARS_PER_TOKEN = 4  # a prompt's tokens, estimated before it is sent (English text; only limits and budgets use it)
@@ -63,8 +64,8 @@ def limiter(paths: Paths, settings: Settings) -> RateLimiter:
     """The pools' rate limits; a provider-requested wait longer than the retry budget is a quota."""
     return RateLimiter(
         paths.data_root / ".ratelimit",
-        settings.pool_rates(),
-        retry_budget_s=float(settings.retry["max_total_seconds"]),
+        settings.pools,
+        retry_budget_s=float(settings.retry.max_total_seconds),
         window_s=float(os.environ.get(WINDOW_ENV) or WINDOW_S),
     )
 

@@ -32,14 +32,14 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from daydream_luigi.core.errors import raise_if
-from daydream_luigi.providers.chat import parse_retry_after
+from daydream_luigi.core.rates import PoolRates
+from daydream_luigi.providers.http_errors import parse_retry_after
 from daydream_luigi.store.shared_state import locked_json, state_file
 
 WINDOW_S = 60.0  # the minute of requests_per_minute and tokens_per_minute
@@ -48,7 +48,6 @@ DAY_S = 86_400
 FLOOR_PER_WINDOW = 1.0  # adaptive back-off never goes below one request a window
 REPEATED_429S = 2  # 429s in a row (no answer between) that lower a pool's rate
 UNKNOWN_RESUME_S = 3_600  # a quota that names no reset time pauses its pool for an hour
-POOL_SETTINGS = ("requests_per_minute", "requests_per_day", "tokens_per_minute")
 
 # Provider wording for a limit that a run cannot wait out (OpenRouter "free-models-per-day", "limit_rpd/...",
 # limit_source "openrouter_free_tier_daily"; OpenAI "insufficient_quota") and for one it can ("free-models-per-min",
@@ -56,56 +55,6 @@ POOL_SETTINGS = ("requests_per_minute", "requests_per_day", "tokens_per_minute")
 _PER_DAY = re.compile(r"per[-_]day|(?<![a-z])rpd(?![a-z])|daily", re.IGNORECASE)
 _QUOTA = re.compile(r"quota", re.IGNORECASE)
 _PER_MINUTE = re.compile(r"per[-_]min|(?<![a-z])rpm(?![a-z])", re.IGNORECASE)
-
-
-# ----------------------------------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class PoolRates:
-    """A pool's rates; None means no limit of that kind."""
-
-    requests_per_minute: int | None = None
-    requests_per_day: int | None = None
-    tokens_per_minute: int | None = None
-
-
-def pool_rates(raw: Any, source: str, known_pools: Iterable[str] | None = None) -> dict[str, PoolRates]:
-    """The ``pools:`` section of daydream.yaml, validated: pool name -> PoolRates (all settings optional).
-
-    Raises InputError with one line per problem; ``known_pools`` (the [resources] of luigi.cfg) catches typos.
-    """
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise_if([f"{source}: pools must map pool names to rates, e.g. pools: {{free: {{requests_per_minute: 20}}}}"])
-    known = sorted(known_pools) if known_pools is not None else None
-    problems: list[str] = []
-    rates: dict[str, PoolRates] = {}
-    for name, settings in raw.items():
-        where = f"{source}: pools.{name}"
-        if known is not None and name not in known:
-            problems.append(
-                f"{where}: no pool {name!r} in config/luigi.cfg [resources] (known: {', '.join(known)}); "
-                f"add it there or remove it here"
-            )
-            continue
-        if settings is None:
-            settings = {}
-        if not isinstance(settings, dict):
-            problems.append(f"{where} must map settings to numbers ({', '.join(POOL_SETTINGS)})")
-            continue
-        values = {}
-        for key, value in settings.items():
-            if key not in POOL_SETTINGS:
-                problems.append(f"{where}.{key} is not a pool setting; use {', '.join(POOL_SETTINGS)}")
-            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{where}.{key} is {value!r}; it must be a whole number of at least 1")
-            else:
-                values[key] = value
-        rates[str(name)] = PoolRates(**values)
-    raise_if(problems)
-    return rates
 
 
 # ------------------------------------------------------------------------------------------------ 429 verdicts

