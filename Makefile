@@ -27,8 +27,9 @@ $(VENV)/.local: $(VENV)/.base config/requirements-local-llm.txt config/requireme
 run: $(VENV)/.local
 	$(BIN)/daydream run $(RUN_ARGS)
 
+# Two pytest-xdist workers, handed the slowest tests first and the real-model tests last, together (tests/conftest.py).
 test: $(VENV)/.local
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 # Style, format, the package's layer rules (import-linter, pyproject.toml) and types of the pure core (mypy).
 lint: $(VENV)/.base

@@ -86,6 +86,29 @@ def write_raw(raw: Path) -> None:
     (raw / "llm_models.csv").write_text("\n".join(rows) + "\n")
 
 
+SLOWEST = [line for line in (REPO / "tests" / "slowest.txt").read_text().splitlines() if not line.startswith("#")]
+# The tests that run the real embedded model (llama.cpp on 2 threads).
+REAL_MODEL = ("tests/test_embedded_cohort.py::", "tests/test_embedded.py::test_embedded_server_end_to_end")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The order in which `make test`'s workers (pytest-xdist, --dist loadgroup) are handed tests: the slowest first,
+    so that both end together; the real-model tests last, together on one worker, so that they run alone: llama.cpp's
+    threads spin-wait for each other at every step and slow down many times over when another test takes a core."""
+    rank = {nodeid: i for i, nodeid in enumerate(SLOWEST)}
+
+    def key(item):
+        if item.nodeid.startswith(REAL_MODEL):
+            return (2, 0)
+        base = item.nodeid.split("[")[0].removeprefix("tests/")
+        return (0, rank[base]) if base in rank else (1, 0)
+
+    for item in items:
+        if item.nodeid.startswith(REAL_MODEL):
+            item.add_marker(pytest.mark.xdist_group("real-model"))
+    items.sort(key=key)  # stable: the rest keep their file order
+
+
 @pytest.fixture(scope="session")
 def endpoint():
     with FakeEndpoint() as server:
