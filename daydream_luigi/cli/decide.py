@@ -1,25 +1,17 @@
 """Deciding from a cohort's scores: `gate` (criteria declared in advance), `compare` (paired, with an interval),
-`labels` (people's scores, and the judges against them) and `check inputs` (the fixed inputs are neutral)."""
+`labels` (people's scores, and the judges against them). `check inputs` is with `check`, in `store`."""
 
 from pathlib import Path
 
 import click
 
 from daydream_luigi.analysis.compare import AXES
-from daydream_luigi.cli.common import backend_option, cohort_option
-from daydream_luigi.cli.store import check
-from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.cohort_spec import active_spec
-from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.gates import GATE_LABEL_PREFIX, gate_path, load_gate
 from daydream_luigi.core.ids import checked_id
-from daydream_luigi.core.neutrality import rules_path
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
-from daydream_luigi.execution.neutrality import check_inputs
 from daydream_luigi.report import decisions
 from daydream_luigi.store import labels as label_store
-from daydream_luigi.store.cohorts import resolve
 
 required_cohort = click.option("--cohort", required=True, help="Cohort id (data/cohorts/<id>, after a run).")
 
@@ -129,32 +121,3 @@ def labels_compare(cohort, gate_names):
     table, path = decisions.write_judge_vs_human(paths, checked_id(cohort, "cohort id"), declared)
     measured = table[table["n"] > 0]
     click.echo(f"{len(measured)} of {len(table)} judge/template and gate rows have essays scored by people -> {path}")
-
-
-@check.command("inputs")
-@cohort_option
-@backend_option
-def check_inputs_command(cohort, backend):
-    """Scan the fixed inputs of the cohort (templates, every description of every concept it uses, system prompts) for
-    the terms config/neutrality.yaml forbids and, with a target text, their similarity to it. Exit 2 on a problem."""
-    paths = Paths.from_env()
-    catalog, settings = _catalog_and_settings(paths)
-    backend = backend or default_backend()
-    spec = (
-        active_spec(catalog, settings, backend)
-        if cohort is None
-        else resolve(paths, checked_id(cohort, "cohort id"), catalog, settings, backend)
-    )
-    scan = check_inputs(paths, spec, catalog, settings)
-    if scan is None:
-        click.echo(f"no {rules_path(paths)}: nothing to check (list forbidden terms there, or a target text)")
-        return
-    for index, item in enumerate(scan.inputs):
-        similarity = "" if scan.similarities is None else f"  similarity {scan.similarities[index]:.3f}"
-        line = f": line {item.first_line}" if item.first_line != 1 else ""
-        click.echo(f"{item.source}{line}{similarity}")
-    click.echo(
-        f"cohort {spec.cohort_id}: {len(scan.inputs)} fixed input(s) checked against {scan.rules.path} (sha256 "
-        f"{scan.rules.sha256[:12]}): {len(scan.problems)} problem(s)"
-    )
-    raise_if(scan.problems)

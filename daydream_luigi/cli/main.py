@@ -1,17 +1,53 @@
 """The `daydream` group: every command registered here, one module per command group (run, store, curate, report,
 research, decide, debug); bad input ends with its message and exit code 2."""
 
+import importlib
 import logging
 import sys
 
 import click
 
-from daydream_luigi.cli import curate, debug, decide, report, research, run, store
 from daydream_luigi.core.errors import InputError
+
+# Command name -> "module:function" in daydream_luigi.cli. A command's module is imported when the command is used, so
+# `daydream run` does not pay for scipy (the statistics of `report`, `compare`, `labels`) or jinja2 at every start.
+COMMANDS = {
+    "run": "run:run",
+    "plan": "run:plan",
+    "status": "run:status",
+    "check": "store:check",
+    "tasks": "store:tasks",
+    "gens": "store:gens",
+    "import": "store:import_texts",
+    "select": "curate:select",
+    "cohort": "curate:cohort",
+    "cohorts": "curate:cohorts",
+    "report": "report:report",
+    "scores": "report:scores",
+    "rescore": "research:rescore",
+    "tournament": "research:tournament_command",
+    "dedup": "research:dedup",
+    "gate": "decide:gate",
+    "compare": "decide:compare",
+    "labels": "decide:labels",
+    "parse": "debug:parse",
+    "ui": "debug:ui",
+}
 
 
 class DaydreamGroup(click.Group):
-    """Bad input ends with its message and exit code 2, never a traceback."""
+    """Commands loaded on first use (Click's lazy-loading pattern); bad input ends with its message and exit code 2,
+    never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name].split(":")
+        command: click.Command = getattr(importlib.import_module(f"daydream_luigi.cli.{module}"), name)
+        return command
 
     def invoke(self, ctx):
         try:
@@ -26,29 +62,3 @@ class DaydreamGroup(click.Group):
 def main():
     """daydream-luigi: combine concepts, draft, write essays, judge them, keep the best."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-
-
-COMMANDS = (
-    run.run,
-    run.plan,
-    run.status,
-    store.check,
-    store.tasks,
-    store.gens,
-    store.import_texts,
-    curate.select,
-    curate.cohort,
-    curate.cohorts,
-    report.report,
-    report.scores,
-    research.rescore,
-    research.tournament_command,
-    research.dedup,
-    decide.gate,
-    decide.compare,
-    decide.labels,
-    debug.parse,
-    debug.ui,
-)
-for command in COMMANDS:
-    main.add_command(command)

@@ -1,5 +1,5 @@
-"""The generation store: `check` its integrity, `gens rm` to redo work on purpose, `tasks` to see the Luigi classes,
-`import` texts written elsewhere."""
+"""The generation store: `check` its integrity (and `check inputs`: the fixed inputs are neutral), `gens rm` to redo
+work on purpose, `tasks` to see the Luigi classes, `import` texts written elsewhere."""
 
 import inspect
 import sys
@@ -7,11 +7,17 @@ from pathlib import Path
 
 import click
 
+from daydream_luigi.cli.common import backend_option, cohort_option
 from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.catalog import load_catalog
-from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.cohort_spec import active_spec
+from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.ids import checked_id
+from daydream_luigi.core.neutrality import rules_path
 from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limits
+from daydream_luigi.execution.neutrality import check_inputs
 from daydream_luigi.store import importer, operations
+from daydream_luigi.store.cohorts import resolve
 
 
 @click.group(invoke_without_command=True)
@@ -127,3 +133,33 @@ def import_texts(stage, files, cohort, label):
     if done.spec is not None:
         what = f"added {len(done.added)} {stage}(s) to" if done.added else f"already lists every {stage}; unchanged:"
         click.echo(f"cohort {cohort}: {what} {done.spec}; run it with `daydream run --cohort {cohort}`", err=True)
+
+
+@check.command("inputs")
+@cohort_option
+@backend_option
+def check_inputs_command(cohort, backend):
+    """Scan the fixed inputs of the cohort (templates, every description of every concept it uses, system prompts) for
+    the terms config/neutrality.yaml forbids and, with a target text, their similarity to it. Exit 2 on a problem."""
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
+    backend = backend or default_backend()
+    spec = (
+        active_spec(catalog, settings, backend)
+        if cohort is None
+        else resolve(paths, checked_id(cohort, "cohort id"), catalog, settings, backend)
+    )
+    scan = check_inputs(paths, spec, catalog, settings)
+    if scan is None:
+        click.echo(f"no {rules_path(paths)}: nothing to check (list forbidden terms there, or a target text)")
+        return
+    for index, item in enumerate(scan.inputs):
+        similarity = "" if scan.similarities is None else f"  similarity {scan.similarities[index]:.3f}"
+        line = f": line {item.first_line}" if item.first_line != 1 else ""
+        click.echo(f"{item.source}{line}{similarity}")
+    click.echo(
+        f"cohort {spec.cohort_id}: {len(scan.inputs)} fixed input(s) checked against {scan.rules.path} (sha256 "
+        f"{scan.rules.sha256[:12]}): {len(scan.problems)} problem(s)"
+    )
+    raise_if(scan.problems)
