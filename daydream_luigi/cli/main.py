@@ -1,12 +1,12 @@
 """The `daydream` group: every command registered here, one module per command group (run, store, curate, report,
-research, decide, debug); bad input ends with its message and exit code 2."""
+research, decide, search, debug); bad input ends with its message and exit code 2."""
 
 import logging
 import sys
 
 import click
 
-from daydream_luigi.cli import curate, debug, decide, report, research, run, store
+from daydream_luigi.cli import curate, debug, decide, report, research, run, search, store
 from daydream_luigi.core.errors import InputError
 
 
@@ -47,6 +47,7 @@ COMMANDS = (
     decide.gate,
     decide.compare,
     decide.labels,
+    search.search,
     debug.parse,
     debug.ui,
 )
