@@ -233,11 +233,11 @@ def _sizes(raw: dict, strategy: str, settings: Settings, concepts: list, where: 
         sizes = (raw.get("k", settings.k),) * 2
     n = len(concepts)
     if not all(POSITIVE_INT.accepts(k) and k <= n for k in sizes):
-        keys = "k_min and k_max" if strategy == "beam" else "k"
-        problems.append(
-            f"{where}: {keys} must be whole numbers from 1 to {n}, the number of concepts (found "
-            f"{', '.join(shown(k) for k in sizes)})"
-        )
+        if strategy == "beam":
+            found = f"k_min and k_max must be whole numbers from 1 to {n}"
+        else:
+            found, sizes = f"k must be a whole number from 1 to {n}", sizes[:1]
+        problems.append(f"{where}: {found}, the number of concepts (found {', '.join(shown(k) for k in sizes)})")
         return 1, 1
     if sizes[0] > sizes[1]:
         problems.append(f"{where}: k_min ({sizes[0]}) is above k_max ({sizes[1]}); swap them")
