@@ -234,10 +234,10 @@ def _sizes(raw: dict, strategy: str, settings: Settings, concepts: list, where: 
     n = len(concepts)
     if not all(POSITIVE_INT.accepts(k) and k <= n for k in sizes):
         if strategy == "beam":
-            found = f"k_min and k_max must be whole numbers from 1 to {n}"
+            rule, values = f"k_min and k_max must be whole numbers from 1 to {n}", list(sizes)
         else:
-            found, sizes = f"k must be a whole number from 1 to {n}", sizes[:1]
-        problems.append(f"{where}: {found}, the number of concepts (found {', '.join(shown(k) for k in sizes)})")
+            rule, values = f"k must be a whole number from 1 to {n}", list(sizes[:1])
+        problems.append(f"{where}: {rule}, the number of concepts (found {', '.join(shown(k) for k in values)})")
         return 1, 1
     if sizes[0] > sizes[1]:
         problems.append(f"{where}: k_min ({sizes[0]}) is above k_max ({sizes[1]}); swap them")
