@@ -84,7 +84,8 @@ class FakeJudge(LoopbackServer):
             return "A" if self.prefer in a else "B"
         return "A"
 
-    def chat_answer(self, prompt: str) -> str:
+    def chat_answer(self, prompt: str, model: str = "") -> str:
+        """The answer to a chat prompt (`model`: the model asked; a subclass may let it change the answer)."""
         if "ESSAY A START" in prompt:
             return f"Both essays combine their concepts; one is more concrete.\nWINNER: {self.verdict(prompt)}"
         if "SCORE" in prompt:
@@ -120,7 +121,7 @@ class FakeJudge(LoopbackServer):
             self.max_concurrent = max(self.max_concurrent, self._current)
         try:
             time.sleep(self.latency)
-            text = self.chat_answer(body["messages"][-1]["content"])
+            text = self.chat_answer(body["messages"][-1]["content"], body["model"])
         finally:
             with self._lock:
                 self._current -= 1

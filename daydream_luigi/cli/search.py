@@ -57,25 +57,26 @@ def plan_search(name: str, backend: str | None) -> None:
 @click.argument("name")
 @click.option(
     "--replay",
-    "replay_cohort",
+    "replay_cohorts",
     metavar="COHORT",
+    multiple=True,
     help="No model call: run the strategy over the kept scores of COHORT (e.g. the search's exhaustive cube, "
-    "already run); a generation the cohort lacks is an error naming it.",
+    "already run; repeat it to take several cohorts together); a generation they lack is an error naming it.",
 )
 @backend_option
 @click.option("--yes", is_flag=True, help="Start a search whose budget is above the guard thresholds without asking.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; only the result line.")
-def search(name, replay_cohort, backend, yes, quiet):
+def search(name, replay_cohorts, backend, yes, quiet):
     """Search config/searches/NAME.yaml round by round for essays that pass its gate, within its budget; each round
     is the cohort search-NAME-r<round>. Ends with one line: found or not, at what calls and cost, against the cube's.
     Writes data/searches/NAME/rounds.csv, result.json and report.html (a replay: under replay-COHORT/)."""
     paths, backend, settings, catalog, spec = _load(name, backend)
     cube = record.cube(spec, catalog, settings)
     fetcher: strategies.Fetcher
-    if replay_cohort:
-        cohort_id = checked_id(replay_cohort, "cohort id")
-        fetcher = record.Replay(paths, spec, catalog, settings, backend, cohort_id)
-        folder = record.replay_dir(paths, name, cohort_id)
+    if replay_cohorts:
+        cohort_ids = [checked_id(cohort, "cohort id") for cohort in replay_cohorts]
+        fetcher = record.Replay(paths, spec, catalog, settings, backend, cohort_ids)
+        folder = record.replay_dir(paths, name, "+".join(cohort_ids))
     else:
         configure_luigi(paths)
         tty = sys.stdin.isatty()

@@ -9,8 +9,9 @@ search's own rounds). Its calls are counted as the live search counts its own: e
 the first time the search asks for it; their cost is what their kept attempts cost.
 """
 
+import copy
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,19 +102,37 @@ def evaluations_of(scores: pd.DataFrame, members: Iterable[Member]) -> pd.DataFr
 
 
 class Replay:
-    """A fetcher (`analysis.search.Fetcher`) over an already-scored cohort: zero model calls; a generation the
-    strategy asks for that the cohort lacks, or has not made, is an error naming it."""
+    """A fetcher (`analysis.search.Fetcher`) over already-scored cohorts (one, or several taken together, named
+    `a+b`): zero model calls; a generation the strategy asks for that they lack, or have not made, is an error
+    naming it."""
 
     def __init__(
-        self, paths: Paths, search: SearchSpec, catalog: Catalog, settings: Settings, backend: str, cohort_id: str
+        self,
+        paths: Paths,
+        search: SearchSpec,
+        catalog: Catalog,
+        settings: Settings,
+        backend: str,
+        cohort_ids: Sequence[str],
     ):
         self.paths, self.search, self.catalog, self.settings = paths, search, catalog, settings
-        self.cohort_id = cohort_id
-        spec = resolve(paths, cohort_id, catalog, settings, backend)
-        self.members = {m.gen_id: m for m in expand_cohort(spec, paths, catalog, settings)}
-        evaluations = sorted((m for m in self.members.values() if m.stage == "evaluation"), key=lambda m: m.gen_id)
-        self.scores = collect_scores(paths, cohort_id, evaluations)[0]
+        self.cohort_id = "+".join(cohort_ids)
+        self.members: dict[str, Member] = {}
+        frames = []
+        for cohort_id in cohort_ids:
+            spec = resolve(paths, cohort_id, catalog, settings, backend)
+            members = {m.gen_id: m for m in expand_cohort(spec, paths, catalog, settings)}
+            self.members.update(members)
+            evaluations = sorted((m for m in members.values() if m.stage == "evaluation"), key=lambda m: m.gen_id)
+            frames.append(collect_scores(paths, cohort_id, evaluations)[0])
+        self.scores = pd.concat(frames, ignore_index=True)
         self.asked: set[str] = set()
+
+    def again(self, search: SearchSpec) -> "Replay":
+        """A new replay of `search` over the same kept scores (read once: a benchmark replays many seeds)."""
+        fresh = copy.copy(self)
+        fresh.search, fresh.asked = search, set()
+        return fresh
 
     def _members(self, number: int, request: RoundRequest) -> list[Member]:
         members = round_members(self.search, number, request, self.catalog, self.settings)[1]
