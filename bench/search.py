@@ -213,7 +213,8 @@ def run_world(kind: str, world: int, log) -> dict:
             sys.exit(f"search replays failed:\n{child.stderr[-3000:]}")
         result = json.loads(child.stdout.splitlines()[-1])
         result["replay_calls_at_server"] = len(judge.requests) - calls_before
-        replay = harness.daydream(code, root, endpoint, "search", "s", "--replay", *cohorts, "--quiet")
+        options = [option for cohort in cohorts for option in ("--replay", cohort)]
+        replay = harness.daydream(code, root, endpoint, "search", "s", *options, "--quiet")
         live = harness.daydream(code, live_root, endpoint, "search", "s", "--quiet")
         folder = "replay-" + "+".join(cohorts)
         same = (root / "data" / "searches" / "s" / folder / "rounds.csv").read_text() == (

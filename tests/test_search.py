@@ -159,6 +159,15 @@ def test_a_search_stops_at_its_call_budget_cutting_the_round_that_would_exceed_i
     assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 50
     assert "no essay passes gate found at 50 calls" in result.stdout
 
+    write_search(project, "s", SPEC.replace("max_calls: 200", "max_calls: 50").replace("seed: 1", "seed: 2"))
+    changed = daydream("search", "s", "--quiet")  # another seed: another first round than the one recorded
+    plan = project / "data" / "searches" / "s" / "rounds" / "r1.json"
+    assert changed.returncode == 2 and changed.stderr == (
+        f"error: {plan}: round 1 of search s was planned for other combinations "
+        f"({project / 'config' / 'searches' / 's.yaml'} or the kept scores changed since); restore the spec, or "
+        f"remove {plan.parent.parent} to search again from round 1\n"
+    )
+
 
 def test_plan_search_shows_the_budget_worst_case_beside_the_cube(project, fake):
     result = daydream("plan", "--search", "s")

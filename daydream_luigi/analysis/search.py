@@ -212,7 +212,7 @@ ROUND_COLUMNS = [
     "best_screen_lower_bound",
     "passes",
 ]
-FOUND, BUDGET, EXHAUSTED = "found", "budget", "exhausted"
+FOUND, BUDGET, EXHAUSTED, FAILED = "found", "budget", "exhausted", "failed"  # stop reasons
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.search_spec import SearchSpec, cube_spec, load_search
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution.luigi_config import configure_luigi
-from daydream_luigi.execution.runner import EXIT_SIGNAL
+from daydream_luigi.execution.runner import EXIT_FAILED, EXIT_OK, EXIT_SIGNAL
 from daydream_luigi.execution.search import Interrupted, LiveRounds, preflight
 from daydream_luigi.report import search as record
 from daydream_luigi.store import costs
@@ -69,7 +69,11 @@ def plan_search(name: str, backend: str | None) -> None:
 def search(name, replay_cohorts, backend, yes, quiet):
     """Search config/searches/NAME.yaml round by round for essays that pass its gate, within its budget; each round
     is the cohort search-NAME-r<round>. Ends with one line: found or not, at what calls and cost, against the cube's.
-    Writes data/searches/NAME/rounds.csv, result.json and report.html (a replay: under replay-COHORT/)."""
+    Writes data/searches/NAME/rounds.csv, result.json and report.html (a replay: under replay-COHORT/).
+
+    Exit codes: 0 the search ended (found, budget spent, or nothing left to try: result.json says which); 1 some of
+    a round's generations failed (the search stops there); 2 bad input; 130 / 143 interrupted (run it again to
+    resume: no call is repeated)."""
     paths, backend, settings, catalog, spec = _load(name, backend)
     cube = record.cube(spec, catalog, settings)
     fetcher: strategies.Fetcher
@@ -92,3 +96,4 @@ def search(name, replay_cohorts, backend, yes, quiet):
     names = {concept_id: concept.name for concept_id, concept in catalog.concepts.items()}
     result = record.write_results(folder, spec, outcome, cube, names)
     click.echo(record.one_line(spec, result, folder))
+    sys.exit(EXIT_FAILED if outcome.stop_reason == strategies.FAILED else EXIT_OK)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from daydream_luigi.analysis import search as strategies
 from daydream_luigi.core.catalog import Catalog
+from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import Member, calls_model
 from daydream_luigi.core.search_spec import RoundRequest, SearchSpec, cube_spec
 from daydream_luigi.core.settings import Paths, Settings
@@ -57,18 +58,26 @@ class LiveRounds:
     def _plan_path(self, number: int):
         return search_dir(self.paths, self.search.name) / "rounds" / f"r{number}.json"
 
-    def _own(self, number: int, members: list[Member]) -> set[str]:
+    def _own(self, number: int, request: RoundRequest, members: list[Member]) -> set[str]:
         """The round's generations the search itself makes: as recorded when the round was first planned, else
-        those that call a model and are not complete now."""
+        those that call a model and are not complete now. A round recorded for other combinations (the spec or
+        the scores changed since) cannot be resumed."""
         path = self._plan_path(number)
         if path.exists():
-            return set(read_json(path)["own"])
+            recorded = read_json(path)
+            if recorded["combos"] != [combo.combo_id for combo in request.combos]:
+                raise InputError(
+                    f"{path}: round {number} of search {self.search.name} was planned for other combinations "
+                    f"({self.search.path} or the kept scores changed since); restore the spec, or remove "
+                    f"{path.parent.parent} to search again from round 1"
+                )
+            return set(recorded["own"])
         complete = accounting.complete_sets(self.paths)
         return {m.gen_id for m in members if calls_model(m, self.catalog) and m.gen_id not in complete[m.stage]}
 
     def new_calls(self, number: int, request: RoundRequest) -> dict[str, int]:
         members = round_members(self.search, number, request, self.catalog, self.settings)[1]
-        own = self._own(number, members)
+        own = self._own(number, request, members)
         calls = {combo.combo_id: 0 for combo in request.combos}
         for member in members:
             calls[member.combo_id] += member.gen_id in own
@@ -76,7 +85,7 @@ class LiveRounds:
 
     def fetch(self, number: int, request: RoundRequest) -> strategies.Fetched:
         spec, members = round_members(self.search, number, request, self.catalog, self.settings)
-        own = self._own(number, members)
+        own = self._own(number, request, members)
         path = self._plan_path(number)
         if not path.exists():
             combos = [combo.combo_id for combo in request.combos]
@@ -119,7 +128,7 @@ class LiveRounds:
             raise Interrupted(result.interrupted_by)
         if result.outcome.ok:
             return None
-        return strategies.BUDGET if any(kind == "budget" for kind, _, _ in result.gates.values()) else "failed"
+        return strategies.BUDGET if any(kind == "budget" for kind, _, _ in result.gates.values()) else strategies.FAILED
 
 
 def preflight(paths: Paths, search: SearchSpec, catalog: Catalog, settings: Settings) -> None:
