@@ -2,14 +2,15 @@
 the planted combination, over 20 seeds.
 
 A loopback judge (tests/fake_judge.py's generator, which carries the draft prompt's concept names into the draft and
-the essay) scores an essay 4 + noise, plus a planted bonus:
+the essay) scores an essay a base + noise, plus a planted bonus:
 
-  planted   +3 when the essay names all 3 concepts of the planted combination (8 concepts, k = 3: 56 combinations)
-  additive  +3 per concept of the planted combination the essay names (beam grows combinations from k = 1 to 3)
+  planted   4, +3 when the essay names all 3 concepts of the planted combination (8 concepts, k = 3: 56 combinations)
+  additive  1, +3 per concept of the planted combination the essay names (beam grows combinations from k = 1 to 3)
 
-noise is -1, 0 or +1, drawn from the judge, the prompt and the world's noise seed. The gate: mean >= 6.5 (planted)
-or >= 9 (additive) by 2 judges. A finalist is judged with 3 drafts x 2 judges x 2 replicates; the cube gives that to
-every combination (56 x 18 = 1,008 calls).
+noise is -1, 0 or +1, drawn from the judge, the prompt and the world's noise seed (scores are clipped to 0..10).
+The gate, by 2 judges: mean >= 6.5 (planted: 6-8 against 3-5 elsewhere) or >= 9 (additive: 9-10 for the planted
+combination, at most 8 for one with 2 of its concepts). A finalist is judged with 3 drafts x 2 judges x 2
+replicates; the cube gives that to every combination (56 x 18 = 1,008 calls).
 
 The 20 seeds are 2 noise seeds (worlds, each with its planted combination drawn from the seed) x 10 strategy seeds.
 Each world's cube is made once, live, by `daydream run` against the judge; the strategies are then replayed over it
@@ -62,7 +63,8 @@ class PlantedJudge(FakeJudge):
         found = sum(name in prompt for name in self.names)
         bonus = 3 * found if self.kind == "additive" else 3 * (found == len(self.names))
         noise = int(hashlib.sha256(f"{self.world}|{model}|{prompt}".encode()).hexdigest(), 16) % 3 - 1
-        return f"Strengths: some.\nSCORE: {max(0, min(10, 4 + bonus + noise))}"
+        base = 1 if self.kind == "additive" else 4
+        return f"Strengths: some.\nSCORE: {max(0, min(10, base + bonus + noise))}"
 
 
 def make_project(root: Path, kind: str) -> None:
@@ -276,7 +278,8 @@ def run_search_bench(log=print) -> tuple[list, dict]:
     found = {strategy: sum(r["found"] for r in of("additive", strategy)) for strategy in ("beam", "halving")}
     log(
         f"search additive: median calls to the first pass: beam {beam}, halving {halving}; found: beam "
-        f"{found['beam']}/20, halving {found['halving']}/20"
+        f"{found['beam']}/20, halving {found['halving']}/20; false passes "
+        f"{sum(r['false_passes'] for r in runs['additive'])}"
     )
     if beam is not None and halving is not None:
         rows.append(
