@@ -222,9 +222,17 @@ def test_bad_search_specs_exit_2_with_one_line_per_problem_naming_the_file_key_a
         f"error: {path}: gate 'missing': {gates / 'missing.yaml'}: gate file not found; write it (like "
         f"config/gates/reinvention.yaml) or name one of: found, reinvention",
     ]
+    beam_spec = SPEC.replace("k: 2\n", "k: 2\nk_min: 3\nbatch: 2\n").replace("strategy: halving", "strategy: beam")
+    write_search(project, "beam", beam_spec)
+    beam = daydream("search", "beam")
+    where = project / "config" / "searches" / "beam.yaml"
+    assert beam.returncode == 2 and beam.stderr.splitlines() == [
+        f"error: {where}: strategy beam grows combinations from k_min to k_max; remove k; add k_max",
+        f"error: {where}: batch (combinations per round) only applies to strategy random; remove it",
+    ]
     missing = daydream("search", "nothing")
     assert missing.returncode == 2
     assert missing.stderr == (
         f"error: {project / 'config' / 'searches' / 'nothing.yaml'}: search spec not found; write it (see "
-        f"docs/search.md) or name one of: bad, s\n"
+        f"docs/search.md) or name one of: bad, beam, s\n"
     )
