@@ -124,8 +124,14 @@ def test_a_search_finds_the_planted_combination_for_part_of_the_cube_and_its_rou
     assert report.returncode == 0, report.stderr
     assert (project / "data" / "cohorts" / "search-s-r1" / "reports" / "parsed_scores.csv").exists()
 
-    again = daydream("search", "s", "--quiet")  # run again: every round is complete, nothing is called
+    again = daydream("search", "s")  # run again: every round is complete, nothing is called
     assert again.returncode == 0 and len(fake.requests) == len(chat)
+    assert again.stderr.splitlines() == [
+        "round 1 (screen): 15 combination(s), cohort search-s-r1, 45 generations, 0 to make",
+        "round 2 (screen): 5 combination(s), cohort search-s-r2, 40 generations, 0 to make",
+        "round 3 (screen): 2 combination(s), cohort search-s-r3, 16 generations, 0 to make",
+        "round 4 (final): 1 combination(s), cohort search-s-r4, 12 generations, 0 to make",
+    ]
     assert searched(project)[0].equals(rounds)
 
     (project / "config" / "cohorts").mkdir(exist_ok=True)

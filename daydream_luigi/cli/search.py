@@ -86,7 +86,16 @@ def search(name, replay_cohorts, backend, yes, quiet):
         tty = sys.stdin.isatty()
         costs.check_guard(_totals(record.worst_case(spec, cube)), settings.guard, yes, confirm if tty else None)
         preflight(paths, spec, catalog, settings)
-        fetcher = LiveRounds(paths, spec, catalog, settings, backend, 0 if quiet else 1, servers=backend_servers)
+        fetcher = LiveRounds(
+            paths,
+            spec,
+            catalog,
+            settings,
+            backend,
+            0 if quiet else 1,
+            servers=backend_servers,
+            announce=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
+        )
         folder = record.search_dir(paths, name)
     try:
         outcome = strategies.run_search(spec, fetcher, record.empty_scores())

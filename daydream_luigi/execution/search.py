@@ -54,6 +54,7 @@ class LiveRounds:
     spent_usd: float = 0.0  # the search's own cost so far (the rounds are fetched in order)
     checked: bool = False  # the providers' preflight is done once, before the first call
     servers: Callable[..., AbstractContextManager] = lambda plan, pending: nullcontext()  # cli: the embedded model
+    announce: Callable[[str], None] = lambda line: None  # cli: a line per round on stderr
 
     def _plan_path(self, number: int):
         return search_dir(self.paths, self.search.name) / "rounds" / f"r{number}.json"
@@ -94,6 +95,12 @@ class LiveRounds:
             )
         if not membership_is_current(self.paths, spec, members):
             write_cohort(self.paths, spec, members)
+        complete = accounting.complete_sets(self.paths)
+        pending = sum(m.gen_id not in complete[m.stage] for m in members)
+        self.announce(
+            f"round {number} ({request.phase}): {len(request.combos)} combination(s), cohort {spec.cohort_id}, "
+            f"{len(members)} generations, {pending} to make"
+        )
         stopped = self._build(spec.cohort_id, members)
         complete = accounting.complete_sets(self.paths)
         made = [m for m in members if m.gen_id in own]
