@@ -242,3 +242,14 @@ def test_bad_search_specs_exit_2_with_one_line_per_problem_naming_the_file_key_a
         f"error: {project / 'config' / 'searches' / 'nothing.yaml'}: search spec not found; write it (see "
         f"docs/search.md) or name one of: bad, beam, s\n"
     )
+
+
+def test_a_cost_budget_is_the_spending_stop_of_the_round_that_reaches_it(project, fake):
+    write_search(project, "s", SPEC.replace("budget: {max_calls: 200}", "budget: {max_cost_usd: 0.002}"))
+    result = daydream("search", "s", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rounds, record = searched(project)
+    assert rounds["round"].tolist() == [1] and record["stop_reason"] == "budget" and not record["found"]
+    chat = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
+    assert 0 < record["calls"] == len(chat) <= 20  # the judge reports $0.0001 a call
+    assert record["cost_usd"] <= 0.002 and record["budget_left"]["cost_usd"] == round(0.002 - record["cost_usd"], 6)
