@@ -6,8 +6,9 @@
   ``prefer`` (when exactly one does), else ``WINNER: A``: a judge that always favours the first position, so every
   match without the preferred essay is a tie once both orders are judged, and its position bias is measurable;
   HTTP 400 (a request no retry can help) when the prompt contains ``fail_when``;
-* a judge prompt (it has ``SCORE``): ``SCORE: 8`` or ``9`` when the prompt contains ``planted``, else ``3`` or ``4``
-  (the second digit from the prompt's hash), so a planted concept raises the scores of the essays about it;
+* a judge prompt (it has ``SCORE``): ``SCORE: 8`` or ``9`` when the prompt contains ``planted`` (or every text of
+  ``planted_together``, a planted combination), else ``3`` or ``4`` (the second digit from the prompt's hash), so a
+  planted concept raises the scores of the essays about it;
 * any other prompt: a draft or essay that repeats the prompt's words (markup removed) in an ``<essay-idea>`` block
   and an ``<essay>`` block, after a first line ``Fake text <tag>.`` unique to the prompt; concept names given to a
   draft thus reach its essays and their judges.
@@ -54,6 +55,7 @@ class FakeJudge(LoopbackServer):
         self.latency = latency
         self.prefer: str | None = None
         self.planted: str | None = None
+        self.planted_together: tuple[str, ...] = ()
         self.fail_when: str | None = None
         self.idea_of = lambda text: text
         self.requests: list[dict] = []
@@ -67,6 +69,7 @@ class FakeJudge(LoopbackServer):
             self.requests.clear()
             self.max_concurrent = 0
         self.prefer = self.planted = self.fail_when = None
+        self.planted_together = ()
         self.idea_of = lambda text: text
         self.latency = 0.0
 
@@ -81,11 +84,13 @@ class FakeJudge(LoopbackServer):
             return "A" if self.prefer in a else "B"
         return "A"
 
-    def chat_answer(self, prompt: str) -> str:
+    def chat_answer(self, prompt: str, model: str = "") -> str:
+        """The answer to a chat prompt (`model`: the model asked; a subclass may let it change the answer)."""
         if "ESSAY A START" in prompt:
             return f"Both essays combine their concepts; one is more concrete.\nWINNER: {self.verdict(prompt)}"
         if "SCORE" in prompt:
-            base = 8 if self.planted and self.planted in prompt else 3
+            together = bool(self.planted_together) and all(text in prompt for text in self.planted_together)
+            base = 8 if (self.planted and self.planted in prompt) or together else 3
             return f"Weaknesses: few specifics.\nStrengths: a clear link.\nSCORE: {base + int(_digest(prompt), 16) % 2}"
         body = " ".join(re.sub(r"[<>]", " ", prompt).split())
         return (
@@ -116,7 +121,7 @@ class FakeJudge(LoopbackServer):
             self.max_concurrent = max(self.max_concurrent, self._current)
         try:
             time.sleep(self.latency)
-            text = self.chat_answer(body["messages"][-1]["content"])
+            text = self.chat_answer(body["messages"][-1]["content"], body["model"])
         finally:
             with self._lock:
                 self._current -= 1

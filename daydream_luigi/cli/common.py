@@ -1,13 +1,17 @@
-"""What several commands share: the --cohort and --backend options, id lists, and resolving the cohort a command
-works on."""
+"""What several commands share: the --cohort and --backend options, id lists, resolving the cohort a command works
+on, asking before a big run, and starting the servers of the backends that start their own."""
+
+from contextlib import ExitStack, contextmanager
 
 import click
 
-from daydream_luigi.core.backends import BACKENDS, default_backend
+from daydream_luigi.core.backends import BACKENDS, backend_of, default_backend
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.cohort_spec import active_spec
+from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
+from daydream_luigi.providers import backends
 
 cohort_option = click.option(
     "--cohort",
@@ -40,3 +44,20 @@ def prepare(cohort: str | None, backend: str | None):
         cohort = active_spec(load_catalog(paths, pool_limits(paths), settings), settings, backend).cohort_id
     plans.forget_plans()
     return paths, plans.cohort_plan(checked_id(cohort, "cohort name"), backend)
+
+
+def confirm(question: str) -> bool:
+    return click.confirm(question, default=False, err=True)
+
+
+@contextmanager
+def backend_servers(plan, pending):
+    """Start the server of each backend that starts its own (the embedded model) when pending work needs it; they
+    stop on any exit from the block."""
+    catalog = plan.context.catalog
+    needed = {backend_of(catalog.models[m.llm_model_id].provider).name for m in pending if calls_model(m, catalog)}
+    with ExitStack() as stack:
+        for name in sorted(needed):
+            if BACKENDS[name].starts_server:
+                stack.enter_context(backends.server(BACKENDS[name], lambda line: click.echo(line, err=True)))
+        yield

@@ -1,5 +1,5 @@
 """The `daydream` group: every command registered here, one module per command group (run, store, curate, report,
-research, decide, debug); bad input ends with its message and exit code 2."""
+research, decide, search, debug); bad input ends with its message and exit code 2."""
 
 import importlib
 import logging
@@ -30,6 +30,7 @@ COMMANDS = {
     "gate": "decide:gate",
     "compare": "decide:compare",
     "labels": "decide:labels",
+    "search": "search:search",
     "parse": "debug:parse",
     "ui": "debug:ui",
 }

@@ -12,8 +12,7 @@ import click
 
 from daydream_luigi.analysis.dedup import DEFAULT_THRESHOLD, dedup_clusters
 from daydream_luigi.analysis.tournament import describe_position_bias
-from daydream_luigi.cli.common import backend_option, prepare
-from daydream_luigi.cli.run import backend_servers, confirm
+from daydream_luigi.cli.common import backend_option, backend_servers, confirm, prepare
 from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError

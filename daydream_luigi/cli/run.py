@@ -1,20 +1,17 @@
 """Running a cohort: `run`, and the read-only views of what a run would do or has done: `plan`, `status`."""
 
 import sys
-from contextlib import ExitStack, contextmanager
 
 import click
 
-from daydream_luigi.cli.common import backend_option, cohort_option, prepare
-from daydream_luigi.core.backends import BACKENDS, backend_of
+from daydream_luigi.cli.common import backend_option, backend_servers, cohort_option, confirm, prepare
+from daydream_luigi.cli.search import plan_search
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES
 from daydream_luigi.execution import cohort_run as running
 from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.progress import rate_text
-from daydream_luigi.providers import backends
 from daydream_luigi.providers.limits.budget import Spend
 from daydream_luigi.store import costs, operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
@@ -34,25 +31,8 @@ batch_option = click.option(
 )
 
 
-def confirm(question: str) -> bool:
-    return click.confirm(question, default=False, err=True)
-
-
 def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
-
-
-@contextmanager
-def backend_servers(plan, pending):
-    """Start the server of each backend that starts its own (the embedded model) when pending work needs it; they
-    stop on any exit from the block."""
-    catalog = plan.context.catalog
-    needed = {backend_of(catalog.models[m.llm_model_id].provider).name for m in pending if calls_model(m, catalog)}
-    with ExitStack() as stack:
-        for name in sorted(needed):
-            if BACKENDS[name].starts_server:
-                stack.enter_context(backends.server(BACKENDS[name], lambda line: click.echo(line, err=True)))
-        yield
 
 
 def print_summary(cohort_id: str, result: running.Result, reports) -> None:
@@ -239,9 +219,18 @@ def run(
 @backend_option
 @budget_option
 @batch_option
-def plan(cohort, backend, budget, batch):
+@click.option(
+    "--search",
+    "search_name",
+    metavar="NAME",
+    help="Plan the search config/searches/NAME.yaml instead: its budget's worst case beside the cube's calls and cost.",
+)
+def plan(cohort, backend, budget, batch, search_name):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
     at batch price)."""
+    if search_name is not None:
+        plan_search(search_name, backend)
+        return
     paths, cohort_plan = prepare(cohort, backend)
     frame = costs.plan(
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch

@@ -63,7 +63,7 @@ class CohortSpec:
         return data
 
 
-def _backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
+def backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
     """Active models for a role, restricted to those the backend runs (the embedded model for local, the providers'
     for http)."""
     flag = "for_generation" if role == "generation" else "for_evaluation"
@@ -81,8 +81,8 @@ def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpe
         draft_templates=catalog.active_templates("draft"),
         essay_templates=catalog.active_templates("essay"),
         evaluation_templates=catalog.active_templates("evaluation"),
-        generation_models=_backend_models(catalog, backend, "generation"),
-        evaluation_models=_backend_models(catalog, backend, "evaluation"),
+        generation_models=backend_models(catalog, backend, "generation"),
+        evaluation_models=backend_models(catalog, backend, "evaluation"),
         replicates=settings.replicates,
     )
     digest = hashlib.sha256(json.dumps(spec.manifest(), sort_keys=True).encode()).hexdigest()[:8]
@@ -121,9 +121,7 @@ def _known(catalog: Catalog, kind: str) -> dict:
     return catalog.models if kind == "model" else catalog.templates[kind]
 
 
-def _id_list(
-    raw: dict, key: str, known: Collection[str] | None, default: list, where: str, problems: list[str]
-) -> list:
+def id_list(raw: dict, key: str, known: Collection[str] | None, default: list, where: str, problems: list[str]) -> list:
     if key not in raw:
         return default
     values = raw[key]
@@ -205,20 +203,20 @@ def spec_from_mapping(
     if level not in LEVELS:
         problems.append(f"{where}: description_level {level!r} is not one of {', '.join(LEVELS)}")
     replicates = _replicates(raw, settings, where, problems)
-    concepts = _id_list(raw, "concepts", catalog.concepts, catalog.active_concepts(), where, problems)
+    concepts = id_list(raw, "concepts", catalog.concepts, catalog.active_concepts(), where, problems)
     k = raw.get("k", settings.k)
     if ("k" in raw or "concepts" in raw) and concepts and not (POSITIVE_INT.accepts(k) and k <= len(concepts)):
         problems.append(
             f"{where}: k must be a whole number from 1 to {len(concepts)}, the number of concepts it "
             f"combines (found {shown(k)}{'' if 'k' in raw else ' in config/daydream.yaml'})"
         )
-    combo_ids = _id_list(raw, "combos", None, [], where, problems)
+    combo_ids = id_list(raw, "combos", None, [], where, problems)
     axes: dict[str, Any] = {
-        key: _id_list(raw, key, _known(catalog, kind), _default_axis(catalog, key, kind, backend), where, problems)
+        key: id_list(raw, key, _known(catalog, kind), default_axis(catalog, key, kind, backend), where, problems)
         for key, kind, _ in _AXES
     }
     essays, drafts = (
-        _id_list(raw, key, None, [], where, problems) if key in raw else None for key in ("essays", "drafts")
+        id_list(raw, key, None, [], where, problems) if key in raw else None for key in ("essays", "drafts")
     )
     raise_if(problems)
     if essays is not None or drafts is not None:
@@ -239,10 +237,10 @@ def spec_from_mapping(
     return spec
 
 
-def _default_axis(catalog: Catalog, key: str, kind: str, backend: str) -> list:
+def default_axis(catalog: Catalog, key: str, kind: str, backend: str) -> list:
     """What a spec that leaves out axis `key` gets: the active templates, or the backend's models for the role."""
     if kind == "model":
-        return _backend_models(catalog, backend, "generation" if key == "generation_models" else "evaluation")
+        return backend_models(catalog, backend, "generation" if key == "generation_models" else "evaluation")
     return catalog.active_templates(kind)
 
 

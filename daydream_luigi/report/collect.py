@@ -24,8 +24,9 @@ def _read_json(path: str) -> dict:
         return json.loads(handle.read())
 
 
-def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
-    """One row per evaluation on disk (with lineage and paths), plus counts of done, failed and missing ones.
+def collect_scores(paths, cohort_id: str, members=None) -> tuple[pd.DataFrame, dict]:
+    """One row per evaluation on disk (with lineage and paths), plus counts of done, failed and missing ones; of the
+    cohort's membership, or of the evaluation `members` given (a search's replay reads what it asks for).
 
     Built column by column with string paths, and only essays' and drafts' metadata are kept (each is read once,
     and shared by all its evaluations): ~100,000 evaluations in a few seconds and ~100 MB.
@@ -46,7 +47,7 @@ def collect_scores(paths, cohort_id: str) -> tuple[pd.DataFrame, dict]:
         return found
 
     evaluation_root, essay_root, draft_root = (stage_dir(paths, stage) for stage in ("evaluation", "essay", "draft"))
-    for member in evaluations(paths, cohort_id):
+    for member in evaluations(paths, cohort_id) if members is None else members:
         directory = os.path.join(evaluation_root, checked_id(member.gen_id, "gen_id"))
         try:
             evaluation = _read_json(os.path.join(directory, METADATA))
