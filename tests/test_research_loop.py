@@ -167,7 +167,7 @@ def test_rescore_reads_the_kept_answers_again_without_a_model_call_and_the_repor
 def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_them_without_a_call(project, endpoint):
     from daydream_luigi.core.catalog import load_catalog
     from daydream_luigi.core.settings import Paths, load_settings, pool_limits
-    from daydream_luigi.report import collect
+    from daydream_luigi.report import folder
     from daydream_luigi.store import freshness, rescore
 
     (project / "config" / "cohorts").mkdir(exist_ok=True)
@@ -175,7 +175,7 @@ def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_
     assert daydream("run", "--cohort", COHORT).returncode == 0
     sub_score, _ = plant_old_readings(project, membership(project))
     paths = Paths.from_env()
-    collect.write_all(paths, COHORT)  # what `daydream report` does
+    folder.write_all(paths, COHORT)  # what `daydream report` does
     page = str(reports(project) / "report.html")
     assert freshness.is_current(paths, COHORT, page)
     done = rescore.rescore(paths, load_catalog(paths, pool_limits(paths), load_settings(paths)), [sub_score])
