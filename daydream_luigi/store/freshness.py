@@ -1,5 +1,5 @@
 """Whether a cohort's reports are current: a fingerprint of the evaluations (and names) they were built from, and for
-the page, of the gate files and people's labels its decisions are made from.
+the page, of the gate files and people's labels its decisions are made from and of the neutrality check it shows.
 
 Reports never require the evaluations (a failed one must not block them); instead each report records a fingerprint of
 the evaluations it was built from and counts as current only while that fingerprint still matches the disk. Kept apart
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from daydream_luigi.core.gates import gate_path
 from daydream_luigi.core.ids import checked_id, id_problem
+from daydream_luigi.core.neutrality import RECORD_FILE
 from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text
 from daydream_luigi.store.labels import labels_path
 from daydream_luigi.store.membership import MANIFEST, MEMBERSHIP, load_membership
@@ -35,15 +36,15 @@ def stage_dir(paths, stage: str) -> str:
 
 
 def _decision_inputs(paths, cohort_id: str) -> list[bytes]:
-    """The texts the report's decisions are made from: each gate file the cohort's manifest names, and people's
-    labels (data/labels/labels.csv). Nothing when it names no gate and nobody labelled anything."""
+    """The texts the report's decisions are made from: each gate file the cohort's manifest names, people's labels
+    (data/labels/labels.csv) and the neutrality check its last run recorded. Nothing when none of them exists."""
     try:
         named = json.loads((paths.cohorts / cohort_id / MANIFEST).read_text(encoding="utf-8")).get("gates", [])
     except (OSError, ValueError, AttributeError):
         named = []
     files = [gate_path(paths, name) for name in named if isinstance(name, str) and id_problem(name) is None]
     found = []
-    for path in (*files, labels_path(paths)):
+    for path in (*files, labels_path(paths), reports_dir(paths, cohort_id) / RECORD_FILE):
         try:
             found.append(str(path).encode() + b"\0" + path.read_bytes())
         except OSError:
