@@ -401,6 +401,16 @@ def test_a_cohort_that_names_gates_ends_its_run_with_their_decisions_dossiers_an
         "1.0",
     ]
     assert ("gate", "gate:lenient") in vs_human
+    page = (reports(root) / "report.html").read_text()
+    first = page[page.index("<section ") : page.index("</section>")]
+    assert first.startswith('<section id="decisions">')
+    assert first.index("<strong>1 of 4 essays pass gate strict</strong>") < first.index(
+        "<strong>4 of 4 essays pass gate lenient</strong>"
+    )
+    assert first.count('<table class="data passing">') == 2
+    assert first.count(f'<tr data-essay="{e1}">') == 3  # passes both, and strict lists why the other three fail
+    assert f"were checked against <code>{root / 'config' / 'neutrality.yaml'}</code>" in " ".join(first.split())
+    assert '<section id="people">' in page
 
     # what the run decided is what `daydream gate` decides
     decided = (reports(root) / "gate-strict.csv").read_bytes()
@@ -416,6 +426,7 @@ def test_a_cohort_that_names_gates_ends_its_run_with_their_decisions_dossiers_an
     assert endpoint.stats["requests"] == before
     assert all(row["decision"].startswith("judge-a: mean ") for row in rows_of(reports(root) / "gate-lenient.csv"))
     assert sorted(p.stem for p in dossiers.iterdir()) == [e1]
+    assert "<strong>0 of 4 essays pass gate lenient</strong>" in (reports(root) / "report.html").read_text()
     assert list(json.loads((dossiers / f"{e1}.json").read_text())["gates"]) == ["strict"]
 
 
