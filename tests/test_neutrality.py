@@ -347,3 +347,24 @@ def test_the_target_vectors_are_kept_by_text_so_a_second_check_loads_no_model(pr
         f"max_similarity 0.9 ({rules_file(project)}); reword it so it does not describe the target"
     ]
     assert embedded[1:] == [["A starter of wild yeast will leaven bread.\n"]]  # only the changed text is embedded
+
+
+@pytest.mark.parametrize("cohort, backend", [(None, "local"), (None, "http"), ("smoke", "local")])
+def test_the_shipped_inputs_pass_the_shipped_rules(monkeypatch, cohort, backend):
+    """A fresh clone's `make run` (and the smoke cohort) is not stopped by the terms config/neutrality.yaml ships."""
+    from conftest import REPO
+
+    monkeypatch.setenv("DAYDREAM_DATA_ROOT", str(REPO / "data"))
+    monkeypatch.setenv("DAYDREAM_CONFIG_DIR", str(REPO / "config"))
+    monkeypatch.delenv("GEN_TEMPLATES_ROOT", raising=False)
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
+    spec = (
+        active_spec(catalog, settings, backend)
+        if cohort is None
+        else load_spec(paths, cohort, catalog, settings, backend)
+    )
+    checked = require_neutral_inputs(paths, spec, catalog, settings)
+    assert checked.rules.path == REPO / "config" / "neutrality.yaml" and checked.problems == []
+    assert len(checked.inputs) > 10
