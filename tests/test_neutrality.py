@@ -268,7 +268,7 @@ def test_a_run_records_the_rules_it_was_checked_against_and_a_project_without_ru
     result = daydream("run", "--cohort", "small", "--backend", "http")
     assert result.returncode == 0, result.stdout + result.stderr
     assert endpoint.stats["requests"] == 2  # one draft, one evaluation (the essay is a verbatim copy)
-    recorded = json.loads((project / "data" / "cohorts" / "small" / "reports" / "neutrality.json").read_text())
+    recorded = json.loads((project / "data" / "cohorts" / "small" / "neutrality.json").read_text())
     paths = Paths.from_env()
     settings = load_settings(paths)
     catalog = load_catalog(paths, pool_limits(paths), settings)
@@ -301,7 +301,7 @@ def test_a_run_records_the_rules_it_was_checked_against_and_a_project_without_ru
     again = daydream("run", "--cohort", "small", "--backend", "http")
     assert again.returncode == 0, again.stdout + again.stderr
     assert endpoint.stats["requests"] == 2
-    assert json.loads((project / "data" / "cohorts" / "small" / "reports" / "neutrality.json").read_text()) == {
+    assert json.loads((project / "data" / "cohorts" / "small" / "neutrality.json").read_text()) == {
         "checked": False,
         "rules_file": str(rules_file(project)),
     }

@@ -640,7 +640,7 @@ def test_without_gates_the_first_section_says_how_to_name_one_and_the_neutrality
     assert "No gate decides this cohort: name one in its spec" in section
     assert "No record of a check: no <code>neutrality.json</code> (a run writes it)." in section
     assert 'id="people"' not in html  # no judge_vs_human.csv
-    (reports_dir / "neutrality.json").write_text(
+    (reports_dir.parent / "neutrality.json").write_text(
         json.dumps({"checked": False, "rules_file": "/p/config/neutrality.yaml"})
     )
     section = _section(build_report(reports_dir, COHORT, gens), "decisions")
@@ -658,7 +658,7 @@ def test_without_gates_the_first_section_says_how_to_name_one_and_the_neutrality
         ],
         "problems": [],
     }
-    (reports_dir / "neutrality.json").write_text(json.dumps(record))
+    (reports_dir.parent / "neutrality.json").write_text(json.dumps(record))
     section = _section(build_report(reports_dir, COHORT, gens), "decisions")
     assert (
         "Before the last run, 2 fixed inputs (templates, every description of every concept used, system prompts) "

@@ -31,7 +31,7 @@ from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.settings import LEVELS, Paths, read_yaml, shown
 
 NEUTRALITY_FILE = "neutrality.yaml"  # in the config folder
-RECORD_FILE = "neutrality.json"  # in a cohort's reports folder: the check its last run made (`record`)
+RECORD_FILE = "neutrality.json"  # in a cohort's folder, beside its manifest: the check its last run made (`record`)
 _KEYS = ("forbidden", "target", "max_similarity")
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]  # texts -> one vector each
 

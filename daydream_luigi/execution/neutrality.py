@@ -14,10 +14,10 @@ made, when it raises) and :func:`record_neutral_inputs` once it starts, so the r
 from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.identity import call_shape
+from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.neutrality import RECORD_FILE, Embed, Scan, fixed_inputs, load_rules, record, rules_path, scan
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.store.files import atomic_write_json
-from daydream_luigi.store.freshness import reports_dir
 
 
 def system_prompts(spec, catalog: Catalog, settings: Settings) -> dict[str, str]:
@@ -75,8 +75,8 @@ def require_neutral_inputs(paths: Paths, spec, catalog: Catalog, settings: Setti
 
 
 def record_neutral_inputs(paths: Paths, cohort_id: str, checked: Scan | None):
-    """Keep what :func:`require_neutral_inputs` found in the cohort's reports folder (neutrality.json, which the
-    report shows and whose change rebuilds it); its path."""
-    path = reports_dir(paths, cohort_id) / RECORD_FILE
+    """Keep what :func:`require_neutral_inputs` found in the cohort's folder (data/cohorts/<id>/neutrality.json, beside
+    its manifest: the report shows it, and its change rebuilds the report); its path."""
+    path = paths.cohorts / checked_id(cohort_id, "cohort id") / RECORD_FILE
     atomic_write_json(path, record(checked, rules_path(paths)))
     return path

@@ -1,11 +1,12 @@
 """The report's decision sections as view models: which essays pass each gate (the page's first section), the check
 of the fixed inputs the last run made, and the judges held against people's labels.
 
-Drawn from the files `report.decisions` and the run write into the reports folder: ``gate-<name>.csv`` (every essay
+Drawn from the files `report.decisions` and the run write: in the reports folder ``gate-<name>.csv`` (every essay
 and its decision), ``dossiers/<gen_id>.json`` (linked, and the source of the gate file's sha256 and thresholds, which
-the table does not hold: without a passing essay the page names the criteria only), ``neutrality.json`` and
-``judge_vs_human.csv``. The gates shown are those the cohort names (its manifest), in its order, then any other
-gate whose table is in the folder (written by `daydream gate`, and as current as that command left it).
+the table does not hold: without a passing essay the page names the criteria only) and ``judge_vs_human.csv``; in
+the cohort's folder, beside its manifest, ``neutrality.json``. The gates shown are those the cohort names (its
+manifest), in its order, then any other gate whose table is in the folder (written by `daydream gate`, and as
+current as that command left it).
 """
 
 from __future__ import annotations
@@ -134,12 +135,13 @@ def gate_views(
 def neutrality_view(reports_dir: Path) -> dict:
     """What the last run's check of the fixed inputs recorded (neutrality.json): the rules file and its sha256, how
     many inputs, and with a target the highest similarity; `recorded` false when the folder has no record."""
-    record = load_json(reports_dir / RECORD_FILE)
+    record = load_json(reports_dir.parent / RECORD_FILE)
     if record is None:
         return {"recorded": False, "file": RECORD_FILE}
     view = {
         "recorded": True,
         "file": RECORD_FILE,
+        "href": f"../{RECORD_FILE}",
         "checked": bool(record.get("checked")),
         "rules_file": as_text(record.get("rules_file")),
     }

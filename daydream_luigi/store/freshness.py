@@ -44,7 +44,7 @@ def _decision_inputs(paths, cohort_id: str) -> list[bytes]:
         named = []
     files = [gate_path(paths, name) for name in named if isinstance(name, str) and id_problem(name) is None]
     found = []
-    for path in (*files, labels_path(paths), reports_dir(paths, cohort_id) / RECORD_FILE):
+    for path in (*files, labels_path(paths), paths.cohorts / cohort_id / RECORD_FILE):
         try:
             found.append(str(path).encode() + b"\0" + path.read_bytes())
         except OSError:
