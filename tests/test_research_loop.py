@@ -177,14 +177,14 @@ def test_a_rescored_evaluation_makes_the_reports_stale_so_the_next_run_rebuilds_
     sub_score, _ = plant_old_readings(project, membership(project))
     paths = Paths.from_env()
     folder.write_all(paths, COHORT)  # what `daydream report` does
-    page = str(reports(project) / "report.html")
-    assert freshness.is_current(paths, COHORT, page)
+    page = str(reports(project) / "report.html")  # its fingerprint also covers the decisions' inputs
+    assert freshness.is_current(paths, COHORT, page, decisions=True)
     done = rescore.rescore(paths, load_catalog(paths, pool_limits(paths), load_settings(paths)), [sub_score])
     assert [(c.gen_id, c.before, c.after) for c in done.changed] == [(sub_score, 9, 6)]
-    assert not freshness.is_current(paths, COHORT, page)
+    assert not freshness.is_current(paths, COHORT, page, decisions=True)
     assert daydream("run", "--cohort", COHORT).returncode == 0
     assert endpoint.stats["requests"] == 36 and scores_of(project)[sub_score] == 6
-    assert freshness.is_current(paths, COHORT, page)
+    assert freshness.is_current(paths, COHORT, page, decisions=True)
 
 
 # ---------------------------------------------------------------------------------------------------- tournament
