@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from pandas.api.typing import SeriesGroupBy
-from scipy import stats
+from scipy import special  # stdtrit is t's quantile; scipy.stats costs ~0.5 s more to import
 
 #: Coverage of every interval in the result tables.
 CONFIDENCE = 0.95
@@ -32,7 +32,7 @@ def t_interval(
     n, mean, sd = (np.asarray(v, dtype="float64") for v in (n, mean, sd))
     defined = n >= 2
     df = np.where(defined, n - 1, 1.0)
-    half = stats.t.ppf(0.5 + confidence / 2, df) * sd / np.sqrt(np.where(defined, n, 1.0))
+    half = special.stdtrit(df, 0.5 + confidence / 2) * sd / np.sqrt(np.where(defined, n, 1.0))
     half = np.where(defined, half, math.nan)
     return mean - half, mean + half
 
@@ -111,7 +111,7 @@ def _difference_interval(
     se = np.sqrt(v1 + v2)
     spread = se > 0
     df = np.where(spread, (v1 + v2) ** 2 / np.where(spread, v1**2 / df1 + v2**2 / df2, 1.0), 1.0)
-    half = np.where(spread, stats.t.ppf(0.5 + confidence / 2, df) * se, 0.0)
+    half = np.where(spread, special.stdtrit(df, 0.5 + confidence / 2) * se, 0.0)
     half = np.where(defined, half, math.nan)
     return difference - half, difference + half
 
