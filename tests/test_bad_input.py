@@ -222,8 +222,8 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
         write("config/cohorts/pilot.yaml", "draft_template: [ladder]\n"),
         ["--cohort", "pilot"],
         "{root}/config/cohorts/pilot.yaml: unknown key 'draft_template'; allowed: combos, concepts, description_level, "
-        "draft_templates, drafts, essay_templates, essays, evaluation_models, evaluation_templates, generation_models, "
-        "k, replicates",
+        "draft_templates, drafts, essay_templates, essays, evaluation_models, evaluation_templates, gates, "
+        "generation_models, k, replicates",
     ),
     (
         "spec-unknown-template",

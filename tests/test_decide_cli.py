@@ -357,3 +357,147 @@ def test_peoples_labels_measure_the_judges_and_the_gate(store):
         "1.0",
         "0.5",
     ]
+
+
+def test_a_cohort_that_names_gates_ends_its_run_with_their_decisions_dossiers_and_judges_against_people(
+    store, endpoint, monkeypatch
+):
+    root, essays = store
+    monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", endpoint.base_url)
+    monkeypatch.setenv("OPENROUTER_API_KEY", FAKE_KEY)
+    e1, e2 = essays["ladder", "polish"], essays["ladder", "verbatim"]
+    e3, e4 = essays["sketch", "polish"], essays["sketch", "verbatim"]
+    (root / "config" / "cohorts" / f"{COHORT}.yaml").write_text(SPEC + "gates: [strict, lenient]\n")
+    people = root / "people.csv"
+    people.write_text(f"gen_id,template,score,rater\n{e1},judge-a,8,ana\n{e1},gate:strict,10,ana\n")
+    assert cli("labels", "import", str(people)).exit_code == 0
+    before = endpoint.stats["requests"]
+    result = daydream("run", "--cohort", COHORT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert endpoint.stats["requests"] == before  # every generation was complete: the reports alone were rebuilt
+    manifest = json.loads((root / "data" / "cohorts" / COHORT / "manifest.json").read_text())
+    assert manifest["gates"] == ["strict", "lenient"]
+    strict = rows_of(reports(root) / "gate-strict.csv")
+    assert {row["gen_id"]: row["decision"] for row in strict} == {
+        e1: "pass",
+        e2: "judge-a: lower bound -3.71 < 7",
+        e3: "judge-b: judges' means differ by 7.00 > 3",
+        e4: "judge-a: 1 judge(s), needs 2",
+    }
+    assert [row["decision"] for row in rows_of(reports(root) / "gate-lenient.csv")] == ["pass"] * 4
+    dossiers = reports(root) / "dossiers"
+    assert sorted(p.stem for p in dossiers.iterdir()) == sorted(essays.values())
+    assert sorted(json.loads((dossiers / f"{e1}.json").read_text())["gates"]) == ["lenient", "strict"]
+    assert list(json.loads((dossiers / f"{e2}.json").read_text())["gates"]) == ["lenient"]
+    vs_human = {(r["judge"], r["template"]): r for r in rows_of(reports(root) / "judge_vs_human.csv")}
+    assert (vs_human["judge-paid", "judge-a"]["n"], vs_human["judge-paid", "judge-a"]["mean_abs_difference"]) == (
+        "1",
+        "1.0",
+    )  # judge-paid gave e1 9, ana 8
+    assert [vs_human["gate", "gate:strict"][c] for c in ("n", "true_pass", "precision", "recall")] == [
+        "1",
+        "1",
+        "1.0",
+        "1.0",
+    ]
+    assert ("gate", "gate:lenient") in vs_human
+    page = (reports(root) / "report.html").read_text()
+    first = page[page.index("<section ") : page.index("</section>")]
+    assert first.startswith('<section id="decisions">')
+    assert first.index("<strong>1 of 4 essays pass gate strict</strong>") < first.index(
+        "<strong>4 of 4 essays pass gate lenient</strong>"
+    )
+    assert first.count('<table class="data passing">') == 2
+    assert first.count(f'<tr data-essay="{e1}">') == 3  # passes both, and strict lists why the other three fail
+    assert f"were checked against <code>{root / 'config' / 'neutrality.yaml'}</code>" in " ".join(first.split())
+    assert '<section id="people">' in page
+
+    # what the run decided is what `daydream gate` decides
+    decided = (reports(root) / "gate-strict.csv").read_bytes()
+    (reports(root) / "gate-strict.csv").unlink()
+    assert cli("gate", "strict", "--cohort", COHORT).exit_code == 0
+    assert (reports(root) / "gate-strict.csv").read_bytes() == decided
+
+    # a gate tightened after the run: the next run re-decides (the page's fingerprint covers the gate files it
+    # decides by), still without a call
+    (root / "config" / "gates" / "lenient.yaml").write_text(LENIENT.replace("min: 5", "min: 9.5"))
+    again = daydream("run", "--cohort", COHORT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert endpoint.stats["requests"] == before
+    assert all(row["decision"].startswith("judge-a: mean ") for row in rows_of(reports(root) / "gate-lenient.csv"))
+    assert sorted(p.stem for p in dossiers.iterdir()) == [e1]
+    assert "<strong>0 of 4 essays pass gate lenient</strong>" in (reports(root) / "report.html").read_text()
+    assert list(json.loads((dossiers / f"{e1}.json").read_text())["gates"]) == ["strict"]
+
+
+def test_daydream_report_decides_by_the_gates_the_spec_names_now(store):
+    root, essays = store
+    (root / "config" / "cohorts" / f"{COHORT}.yaml").write_text(SPEC + "gates: [strict]\n")
+    assert not (reports(root) / "gate-strict.csv").exists()
+    result = cli("report", "--cohort", COHORT, "--backend", "http")
+    assert result.exit_code == 0, result.output
+    assert [row["decision"] for row in rows_of(reports(root) / "gate-strict.csv")][
+        sorted(essays.values()).index(essays["ladder", "polish"])
+    ] == "pass"
+    assert not (reports(root) / "judge_vs_human.csv").exists()  # nobody labelled an essay of the cohort
+
+
+@pytest.mark.parametrize(
+    "gates, gate_file, problems",
+    [
+        (
+            "[strict, nothing]",
+            None,
+            [
+                "{spec}: gates lists 'nothing', which has no gate file {gates}/nothing.yaml; write it (like "
+                "config/gates/reinvention.yaml) or name one of: lenient, reinvention, strict"
+            ],
+        ),
+        (
+            "[../strict]",
+            None,
+            ["{spec}: gates lists '../strict', which may only contain letters, digits, '.', '_' and '-'"],
+        ),
+        ("strict", None, ["{spec}: gates must be a list of ids"]),
+        (
+            "[reinvention]",
+            None,
+            [
+                "{gates}/reinvention.yaml: criterion 1: template 'novelty-judge' is not an evaluation template; use one "
+                "of: judge-a, judge-b",
+                "{gates}/reinvention.yaml: criterion 2: template 'coherence-judge' is not an evaluation template; use "
+                "one of: judge-a, judge-b",
+            ],
+        ),
+        (
+            "[narrow]",
+            "criteria:\n  - {template: judge-a, min: 11, by: mean}\nmin_judges: 1\n",
+            ["{gates}/narrow.yaml: criterion 1: min must be a number from 0 to 10 (found 11)"],
+        ),
+    ],
+)
+def test_a_gate_the_spec_names_is_checked_before_anything_runs(project, endpoint, gates, gate_file, problems):
+    spec = project / "config" / "cohorts" / "named.yaml"
+    spec.write_text(f"concepts: [tidal-power, ant-foraging]\nk: 2\ngates: {gates}\n")
+    for name, text in (("strict", STRICT), ("lenient", LENIENT), ("narrow", gate_file)):
+        if text is not None:
+            (project / "config" / "gates" / f"{name}.yaml").write_text(text)
+    for command in (("plan",), ("run",)):
+        result = cli(*command, "--cohort", "named", "--backend", "http")
+        assert result.exit_code == 2, result.output
+        gates_dir = project / "config" / "gates"
+        assert result.stderr == "".join(f"error: {p.format(spec=spec, gates=gates_dir)}\n" for p in problems)
+    assert endpoint.stats["requests"] == 0
+    assert not (project / "data" / "cohorts").exists()
+
+
+def test_a_gate_needs_the_evaluation_templates_its_criteria_read(project):
+    spec = project / "config" / "cohorts" / "named.yaml"
+    spec.write_text("concepts: [tidal-power, ant-foraging]\nk: 2\nevaluation_templates: [judge-b]\ngates: [strict]\n")
+    (project / "config" / "gates" / "strict.yaml").write_text(STRICT)
+    result = cli("plan", "--cohort", "named", "--backend", "http")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {spec}: gate strict ({project / 'config' / 'gates' / 'strict.yaml'}) needs evaluation template "
+        f"'judge-a', which this cohort does not evaluate with; add it to evaluation_templates, or remove the gate\n"
+    )

@@ -1,6 +1,8 @@
 """Neutral fixed inputs: config/neutrality.yaml validated, forbidden terms found in templates, every description level,
 concept names and system prompts (file, line, term; exit 2; no call), and similarity to a target text."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from daydream_luigi.core.neutrality import FixedInput, Rules, Term, fixed_inputs
 from daydream_luigi.core.settings import Paths, load_settings, pool_limits
 from daydream_luigi.execution.neutrality import check_inputs, require_neutral_inputs, system_prompts
 from daydream_luigi.providers.local import minilm
+from daydream_luigi.store.cohorts import load_spec
 
 SHIPPED = "forbidden term '/day[- ]?dream/'"
 
@@ -222,3 +225,146 @@ def test_with_a_target_the_offline_embedding_model_measures_every_input(project)
     similarities = [float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines()[:-1]]
     assert len(similarities) == 13 and sorted(similarities)[-2] < 0.95
     assert result.stderr.startswith(f"error: {sourdough}: cosine similarity 1.000 to the target text")
+
+
+SMALL = """concepts: [tidal-power, ant-foraging]
+k: 2
+draft_templates: [sketch]
+essay_templates: [verbatim]
+evaluation_templates: [judge-a]
+generation_models: [gen-paid]
+evaluation_models: [judge-paid]
+"""
+
+
+def small_cohort(project: Path) -> Path:
+    return plant(project / "config" / "cohorts" / "small.yaml", SMALL)
+
+
+@pytest.mark.parametrize("command", [("run",), ("run", "--dry-run"), ("plan",)])
+def test_a_forbidden_term_stops_run_and_plan_before_any_call_and_anything_written(project, endpoint, command):
+    small_cohort(project)
+    sketch = raw(project) / "generation_templates" / "draft" / "sketch.txt"
+    sketch.write_text(sketch.read_text() + "Let the mind daydream.\n")
+    article = plant(
+        raw(project) / "concepts" / "descriptions-article" / "tidal-power.txt",
+        "Tides rise.\nA default mode network of turbines.\n",
+    )
+    result = daydream(*command, "--cohort", "small", "--backend", "http")
+    assert result.returncode == 2, result.stdout + result.stderr
+    terms = rules_file(project)
+    assert result.stderr == (
+        f"error: {sketch}: line 2: {SHIPPED} ('daydream'); reword it (the terms are listed in {terms})\n"
+        f"error: {article}: line 2: forbidden term '/default[- ]mode network/' ('default mode network'); reword it "
+        f"(the terms are listed in {terms})\n"
+    )
+    assert result.stdout == ""
+    assert endpoint.stats["requests"] == 0
+    assert not (project / "data" / "cohorts").exists() and not (project / "data" / "gens").exists()
+
+
+def test_a_run_records_the_rules_it_was_checked_against_and_a_project_without_rules_runs_unchecked(project, endpoint):
+    small_cohort(project)
+    result = daydream("run", "--cohort", "small", "--backend", "http")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert endpoint.stats["requests"] == 2  # one draft, one evaluation (the essay is a verbatim copy)
+    recorded = json.loads((project / "data" / "cohorts" / "small" / "neutrality.json").read_text())
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
+    spec = load_spec(paths, "small", catalog, settings, "http")
+    inputs = fixed_inputs(paths, spec, catalog, {})
+    assert recorded == {
+        "checked": True,
+        "rules_file": str(rules_file(project)),
+        "sha256": hashlib.sha256(rules_file(project).read_bytes()).hexdigest(),
+        "forbidden": ["/day[- ]?dream/", "/default[- ]mode network/"],
+        "target": None,
+        "max_similarity": None,
+        "inputs": [
+            {
+                "source": item.source,
+                "line": item.first_line,
+                "sha256": hashlib.sha256(item.text.encode()).hexdigest(),
+                "similarity": None,
+            }
+            for item in inputs
+        ],
+        "problems": [],
+    }
+    assert [i["source"] for i in recorded["inputs"]][:3] == [
+        str(raw(project) / "generation_templates" / "draft" / "sketch.txt"),
+        str(raw(project) / "generation_templates" / "essay" / "verbatim.txt"),
+        str(raw(project) / "generation_templates" / "evaluation" / "judge-a.txt"),
+    ]
+    rules_file(project).unlink()
+    again = daydream("run", "--cohort", "small", "--backend", "http")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert endpoint.stats["requests"] == 2
+    assert json.loads((project / "data" / "cohorts" / "small" / "neutrality.json").read_text()) == {
+        "checked": False,
+        "rules_file": str(rules_file(project)),
+    }
+
+
+def test_the_target_vectors_are_kept_by_text_so_a_second_check_loads_no_model(project, monkeypatch):
+    from daydream_luigi.execution import neutrality
+    from daydream_luigi.providers.embeddings import text_embedding_path
+
+    paths, spec, catalog, settings = active(project)
+    plant(project / "config" / "target.txt", "Yeast and bacteria leaven bread.")
+    rules_file(project).write_text("target: target.txt\nmax_similarity: 0.9\n")
+    loaded, embedded = [], []
+
+    def fake_model(rules):
+        loaded.append(rules)
+
+        def embed(texts):
+            embedded.append(list(texts))
+            return [[1.0, 0.0] if "leaven bread" in t else [0.0, 1.0] for t in texts]
+
+        return embed
+
+    monkeypatch.setattr(neutrality, "offline_embedder", fake_model)
+    first = neutrality.require_neutral_inputs(paths, spec, catalog, settings)
+    texts = ["Yeast and bacteria leaven bread.", *(item.text for item in first.inputs)]
+    assert loaded == [rules_file(project)] and embedded == [list(dict.fromkeys(texts))]
+    kept = text_embedding_path(paths.embedding_cache, "all-MiniLM-L6-v2", texts[0])
+    assert kept.parent.parent == project / "data" / "cache" / "embeddings"
+    assert json.loads(kept.read_text())["embedding"] == [1.0, 0.0]
+    assert first.similarities[[i.source for i in first.inputs].index(str(raw(project) / "concepts_metadata.csv"))] == 0
+
+    second = neutrality.require_neutral_inputs(paths, spec, catalog, settings)
+    assert second.similarities == first.similarities
+    assert len(loaded) == 1 and len(embedded) == 1  # every vector read back, the model never loaded
+
+    sourdough = raw(project) / "concepts" / "descriptions-paragraph" / "sourdough.txt"
+    sourdough.write_text("A starter of wild yeast will leaven bread.\n")
+    with pytest.raises(InputError) as err:
+        neutrality.require_neutral_inputs(paths, spec, catalog, settings)
+    assert err.value.problems == [
+        f"{sourdough}: cosine similarity 1.000 to the target text {project / 'config' / 'target.txt'} is above "
+        f"max_similarity 0.9 ({rules_file(project)}); reword it so it does not describe the target"
+    ]
+    assert embedded[1:] == [["A starter of wild yeast will leaven bread.\n"]]  # only the changed text is embedded
+
+
+@pytest.mark.parametrize("cohort, backend", [(None, "local"), (None, "http"), ("smoke", "local")])
+def test_the_shipped_inputs_pass_the_shipped_rules(monkeypatch, cohort, backend):
+    """A fresh clone's `make run` (and the smoke cohort) is not stopped by the terms config/neutrality.yaml ships."""
+    from conftest import REPO
+
+    monkeypatch.setenv("DAYDREAM_DATA_ROOT", str(REPO / "data"))
+    monkeypatch.setenv("DAYDREAM_CONFIG_DIR", str(REPO / "config"))
+    monkeypatch.delenv("GEN_TEMPLATES_ROOT", raising=False)
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
+    spec = (
+        active_spec(catalog, settings, backend)
+        if cohort is None
+        else load_spec(paths, cohort, catalog, settings, backend)
+    )
+    checked = require_neutral_inputs(paths, spec, catalog, settings)
+    assert checked.rules.path == REPO / "config" / "neutrality.yaml" and checked.problems == []
+    assert len(checked.inputs) > 10

@@ -565,3 +565,125 @@ def test_a_plots_label_column_fits_its_longest_label_and_long_labels_are_shorten
     assert [r["label_short"] for r in plot["rows"]] == ["Ant trails", long_name[:39] + "\u2026"]
     assert plot["label_w"] == 24 + round(7.6 * 40)
     assert forest([{**row, "label": "Ant trails"}], -3, 3, 0)["label_w"] == 120  # short labels, narrow column
+
+
+# ---------------------------------------------------------------- decisions (issue 20)
+
+
+def _plain(html: str) -> str:
+    """Text with the tags dropped and whitespace collapsed, for whole-sentence assertions."""
+    import re
+
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    return text.replace(" .", ".").replace(" ,", ",").replace(" )", ")").replace("( ", "(").replace(" :", ":")
+
+
+def test_the_first_section_says_how_many_essays_pass_each_gate_and_which(store):
+    from daydream_luigi.analysis import gates
+    from daydream_luigi.core.gates import parse_gate
+
+    reports_dir, gens, frame = store
+    text = "criteria:\n  - {template: novelty, min: 7, by: mean}\nmin_judges: 2\n"
+    gate = parse_gate(
+        "keen",
+        Path("config/gates/keen.yaml"),
+        text,
+        {"criteria": [{"template": NOVELTY, "min": 7, "by": "mean"}], "min_judges": 2},
+        [NOVELTY, COHERENCE],
+    )
+    decisions = gates.decide(frame, gate)  # novelty means: essay 1 8.5, essay 2 4.5, essay 3 5.5
+    decisions.to_csv(reports_dir / "gate-keen.csv", index=False)
+    (reports_dir / "dossiers").mkdir()
+    (reports_dir / "dossiers" / "essay00000000001.json").write_text(
+        json.dumps({"gates": {"keen": gates.gate_record("essay00000000001", frame, gate, gates.PASS)}})
+    )
+    (reports_dir.parent / "manifest.json").write_text(json.dumps({"gates": ["keen", "strict"]}))
+    html = build_report(reports_dir, COHORT, gens)
+    assert html.index("<section ") == html.index('<section id="decisions">')  # the first section
+    section = _section(html, "decisions")
+    assert (
+        _plain(section).count(
+            f"1 of 3 essays pass gate keen criteria: novelty: mean ≥ 7 · 2 judges or more · gate file sha256 "
+            f"{gate.sha256[:12]} · gate-keen.csv"
+        )
+        == 1
+    )
+    passing = section[section.index('<table class="data passing">') : section.index("</table>")]
+    assert passing.count('<tr data-essay="') == 1
+    assert (
+        '<tr data-essay="essay00000000001"><td class="id">essay00000000001</td><td>Ant trails + Tidal power</td>'
+        in passing
+    )
+    assert '8.5 <small class="muted">[2.15, 14.85]</small>' in passing  # 9 and 8: 8.5 +- t(0.975, 1) * 0.5
+    hrefs = parse(section).hrefs
+    assert hrefs == [
+        "gate-keen.csv",
+        "dossiers/essay00000000001.json",
+        "../../../gens/essay/essay00000000001/parsed.txt",
+    ]
+    assert all((reports_dir / unquote(h)).is_file() for h in hrefs)
+    reasons = section[section.index('<table class="data reasons">') :]
+    assert '<tr><td>novelty: mean 4.50 &lt; 7</td><td class="num">1</td></tr>' in reasons
+    assert '<tr><td>novelty: mean 5.50 &lt; 7</td><td class="num">1</td></tr>' in reasons
+    assert "Why the other 2 fail (2 reasons)" in section
+    # a gate the cohort names whose table is not written yet says so; a gate only `daydream gate` wrote says that
+    assert "Gate strict" in section and "Not decided yet: no <code>gate-strict.csv</code>" in section
+    (reports_dir.parent / "manifest.json").write_text(json.dumps({}))
+    unnamed = _section(build_report(reports_dir, COHORT, gens), "decisions")
+    assert "Written by <code>daydream gate keen</code>" in unnamed and "gate strict" not in unnamed.lower()
+
+
+def test_without_gates_the_first_section_says_how_to_name_one_and_the_neutrality_check_is_shown(store):
+    reports_dir, gens, _ = store
+    html = build_report(reports_dir, COHORT, gens)
+    section = _section(html, "decisions")
+    assert "No gate decides this cohort: name one in its spec" in section
+    assert "No record of a check: no <code>neutrality.json</code> (a run writes it)." in section
+    assert 'id="people"' not in html  # no judge_vs_human.csv
+    (reports_dir.parent / "neutrality.json").write_text(
+        json.dumps({"checked": False, "rules_file": "/p/config/neutrality.yaml"})
+    )
+    section = _section(build_report(reports_dir, COHORT, gens), "decisions")
+    assert "Not checked: there was no <code>/p/config/neutrality.yaml</code> when the cohort last ran." in section
+    record = {
+        "checked": True,
+        "rules_file": "/p/config/neutrality.yaml",
+        "sha256": "ab" * 32,
+        "forbidden": ["/day[- ]?dream/"],
+        "target": "/p/config/target.txt",
+        "max_similarity": 0.5,
+        "inputs": [
+            {"source": "a.txt", "line": 1, "sha256": "0" * 64, "similarity": 0.21},
+            {"source": "b.txt", "line": 1, "sha256": "1" * 64, "similarity": 0.43},
+        ],
+        "problems": [],
+    }
+    (reports_dir.parent / "neutrality.json").write_text(json.dumps(record))
+    section = _section(build_report(reports_dir, COHORT, gens), "decisions")
+    assert (
+        "Before the last run, 2 fixed inputs (templates, every description of every concept used, system prompts) "
+        "were checked against /p/config/neutrality.yaml (sha256 abababababab): no forbidden term (/day[- ]?dream/); "
+        "the closest input to the target /p/config/target.txt is b.txt at cosine similarity 0.430 (limit 0.5). "
+        "neutrality.json"
+    ) in _plain(section)
+
+
+def test_people_s_labels_get_a_section_with_the_judges_and_the_gates_measured(store):
+    reports_dir, gens, _ = store
+    (reports_dir / "judge_vs_human.csv").write_text(
+        "judge,template,n,mean_abs_difference,spearman_rho,krippendorff_alpha,true_pass,false_pass,false_fail,"
+        "true_fail,precision,recall\n"
+        "judge-a,novelty,3,1.25,0.5,0.4166,,,,,,\n"
+        "judge-b,novelty,0,,,,,,,,,\n"
+        "gate,gate:keen,3,,,,1,0,1,1,1.0,0.5\n"
+    )
+    html = build_report(reports_dir, COHORT, gens)
+    people = _plain(_section(html, "people"))
+    assert "judge-a novelty 3 1.25 0.50 0.42" in people
+    assert "gate:keen 3 1 0 1 1 1.00 0.50" in people
+    assert "1 judge/template or gate row without an essay scored by people." in people
+    assert (
+        html.index('<section id="decisions">')
+        < html.index('<section id="people">')
+        < html.index('<section id="overview">')
+    )

@@ -12,6 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from daydream_luigi.analysis.aggregate import CROSS_EXPERIMENT_COLUMNS, aggregate_cross_experiment
 from daydream_luigi.analysis.agreement import (
@@ -902,7 +903,10 @@ def test_concept_effects_find_the_planted_concept():
     assert (anchor["n_with"], anchor["n_without"]) == (16, 14)
     assert (anchor["mean_with"], anchor["mean_without"]) == (pytest.approx(7.0), pytest.approx(4.0))
     assert anchor["difference"] == pytest.approx(3.0, rel=1e-12)
-    assert anchor["ci_low"] > 2 and anchor["ci_high"] < 4
+    # each combination is one cluster: its two essays (noise +1 and -1) average to the combination's 7 or 4, so no
+    # combination differs from another on either side and the interval is the point (the essays' noise, which the
+    # Welch interval over essays read as evidence, cancels within each combination)
+    assert (anchor["ci_low"], anchor["ci_high"]) == (pytest.approx(3.0, abs=1e-6), pytest.approx(3.0, abs=1e-6))
     # bees (and each other concept): with it 8 combos, half with anchor -> mean 5.5; without it 7 combos, 4 with
     # anchor -> mean (4*7 + 3*4) / 7 = 40/7; difference -3/14, and its interval includes 0
     for concept in PLANTED[1:]:
@@ -910,12 +914,67 @@ def test_concept_effects_find_the_planted_concept():
         assert (other["n_with"], other["n_without"]) == (16, 14)
         assert other["difference"] == pytest.approx(5.5 - 40 / 7, rel=1e-12)
         assert other["ci_low"] < 0 < other["ci_high"], concept
-    # the interval is the Welch interval over essay means (each essay: the mean of its two judges)
-    essay_means = table.groupby("parent_gen_id")["score"].mean()
-    has_anchor = essay_means.index.map(lambda e: "anchor" in concepts.concept_ids(e.split("-")[0]))
-    with_a, without_a = essay_means[has_anchor], essay_means[~has_anchor]
-    low, high = welch_interval(16, with_a.mean(), with_a.std(), 14, without_a.mean(), without_a.std())
-    assert (anchor["ci_low"], anchor["ci_high"]) == (pytest.approx(float(low)), pytest.approx(float(high)))
+    # by hand, the cluster-robust interval of bees: each combination's sum S_c over its 2 essays is 14 (anchor) or 8
+    # with: 8 combinations, S_c - 2 * 5.5 = +-3: V = 8/7 * 8 * 9 / 16^2; without: 4 at 14 and 3 at 8 about 2 * 40/7:
+    # V = 7/6 * (4 * (18/7)^2 + 3 * (24/7)^2) / 14^2; Welch-Satterthwaite df over 8 - 1 and 7 - 1 combinations
+    v_with, v_without = 8 / 7 * 72 / 256, 7 / 6 * (4 * (18 / 7) ** 2 + 3 * (24 / 7) ** 2) / 196
+    df = (v_with + v_without) ** 2 / (v_with**2 / 7 + v_without**2 / 6)
+    half = stats.t.ppf(0.975, df) * math.sqrt(v_with + v_without)
+    bees = effects.loc["bees"]
+    assert (bees["ci_low"], bees["ci_high"]) == (
+        pytest.approx(5.5 - 40 / 7 - half, rel=1e-9),
+        pytest.approx(5.5 - 40 / 7 + half, rel=1e-9),
+    )
+
+
+def test_essays_of_one_combination_are_one_cluster_so_the_concept_interval_widens():
+    """Four combinations of four essays each: the essays of a combination agree closely, the combinations do not. The
+    essays are 16 values but only 4 independent pieces of evidence about the concept, so its interval must be wider
+    than the Welch interval over essays, and exactly the one computed by hand over the 4 combinations."""
+    rows, combos = [], {}
+    by_combo = {
+        "c1": (["topic", "x"], 8.0),
+        "c2": (["topic", "y"], 5.0),
+        "c3": (["x", "y"], 6.0),
+        "c4": (["y", "z"], 4.0),
+    }
+    for combo, (held, level) in by_combo.items():
+        combos[combo] = held
+        for copy, wobble in enumerate((0.1, -0.1, 0.2, -0.2)):
+            essay = f"{combo}-e{copy}"
+            rows.append(
+                {
+                    **dict.fromkeys(PARSED_SCORES_COLUMNS, ""),
+                    "cohort_id": "clustered",
+                    "gen_id": f"{essay}-j",
+                    "parent_gen_id": essay,
+                    "evaluation_template": CRE,
+                    "evaluation_model": JA,
+                    "evaluation_replicate": 1,
+                    "score": level + wobble,
+                    "score_max": 10.0,
+                    "combo_id": combo,
+                }
+            )
+    table = pd.DataFrame(rows, columns=PARSED_SCORES_COLUMNS)
+    topic = concept_effects(table, ConceptMap(combos, {})).set_index("concept_id").loc["topic"]
+    assert (topic["n_with"], topic["n_without"], topic["difference"]) == (8, 8, pytest.approx(6.5 - 5.0))
+    # the combinations with "topic" average 8 and 5 (sums 32 and 20 over 4 essays each), those without 6 and 4:
+    # V_with = 2/1 * ((32 - 26)^2 + (20 - 26)^2) / 8^2 = 2.25, V_without = 2 * (4^2 + 4^2) / 64 = 1, df over 1 and 1
+    v_with, v_without = 2 * (36 + 36) / 64, 2 * (16 + 16) / 64
+    df = (v_with + v_without) ** 2 / (v_with**2 + v_without**2)
+    half = stats.t.ppf(0.975, df) * math.sqrt(v_with + v_without)
+    assert (topic["ci_low"], topic["ci_high"]) == (pytest.approx(1.5 - half), pytest.approx(1.5 + half))
+    essays = table.set_index("parent_gen_id")["score"]
+    has_topic = essays.index.str[:2].isin(["c1", "c2"])
+    low, high = welch_interval(8, 6.5, essays[has_topic].std(), 8, 5.0, essays[~has_topic].std())
+    assert half > 4 * (float(high) - float(low)) / 2  # 16 essays taken as independent: far too narrow
+    # one essay per combination: the clustered interval is the Welch interval over essays
+    single = table[table["parent_gen_id"].str.endswith("-e0")]
+    alone = concept_effects(single, ConceptMap(combos, {})).set_index("concept_id").loc["topic"]
+    means = single.set_index("parent_gen_id")["score"]
+    low, high = welch_interval(2, means[:2].mean(), means[:2].std(), 2, means[2:].mean(), means[2:].std())
+    assert (alone["ci_low"], alone["ci_high"]) == (pytest.approx(float(low)), pytest.approx(float(high)))
 
 
 def test_concept_pair_effects_cover_every_pair_that_occurs():

@@ -7,7 +7,7 @@ import click
 from daydream_luigi.analysis.aggregate import aggregate_cross_experiment
 from daydream_luigi.cli.common import backend_option, cohort_option, prepare
 from daydream_luigi.core.settings import Paths
-from daydream_luigi.report import collect
+from daydream_luigi.report import collect, folder
 from daydream_luigi.store.membership import has_membership
 
 
@@ -24,13 +24,14 @@ def all_scores(paths: Paths):
 @cohort_option
 @backend_option
 def report(cohort, backend):
-    """Write the cohort's tables and its self-contained HTML report from what is on disk now."""
+    """Write the cohort's tables, the decisions of the gates its spec names (gate-NAME.csv, dossiers) and its
+    judges against people's labels, and its self-contained HTML report, from what is on disk now."""
     paths, plan = prepare(cohort, backend)
     cohort_id = plan.spec.cohort_id
     if not has_membership(paths, cohort_id):
         click.echo(f"cohort {cohort_id} has not run yet: `daydream run --cohort {cohort_id}` first", err=True)
         raise SystemExit(1)
-    collect.write_all(paths, cohort_id)
+    folder.write_all(paths, cohort_id, plan.spec.gates)  # the spec's gates as it is now, validated by prepare
     click.echo(f"report: {collect.reports_dir(paths, cohort_id) / 'report.html'}")
 
 

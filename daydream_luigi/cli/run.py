@@ -11,6 +11,7 @@ from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import STAGES
 from daydream_luigi.execution import cohort_run as running
 from daydream_luigi.execution.central import central_url
+from daydream_luigi.execution.neutrality import record_neutral_inputs, require_neutral_inputs
 from daydream_luigi.execution.progress import rate_text
 from daydream_luigi.providers.limits.budget import Spend
 from daydream_luigi.store import costs, operations
@@ -143,6 +144,8 @@ def run(
 ):
     """Run a cohort end to end: drafts, essays and evaluations as one pipelined Luigi graph, then the reports.
 
+    Before anything starts, the fixed inputs are checked against config/neutrality.yaml (`daydream check inputs`).
+
     Exit codes: 0 all done; 1 some generations or a report failed (each listed with its reason), the --max-cost
     budget was reached, or a provider became unreachable; 2 bad input; 3 a daily quota paused a pool (its work is
     left for a run after the resume time shown); 130 / 143 interrupted by Ctrl-C / SIGTERM (finished work is kept;
@@ -150,6 +153,7 @@ def run(
     """
     paths, plan = prepare(cohort, backend)
     cohort_id = plan.spec.cohort_id
+    neutrality = require_neutral_inputs(paths, plan.spec, plan.context.catalog, plan.context.settings)
     members = list(plan.members.values())
     unknown = [g for g in gen_ids if g not in plan.members]
     if unknown:
@@ -190,6 +194,7 @@ def run(
         plan.backend,
     )
     running.preflight(paths, request, pending)
+    record_neutral_inputs(paths, cohort_id, neutrality)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
     with backend_servers(plan, pending):
@@ -227,11 +232,12 @@ def run(
 )
 def plan(cohort, backend, budget, batch, search_name):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
-    at batch price)."""
+    at batch price). Exit 2 when a fixed input is not neutral (config/neutrality.yaml)."""
     if search_name is not None:
         plan_search(search_name, backend)
         return
     paths, cohort_plan = prepare(cohort, backend)
+    require_neutral_inputs(paths, cohort_plan.spec, cohort_plan.context.catalog, cohort_plan.context.settings)
     frame = costs.plan(
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
     )

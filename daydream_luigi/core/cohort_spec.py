@@ -6,7 +6,7 @@ name (a spec file, else the cohort recorded under data/cohorts)."""
 import hashlib
 import json
 from collections.abc import Collection, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ from daydream_luigi.core.backends import backend_of
 from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.combos import Combo, enumerate_combos, read_mappings
 from daydream_luigi.core.errors import InputError, raise_if
-from daydream_luigi.core.ids import checked_id
+from daydream_luigi.core.gates import EXAMPLE as EXAMPLE_GATE
+from daydream_luigi.core.gates import gate_names, gate_path, load_gate
+from daydream_luigi.core.ids import checked_id, id_problem
 from daydream_luigi.core.settings import (
     LEVELS,
     POSITIVE_INT,
@@ -32,7 +34,8 @@ from daydream_luigi.core.settings import (
 class CohortSpec:
     """The axes of a cohort. `essays` or `drafts` set means curated mode: those essays, and essays written from those
     drafts by the essay axes (essay templates x generation models), all judged by the evaluation axes.
-    `recorded`: its axes were read back from data/cohorts/<id>/manifest.json (it is expanded like any spec)."""
+    `recorded`: its axes were read back from data/cohorts/<id>/manifest.json (it is expanded like any spec).
+    `gates`: the gates (config/gates/<name>.yaml) its reports decide every essay by, declared with the cohort."""
 
     cohort_id: str
     source: str  # where the spec came from, for error messages
@@ -46,6 +49,7 @@ class CohortSpec:
     essays: list | None = None
     drafts: list | None = None
     recorded: bool = False
+    gates: list = field(default_factory=list)
 
     @property
     def curated(self) -> bool:
@@ -55,6 +59,8 @@ class CohortSpec:
         data = asdict(self)
         if self.drafts is None:
             data.pop("drafts")  # the manifests of cohorts without drafts stay as they were recorded
+        if not self.gates:
+            data.pop("gates")  # and so do those of cohorts without gates (an active cohort's id hashes its manifest)
         data["combos"] = {c.combo_id: list(c.concept_ids) for c in self.combos}
         data["description_level"] = self.combos[0].level if self.combos else None
         data["k"] = self.combos[0].k if self.combos else None
@@ -103,6 +109,7 @@ _SPEC_KEYS = {
     "replicates",
     "essays",
     "drafts",
+    "gates",
 }
 _FIXED_BY_COMBOS = ("concepts", "k", "description_level")  # a recorded combo carries its own
 _IGNORED_WITH_DRAFTS = ("concepts", "combos", "k", "description_level", "draft_templates")  # drafts are as listed
@@ -218,9 +225,11 @@ def spec_from_mapping(
     essays, drafts = (
         id_list(raw, key, None, [], where, problems) if key in raw else None for key in ("essays", "drafts")
     )
+    gates = id_list(raw, "gates", None, [], where, problems)
+    problems += gate_problems(paths, gates, axes["evaluation_templates"], catalog, where)
     raise_if(problems)
     if essays is not None or drafts is not None:
-        return CohortSpec(name, where, [], replicates=replicates, essays=essays, drafts=drafts, **axes)
+        return CohortSpec(name, where, [], replicates=replicates, essays=essays, drafts=drafts, gates=gates, **axes)
     if combo_ids:
         recorded = read_mappings(paths.combo_mappings)
         unknown = [c for c in combo_ids if c not in recorded]
@@ -233,8 +242,38 @@ def spec_from_mapping(
         raise_if(_gone_concepts(combos, catalog, where))
     else:
         combos = enumerate_combos(concepts, k, level)
-    spec = CohortSpec(name, where, combos, replicates=replicates, **axes)
-    return spec
+    return CohortSpec(name, where, combos, replicates=replicates, gates=gates, **axes)
+
+
+def gate_problems(
+    paths: Paths, names: list[str], evaluation_templates: list[str], catalog: Catalog, where: str
+) -> list[str]:
+    """The gates a cohort names, each file validated (`load_gate`) and each criterion's template one the cohort
+    evaluates with (else no essay could pass): every problem one line."""
+    problems: list[str] = []
+    known = set(catalog.templates["evaluation"])
+    for name in names:
+        problem = id_problem(name)
+        if problem is None and not gate_path(paths, name).exists():
+            problem = (
+                f"has no gate file {gate_path(paths, name)}; write it (like config/gates/{EXAMPLE_GATE}.yaml) or "
+                f"name one of: {', '.join(gate_names(paths)) or 'none'}"
+            )
+        if problem is not None:
+            problems.append(f"{where}: gates lists {name!r}, which {problem}")
+            continue
+        try:
+            gate = load_gate(paths, name, known)
+        except InputError as exc:
+            problems += exc.problems
+            continue
+        problems += [
+            f"{where}: gate {name} ({gate.path}) needs evaluation template {criterion.template!r}, which this "
+            f"cohort does not evaluate with; add it to evaluation_templates, or remove the gate"
+            for criterion in gate.criteria
+            if criterion.template not in evaluation_templates
+        ]
+    return problems
 
 
 def default_axis(catalog: Catalog, key: str, kind: str, backend: str) -> list:
@@ -261,9 +300,9 @@ def unreadable_manifest(path: Path, exc: Exception) -> InputError:
     )
 
 
-def spec_from_manifest(cohort_id: str, manifest: Any, path: Path, catalog: Catalog) -> CohortSpec:
+def spec_from_manifest(cohort_id: str, manifest: Any, path: Path, catalog: Catalog, paths: Paths) -> CohortSpec:
     """A cohort as its manifest.json (`path`, read by `store.cohorts.recorded_spec`) records it, checked against
-    today's catalog (every template and model it uses must still exist)."""
+    today's catalog and config (every template and model it uses must still exist, and every gate it names)."""
     try:
         combos = [
             Combo(cid, tuple(concepts), manifest["description_level"], manifest["k"])
@@ -271,6 +310,7 @@ def spec_from_manifest(cohort_id: str, manifest: Any, path: Path, catalog: Catal
         ]
         axes: dict[str, Any] = {key: list(manifest[key]) for key, _, _ in _AXES}
         replicates, essays, drafts = dict(manifest["replicates"]), manifest["essays"], manifest.get("drafts")
+        gates = [str(name) for name in manifest.get("gates", [])]
     except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise unreadable_manifest(path, exc) from None
     problems = [
@@ -281,9 +321,18 @@ def spec_from_manifest(cohort_id: str, manifest: Any, path: Path, catalog: Catal
         if value not in _known(catalog, kind)
     ]
     problems += [] if essays is not None or drafts is not None else _gone_concepts(combos, catalog, str(path))
+    problems += gate_problems(paths, gates, axes["evaluation_templates"], catalog, str(path))
     raise_if(problems)
     return CohortSpec(
-        cohort_id, str(path), combos, replicates=replicates, essays=essays, drafts=drafts, recorded=True, **axes
+        cohort_id,
+        str(path),
+        combos,
+        replicates=replicates,
+        essays=essays,
+        drafts=drafts,
+        recorded=True,
+        gates=gates,
+        **axes,
     )
 
 

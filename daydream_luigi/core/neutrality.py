@@ -31,6 +31,7 @@ from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.settings import LEVELS, Paths, read_yaml, shown
 
 NEUTRALITY_FILE = "neutrality.yaml"  # in the config folder
+RECORD_FILE = "neutrality.json"  # in a cohort's folder, beside its manifest: the check its last run made (`record`)
 _KEYS = ("forbidden", "target", "max_similarity")
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]  # texts -> one vector each
 
@@ -214,3 +215,31 @@ def scan(inputs: list[FixedInput], rules: Rules, embed: Embed | None = None) -> 
                 if similarity > rules.max_similarity
             ]
     return Scan(rules, inputs, similarities, problems)
+
+
+def record(scan: Scan | None, rules_file: Path) -> dict:
+    """What a run keeps of its check, for the report: the rules file applied (path, sha256, terms, target) and each
+    input checked (where it is, its text's sha256, its similarity to the target); ``checked`` false when there was no
+    rules file (`rules_file`) to apply. No time in it: the same check writes the same record."""
+    if scan is None:
+        return {"checked": False, "rules_file": str(rules_file)}
+    rules = scan.rules
+    similarities: Sequence[float | None] = scan.similarities or [None] * len(scan.inputs)
+    return {
+        "checked": True,
+        "rules_file": str(rules.path),
+        "sha256": rules.sha256,
+        "forbidden": [term.written for term in rules.terms],
+        "target": None if rules.target is None else str(rules.target),
+        "max_similarity": rules.max_similarity,
+        "inputs": [
+            {
+                "source": item.source,
+                "line": item.first_line,
+                "sha256": hashlib.sha256(item.text.encode("utf-8")).hexdigest(),
+                "similarity": similarity,
+            }
+            for item, similarity in zip(scan.inputs, similarities)
+        ],
+        "problems": scan.problems,
+    }

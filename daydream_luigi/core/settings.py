@@ -53,6 +53,11 @@ class Paths:
         return self.data_root / "cohorts"
 
     @property
+    def embedding_cache(self) -> Path:
+        """Vectors of texts that are not essays, by model and text sha256 (`providers.embeddings.cached_embedder`)."""
+        return self.data_root / "cache" / "embeddings"
+
+    @property
     def combo_mappings(self) -> Path:
         return self.data_root / "combo_mappings.csv"
 

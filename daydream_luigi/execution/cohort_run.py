@@ -247,9 +247,9 @@ def _reports(paths, cohort_id: str, built_root: bool, log_path: Path) -> str | N
     if built_root and plans.all_complete(paths, plans.cohort_plan(cohort_id).members.values()):
         return f"the report tasks failed; see {log_path}"
     try:
-        from daydream_luigi.report import collect  # pandas and scipy: only now, after the last task process was forked
+        from daydream_luigi.report import folder  # pandas and scipy: only now, after the last task process was forked
 
-        collect.write_all(paths, cohort_id)
+        folder.write_all(paths, cohort_id)
     except Exception as exc:
         logging.getLogger("daydream").exception("writing the partial reports failed")
         return f"the reports could not be written ({type(exc).__name__}: {exc}); see {log_path}"

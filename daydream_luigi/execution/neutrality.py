@@ -1,15 +1,23 @@
-"""The neutrality check of what is about to run: the preflight of `run` and `plan` and `daydream check inputs`.
+"""The neutrality check of what is about to run: the preflight of `run`, `plan` (and `search`) and `daydream check
+inputs`, and the record a run keeps of it.
 
 `core.neutrality` scans texts it is given; this module gives it the rest of what a cohort sends that we wrote, from
 the layers below the core may not reach: the system prompts of its calls (each call's shape, `identity.call_shape`,
-holds the one sent) and, when config/neutrality.yaml names a target text, the offline embedding model.
+holds the one sent) and, when config/neutrality.yaml names a target text, the offline embedding model, whose vectors
+are kept by text sha256 under data/cache/embeddings (`providers.embeddings.cached_embedder`): the model is loaded only
+when some input changed, so a second preflight of the same inputs reads a few small files instead of embedding them.
+
+A command that runs a cohort calls :func:`require_neutral_inputs` before anything else (nothing is written, no call
+made, when it raises) and :func:`record_neutral_inputs` once it starts, so the report says which rules were applied.
 """
 
 from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.identity import call_shape
-from daydream_luigi.core.neutrality import Embed, Scan, fixed_inputs, load_rules, scan
+from daydream_luigi.core.ids import checked_id
+from daydream_luigi.core.neutrality import RECORD_FILE, Embed, Scan, fixed_inputs, load_rules, record, rules_path, scan
 from daydream_luigi.core.settings import Paths, Settings
+from daydream_luigi.store.files import atomic_write_json
 
 
 def system_prompts(spec, catalog: Catalog, settings: Settings) -> dict[str, str]:
@@ -38,20 +46,37 @@ def offline_embedder(rules_file) -> Embed:
         raise InputError(f"{rules_file}: a target text is compared with the offline embedding model: {exc}") from None
 
 
+def cached_offline_embedder(paths: Paths, rules_file) -> Embed:
+    """The offline model behind the vector cache: loaded only for a text whose vector is not kept yet."""
+    from daydream_luigi.providers.embeddings import cached_embedder
+    from daydream_luigi.providers.local.minilm import MODEL_ID
+
+    return cached_embedder(paths.embedding_cache, MODEL_ID, lambda: offline_embedder(rules_file))
+
+
 def check_inputs(paths: Paths, spec, catalog: Catalog, settings: Settings, embed: Embed | None = None) -> Scan | None:
     """The scan of the cohort `spec`'s fixed inputs (None without config/neutrality.yaml); `embed` defaults to the
-    offline model when the rules name a target."""
+    offline model (with its vector cache) when the rules name a target."""
     rules = load_rules(paths)
     if rules is None:
         return None
     if rules.target_text is not None and embed is None:
-        embed = offline_embedder(rules.path)
+        embed = cached_offline_embedder(paths, rules.path)
     return scan(fixed_inputs(paths, spec, catalog, system_prompts(spec, catalog, settings)), rules, embed)
 
 
 def require_neutral_inputs(paths: Paths, spec, catalog: Catalog, settings: Settings) -> Scan | None:
     """The preflight: an InputError listing every forbidden term and every input too close to the target, before any
-    call; the scan (the report records its rules file and sha256) when the inputs are neutral."""
+    call; the scan (for :func:`record_neutral_inputs`) when the inputs are neutral, None without
+    config/neutrality.yaml (nothing to check)."""
     checked = check_inputs(paths, spec, catalog, settings)
     raise_if(checked.problems if checked else [])
     return checked
+
+
+def record_neutral_inputs(paths: Paths, cohort_id: str, checked: Scan | None):
+    """Keep what :func:`require_neutral_inputs` found in the cohort's folder (data/cohorts/<id>/neutrality.json, beside
+    its manifest: the report shows it, and its change rebuilds the report); its path."""
+    path = paths.cohorts / checked_id(cohort_id, "cohort id") / RECORD_FILE
+    atomic_write_json(path, record(checked, rules_path(paths)))
+    return path

@@ -239,7 +239,7 @@ class ReportTask(luigi.Task):
 
     cohort_id = luigi.Parameter()
     filename = ""
-    writer = ""  # the function of `collect` that writes it
+    decides = False  # whether it shows the decisions (gates, labels), whose inputs its fingerprint then covers
 
     def output(self):
         return luigi.LocalTarget(str(freshness.reports_dir(Paths.from_env(), self.cohort_id) / self.filename))
@@ -248,20 +248,25 @@ class ReportTask(luigi.Task):
         plan = cohort_plan(self.cohort_id)
         paths = plan.context.paths
         return all_complete(paths, plan.members.values()) and freshness.is_current(
-            paths, self.cohort_id, self.output().path
+            paths, self.cohort_id, self.output().path, self.decides
         )
 
-    def run(self):
-        from daydream_luigi.report import collect  # pandas and scipy only in the task process that writes the table
+    def write(self, paths: Paths) -> None:
+        raise NotImplementedError
 
-        getattr(collect, self.writer)(Paths.from_env(), self.cohort_id)
+    def run(self):
+        self.write(Paths.from_env())
 
 
 class ParseScores(ReportTask):
     """parsed_scores.csv: one row per evaluation of the cohort, with lineage, score and error."""
 
     filename = "parsed_scores.csv"
-    writer = "write_parsed_scores"
+
+    def write(self, paths: Paths) -> None:
+        from daydream_luigi.report import collect  # pandas and scipy only in the task process that writes the table
+
+        collect.write_parsed_scores(paths, self.cohort_id)
 
     def requires(self):
         """Every generation (through the chain of Feeds), and the membership itself (a cohort whose generations all
@@ -273,17 +278,27 @@ class Pivot(ReportTask):
     """pivot.csv and the other tables derived from the parsed scores."""
 
     filename = "pivot.csv"
-    writer = "write_derived_tables"
+
+    def write(self, paths: Paths) -> None:
+        from daydream_luigi.report import collect
+
+        collect.write_derived_tables(paths, self.cohort_id)
 
     def requires(self):
         return ParseScores(cohort_id=self.cohort_id)
 
 
 class Report(ReportTask):
-    """report.html: the cohort's self-contained HTML report."""
+    """report.html: the cohort's self-contained HTML report, after the decisions its spec asks for (its gates'
+    tables and dossiers, its judges against people's labels)."""
 
     filename = "report.html"
-    writer = "write_report"
+    decides = True
+
+    def write(self, paths: Paths) -> None:
+        from daydream_luigi.report import folder
+
+        folder.write_report(paths, self.cohort_id)
 
     def requires(self):
         return Pivot(cohort_id=self.cohort_id)

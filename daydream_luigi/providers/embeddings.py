@@ -2,7 +2,9 @@
 
 Each vector is kept beside its essay in the generation store, ``data/gens/essay/<gen_id>/embedding-<slug>.json``,
 written atomically, so a second dedup asks the provider only for essays it has never embedded with that model.
-The cache is filled batch by batch: a run that fails halfway keeps every batch that came back.
+The cache is filled batch by batch: a run that fails halfway keeps every batch that came back. Texts that are not
+essays (the fixed inputs the neutrality check compares with its target) are kept by their sha256 instead
+(:func:`cached_embedder`).
 
 An embedder is any callable from a list of texts to one vector each: :func:`request_embeddings` bound to a
 provider (``functools.partial``) or the offline :class:`daydream_luigi.providers.local.minilm.MiniLMEmbedder`.
@@ -167,6 +169,36 @@ def essay_embeddings(
             vectors[gen_id] = vector
     matrix = np.array([vectors[g] for g in ids], dtype=np.float64).reshape(len(ids), -1)
     return Embeddings(ids, matrix, len(missing))
+
+
+def text_embedding_path(cache_root: Path, model: str, text: str) -> Path:
+    """Where the vector of `text` by `model` is kept: named by the text's sha256, so the same text is embedded once."""
+    return cache_root / _slug(model) / f"{_text_sha256(text)}.json"
+
+
+def cached_embedder(cache_root: Path, model: str, make: Callable[[], Embedder]) -> Embedder:
+    """An embedder that keeps every vector under `cache_root` (:func:`text_embedding_path`) and calls `make()` for the
+    real embedder (loading a model takes seconds) only the first time a text has no kept vector, so checking the same
+    texts again costs one small file read each."""
+    made: list[Embedder] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        kept = {text: _cached(text_embedding_path(cache_root, model, text), model, text) for text in texts}
+        vectors = {text: vector for text, vector in kept.items() if vector is not None}
+        missing = [text for text in kept if text not in vectors]
+        if missing:
+            if not made:
+                made.append(make())
+            for text, vector in zip(missing, made[0](missing), strict=True):
+                vector = [float(x) for x in vector]
+                atomic_write_json(
+                    text_embedding_path(cache_root, model, text),
+                    {"model": model, "text_sha256": _text_sha256(text), "dimensions": len(vector), "embedding": vector},
+                )
+                vectors[text] = vector
+        return [vectors[text] for text in texts]
+
+    return embed
 
 
 def embedding_model(catalog: Catalog, backend: str, model_id: str | None) -> Model:

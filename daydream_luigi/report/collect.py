@@ -133,18 +133,3 @@ def concept_map(paths) -> ConceptMap:
         {cid: combo.concept_ids for cid, combo in read_mappings(paths.combo_mappings).items()},
         {cid: concept.name for cid, concept in catalog.concepts.items()},
     )
-
-
-def write_report(paths, cohort_id: str) -> None:
-    from daydream_luigi.report.page import write_report as write_html
-
-    stamp = fingerprint(paths, cohort_id)
-    page = write_html(reports_dir(paths, cohort_id), cohort_id, paths.gens)
-    write_stamp(paths, cohort_id, page, stamp)
-
-
-def write_all(paths, cohort_id: str) -> None:
-    """Every table and the report from what is on disk now (status.json says what is missing or failed)."""
-    write_parsed_scores(paths, cohort_id)
-    write_derived_tables(paths, cohort_id)
-    write_report(paths, cohort_id)

@@ -13,6 +13,10 @@ Files, all in data/cohorts/<cohort_id>/reports/:
 * ``compare-<axis>-<A>-<B>.csv`` (one row per evaluation template) and ``compare-<axis>-<A>-<B>-units.csv`` (the
   pairs behind it): `analysis.compare`;
 * ``judge_vs_human.csv``: `analysis.human`.
+
+A cohort's spec may name gates (``gates: [reinvention]``): its reports then decide by each of them and, when people
+have labelled some of its essays, measure its judges (and those gates) against them (:func:`write_decisions`, called
+by the reports before the page is drawn), so a run ends with its decisions.
 """
 
 import os
@@ -24,14 +28,16 @@ import pandas as pd
 from daydream_luigi.analysis import compare, gates, human
 from daydream_luigi.analysis.dedup import DEDUP_COLUMNS
 from daydream_luigi.analysis.ratings import RATING_COLUMNS
+from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.gates import Gate
+from daydream_luigi.core.gates import Gate, load_gate
 from daydream_luigi.core.ids import checked_id
+from daydream_luigi.core.settings import load_settings, pool_limits
 from daydream_luigi.report import collect
 from daydream_luigi.report.tables import DEDUP_CLUSTERS_FILE, TOURNAMENT_RATINGS_FILE
 from daydream_luigi.store.files import atomic_write_json, atomic_write_text, read_json
 from daydream_luigi.store.labels import stored_labels
-from daydream_luigi.store.membership import load_membership
+from daydream_luigi.store.membership import load_membership, read_manifest
 
 DOSSIERS = "dossiers"
 JUDGE_VS_HUMAN_FILE = "judge_vs_human.csv"
@@ -89,9 +95,10 @@ def _withdraw(path: Path, name: str) -> bool:
     return True
 
 
-def write_gate(paths, cohort_id: str, gate: Gate) -> GateFiles:
-    """Decide every essay of the cohort, write gate-<name>.csv and the dossiers of the essays that pass."""
-    scores = cohort_scores(paths, cohort_id)
+def write_gate(paths, cohort_id: str, gate: Gate, scores: pd.DataFrame | None = None) -> GateFiles:
+    """Decide every essay of the cohort, write gate-<name>.csv and the dossiers of the essays that pass; `scores` is
+    the cohort's `cohort_scores` when the caller has read them already."""
+    scores = cohort_scores(paths, cohort_id) if scores is None else scores
     decisions = gates.decide(scores, gate, cohort_essays(paths, cohort_id))
     out = collect.reports_dir(paths, cohort_id)
     table = out / gate_file(gate.name)
@@ -141,12 +148,45 @@ def labels_frame(paths) -> pd.DataFrame:
     )
 
 
-def write_judge_vs_human(paths, cohort_id: str, gate_list: list[Gate]) -> tuple[pd.DataFrame, Path]:
+def write_judge_vs_human(
+    paths, cohort_id: str, gate_list: list[Gate], scores: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, Path]:
     """Each judge of the cohort against the people's labels, and each gate of `gate_list` against their verdicts."""
-    scores = cohort_scores(paths, cohort_id)
+    scores = cohort_scores(paths, cohort_id) if scores is None else scores
     essays = cohort_essays(paths, cohort_id)
     decisions = {gate.name: gates.decide(scores, gate, essays) for gate in gate_list}
     table = human.judge_vs_human(scores, labels_frame(paths), decisions)
     path = collect.reports_dir(paths, cohort_id) / JUDGE_VS_HUMAN_FILE
     atomic_write_text(path, _csv(table))
     return table, path
+
+
+def cohort_gates(paths, cohort_id: str, names: list[str] | None = None) -> list[Gate]:
+    """The gates `names`, by default those the cohort names (its manifest's ``gates``), each file validated against
+    today's catalog."""
+    names = read_manifest(paths, cohort_id)[0].get("gates", []) if names is None else names
+    if not names:
+        return []
+    templates = load_catalog(paths, pool_limits(paths), load_settings(paths)).templates["evaluation"]
+    return [load_gate(paths, name, templates) for name in names]
+
+
+def labels_cohort(paths, cohort_id: str) -> bool:
+    """Whether people have labelled at least one essay of the cohort (data/labels/labels.csv)."""
+    essays = set(cohort_essays(paths, cohort_id))
+    return any(label.gen_id in essays for _, label in stored_labels(paths))
+
+
+def write_decisions(paths, cohort_id: str, gate_names: list[str] | None = None) -> list[Path]:
+    """What the reports decide: each gate the cohort names (`gate_names`, default: as its manifest records them; its
+    table and dossiers) and, when people have labelled some of its essays, judge_vs_human.csv (those gates held
+    against people's verdicts); the tables written."""
+    gate_list = cohort_gates(paths, cohort_id, gate_names)
+    labelled = labels_cohort(paths, cohort_id)
+    if not (gate_list or labelled):
+        return []
+    scores = cohort_scores(paths, cohort_id)
+    written = [write_gate(paths, cohort_id, gate, scores).table for gate in gate_list]
+    if labelled:
+        written.append(write_judge_vs_human(paths, cohort_id, gate_list, scores)[1])
+    return written

@@ -7,6 +7,9 @@ colour for the same score), because they all format through here; Jinja's filter
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -86,3 +89,11 @@ def score_colour(value) -> tuple[str, str]:
             break
     luminance = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]) / 255
     return "#{:02x}{:02x}{:02x}".format(*rgb), ("#ffffff" if luminance < 0.55 else "#202124")
+
+
+def relative_href(path: Path | None, reports_dir: Path) -> str | None:
+    """A link to a file relative to the reports folder, so the page opens straight from disk."""
+    if path is None:
+        return None
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(reports_dir))
+    return quote(relative.replace(os.sep, "/"))

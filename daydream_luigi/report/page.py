@@ -1,9 +1,10 @@
 """A self-contained HTML report of one cohort, built from its reports folder and the generation store: which
 sections the page has, from which files, and the page written.
 
-Inputs are the files `report.tables.write_tables` and `report.collect` write into
-``data/cohorts/<cohort_id>/reports/`` plus the ``metadata.json`` of the cohort's generations (tokens, cost, latency),
-read by `report.data`; `report.views` and `report.charts` turn them into what the template shows.  The tournament
+Inputs are the files `report.tables.write_tables`, `report.collect`, `report.decisions` and the run's neutrality
+check write into ``data/cohorts/<cohort_id>/reports/`` (the decisions come first on the page:
+`report.decision_views`) plus the ``metadata.json`` of the cohort's generations (tokens, cost, latency), read by
+`report.data`; `report.views` and `report.charts` turn them into what the template shows.  The tournament
 ladder and the near-duplicate clusters are read from ``TOURNAMENT_RATINGS_FILE`` and ``DEDUP_CLUSTERS_FILE`` when
 those commands have run; their sections say "not run" otherwise. Texts imported from elsewhere (see `importer`), and
 essays written from imported drafts, are marked with the label they were imported with wherever an essay is listed.
@@ -34,6 +35,7 @@ from daydream_luigi.report.data import (
     records,
     stage_usage,
 )
+from daydream_luigi.report.decision_views import gate_views, neutrality_view, people_view
 from daydream_luigi.report.display import SCORE_MAX, as_text, fmt_cost, fmt_int, fmt_score
 from daydream_luigi.report.tables import (
     DEDUP_CLUSTERS_FILE,
@@ -99,8 +101,12 @@ def report_context(reports_dir: Path, cohort_id: str, gens_root: Path) -> dict:
         }
     )  # the tournament and dedup tables name them too
     combo_labels = {as_text(r.get("combo_id")): as_text(r.get("concepts")) for r in records(pivot)}
+    essay_paths = {as_text(r.get("parent_gen_id")): as_text(r.get("essay_path")) for r in records(parsed)}
     context = {
         "cohort_id": cohort_id,
+        "gates": gate_views(reports_dir, essay_labels, essay_paths, gens_root),
+        "neutrality": neutrality_view(reports_dir),
+        "people": people_view(reports_dir),
         "overview": overview_view(parsed, status_json, usage, imported),
         "usage": usage,
         "has_scores": has_scores,

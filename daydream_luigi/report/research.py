@@ -11,7 +11,7 @@ from daydream_luigi.analysis.scores import ConceptMap
 from daydream_luigi.analysis.selection import select_top
 from daydream_luigi.analysis.tournament import Tournament, position_bias
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.report import collect
+from daydream_luigi.report import collect, folder
 from daydream_luigi.report.tables import (
     DEDUP_CLUSTERS_FILE,
     DEDUP_SUMMARY_FILE,
@@ -32,7 +32,7 @@ def rewrite_reports(paths, cohort_id: str) -> Path | None:
     when the cohort has not run."""
     if not has_run(paths, cohort_id):
         return None
-    collect.write_all(paths, cohort_id)
+    folder.write_all(paths, cohort_id)
     return collect.reports_dir(paths, cohort_id) / "report.html"
 
 

@@ -8,9 +8,7 @@ The template only places what it is given; every choice of what a section shows 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
-from urllib.parse import quote
 
 import pandas as pd
 
@@ -30,6 +28,7 @@ from daydream_luigi.report.display import (
     fmt_percent,
     fmt_score,
     is_missing,
+    relative_href,
     score_colour,
 )
 from daydream_luigi.store.files import PARSED
@@ -334,14 +333,6 @@ def dedup_view(clusters_table: pd.DataFrame | None, summary: dict | None, essay_
     }
 
 
-def _href(path: Path | None, reports_dir: Path) -> str | None:
-    """A link to a file relative to the reports folder, so the page opens straight from disk."""
-    if path is None:
-        return None
-    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(reports_dir))
-    return quote(relative.replace(os.sep, "/"))
-
-
 def top_essays(
     top: pd.DataFrame,
     parsed: pd.DataFrame,
@@ -378,7 +369,7 @@ def top_essays(
             evaluations.append(
                 {
                     "label": label,
-                    "href": _href(path, reports_dir),
+                    "href": relative_href(path, reports_dir),
                     "score": fmt_score(row.get("score")),
                     "stored": stored,
                 }
@@ -406,8 +397,8 @@ def top_essays(
                 "generation_template": as_text(info.get("generation_template")),
                 "draft_template": as_text(info.get("draft_template")),
                 "combo": as_text(info.get("combo_id")),
-                "essay_href": _href(essay_file, reports_dir),
-                "draft_href": _href(draft_file, reports_dir),
+                "essay_href": relative_href(essay_file, reports_dir),
+                "draft_href": relative_href(draft_file, reports_dir),
                 "evaluations": evaluations,
                 "text": text,
                 "length": length,

@@ -55,7 +55,7 @@ def recorded_spec(paths: Paths, cohort_id: str, catalog: Catalog) -> CohortSpec:
         manifest, _ = read_manifest(paths, cohort_id)
     except (OSError, ValueError) as exc:
         raise unreadable_manifest(path, exc) from None
-    return spec_from_manifest(cohort_id, manifest, path, catalog)
+    return spec_from_manifest(cohort_id, manifest, path, catalog, paths)
 
 
 def resolve(paths: Paths, cohort_id: str, catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:
