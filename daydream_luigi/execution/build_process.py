@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -158,9 +159,10 @@ def _task(family: str, params: dict) -> luigi.Task:
 
 @functools.cache
 def _warm_up(cohort_id: str) -> None:
-    """Once per cohort, before the first fork: its plan and what every task process would repeat (`generation.warm_up`)
-    are inherited by all of them."""
+    """Once per cohort, before the first fork: its plan, its batched chunks (every task looks its own up: O(cohort)
+    when not inherited) and what every task process would repeat (`generation.warm_up`) are inherited by all of them."""
     generation.warm_up(plans.cohort_plan(cohort_id).context)
+    plans.batch_chunks(cohort_id, knobs.current().batch)
 
 
 def serve() -> int:
@@ -198,7 +200,24 @@ def serve() -> int:
                 replies.flush()
     except KeyboardInterrupt:
         return ABANDONED
+    finally:
+        _log_cpu()
     return 0
+
+
+def _log_cpu() -> None:
+    """Where the run's CPU went, in its log: this process (Luigi's scheduler and worker) and its task processes."""
+    for who, usage in (
+        ("the build process", resource.getrusage(resource.RUSAGE_SELF)),
+        ("its task processes", resource.getrusage(resource.RUSAGE_CHILDREN)),
+    ):
+        logging.getLogger("daydream").info(
+            "CPU of %s: user %.2f s, system %.2f s, %d minor page faults",
+            who,
+            usage.ru_utime,
+            usage.ru_stime,
+            usage.ru_minflt,
+        )
 
 
 if __name__ == "__main__":
