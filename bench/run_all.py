@@ -11,6 +11,7 @@ Each figure is printed beside its ideal, the plain baseline, the pipeline before
   slow       Luigi's forked task processes next to a 2 s call: 120 calls, pool of 10, time lost per generation
   scale      ~1,000 / 5,000 / 20,000 generations at zero latency: ms per generation, flatness (20k / 1k <= 1.3), the
              no-op re-run (<= 10 s), peak RSS; --part-sizes adds runs of the largest size at other part sizes
+  wide       one pool of 20-200 at 1 s and 5 s (issue 22): span vs floor, max in flight, CPU per generation
   results    ParseScores + Pivot over ~100,000 evaluations (< 30 s, < 1 GB), and `daydream report`
   search     budgeted search over 20 seeds against a judge with a planted combination: halving finds it in >= 19
              with a median <= 30% of the cube's calls to the first pass; random at halving's budget as the baseline;
@@ -36,8 +37,9 @@ import results_bench
 import scale
 import search
 import table
+import wide
 
-PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "results", "search")
+PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "wide", "results", "search")
 FULL = {
     "first_replicates": [1, 100],
     "first_cap_s": 60.0,
@@ -45,6 +47,16 @@ FULL = {
     "slow_replicates": 3,
     "sizes": [1000, 5000, 20000],
     "evaluations": 100_000,
+    "wide": [  # (pool, latency, draft replicates): the issue's 2,160 and 3,600 calls at 1 s; 360 calls at 5 s
+        (20, 1.0, 2),
+        (50, 1.0, 6),
+        (100, 1.0, 10),
+        (200, 1.0, 10),
+        (20, 5.0, 1),
+        (50, 5.0, 1),
+        (100, 5.0, 1),
+        (200, 5.0, 1),
+    ],
 }
 QUICK = {
     "first_replicates": [1, 10],
@@ -53,6 +65,7 @@ QUICK = {
     "slow_replicates": 1,
     "sizes": [300, 1000],
     "evaluations": 10_000,
+    "wide": [(50, 1.0, 2), (100, 1.0, 4)],
 }
 
 
@@ -112,6 +125,8 @@ def main(argv=None) -> int:
             elif part == "scale":
                 part_sizes = [int(size) for size in args.part_sizes.split(",") if size.strip()]
                 new, results[part] = scale.scale(codes, config["sizes"], part_sizes, log)
+            elif part == "wide":
+                new, results[part] = wide.wide(codes, config["wide"], log)
             elif part == "results":
                 new, results[part] = results_bench.run_results(config["evaluations"], log=log)
             else:

@@ -306,3 +306,22 @@ def test_a_runs_knobs_are_luigi_settings_its_tasks_read_and_hand_down(project):
     run = knobs.current()
     assert (run.backend, run.max_cost_usd, run.batch, run.call_slots) == (None, None, False, False)
     assert knobs.context_for_run(plans.cohort_plan("axes").context).call_slots is None
+
+
+def test_luigi_forks_the_task_processes_from_a_build_process_of_its_own_not_from_the_command(project):
+    """The command's process (click, rich, the display) is never what Luigi forks a task process from: Luigi's worker
+    runs in one build process, which logs its CPU and its task processes' at the end."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daydream_luigi", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, out + err
+    log = Path(re.search(r"^log: (.+)$", out, re.M)[1]).read_text()
+    ran = re.findall(r"\[pid (\d+)\] Worker Worker\(.*?pid=(\d+)\) running", log)
+    workers = {int(worker) for _, worker in ran}
+    tasks = {int(task) for task, _ in ran}
+    assert len(workers) == 1 and process.pid not in workers
+    build = workers.pop()
+    assert len(ran) >= GENERATIONS and len(tasks) == len(ran) and not tasks & {process.pid, build}
+    assert re.search(rf" {build} daydream INFO CPU of the build process: user [\d.]+ s", log)
+    assert re.search(rf" {build} daydream INFO CPU of its task processes: user [\d.]+ s", log)

@@ -149,7 +149,7 @@ def _play(
     paths: Paths, plan, judge: pairwise.Judge, essays, rounds: int, to_call: int, run: Knobs, verbosity, log_path
 ):
     cohort_id, run_id = plan.spec.cohort_id, run.run_id
-    build = tournament.RoundBuilder(paths, plan.context.settings, judge, run, verbosity)
+    build = tournament.RoundBuilder(paths, plan.context.settings, judge, run, verbosity, log_path)
     click.echo(
         f"tournament of cohort {cohort_id}: {len(essays)} essays, up to {rounds} round(s), judge "
         f"{judge.model.model_id} with {judge.template.template_id}",

@@ -23,7 +23,7 @@ from daydream_luigi.core.batch_settings import unknown_models
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES
-from daydream_luigi.execution import generation, plans, tasks
+from daydream_luigi.execution import plans, tasks
 from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.monitor import Monitor
 from daydream_luigi.execution.runner import (
@@ -180,14 +180,13 @@ def run(paths, request: Request) -> Result:
     plan = plans.cohort_plan(request.cohort_id, request.backend)
     run_id = uuid.uuid4().hex[:12]
     run = Knobs(run_id, plan.backend, request.max_cost_usd, request.batch, call_slots=request.scheduler_url is None)
-    generation.warm_up(plan.context)
     complete_before = accounting.complete_sets(paths)
     with started(paths, run) as log_path:
         monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
         limiter = gate.limiter(paths, plan.context.settings)
         built_root, built = False, 0
         title = f"cohort {request.cohort_id}"
-        with Watch(paths, run, monitor, title, request.verbosity, limiter, request.scheduler_url) as watch:
+        with Watch(paths, run, monitor, title, request.verbosity, log_path, limiter, request.scheduler_url) as watch:
             for graph in _graphs(paths, request, plan, lambda: watch.listening.caught_up().fed):
                 if watch.stopped:
                     break

@@ -5,8 +5,9 @@
 Luigi fires START, SUCCESS and FAILURE (and our own `daydream.attempt` and `daydream.answer_lost`) in the task
 process it forked for a generation, and TIMEOUT / PROCESS_FAILURE in the worker process. Every handler here writes
 one JSON line to a pipe the run opened before building (a single write of at most PIPE_BUF bytes is atomic, so task
-processes never interleave and a killed one cannot leave a lock held); a thread of the run reads the pipe into a
-`Monitor`. The runner registers the handlers for its runs (`events_reported`); the stock `luigi` command has none.
+processes never interleave and a killed one cannot leave a lock held). The worker runs in the build process
+(`build_process`): a thread there relays its pipe to the run's (`Relay`), where a thread reads it into a `Monitor`.
+The build process registers the handlers for its builds (`events_reported`); the stock `luigi` command has none.
 """
 
 import json
@@ -131,8 +132,6 @@ class Monitor:
                 self._count_attempt(message)
             elif event == "fed":
                 self.fed.add((message["stage"], message["part"]))
-            elif event == "answer_lost":
-                generation.LOST_ANSWERS.add(gen_id)
             elif event == "gate" and message["key"] not in self.gates:
                 self.gates[message["key"]] = (message["kind"], message["name"], message["message"])
                 self.new_notes.append(message["message"])
@@ -338,17 +337,38 @@ def events_reported() -> Iterator[None]:
             task_class.remove_event_handler(event, handler)
 
 
-class Listening:
-    """Opens the pipe task processes report through and feeds a Monitor from it until closed."""
+class Relay:
+    """The build process's listener (`build_process`): forwards every message to the run's pipe, and keeps there, where
+    Luigi's worker asks a failed task for its retry count, the answers that could not be stored (`LOST_ANSWERS`)."""
 
-    def __init__(self, monitor: Monitor):
+    def __init__(self, channel: int):
+        self.channel = channel
+
+    def apply(self, message: dict) -> None:
+        if message["event"] == "answer_lost":
+            generation.LOST_ANSWERS.add(message["gen_id"])
+        try:
+            os.write(self.channel, json.dumps(message).encode("utf-8") + b"\n")
+        except OSError:
+            pass  # the run stopped listening
+
+
+class Listening:
+    """Opens the pipe task processes report through and feeds a Monitor (or a Relay) from it until closed."""
+
+    def __init__(self, monitor: "Monitor | Relay"):
         self.monitor = monitor
         self._read, self._write = os.pipe()
         self._thread = threading.Thread(target=self._pump, name="daydream-monitor", daemon=True)
         self._stop = False
         self._caught_up = threading.Event()
 
-    def caught_up(self, timeout_s: float = 5.0) -> Monitor:
+    @property
+    def channel(self) -> int:
+        """The pipe's write end (the build process inherits it)."""
+        return self._write
+
+    def caught_up(self, timeout_s: float = 5.0) -> "Monitor | Relay":
         """The monitor, once every message written to the pipe before this call has been applied (the pipe is first
         in, first out: a marker written now is read after them)."""
         self._caught_up.clear()

@@ -3,16 +3,15 @@ rounds in `tournament`) goes through `Watch.build`, so all of them get the same 
 handling and log file.
 
 A build runs on Luigi's local scheduler, pruned on a timer as luigid is (`local_scheduler`), or on luigid. Luigi's stock
-worker runs every generation in a forked task process, so its worker timeout, retry policy and events hold; the events
+worker runs every generation in a forked task process, so its worker timeout, retry policy and events hold; the worker
+runs in a small process of its own (`build_process`), so that the processes it forks do not copy this one; the events
 feed a `monitor.Monitor` that the progress display (`progress`) shows. With the local scheduler each pool's calls hold
 call slots (`slots`), so the next task of a full pool is forked and ready before a call ends. Ctrl-C or SIGTERM asks
-Luigi's worker to stop asking for work (what its SIGUSR1 handler does) and lets the calls in flight finish, so every
+Luigi's worker to stop asking for work (SIGUSR1 to the build process) and lets the calls in flight finish, so every
 answer already paid for is kept (batch polls and tasks waiting for a call slot stop: see `gate.request_stop`); a second
 Ctrl-C abandons them. Luigi's log, tracebacks included, goes to a file under the data folder.
 """
 
-import logging
-import os
 import shutil
 import signal
 from collections.abc import Iterable, Iterator
@@ -27,31 +26,26 @@ from luigi.execution_summary import LuigiStatusCode
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.settings import STAGES, Paths, luigi_config_file, pool_limits
 from daydream_luigi.execution import knobs, slots
+from daydream_luigi.execution.build_process import BuildProcess, log_into
 from daydream_luigi.execution.generation import call_time_limit
 from daydream_luigi.execution.knobs import Knobs
-from daydream_luigi.execution.local_scheduler import WorkerSchedulerFactory
-from daydream_luigi.execution.monitor import Listening, Monitor, events_reported
+from daydream_luigi.execution.monitor import Listening, Monitor
 from daydream_luigi.execution.progress import Display
 from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.ratelimit import RateLimiter
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QUOTA = 0, 1, 2, 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
-_SCHEDULING_FAILED = (LuigiStatusCode.SCHEDULING_FAILED, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED)
+_SCHEDULING_FAILED = {LuigiStatusCode.SCHEDULING_FAILED.name, LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED.name}
 
 
 class Stopper:
-    """SIGINT / SIGTERM in the run's own process: the first stops new work, the second abandons calls in flight.
-
-    Luigi forks a task process per generation and the terminal sends Ctrl-C to all of them: in a task process the
-    handler (inherited through the fork) ignores SIGINT so its call can finish and its answer be kept, and lets SIGTERM
-    (how Luigi's worker timeout ends a task process) kill it as usual.
-    """
+    """SIGINT / SIGTERM in the run's own process: the first stops new work, the second abandons calls in flight (the
+    build process and its task processes ignore the terminal's Ctrl-C: see `build_process`)."""
 
     def __init__(self, display: Display, on_stop=lambda: None):
         self.display = display
-        self.on_stop = on_stop  # told of the first signal (batch polls in task processes watch for it)
-        self.pid = os.getpid()
+        self.on_stop = on_stop  # told of the first signal: the build process and batch polls stop new work
         self.signal: int | None = None
         self.abandoned = False
         self._previous = {}
@@ -66,14 +60,9 @@ class Stopper:
             signal.signal(signum, handler)
 
     def _handle(self, signum, frame) -> None:
-        if os.getpid() != self.pid:  # a task process forked by Luigi
-            if signum == signal.SIGTERM:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os.kill(os.getpid(), signal.SIGTERM)
-            return
         if self.signal is not None:
             self.abandoned = True
-            raise KeyboardInterrupt  # Luigi's worker terminates the task processes still running as it unwinds
+            raise KeyboardInterrupt  # the build process ends its task processes (see `Watch.__exit__`)
         self.signal = signum
         self.display.stopping = True
         self.on_stop()
@@ -81,9 +70,6 @@ class Stopper:
             f"{signal.Signals(signum).name}: no new generation starts; waiting for the calls in flight "
             f"to finish (again to abandon them)"
         )
-        phase_out = signal.getsignal(signal.SIGUSR1)  # Luigi's worker: stop asking for work, finish what runs
-        if callable(phase_out):
-            phase_out(signal.SIGUSR1, frame)
 
 
 def check_scheduler(url: str) -> None:
@@ -128,43 +114,32 @@ def workers_for(paths: Paths, pools: Iterable[str], central: bool = False) -> in
 
 
 def log_to_file(paths, run_id: str) -> Path:
-    """Everything Luigi and the pipeline log (INFO and up, tracebacks included) goes to this run's file only."""
+    """Everything Luigi and the pipeline log (INFO and up, tracebacks included) goes to this run's file only (the
+    build process logs into the same file)."""
     folder = paths.data_root / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"run-{datetime.now():%Y%m%d-%H%M%S}-{run_id}.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    luigi.configuration.get_config().set("core", "no_configure_logging", "true")  # keep Luigi off the terminal
-    for name in ("luigi", "luigi-interface"):
-        logging.getLogger(name).setLevel(logging.INFO)
-        logging.getLogger(name).propagate = True
-        for old in list(logging.getLogger(name).handlers):
-            logging.getLogger(name).removeHandler(old)
+    log_into(path)
     return path
 
 
 @contextmanager
 def started(paths, run: Knobs) -> Iterator[Path]:
-    """A run from its start to its end: its log file (yielded), its knobs set for its builds (`knobs`) and Luigi's
-    events reported to its monitors (`monitor.events_reported`); at the end its own state (breaker, ledger, call
-    slots, stop flag, under `gate.run_dir`) is removed."""
+    """A run from its start to its end: its log file (yielded) and its knobs set (`knobs`); at the end its own state
+    (breaker, ledger, call slots, stop flag, under `gate.run_dir`) is removed."""
     log_path = log_to_file(paths, run.run_id)
     try:
-        with knobs.applied(run), events_reported():
+        with knobs.applied(run):
             yield log_path
     finally:
         shutil.rmtree(gate.run_dir(paths, run.run_id), ignore_errors=True)
 
 
 class Watch:
-    """Luigi builds of a run watched as one: the progress of `monitor` (fed by Luigi's events through `Listening`) on
-    the terminal and Ctrl-C / SIGTERM handled by a `Stopper`. With call slots (`run.call_slots`, only with Luigi's
-    local scheduler: luigid's resources alone limit the pools) the local scheduler lets tasks wait ahead for them."""
+    """Luigi builds of a run watched as one, made by one build process (`build_process`): the progress of `monitor`
+    (fed by Luigi's events through `Listening`) on the terminal and Ctrl-C / SIGTERM handled by a `Stopper`. With call
+    slots (`run.call_slots`, only with Luigi's local scheduler: luigid's resources alone limit the pools) the local
+    scheduler lets tasks wait ahead for them."""
 
     def __init__(
         self,
@@ -173,30 +148,37 @@ class Watch:
         monitor: Monitor,
         title: str,
         verbosity: int,
+        log_path: Path,
         limiter: RateLimiter | None = None,
         scheduler_url: str | None = None,
     ):
-        self.paths, self.run, self.monitor = paths, run, monitor
+        self.paths, self.run, self.monitor, self.log_path = paths, run, monitor, log_path
         self.display = Display(monitor, title, verbosity, limiter=limiter)
         self.scheduler_url = scheduler_url  # None: Luigi's local scheduler
         self.scheduled_ok = True  # Luigi could schedule every task of every build
         self._stack = ExitStack()
+        self._abandon = True  # the build process is ended at once unless the builds ended normally
 
     def __enter__(self) -> "Watch":
         with ExitStack() as stack:
             stack.enter_context(self.display)
             self.listening = stack.enter_context(Listening(self.monitor))
-            self.stopper = stack.enter_context(
-                Stopper(self.display, lambda: gate.request_stop(self.paths, self.run.run_id))
-            )
+            self.builds = BuildProcess(self.paths, self.run, self.log_path, self.listening.channel, self.scheduler_url)
+            stack.callback(lambda: self.builds.close(abandon=self._abandon))  # before the pipe closes
+            self.stopper = stack.enter_context(Stopper(self.display, self._stop))
             self._stack = stack.pop_all()
         return self
+
+    def _stop(self) -> None:
+        gate.request_stop(self.paths, self.run.run_id)
+        self.builds.stop_asking()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         """A second Ctrl-C (KeyboardInterrupt) ends the builds: the calls in flight are abandoned."""
         abandoned = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         if abandoned:
             self.stopper.abandoned = True
+        self._abandon = exc_type is not None
         self._stack.close()
         return abandoned
 
@@ -205,9 +187,5 @@ class Watch:
         return self.stopper.signal is not None
 
     def build(self, graph: list, workers: int) -> None:
-        """Build `graph` (the only `luigi.build` of daydream)."""
-        options = {"scheduler_url": self.scheduler_url} if self.scheduler_url else {"local_scheduler": True}
-        factory = WorkerSchedulerFactory(slots.resources(pool_limits(self.paths)) if self.run.call_slots else None)
-        result = luigi.build(graph, factory, workers=workers, detailed_summary=True, **options)
-        self.scheduled_ok &= result.status not in _SCHEDULING_FAILED
-        luigi.task_register.Register.clear_instance_cache()  # Luigi keeps every instance; parts add up
+        """Build `graph` (in the build process, the only `luigi.build` of daydream)."""
+        self.scheduled_ok &= self.builds.build(graph, workers) not in _SCHEDULING_FAILED

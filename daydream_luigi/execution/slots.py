@@ -8,9 +8,15 @@ exclusive `flock` each, in the run's folder) from its first attempt to its answe
 the limit at once; the tasks ahead wait for a slot with their prompt ready and send the moment one frees. A killed
 task process releases its slot with its file descriptors. With luigid (or the stock `luigi` command) no slots are set
 and Luigi's resources alone limit the pools.
+
+What a call costs does not grow with the pool: a call tries the slots from a place of its own (its process id) and
+opens only the files it tries until one is free; of the tasks waiting, only the one holding the pool's turn looks at
+the slots, and it looks again when a call that held a slot says it ended (a byte in the pool's FIFO, `FREED`), not on a
+timer. A call killed before it could say so is noticed within STOP_EVERY_S.
 """
 
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,9 +26,9 @@ from pathlib import Path
 
 from daydream_luigi.store.locks import lock, try_lock, unlock
 
-POLL_S = 0.001  # how often the first waiting task of a pool tries the slots again (the others wait their turn)
-STOP_EVERY_S = 0.05  # how often it asks whether the run was asked to stop
+STOP_EVERY_S = 0.05  # how often the waiting task asks whether the run was asked to stop (and tries the slots again)
 FOLDER = "slots"  # in the run's folder (`gate.run_dir`)
+FREED = "{pool}.freed"  # the pool's FIFO: a byte for every slot released
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,20 @@ def _try(handles: list[int]) -> int | None:
     return None
 
 
+def _first_free(slots: CallSlots, pool: str, count: int, opened: list[int]) -> int | None:
+    """The first slot free, trying from a place of this process's own; every slot file it opened is in `opened`."""
+    start = os.getpid() % count
+    for k in range(count):
+        fd = os.open(slots.folder / f"{pool}.{(start + k) % count}", os.O_RDWR | os.O_CREAT, 0o644)
+        opened.append(fd)
+        if try_lock(fd):
+            return fd
+    return None
+
+
 def _wait_for_turn(turn: int, stop_requested: Callable[[], bool]) -> None:
     """Block until this process holds the pool's turn lock (waiters queue on it in the kernel, so only the holder
-    polls the slots); a thread blocks on it while this one asks every STOP_EVERY_S whether the run is stopping."""
+    looks at the slots); a thread blocks on it while this one asks every STOP_EVERY_S whether the run is stopping."""
     waiter = threading.Thread(target=lock, args=(turn,), daemon=True)
     waiter.start()
     while True:
@@ -61,6 +78,48 @@ def _wait_for_turn(turn: int, stop_requested: Callable[[], bool]) -> None:
             return
         if stop_requested():
             raise StopRequested()  # the process ends with the task: its descriptors, and a late lock, go with it
+
+
+def _listen_for_freed(path: Path, opened: list[int]) -> int:
+    """The read end of the pool's FIFO (made by the first to need it). This process also holds a write end, so the
+    FIFO never reads as ended while the calls that write to it come and go."""
+    try:
+        os.mkfifo(path, 0o600)
+    except FileExistsError:
+        pass
+    read = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    opened.append(read)
+    opened.append(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    return read
+
+
+def _say_freed(path: Path) -> None:
+    """One byte into the pool's FIFO; nobody listening (no reader) or a full FIFO: the waiter tries anyway."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"\0")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _wait_for_a_slot(handles: list[int], freed: int, stop_requested: Callable[[], bool]) -> None:
+    """Try the slots whenever a call says it released one, and every STOP_EVERY_S (a killed call says nothing)."""
+    asked = time.monotonic()
+    while _try(handles) is None:
+        select.select([freed], [], [], STOP_EVERY_S)
+        try:
+            os.read(freed, 4096)
+        except BlockingIOError:
+            pass
+        if time.monotonic() - asked >= STOP_EVERY_S:
+            if stop_requested():
+                raise StopRequested()
+            asked = time.monotonic()
 
 
 @contextmanager
@@ -73,29 +132,28 @@ def call_slot(slots: CallSlots | None, pool: str, stop_requested: Callable[[], b
         yield
         return
     slots.folder.mkdir(parents=True, exist_ok=True)
-    slot_files = [os.open(slots.folder / f"{pool}.{k}", os.O_RDWR | os.O_CREAT, 0o644) for k in range(count)]
-    opened = list(slot_files)  # closed at the end: that releases the held slot (and the turn)
+    freed = slots.folder / FREED.format(pool=pool)
+    opened: list[int] = []  # closed at the end: that releases the held slot (and the turn)
+    held = False
     try:
-        if _try(slot_files) is None:
+        if _first_free(slots, pool, count, opened) is None:
             on_wait(True)
             try:
+                handles = list(opened)
                 turn = os.open(slots.folder / f"{pool}.turn", os.O_RDWR | os.O_CREAT, 0o644)
                 opened.append(turn)
                 _wait_for_turn(turn, stop_requested)
-                asked = time.monotonic()
-                while _try(slot_files) is None:
-                    if time.monotonic() - asked >= STOP_EVERY_S:
-                        if stop_requested():
-                            raise StopRequested()
-                        asked = time.monotonic()
-                    time.sleep(POLL_S)
-                unlock(turn)  # the next waiter polls
+                _wait_for_a_slot(handles, _listen_for_freed(freed, opened), stop_requested)
+                unlock(turn)  # the next waiter looks at the slots
             finally:
                 on_wait(False)
+        held = True
         yield
     finally:
         for fd in opened:
             os.close(fd)
+        if held:
+            _say_freed(freed)
 
 
 class StopRequested(Exception):

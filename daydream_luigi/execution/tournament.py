@@ -109,8 +109,8 @@ class RoundBuilder:
     """Makes the judgments of a round that are not kept yet: one build of the runner per round (`pairwise.play` calls
     it). Raises Interrupted when the round was stopped."""
 
-    def __init__(self, paths, settings, judge: pairwise.Judge, run: Knobs, verbosity: int):
-        self.paths, self.judge, self.run, self.verbosity = paths, judge, run, verbosity
+    def __init__(self, paths, settings, judge: pairwise.Judge, run: Knobs, verbosity: int, log_path):
+        self.paths, self.judge, self.run, self.verbosity, self.log_path = paths, judge, run, verbosity, log_path
         self.limiter = gate.limiter(paths, settings)  # the display shows the judge's pool rate in force
         self.workers = workers_for(paths, {judge.model.pool})
         self.asked: list[pairwise.Judgment] = []
@@ -124,7 +124,7 @@ class RoundBuilder:
             return
         monitor = Monitor.for_members(pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()})
         title = f"tournament round {self.rounds}"
-        with Watch(self.paths, self.run, monitor, title, self.verbosity, self.limiter) as watch:
+        with Watch(self.paths, self.run, monitor, title, self.verbosity, self.log_path, self.limiter) as watch:
             watch.build([tasks.pairwise_task(j) for j in pending], min(self.workers, len(pending)))
         if watch.stopped:
             raise Interrupted(watch.stopper.signal, watch.stopper.abandoned)
