@@ -27,7 +27,8 @@ from daydream_luigi.core.settings import (
     shown,
 )
 
-SEARCHES_FOLDER = "searches"  # under the config folder
+SEARCHES_FOLDER = "searches"  # under the config folder (specs) and the data folder (what searches wrote)
+ROUNDS_FOLDER = "rounds"  # under data/searches/<name>/: each round's record
 STRATEGIES = ("halving", "beam", "random", "exhaustive")
 ROUND_PREFIX = "search-"  # a round's cohort: search-<name>-r<round>
 _KEYS = (
@@ -133,6 +134,15 @@ class RoundRequest:
 
 def searches_dir(paths: Paths) -> Path:
     return paths.config_dir / SEARCHES_FOLDER
+
+
+def search_dir(paths: Paths, name: str) -> Path:
+    """Where search `name` writes: data/searches/<name>/."""
+    return paths.data_root / SEARCHES_FOLDER / name
+
+
+def rounds_dir(paths: Paths, name: str) -> Path:
+    return search_dir(paths, name) / ROUNDS_FOLDER
 
 
 def search_path(paths: Paths, name: str) -> Path:

@@ -9,6 +9,7 @@ from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.identity import call_shape
 from daydream_luigi.core.neutrality import Embed, Scan, fixed_inputs, load_rules, scan
+from daydream_luigi.core.search_spec import SearchSpec, cube_spec
 from daydream_luigi.core.settings import Paths, Settings
 
 
@@ -55,3 +56,8 @@ def require_neutral_inputs(paths: Paths, spec, catalog: Catalog, settings: Setti
     checked = check_inputs(paths, spec, catalog, settings)
     raise_if(checked.problems if checked else [])
     return checked
+
+
+def require_neutral_search(paths: Paths, search: SearchSpec, catalog: Catalog, settings: Settings) -> None:
+    """A search's preflight, before any call: the inputs every round of it may send (its cube's) are neutral."""
+    require_neutral_inputs(paths, cube_spec(search), catalog, settings)

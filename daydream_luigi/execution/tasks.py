@@ -27,15 +27,18 @@ from pathlib import Path
 import luigi
 
 from daydream_luigi.core import schedule
+from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import Member, calls_model
+from daydream_luigi.core.search_spec import rounds_dir
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.execution import batching, knobs, pairwise, stages
 from daydream_luigi.execution.generation import LOST_ANSWERS, GenerationFailed
+from daydream_luigi.execution.neutrality import require_neutral_search
 from daydream_luigi.execution.plans import CohortPlan, all_complete, batch_chunks, cohort_plan
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
 from daydream_luigi.store.combo_mappings import persist_mappings
-from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, gen_dir, read_json
+from daydream_luigi.store.files import ERROR, METADATA, atomic_write_json, atomic_write_text, gen_dir, read_json
 from daydream_luigi.store.membership import MEMBERSHIP, membership_is_current, write_cohort
 
 
@@ -296,6 +299,61 @@ class Cohort(luigi.WrapperTask):
 
     def requires(self):
         return Report(cohort_id=self.cohort_id)
+
+
+# ------------------------------------------------------------------------------------------------ search rounds
+
+
+class SearchRound(luigi.Task):
+    """Round `round` of the search config/searches/<name>.yaml, on Luigi's own terms. It replays the rounds made so far
+    over their kept scores (no call) to decide its round, records it as the cohort search-<name>-r<round> and yields
+    that cohort's root (its generations and reports) as a dynamic dependency, then decides again: either the search
+    goes on (it yields the next round's task) or it stopped (found, budget, exhausted: rounds.csv, result.json and
+    report.html are written as `daydream search` writes them). Complete once it and every later round are decided
+    (its marker under data/searches/<name>/rounds/), so the stock command runs a whole search:
+
+        LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks SearchRound --name NAME \
+            --round 1 --local-scheduler
+    """
+
+    name = luigi.Parameter()
+    round = luigi.IntParameter(default=1)
+    retry_count = 1  # a bad spec or a round planned for other combinations is not helped by trying again
+
+    def output(self):
+        return luigi.LocalTarget(str(rounds_dir(Paths.from_env(), self.name) / f"r{self.round}.decided.json"))
+
+    def run(self):
+        """Every round up to this one made (a round not made yet is yielded, then the decision is taken again; Luigi
+        runs the task anew once a yielded dependency is complete), then the next round or the search's record."""
+        from daydream_luigi.report import search as record  # pandas only in the task process that decides
+        from daydream_luigi.report import search_rounds
+
+        paths = Paths.from_env()
+        settings, catalog, search = record.load(paths, self.name, knobs.backend())
+        require_neutral_search(paths, search, catalog, settings)
+        made = None
+        while True:
+            step = search_rounds.step(paths, search, catalog, settings, self.round)
+            if step.make is None:
+                break
+            if step.make == made:
+                raise RuntimeError(f"{step.make} is complete but its generations are not all there")
+            made = step.make
+            self.set_status_message(f"search {self.name}: making {step.make}")
+            yield Cohort(cohort_id=step.make)
+        if step.next_round is not None:
+            yield SearchRound(name=self.name, round=step.next_round)
+        decided = {"round": self.round, "next_round": step.next_round}
+        if step.record is not None:
+            decided["stop_reason"] = step.record["stop_reason"]
+        atomic_write_json(Path(self.output().path), decided)
+
+    def on_failure(self, exception):
+        """A bad spec (or a round planned for other combinations) is its one message, not a traceback."""
+        if isinstance(exception, InputError):
+            return f"search {self.name} round {self.round}: {exception}"
+        return super().on_failure(exception)
 
 
 # ---------------------------------------------------------------------------------------- batches and closed gates
