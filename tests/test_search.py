@@ -1,9 +1,11 @@
 """`daydream search` through the real CLI and Luigi against a loopback judge that scores a planted combination high:
 it finds it within its budget, records its rounds as cohorts the other commands read, resumes after SIGKILL without
-paying twice, stops at its budget, and its replay over its own generations takes the same decisions with no call."""
+paying twice, stops at its budget, and its replay over its own generations takes the same decisions with no call.
+The stock `luigi` command runs the same search as `SearchRound` tasks and takes the same decisions."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -253,3 +255,73 @@ def test_a_cost_budget_is_the_spending_stop_of_the_round_that_reaches_it(project
     chat = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
     assert 0 < record["calls"] == len(chat) <= 20  # the judge reports $0.0001 a call
     assert record["cost_usd"] <= 0.002 and record["budget_left"]["cost_usd"] == round(0.002 - record["cost_usd"], 6)
+
+
+def luigi_search_round(project: Path, name: str = "s") -> subprocess.CompletedProcess:
+    """The stock `luigi` command on SearchRound(name, 1), as docs/search.md shows it."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("luigi")),
+            "--module",
+            "daydream_luigi.execution.tasks",
+            "SearchRound",
+            "--name",
+            name,
+            "--round",
+            "1",
+            "--local-scheduler",
+            "--workers",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg")},
+    )
+
+
+def test_the_stock_luigi_command_runs_a_search_as_search_round_tasks_with_the_decisions_of_daydream_search(
+    project, fake
+):
+    fresh = project / "fresh-data"  # a fresh project: the same config and inputs, nothing made yet
+    shutil.copytree(project / "data", fresh)
+    result = luigi_search_round(project)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
+    rounds, record = searched(project)
+    assert rounds[["round", "phase", "candidates", "calls", "passes"]].values.tolist() == [
+        [1, "screen", 15, 45, 0],
+        [2, "screen", 5, 25, 0],
+        [3, "screen", 2, 0, 0],
+        [4, "final", 1, 4, 2],
+    ]
+    assert record["found"] and record["stop_reason"] == "found" and record["calls"] == 74
+    assert [p["combo_id"] for p in record["passes"]] == [planted_combo(project)] * len(record["passes"])
+    chat = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat) == 74  # every call the search counts reached the judge once
+    folder = project / "data" / "searches" / "s"
+    decided = [json.loads((folder / "rounds" / f"r{n}.decided.json").read_text()) for n in (1, 2, 3, 4)]
+    assert decided == [
+        {"round": 1, "next_round": 2},
+        {"round": 2, "next_round": 3},
+        {"round": 3, "next_round": 4},
+        {"round": 4, "next_round": None, "stop_reason": "found"},
+    ]
+    for n in (1, 2, 3, 4):  # each round is a cohort built as `daydream run` builds one, reports included
+        assert (project / "data" / "cohorts" / f"search-s-r{n}" / "reports" / "report.html").exists()
+    gate = daydream("gate", "found", "--cohort", "search-s-r4")
+    assert gate.returncode == 0, gate.stderr
+    assert not (folder / "rounds" / "r5.json").exists()
+
+    again = luigi_search_round(project)  # run again: every round is decided, nothing is called
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(fake.requests) == len(chat)
+
+    live = daydream("search", "s", "--quiet", env={"DAYDREAM_DATA_ROOT": str(fresh)})
+    assert live.returncode == 0, live.stderr
+    assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 2 * 74
+    live_folder = fresh / "searches" / "s"
+    assert (live_folder / "rounds.csv").read_text() == (folder / "rounds.csv").read_text()
+    assert json.loads((live_folder / "result.json").read_text()) == record
+    for n in (1, 2, 3, 4):  # the same own calls recorded for each round
+        assert (live_folder / "rounds" / f"r{n}.json").read_text() == (folder / "rounds" / f"r{n}.json").read_text()

@@ -334,11 +334,13 @@ class SearchRound(luigi.Task):
         require_neutral_search(paths, search, catalog, settings)
         made = None
         while True:
-            step = search_rounds.step(paths, search, catalog, settings, self.round)
+            step = search_rounds.step(
+                paths, search, catalog, settings, self.round, lambda cohort_id: Cohort(cohort_id=cohort_id).complete()
+            )
             if step.make is None:
                 break
             if step.make == made:
-                raise RuntimeError(f"{step.make} is complete but its generations are not all there")
+                raise RuntimeError(f"cohort {step.make} was built but is still not complete")
             made = step.make
             self.set_status_message(f"search {self.name}: making {step.make}")
             yield Cohort(cohort_id=step.make)

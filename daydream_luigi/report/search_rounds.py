@@ -11,6 +11,7 @@ and strategies of `analysis.search`, no call) and says what to do next: make a r
 search stopped, write rounds.csv, result.json and report.html as `daydream search` does.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,16 +122,17 @@ class GoesOn(Exception):
 @dataclass
 class MadeRounds(OwnRounds):
     """A fetcher (`analysis.search.Fetcher`) over the rounds up to `last`, each read from its kept scores once it is
-    made (no call): a round not made yet raises `Unmade`, a round after `last` `GoesOn`."""
+    made (no call): a round not made yet (`is_made(cohort_id)` is false) raises `Unmade`, a round after `last`
+    `GoesOn`."""
 
     last: int
+    is_made: Callable[[str], bool]
 
     def fetch(self, number: int, request: RoundRequest) -> strategies.Fetched:
         if number > self.last:
             raise GoesOn(number)
         spec, members, own = self.record(number, request)
-        complete = accounting.complete_sets(self.paths)
-        if any(m.gen_id not in complete[m.stage] for m in members):
+        if not self.is_made(spec.cohort_id):
             raise Unmade(spec.cohort_id)
         return self.brought(spec.cohort_id, members, own)
 
@@ -145,10 +147,13 @@ class Step:
     record: dict | None = None
 
 
-def step(paths: Paths, search: SearchSpec, catalog: Catalog, settings: Settings, number: int) -> Step:
+def step(
+    paths: Paths, search: SearchSpec, catalog: Catalog, settings: Settings, number: int, is_made: Callable[[str], bool]
+) -> Step:
     """Round `number`'s next step, decided over the rounds made so far (deterministic from the seed and the scores,
-    as `daydream search` decides)."""
-    rounds = MadeRounds(paths, search, catalog, settings, last=number)
+    as `daydream search` decides). `is_made(cohort_id)`: whether a round's cohort is built (its Luigi root is
+    complete: every generation, and its reports)."""
+    rounds = MadeRounds(paths, search, catalog, settings, number, is_made)
     try:
         outcome = strategies.run_search(search, rounds, empty_scores())
     except Unmade as unmade:
