@@ -166,6 +166,9 @@ def test_a_search_stops_at_its_call_budget_cutting_the_round_that_would_exceed_i
     assert record["stop_reason"] == "budget" and not record["found"] and record["budget_left"]["calls"] == 0
     assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 50
     assert "no essay passes gate found at 50 calls" in result.stdout
+    again = daydream("search", "s", "--quiet")  # run again: the cut round is resumed as recorded, nothing is called
+    assert again.returncode == 0, again.stderr
+    assert searched(project)[0].equals(rounds) and len(fake.requests) == 50
 
     write_search(project, "s", SPEC.replace("max_calls: 200", "max_calls: 50").replace("seed: 1", "seed: 2"))
     changed = daydream("search", "s", "--quiet")  # another seed: another first round than the one recorded
@@ -315,6 +318,7 @@ def test_the_stock_luigi_command_runs_a_search_as_search_round_tasks_with_the_de
 
     again = luigi_search_round(project)  # run again: every round is decided, nothing is called
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 complete ones were encountered" in again.stderr
     assert len(fake.requests) == len(chat)
 
     live = daydream("search", "s", "--quiet", env={"DAYDREAM_DATA_ROOT": str(fresh)})
@@ -325,3 +329,29 @@ def test_the_stock_luigi_command_runs_a_search_as_search_round_tasks_with_the_de
     assert json.loads((live_folder / "result.json").read_text()) == record
     for n in (1, 2, 3, 4):  # the same own calls recorded for each round
         assert (live_folder / "rounds" / f"r{n}.json").read_text() == (folder / "rounds" / f"r{n}.json").read_text()
+
+
+def test_search_round_tasks_stop_at_the_call_budget_as_daydream_search_does(project, fake):
+    write_search(project, "s", SPEC.replace("max_calls: 200", "max_calls: 50"))
+    result = luigi_search_round(project)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
+    rounds, record = searched(project)
+    assert rounds[["round", "phase", "candidates", "calls"]].values.tolist() == [
+        [1, "screen", 15, 45],
+        [2, "screen", 1, 5],  # cut to the best combination: the next one's 5 calls would exceed the 50
+    ]
+    assert record["stop_reason"] == "budget" and not record["found"] and record["budget_left"]["calls"] == 0
+    assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 50
+    rounds_folder = project / "data" / "searches" / "s" / "rounds"
+    assert json.loads((rounds_folder / "r2.decided.json").read_text()) == {
+        "round": 2,
+        "next_round": None,
+        "stop_reason": "budget",
+    }
+    assert sorted(p.name for p in rounds_folder.iterdir()) == [
+        "r1.decided.json",
+        "r1.json",
+        "r2.decided.json",
+        "r2.json",
+    ]

@@ -49,21 +49,34 @@ class OwnRounds:
     def record_path(self, number: int) -> Path:
         return rounds_dir(self.paths, self.search.name) / f"r{number}.json"
 
+    def _planned_for_others(self, number: int) -> InputError:
+        path = self.record_path(number)
+        return InputError(
+            f"{path}: round {number} of search {self.search.name} was planned for other combinations "
+            f"({self.search.path} or the kept scores changed since); restore the spec, or remove "
+            f"{path.parent.parent} to search again from round 1"
+        )
+
+    def _recorded(self, number: int) -> dict | None:
+        path = self.record_path(number)
+        return read_json(path) if path.exists() else None
+
     def own(self, number: int, request: RoundRequest, members: list[Member]) -> set[str]:
         """The round's generations the search itself makes: as recorded when the round was first planned, else
-        those that call a model and are not complete now."""
-        path = self.record_path(number)
-        if path.exists():
-            recorded = read_json(path)
-            if recorded["combos"] != [combo.combo_id for combo in request.combos]:
-                raise InputError(
-                    f"{path}: round {number} of search {self.search.name} was planned for other combinations "
-                    f"({self.search.path} or the kept scores changed since); restore the spec, or remove "
-                    f"{path.parent.parent} to search again from round 1"
-                )
-            return set(recorded["own"])
+        those that call a model and are not complete now. `request` may be the round before its cut to the budget
+        (the combinations after those recorded are the ones the cut left out); a round recorded for other
+        combinations (the spec or the scores changed since) cannot be resumed."""
+        recorded = self._recorded(number) or {"combos": [], "own": []}
+        asked = [combo.combo_id for combo in request.combos]
+        if recorded["combos"] != asked[: len(recorded["combos"])]:
+            raise self._planned_for_others(number)
+        planned = set(recorded["combos"])
         complete = accounting.complete_sets(self.paths)
-        return {m.gen_id for m in members if calls_model(m, self.catalog) and m.gen_id not in complete[m.stage]}
+        return set(recorded["own"]) | {
+            m.gen_id
+            for m in members
+            if m.combo_id not in planned and calls_model(m, self.catalog) and m.gen_id not in complete[m.stage]
+        }
 
     def new_calls(self, number: int, request: RoundRequest) -> dict[str, int]:
         members = round_members(self.search, number, request, self.catalog, self.settings)[1]
@@ -78,12 +91,15 @@ class OwnRounds:
         before the round starts, its cohort's manifest and membership) unless they are already."""
         spec, members = round_members(self.search, number, request, self.catalog, self.settings)
         own = self.own(number, request, members)
-        path = self.record_path(number)
-        if not path.exists():
-            combos = [combo.combo_id for combo in request.combos]
+        combos = [combo.combo_id for combo in request.combos]
+        recorded = self._recorded(number)
+        if recorded is None:
             atomic_write_json(
-                path, {"round": number, "cohort_id": spec.cohort_id, "combos": combos, "own": sorted(own)}
+                self.record_path(number),
+                {"round": number, "cohort_id": spec.cohort_id, "combos": combos, "own": sorted(own)},
             )
+        elif recorded["combos"] != combos:
+            raise self._planned_for_others(number)
         if not membership_is_current(self.paths, spec, members):
             write_cohort(self.paths, spec, members)
         return spec, members, own
