@@ -260,7 +260,7 @@ def test_a_cost_budget_is_the_spending_stop_of_the_round_that_reaches_it(project
     assert record["cost_usd"] <= 0.002 and record["budget_left"]["cost_usd"] == round(0.002 - record["cost_usd"], 6)
 
 
-def luigi_search_round(project: Path, name: str = "s") -> subprocess.CompletedProcess:
+def luigi_search_round(project: Path, name: str = "s", env: dict | None = None) -> subprocess.CompletedProcess:
     """The stock `luigi` command on SearchRound(name, 1), as docs/search.md shows it."""
     return subprocess.run(
         [
@@ -279,7 +279,7 @@ def luigi_search_round(project: Path, name: str = "s") -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg")},
+        env={**os.environ, "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg"), **(env or {})},
     )
 
 
@@ -329,6 +329,12 @@ def test_the_stock_luigi_command_runs_a_search_as_search_round_tasks_with_the_de
     assert json.loads((live_folder / "result.json").read_text()) == record
     for n in (1, 2, 3, 4):  # the same own calls recorded for each round
         assert (live_folder / "rounds" / f"r{n}.json").read_text() == (folder / "rounds" / f"r{n}.json").read_text()
+
+    carried = luigi_search_round(project, env={"DAYDREAM_DATA_ROOT": str(fresh)})  # over daydream search's rounds
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in carried.stderr
+    assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 2 * 74
+    assert (live_folder / "rounds.csv").read_text() == (folder / "rounds.csv").read_text()
+    assert json.loads((live_folder / "rounds" / "r4.decided.json").read_text())["stop_reason"] == "found"
 
 
 def test_search_round_tasks_stop_at_the_call_budget_as_daydream_search_does(project, fake):
