@@ -260,26 +260,20 @@ def test_a_cost_budget_is_the_spending_stop_of_the_round_that_reaches_it(project
     assert record["cost_usd"] <= 0.002 and record["budget_left"]["cost_usd"] == round(0.002 - record["cost_usd"], 6)
 
 
-def luigi_search_round(project: Path, name: str = "s", env: dict | None = None) -> subprocess.CompletedProcess:
+def search_round_command(name: str = "s") -> list[str]:
     """The stock `luigi` command on SearchRound(name, 1), as docs/search.md shows it."""
+    luigi = str(Path(sys.executable).with_name("luigi"))
+    module = ["--module", "daydream_luigi.execution.tasks"]
+    return [luigi, *module, "SearchRound", "--name", name, "--round", "1", "--local-scheduler", "--workers", "4"]
+
+
+def luigi_env(project: Path, **env: str) -> dict:
+    return {**os.environ, "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg"), **env}
+
+
+def luigi_search_round(project: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("luigi")),
-            "--module",
-            "daydream_luigi.execution.tasks",
-            "SearchRound",
-            "--name",
-            name,
-            "--round",
-            "1",
-            "--local-scheduler",
-            "--workers",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg"), **(env or {})},
+        search_round_command(), capture_output=True, text=True, timeout=600, env=luigi_env(project, **env)
     )
 
 
@@ -330,7 +324,7 @@ def test_the_stock_luigi_command_runs_a_search_as_search_round_tasks_with_the_de
     for n in (1, 2, 3, 4):  # the same own calls recorded for each round
         assert (live_folder / "rounds" / f"r{n}.json").read_text() == (folder / "rounds" / f"r{n}.json").read_text()
 
-    carried = luigi_search_round(project, env={"DAYDREAM_DATA_ROOT": str(fresh)})  # over daydream search's rounds
+    carried = luigi_search_round(project, DAYDREAM_DATA_ROOT=str(fresh))  # over daydream search's rounds
     assert "This progress looks :) because there were no failed tasks or missing dependencies" in carried.stderr
     assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 2 * 74
     assert (live_folder / "rounds.csv").read_text() == (folder / "rounds.csv").read_text()
@@ -361,3 +355,28 @@ def test_search_round_tasks_stop_at_the_call_budget_as_daydream_search_does(proj
         "r2.decided.json",
         "r2.json",
     ]
+
+
+def test_search_round_tasks_killed_mid_round_and_run_again_pay_for_nothing_twice(project, fake):
+    fake.latency = 0.3
+    process = subprocess.Popen(
+        search_round_command(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=luigi_env(project),
+    )
+    deadline = time.monotonic() + 120
+    while sum(answered_per_generation(project).values()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert sum(answered_per_generation(project).values()) >= 20
+    fake.latency = 0.0
+    result = luigi_search_round(project)
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
+    rounds, record = searched(project)
+    assert record["found"] and record["calls"] == 74
+    assert rounds["calls"].tolist() == [45, 25, 0, 4]
+    answered = answered_per_generation(project)
+    assert max(answered.values()) == 1 and sum(answered.values()) == 74  # no answer paid for twice

@@ -13,6 +13,10 @@ A cohort is one graph with a root:
     LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME \
         --local-scheduler
 
+A budgeted search is a chain of `SearchRound` tasks, each yielding its round's cohort root and then the next round
+(`LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks SearchRound --name NAME --round 1
+--local-scheduler`; docs/search.md).
+
 Importing this module does nothing but declare the task classes: Luigi finds our pools, worker timeout and retry
 policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file
 itself with `execution.luigi_config.configure_luigi` when a command starts), and the run-wide knobs in a [daydream]
