@@ -13,9 +13,8 @@ A cohort is one graph with a root:
     LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME \
         --local-scheduler
 
-A budgeted search is a chain of `SearchRound` tasks, each yielding its round's cohort root and then the next round
-(`LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks SearchRound --name NAME --round 1
---local-scheduler`; docs/search.md).
+and a budgeted search is a chain of `SearchRound` tasks (`... SearchRound --name NAME --round 1`). Every task class is
+declared here, past 500 lines, because the stock command's `--module` names one module.
 
 Importing this module does nothing but declare the task classes: Luigi finds our pools, worker timeout and retry
 policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file
@@ -309,16 +308,11 @@ class Cohort(luigi.WrapperTask):
 
 
 class SearchRound(luigi.Task):
-    """Round `round` of the search config/searches/<name>.yaml, on Luigi's own terms. It replays the rounds made so far
-    over their kept scores (no call) to decide its round, records it as the cohort search-<name>-r<round> and yields
-    that cohort's root (its generations and reports) as a dynamic dependency, then decides again: either the search
-    goes on (it yields the next round's task) or it stopped (found, budget, exhausted: rounds.csv, result.json and
-    report.html are written as `daydream search` writes them). Complete once it and every later round are decided
-    (its marker under data/searches/<name>/rounds/), so the stock command runs a whole search:
-
-        LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks SearchRound --name NAME \
-            --round 1 --local-scheduler
-    """
+    """Round `round` of the search config/searches/<name>.yaml: decided by replaying the rounds made so far over their
+    kept scores (no call; `report.search_rounds`), recorded as the cohort search-<name>-r<round>, whose root (its
+    generations and reports) it yields; then it yields the next round, or the search stopped and it writes rounds.csv,
+    result.json and report.html as `daydream search` does. Complete (its marker under data/searches/<name>/rounds/)
+    once it and every later round are decided, so round 1 is the whole search."""
 
     name = luigi.Parameter()
     round = luigi.IntParameter(default=1)
