@@ -9,7 +9,7 @@ from daydream_luigi.analysis import search as strategies
 from daydream_luigi.cli.common import backend_option, backend_servers, confirm
 from daydream_luigi.core.backends import default_backend
 from daydream_luigi.core.ids import checked_id
-from daydream_luigi.core.search_spec import SearchSpec, cube_spec, search_dir
+from daydream_luigi.core.search_spec import SearchSpec, cube_spec, load_named_search, search_dir
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.execution.luigi_config import configure_luigi
 from daydream_luigi.execution.neutrality import require_neutral_search
@@ -22,7 +22,7 @@ from daydream_luigi.store import costs
 def _load(name: str, backend: str | None):
     paths = Paths.from_env()
     backend = backend or default_backend()
-    return paths, backend, *record.load(paths, name, backend)
+    return paths, backend, *load_named_search(paths, name, backend)
 
 
 def _totals(size: record.Cube) -> dict:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from daydream_luigi.analysis import search as strategies
 from daydream_luigi.analysis.scores import PARSED_SCORES_COLUMNS
-from daydream_luigi.core.catalog import Catalog, load_catalog
+from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import Member, calls_model, expand
 from daydream_luigi.core.pricing import estimate_cost_usd
@@ -27,11 +27,10 @@ from daydream_luigi.core.search_spec import (
     RoundRequest,
     SearchSpec,
     cube_spec,
-    load_search,
     round_spec,
     search_dir,
 )
-from daydream_luigi.core.settings import Paths, Settings, load_settings, pool_limits
+from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.report.collect import collect_scores
 from daydream_luigi.store import accounting
 from daydream_luigi.store.cohorts import expand_cohort, resolve
@@ -39,13 +38,6 @@ from daydream_luigi.store.costs import DEFAULT_PROMPT_TOKENS
 from daydream_luigi.store.files import ATTEMPTS, atomic_write_json, atomic_write_text, gen_dir, read_lines
 
 ROUNDS, RESULT, PAGE = "rounds.csv", "result.json", "report.html"
-
-
-def load(paths: Paths, name: str, backend: str) -> tuple[Settings, Catalog, SearchSpec]:
-    """The settings, the catalog and the search spec config/searches/<name>.yaml, checked."""
-    settings = load_settings(paths)
-    catalog = load_catalog(paths, pool_limits(paths), settings)
-    return settings, catalog, load_search(paths, name, catalog, settings, backend)
 
 
 def concept_names(catalog: Catalog) -> dict[str, str]:
