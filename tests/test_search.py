@@ -389,3 +389,15 @@ def test_search_round_tasks_killed_mid_round_and_run_again_pay_for_nothing_twice
     assert rounds["calls"].tolist() == [45, 25, 0, 4]
     answered = answered_per_generation(project)
     assert max(answered.values()) == 1 and sum(answered.values()) == 74  # no answer paid for twice
+
+
+def test_search_round_on_a_spec_that_does_not_exist_fails_with_its_one_message_and_writes_nothing(project, fake):
+    result = subprocess.run(
+        search_round_command("nothing"), capture_output=True, text=True, timeout=300, env=luigi_env(project)
+    )
+    assert "This progress looks :( because there were failed tasks" in result.stderr
+    assert (
+        f"daydream_luigi.core.errors.InputError: {project / 'config' / 'searches' / 'nothing.yaml'}: search spec not "
+        f"found; write it (see docs/search.md) or name one of: s\n" in result.stderr
+    )
+    assert not (project / "data" / "searches").exists() and not fake.requests
