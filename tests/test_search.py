@@ -1,9 +1,12 @@
 """`daydream search` through the real CLI and Luigi against a loopback judge that scores a planted combination high:
 it finds it within its budget, records its rounds as cohorts the other commands read, resumes after SIGKILL without
-paying twice, stops at its budget, and its replay over its own generations takes the same decisions with no call."""
+paying twice, stops at its budget, and its replay over its own generations takes the same decisions with no call.
+The stock `luigi` command runs the same search as `SearchRound` tasks and takes the same decisions."""
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,6 +167,9 @@ def test_a_search_stops_at_its_call_budget_cutting_the_round_that_would_exceed_i
     assert record["stop_reason"] == "budget" and not record["found"] and record["budget_left"]["calls"] == 0
     assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 50
     assert "no essay passes gate found at 50 calls" in result.stdout
+    again = daydream("search", "s", "--quiet")  # run again: the cut round is resumed as recorded, nothing is called
+    assert again.returncode == 0, again.stderr
+    assert searched(project)[0].equals(rounds) and len(fake.requests) == 50
 
     write_search(project, "s", SPEC.replace("max_calls: 200", "max_calls: 50").replace("seed: 1", "seed: 2"))
     changed = daydream("search", "s", "--quiet")  # another seed: another first round than the one recorded
@@ -253,3 +259,145 @@ def test_a_cost_budget_is_the_spending_stop_of_the_round_that_reaches_it(project
     chat = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
     assert 0 < record["calls"] == len(chat) <= 20  # the judge reports $0.0001 a call
     assert record["cost_usd"] <= 0.002 and record["budget_left"]["cost_usd"] == round(0.002 - record["cost_usd"], 6)
+
+
+def search_round_command(name: str = "s") -> list[str]:
+    """The stock `luigi` command on SearchRound(name, 1), as docs/search.md shows it."""
+    luigi = str(Path(sys.executable).with_name("luigi"))
+    module = ["--module", "daydream_luigi.execution.tasks"]
+    return [luigi, *module, "SearchRound", "--name", name, "--round", "1", "--local-scheduler", "--workers", "4"]
+
+
+def luigi_env(project: Path, **env: str) -> dict:
+    return {**os.environ, "LUIGI_CONFIG_PATH": str(project / "config" / "luigi.cfg"), **env}
+
+
+def luigi_search_round(project: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        search_round_command(), capture_output=True, text=True, timeout=600, env=luigi_env(project, **env)
+    )
+
+
+def test_the_stock_luigi_command_runs_a_search_as_search_round_tasks_with_the_decisions_of_daydream_search(
+    project, fake
+):
+    fresh = project / "fresh-data"  # a fresh project: the same config and inputs, nothing made yet
+    shutil.copytree(project / "data", fresh)
+    result = luigi_search_round(project)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
+    rounds, record = searched(project)
+    assert rounds[["round", "phase", "candidates", "calls", "passes"]].values.tolist() == [
+        [1, "screen", 15, 45, 0],
+        [2, "screen", 5, 25, 0],
+        [3, "screen", 2, 0, 0],
+        [4, "final", 1, 4, 2],
+    ]
+    assert record["found"] and record["stop_reason"] == "found" and record["calls"] == 74
+    assert [p["combo_id"] for p in record["passes"]] == [planted_combo(project)] * len(record["passes"])
+    chat = [r for r in fake.requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat) == 74  # every call the search counts reached the judge once
+    folder = project / "data" / "searches" / "s"
+    decided = [json.loads((folder / "rounds" / f"r{n}.decided.json").read_text()) for n in (1, 2, 3, 4)]
+    inputs = decided[0]["inputs"]
+    assert inputs == {
+        "spec_sha256": hashlib.sha256(SPEC.encode()).hexdigest(),
+        "gate_sha256": hashlib.sha256(GATE.encode()).hexdigest(),
+    }
+    assert decided == [
+        {"round": 1, "next_round": 2, "inputs": inputs},
+        {"round": 2, "next_round": 3, "inputs": inputs},
+        {"round": 3, "next_round": 4, "inputs": inputs},
+        {"round": 4, "next_round": None, "inputs": inputs, "stop_reason": "found"},
+    ]
+    for n in (1, 2, 3, 4):  # each round is a cohort built as `daydream run` builds one, reports included
+        assert (project / "data" / "cohorts" / f"search-s-r{n}" / "reports" / "report.html").exists()
+    gate = daydream("gate", "found", "--cohort", "search-s-r4")
+    assert gate.returncode == 0, gate.stderr
+    assert not (folder / "rounds" / "r5.json").exists()
+
+    again = luigi_search_round(project)  # run again: every round is decided, nothing is called
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 complete ones were encountered" in again.stderr
+    assert len(fake.requests) == len(chat)
+    write_search(project, "s", SPEC.replace("max_calls: 200", "max_calls: 300"))  # decided again, with no call
+    raised = luigi_search_round(project)
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in raised.stderr
+    assert len(fake.requests) == len(chat) and searched(project)[0].equals(rounds)
+    assert searched(project)[1]["budget_left"]["calls"] == 300 - 74
+    write_search(project, "s", SPEC)
+    assert luigi_search_round(project).returncode == 0 and searched(project)[1] == record
+
+    live = daydream("search", "s", "--quiet", env={"DAYDREAM_DATA_ROOT": str(fresh)})
+    assert live.returncode == 0, live.stderr
+    assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 2 * 74
+    live_folder = fresh / "searches" / "s"
+    assert (live_folder / "rounds.csv").read_text() == (folder / "rounds.csv").read_text()
+    assert json.loads((live_folder / "result.json").read_text()) == record
+    for n in (1, 2, 3, 4):  # the same own calls recorded for each round
+        assert (live_folder / "rounds" / f"r{n}.json").read_text() == (folder / "rounds" / f"r{n}.json").read_text()
+
+    carried = luigi_search_round(project, DAYDREAM_DATA_ROOT=str(fresh))  # over daydream search's rounds
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in carried.stderr
+    assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 2 * 74
+    assert (live_folder / "rounds.csv").read_text() == (folder / "rounds.csv").read_text()
+    assert json.loads((live_folder / "rounds" / "r4.decided.json").read_text())["stop_reason"] == "found"
+
+
+def test_search_round_tasks_stop_at_the_call_budget_as_daydream_search_does(project, fake):
+    write_search(project, "s", SPEC.replace("max_calls: 200", "max_calls: 50"))
+    result = luigi_search_round(project)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
+    rounds, record = searched(project)
+    assert rounds[["round", "phase", "candidates", "calls"]].values.tolist() == [
+        [1, "screen", 15, 45],
+        [2, "screen", 1, 5],  # cut to the best combination: the next one's 5 calls would exceed the 50
+    ]
+    assert record["stop_reason"] == "budget" and not record["found"] and record["budget_left"]["calls"] == 0
+    assert len([r for r in fake.requests if r["path"] == "/v1/chat/completions"]) == 50
+    rounds_folder = project / "data" / "searches" / "s" / "rounds"
+    assert json.loads((rounds_folder / "r2.decided.json").read_text())["stop_reason"] == "budget"
+    assert sorted(p.name for p in rounds_folder.iterdir()) == [
+        "r1.decided.json",
+        "r1.json",
+        "r2.decided.json",
+        "r2.json",
+    ]
+
+
+def test_search_round_tasks_killed_mid_round_and_run_again_pay_for_nothing_twice(project, fake):
+    fake.latency = 0.3
+    process = subprocess.Popen(
+        search_round_command(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=luigi_env(project),
+    )
+    deadline = time.monotonic() + 120
+    while sum(answered_per_generation(project).values()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert sum(answered_per_generation(project).values()) >= 20
+    fake.latency = 0.0
+    result = luigi_search_round(project)
+    assert "This progress looks :) because there were no failed tasks or missing dependencies" in result.stderr
+    rounds, record = searched(project)
+    assert record["found"] and record["calls"] == 74
+    assert rounds["calls"].tolist() == [45, 25, 0, 4]
+    answered = answered_per_generation(project)
+    assert max(answered.values()) == 1 and sum(answered.values()) == 74  # no answer paid for twice
+
+
+def test_search_round_on_a_spec_that_does_not_exist_fails_with_its_one_message_and_writes_nothing(project, fake):
+    result = subprocess.run(
+        search_round_command("nothing"), capture_output=True, text=True, timeout=300, env=luigi_env(project)
+    )
+    assert "This progress looks :( because there were failed tasks" in result.stderr
+    assert (
+        f"daydream_luigi.core.errors.InputError: {project / 'config' / 'searches' / 'nothing.yaml'}: search spec not "
+        f"found; write it (see docs/search.md) or name one of: s\n" in result.stderr
+    )
+    assert not (project / "data" / "searches").exists() and not fake.requests

@@ -227,7 +227,8 @@ class Fetched:
 
 
 class Fetcher(Protocol):
-    """Where a round's scores come from: a live run (`execution.search`) or a kept cohort (a replay)."""
+    """Where a round's scores come from: a live run (`execution.search`), a kept cohort (a replay) or the rounds a
+    `SearchRound` task made (`report.search_rounds`)."""
 
     def new_calls(self, number: int, request: RoundRequest) -> dict[str, int]:
         """combo_id -> the calls the round's work for it would make (0 for work already done)."""

@@ -8,13 +8,13 @@ import click
 from daydream_luigi.analysis import search as strategies
 from daydream_luigi.cli.common import backend_option, backend_servers, confirm
 from daydream_luigi.core.backends import default_backend
-from daydream_luigi.core.catalog import load_catalog
 from daydream_luigi.core.ids import checked_id
-from daydream_luigi.core.search_spec import SearchSpec, cube_spec, load_search
-from daydream_luigi.core.settings import Paths, load_settings, pool_limits
+from daydream_luigi.core.search_spec import SearchSpec, cube_spec, load_named_search, search_dir
+from daydream_luigi.core.settings import Paths
 from daydream_luigi.execution.luigi_config import configure_luigi
+from daydream_luigi.execution.neutrality import require_neutral_search
 from daydream_luigi.execution.runner import EXIT_FAILED, EXIT_OK, EXIT_SIGNAL
-from daydream_luigi.execution.search import Interrupted, LiveRounds, preflight
+from daydream_luigi.execution.search import Interrupted, LiveRounds
 from daydream_luigi.report import search as record
 from daydream_luigi.store import costs
 
@@ -22,9 +22,7 @@ from daydream_luigi.store import costs
 def _load(name: str, backend: str | None):
     paths = Paths.from_env()
     backend = backend or default_backend()
-    settings = load_settings(paths)
-    catalog = load_catalog(paths, pool_limits(paths), settings)
-    return paths, backend, settings, catalog, load_search(paths, name, catalog, settings, backend)
+    return paths, backend, *load_named_search(paths, name, backend)
 
 
 def _totals(size: record.Cube) -> dict:
@@ -85,7 +83,7 @@ def search(name, replay_cohorts, backend, yes, quiet):
         configure_luigi(paths)
         tty = sys.stdin.isatty()
         costs.check_guard(_totals(record.worst_case(spec, cube)), settings.guard, yes, confirm if tty else None)
-        preflight(paths, spec, catalog, settings)
+        require_neutral_search(paths, spec, catalog, settings)
         fetcher = LiveRounds(
             paths,
             spec,
@@ -96,13 +94,12 @@ def search(name, replay_cohorts, backend, yes, quiet):
             servers=backend_servers,
             announce=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
         )
-        folder = record.search_dir(paths, name)
+        folder = search_dir(paths, name)
     try:
         outcome = strategies.run_search(spec, fetcher, record.empty_scores())
     except Interrupted as exc:
         click.echo(f"search {name}: interrupted; finished work is kept, run it again to resume", err=True)
         sys.exit(EXIT_SIGNAL[exc.signum])
-    names = {concept_id: concept.name for concept_id, concept in catalog.concepts.items()}
-    result = record.write_results(folder, spec, outcome, cube, names)
+    result = record.write_results(folder, spec, outcome, cube, record.concept_names(catalog))
     click.echo(record.one_line(spec, result, folder))
     sys.exit(EXIT_FAILED if outcome.stop_reason == strategies.FAILED else EXIT_OK)

@@ -7,11 +7,12 @@ cohort and search that asks for the same work. The cube (`cube_spec`) is what th
 every candidate combination at the replication the gate is judged on, the yardstick a search's cost is told against.
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daydream_luigi.core.catalog import Catalog
+from daydream_luigi.core.catalog import Catalog, load_catalog
 from daydream_luigi.core.cohort_spec import CohortSpec, default_axis, id_list
 from daydream_luigi.core.combos import Combo, enumerate_combos
 from daydream_luigi.core.errors import InputError, raise_if
@@ -23,11 +24,14 @@ from daydream_luigi.core.settings import (
     POSITIVE_NUMBER,
     Paths,
     Settings,
+    load_settings,
+    pool_limits,
     read_yaml,
     shown,
 )
 
-SEARCHES_FOLDER = "searches"  # under the config folder
+SEARCHES_FOLDER = "searches"  # under the config folder (specs) and the data folder (what searches wrote)
+ROUNDS_FOLDER = "rounds"  # under data/searches/<name>/: each round's record
 STRATEGIES = ("halving", "beam", "random", "exhaustive")
 ROUND_PREFIX = "search-"  # a round's cohort: search-<name>-r<round>
 _KEYS = (
@@ -133,6 +137,15 @@ class RoundRequest:
 
 def searches_dir(paths: Paths) -> Path:
     return paths.config_dir / SEARCHES_FOLDER
+
+
+def search_dir(paths: Paths, name: str) -> Path:
+    """Where search `name` writes: data/searches/<name>/."""
+    return paths.data_root / SEARCHES_FOLDER / name
+
+
+def rounds_dir(paths: Paths, name: str) -> Path:
+    return search_dir(paths, name) / ROUNDS_FOLDER
 
 
 def search_path(paths: Paths, name: str) -> Path:
@@ -336,3 +349,15 @@ def load_search(paths: Paths, name: str, catalog: Catalog, settings: Settings, b
         raise InputError(f"{path}: search spec not found; write it (see docs/search.md) or name one of: {known}")
     raw = read_yaml(path)
     return search_from_mapping(paths, name, {} if raw is None else raw, str(path), catalog, settings, backend)
+
+
+def load_named_search(paths: Paths, name: str, backend: str) -> tuple[Settings, Catalog, SearchSpec]:
+    """The settings, the catalog and the search spec config/searches/<name>.yaml, checked."""
+    settings = load_settings(paths)
+    catalog = load_catalog(paths, pool_limits(paths), settings)
+    return settings, catalog, load_search(paths, name, catalog, settings, backend)
+
+
+def decided_inputs(search: SearchSpec) -> dict[str, str]:
+    """What a search's decisions rest on besides the kept scores: the sha256 of its spec file and of its gate."""
+    return {"spec_sha256": hashlib.sha256(search.path.read_bytes()).hexdigest(), "gate_sha256": search.gate.sha256}

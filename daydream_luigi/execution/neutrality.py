@@ -16,6 +16,7 @@ from daydream_luigi.core.errors import InputError, raise_if
 from daydream_luigi.core.identity import call_shape
 from daydream_luigi.core.ids import checked_id
 from daydream_luigi.core.neutrality import RECORD_FILE, Embed, Scan, fixed_inputs, load_rules, record, rules_path, scan
+from daydream_luigi.core.search_spec import SearchSpec, cube_spec
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.store.files import atomic_write_json
 
@@ -80,3 +81,8 @@ def record_neutral_inputs(paths: Paths, cohort_id: str, checked: Scan | None):
     path = paths.cohorts / checked_id(cohort_id, "cohort id") / RECORD_FILE
     atomic_write_json(path, record(checked, rules_path(paths)))
     return path
+
+
+def require_neutral_search(paths: Paths, search: SearchSpec, catalog: Catalog, settings: Settings) -> None:
+    """A search's preflight, before any call: the inputs every round of it may send (its cube's) are neutral."""
+    require_neutral_inputs(paths, cube_spec(search), catalog, settings)

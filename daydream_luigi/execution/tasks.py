@@ -13,6 +13,9 @@ A cohort is one graph with a root:
     LUIGI_CONFIG_PATH=config/luigi.cfg luigi --module daydream_luigi.execution.tasks Cohort --cohort-id NAME \
         --local-scheduler
 
+and a budgeted search is a chain of `SearchRound` tasks (`... SearchRound --name NAME --round 1`). Every task class is
+declared here, past 500 lines, because the stock command's `--module` names one module.
+
 Importing this module does nothing but declare the task classes: Luigi finds our pools, worker timeout and retry
 policy in config/luigi.cfg through LUIGI_CONFIG_PATH (Luigi's own documented setting; `daydream` adds the file
 itself with `execution.luigi_config.configure_luigi` when a command starts), and the run-wide knobs in a [daydream]
@@ -27,15 +30,18 @@ from pathlib import Path
 import luigi
 
 from daydream_luigi.core import schedule
+from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import Member, calls_model
+from daydream_luigi.core.search_spec import decided_inputs, load_named_search, rounds_dir
 from daydream_luigi.core.settings import Paths
 from daydream_luigi.execution import batching, knobs, pairwise, stages
 from daydream_luigi.execution.generation import LOST_ANSWERS, GenerationFailed
+from daydream_luigi.execution.neutrality import require_neutral_search
 from daydream_luigi.execution.plans import CohortPlan, all_complete, batch_chunks, cohort_plan
 from daydream_luigi.providers.limits.gate import Stopped
 from daydream_luigi.store import freshness
 from daydream_luigi.store.combo_mappings import persist_mappings
-from daydream_luigi.store.files import ERROR, METADATA, atomic_write_text, gen_dir, read_json
+from daydream_luigi.store.files import ERROR, METADATA, atomic_write_json, atomic_write_text, gen_dir, read_json
 from daydream_luigi.store.membership import MEMBERSHIP, membership_is_current, write_cohort
 
 
@@ -311,6 +317,68 @@ class Cohort(luigi.WrapperTask):
 
     def requires(self):
         return Report(cohort_id=self.cohort_id)
+
+
+# ------------------------------------------------------------------------------------------------ search rounds
+
+
+class SearchRound(luigi.Task):
+    """Round `round` of the search config/searches/<name>.yaml: decided by replaying the rounds made so far over their
+    kept scores (no call; `report.search_rounds`), recorded as the cohort search-<name>-r<round>, whose root (its
+    generations and reports) it yields; then it yields the next round, or the search stopped and it writes rounds.csv,
+    result.json and report.html as `daydream search` does. Complete (its marker under data/searches/<name>/rounds/)
+    once it and every later round are decided, so round 1 is the whole search."""
+
+    name = luigi.Parameter()
+    round = luigi.IntParameter(default=1)
+    retry_count = 1  # a bad spec or a round planned for other combinations is not helped by trying again
+
+    def output(self):
+        return luigi.LocalTarget(str(rounds_dir(Paths.from_env(), self.name) / f"r{self.round}.decided.json"))
+
+    def complete(self):
+        """Its marker, written for today's spec and gate (an edited one decides again, over the rounds made)."""
+        path = Path(self.output().path)
+        if not path.exists():
+            return False
+        try:
+            search = load_named_search(Paths.from_env(), self.name, knobs.backend())[2]
+        except InputError:
+            return False  # run() says what is wrong
+        return read_json(path).get("inputs") == decided_inputs(search)
+
+    def run(self):
+        """Every round up to this one made (a round not made yet is yielded, then the decision is taken again; Luigi
+        runs the task anew once a yielded dependency is complete), then the next round or the search's record."""
+        from daydream_luigi.report import search_rounds  # pandas only in the task process that decides
+
+        paths = Paths.from_env()
+        settings, catalog, search = load_named_search(paths, self.name, knobs.backend())
+        require_neutral_search(paths, search, catalog, settings)
+        made = None
+        while True:
+            step = search_rounds.step(
+                paths, search, catalog, settings, self.round, lambda cohort_id: Cohort(cohort_id=cohort_id).complete()
+            )
+            if step.make is None:
+                break
+            if step.make == made:
+                raise RuntimeError(f"cohort {step.make} was built but is still not complete")
+            made = step.make
+            self.set_status_message(f"search {self.name}: making {step.make}")
+            yield Cohort(cohort_id=step.make)
+        if step.next_round is not None:
+            yield SearchRound(name=self.name, round=step.next_round)
+        decided = {"round": self.round, "next_round": step.next_round, "inputs": decided_inputs(search)}
+        if step.record is not None:
+            decided["stop_reason"] = step.record["stop_reason"]
+        atomic_write_json(Path(self.output().path), decided)
+
+    def on_failure(self, exception):
+        """A bad spec (or a round planned for other combinations) is its one message, not a traceback."""
+        if isinstance(exception, InputError):
+            return f"search {self.name} round {self.round}: {exception}"
+        return super().on_failure(exception)
 
 
 # ---------------------------------------------------------------------------------------- batches and closed gates

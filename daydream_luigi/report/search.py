@@ -23,7 +23,13 @@ from daydream_luigi.core.catalog import Catalog
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import Member, calls_model, expand
 from daydream_luigi.core.pricing import estimate_cost_usd
-from daydream_luigi.core.search_spec import RoundRequest, SearchSpec, cube_spec, round_spec
+from daydream_luigi.core.search_spec import (
+    RoundRequest,
+    SearchSpec,
+    cube_spec,
+    round_spec,
+    search_dir,
+)
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.report.collect import collect_scores
 from daydream_luigi.store import accounting
@@ -31,12 +37,11 @@ from daydream_luigi.store.cohorts import expand_cohort, resolve
 from daydream_luigi.store.costs import DEFAULT_PROMPT_TOKENS
 from daydream_luigi.store.files import ATTEMPTS, atomic_write_json, atomic_write_text, gen_dir, read_lines
 
-SEARCHES = "searches"  # under the data folder
 ROUNDS, RESULT, PAGE = "rounds.csv", "result.json", "report.html"
 
 
-def search_dir(paths: Paths, name: str) -> Path:
-    return paths.data_root / SEARCHES / name
+def concept_names(catalog: Catalog) -> dict[str, str]:
+    return {concept_id: concept.name for concept_id, concept in catalog.concepts.items()}
 
 
 def replay_dir(paths: Paths, name: str, cohort_id: str) -> Path:
