@@ -505,7 +505,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
         edit(SETTINGS, "    api_key_env: OPENROUTER_API_KEY", "    api_key: fake-or-v1-0123abcd"),
         [],
         "{root}/config/daydream.yaml: providers.openrouter: unknown key 'api_key'; allowed: api_key_env, base_url, "
-        "base_url_env, batch_api (a key never goes in this file: put it in an environment variable and name that variable in "
+        "base_url_env, batch_api, dialect (a key never goes in this file: put it in an environment variable and name that variable in "
         "api_key_env)",
     ),
     (

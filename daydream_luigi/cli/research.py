@@ -139,8 +139,8 @@ def tournament_command(cohort, template, judge, rounds, backend, yes, quiet):
     totals = tournament.estimate(settings, judge, texts, rounds, tournament.kept_judgments(paths, judge, set(essays)))
     costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     runner.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE}, with_slots=True)
-    if totals["to_call"] and not backend_of(judge.model.provider).starts_server:
-        endpoints.preflight(settings.providers[judge.model.provider])
+    if totals["to_call"] and not backend_of(judge.model.endpoint).starts_server:
+        endpoints.preflight(settings.providers[judge.model.endpoint])
     run = Knobs(uuid.uuid4().hex[:12], plan.backend, call_slots=True)
     with runner.started(paths, run) as log_path:
         _play(paths, plan, judge, essays, rounds, totals["to_call"], run, 0 if quiet else 1, log_path)

@@ -68,7 +68,7 @@ def _backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
     for http)."""
     flag = "for_generation" if role == "generation" else "for_evaluation"
     return sorted(
-        m.model_id for m in catalog.models.values() if getattr(m, flag) and backend_of(m.provider).name == backend
+        m.model_id for m in catalog.models.values() if getattr(m, flag) and backend_of(m.endpoint).name == backend
     )
 
 

@@ -2,8 +2,9 @@
 
 A gen_id is a hash of everything that decides what the model is asked: the stage and replicate; for a draft, its
 rendered prompt (template text and concept descriptions, in order); for an essay or an evaluation, its parent's gen_id
-and its template's text; and the model string, provider and sampling (temperature, max_tokens, and what the model's
-backend adds: for the embedded model its top_p, frequency_penalty, grammar and system prompt, see `backends`). Edit
+and its template's text; and the model string, endpoint and sampling (temperature, max_tokens, and what the model's
+backend adds: for the embedded model its top_p, frequency_penalty, grammar and system prompt, see `backends`), and a
+model's reasoning settings and OpenRouter routing when set (`model_options`). Edit
 any of them and the work affected gets new gen_ids: the old generations stay on disk for the cohorts that made them,
 `plan` counts the new ones as calls to make, and nothing made from other inputs is ever reused. Timeouts and parsers
 are not part of it: they change how an answer is waited for or read, not what it says (a fixed parser re-reads the
@@ -30,11 +31,15 @@ def call_shape(settings: Settings, stage: str, model: Model) -> dict:
     config = settings.stage(stage)
     shape = {
         "model": model.model,
-        "provider": model.provider,
+        "provider": model.endpoint,
         "temperature": config.temperature,
         "max_tokens": config.max_tokens,
     }
-    shape.update(backend_of(model.provider).call_shape.get(stage, {}))
+    shape.update(backend_of(model.endpoint).call_shape.get(stage, {}))
+    if model.reasoning:  # only when set, so a catalog without reasoning or routing columns keeps its gen_ids
+        shape["reasoning"] = dict(model.reasoning)
+    if model.routing:
+        shape["routing"] = dict(model.routing)
     return shape
 
 

@@ -72,7 +72,7 @@ def chunk_folder(paths, cohort_id: str, stage: str, model_id: str, chunk: int) -
 
 
 def batch_api_of(ctx: Context, member: Member) -> str | None:
-    return ctx.settings.providers[ctx.catalog.models[member.llm_model_id].provider].batch_api
+    return ctx.settings.providers[ctx.catalog.models[member.llm_model_id].endpoint].batch_api
 
 
 def batched(ctx: Context, settings: BatchSettings, member: Member, every_call: bool) -> bool:
@@ -247,7 +247,7 @@ def _ready(ctx: Context, member: Member) -> bool:
 
 def client(ctx: Context, model_id: str):
     """The batch client of the model's provider, with its base URL and key (the key goes only there)."""
-    provider = ctx.settings.providers[ctx.catalog.models[model_id].provider]
+    provider = ctx.settings.providers[ctx.catalog.models[model_id].endpoint]
     base_url, key = endpoints.resolve(provider)
     return api.CLIENTS[provider.batch_api](base_url, key)
 
@@ -289,7 +289,7 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
     folder = wave.folder(ctx.paths)
     gen_ids = found.lists[(wave.stage, wave.model_id)][wave.chunk]
     model = ctx.catalog.models[wave.model_id]
-    api_name = ctx.settings.providers[model.provider].batch_api
+    api_name = ctx.settings.providers[model.endpoint].batch_api
     with _ChunkLock(folder.parent):
         path = folder / SUBMITTED
         record = _read(path) or {

@@ -79,7 +79,7 @@ def preflight(paths, request: Request, pending: list) -> None:
     context = plans.cohort_plan(request.cohort_id, request.backend).context
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
-    used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
+    used = {catalog.models[m.llm_model_id].endpoint for m in pending if calls_model(m, catalog)}
     raise_if(unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
     for name in sorted(name for name in used if not backend_of(name).starts_server):
         endpoints.preflight(context.settings.providers[name])

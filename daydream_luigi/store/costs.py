@@ -69,7 +69,7 @@ def plan(
     batch = settings.batch
     for (stage, model_id, pool), counts in sorted(groups.items(), key=lambda kv: (STAGE_ORDER[kv[0][0]], kv[0][1:])):
         model = catalog.models[model_id]
-        batched = is_batched(batch, settings.providers[model.provider].batch_api, stage, model_id, every_call)
+        batched = is_batched(batch, settings.providers[model.endpoint].batch_api, stage, model_id, every_call)
         prompt = counts["to_call"] * DEFAULT_PROMPT_TOKENS[stage]
         completion = counts["to_call"] * int(settings.stage(stage).max_tokens)
         cost = estimate_cost_usd(model.price_per_mtok, prompt, completion, BATCH_PRICE_FACTOR if batched else 1.0)
