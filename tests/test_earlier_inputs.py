@@ -97,9 +97,7 @@ def test_the_earlier_systems_inputs_plan_and_run_unchanged(project, endpoint):
     essays = [b["messages"][-1]["content"] for b in bodies if b["messages"][-1]["content"].startswith("Turn these")]
     assert len(essays) == 3 and all("<essay>" in e for e in essays)  # links_block is the parsed draft
     gens = project / "data" / "gens"
-    copies = [
-        d for d in (gens / "essay").iterdir() if json.loads((d / "metadata.json").read_text())["mode"] == "copy"
-    ]
+    copies = [d for d in (gens / "essay").iterdir() if json.loads((d / "metadata.json").read_text())["mode"] == "copy"]
     assert len(copies) == 3 and all(not (d / "prompt.txt").exists() for d in copies)
     for directory in (gens / "draft").iterdir():
         call = json.loads((directory / "call.json").read_text())

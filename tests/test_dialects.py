@@ -1,0 +1,128 @@
+"""Every call carries only what its endpoint's API documents (strict test servers answer anything else with OpenAI's
+400); reasoning models' thinking is kept beside the answer and counted; the upstream host is recorded."""
+
+import json
+
+import pytest
+import yaml
+from conftest import FAKE_KEY, daydream
+from fake_endpoint import REASONING_TEXT, THINKING_TOKENS, FakeEndpoint
+
+from daydream_luigi.providers.chat import CallSettings, request_body
+
+OTHER_KEY = "sk-other-TESTKEY-0123456789abcdef"
+HEADER = "id,model,provider,display_name,for_generation,for_evaluation,endpoint"
+
+
+def use_endpoint(project, server: FakeEndpoint, dialect: str, model_columns: str = "", model_values: str = "") -> None:
+    """Declare the strict server as endpoint `strict` of `dialect` and route the test catalog's two models to it."""
+    settings_file = project / "config" / "daydream.yaml"
+    settings = yaml.safe_load(settings_file.read_text())
+    settings["providers"]["strict"] = {"base_url": server.base_url, "api_key_env": "STRICT_KEY", "dialect": dialect}
+    settings_file.write_text(yaml.safe_dump(settings))
+    (project / "data" / "1_raw" / "llm_models.csv").write_text(
+        f"{HEADER}{model_columns}\n"
+        f"gen-paid,vendor/gen-model,vendor,Gen,true,false,strict{model_values}\n"
+        f"judge-paid,vendor/judge-model,vendor,Judge,false,true,strict{model_values}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dialect", "columns", "values", "sent"),
+    [
+        ("openai", ",reasoning_effort", ",low", {"max_completion_tokens", "reasoning_effort"}),
+        ("openai-compatible", "", "", {"max_tokens"}),
+        (
+            "openrouter",
+            ",reasoning_max_tokens,provider_order,provider_allow_fallbacks",
+            ",64,host-a;host-b,false",
+            {"max_tokens", "reasoning", "provider"},
+        ),
+    ],
+)
+def test_a_cohort_runs_through_a_strict_server_of_each_dialect(project, monkeypatch, dialect, columns, values, sent):
+    monkeypatch.setenv("STRICT_KEY", OTHER_KEY)
+    with FakeEndpoint(strict=dialect) as server:
+        use_endpoint(project, server, dialect, columns, values)
+        result = daydream("run", "--workers", "2", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert "done 42, skipped (already complete) 0, failed 0, blocked 0" in result.stdout
+        assert server.rejected_fields == [] and server.stats["faults_served"] == {}
+        chats = [r for r in server.requests if r["path"] == "/v1/chat/completions"]
+        assert len(chats) == 6 + 6 + 24
+        assert {field for r in chats for field in r["body"]} == {"model", "messages", "temperature"} | sent
+        assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {OTHER_KEY}"}
+        if dialect == "openrouter":
+            assert chats[0]["body"]["reasoning"] == {"max_tokens": 64}
+            assert chats[0]["body"]["provider"] == {"order": ["host-a", "host-b"], "allow_fallbacks": False}
+
+
+@pytest.mark.parametrize("dialect", ["openai", "openai-compatible", "openrouter"])
+def test_the_strict_server_refuses_what_its_api_does_not_document(dialect):
+    """The test server is strict indeed: the field every request carried before (usage) is refused but by OpenRouter,
+    max_tokens by OpenAI's reasoning models, OpenRouter's routing by the others; and the client sends none of them."""
+    import requests
+
+    with FakeEndpoint(strict=dialect) as server:
+        old = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "provider": {}}
+        answer = requests.post(f"{server.base_url}/chat/completions", json=old, timeout=10)
+        expected = {
+            "openai": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead.",
+            "openai-compatible": "Unrecognized request argument supplied: provider",
+            "openrouter": None,
+        }[dialect]
+        if expected is None:
+            assert answer.status_code == 200
+        else:
+            assert (answer.status_code, answer.json()["error"]["message"]) == (400, expected)
+            assert server.stats["faults_served"] == {"rejected_field": 1}
+    body = request_body("m", "hi", CallSettings(dialect=dialect, max_tokens=5))
+    assert "usage" not in body and ("max_completion_tokens" in body) == (dialect == "openai")
+
+
+def test_a_reasoning_models_thinking_is_kept_counted_and_its_host_recorded(project, endpoint):
+    with FakeEndpoint(reasoning_models=["vendor/gen-model"], served_by="HostA") as server:
+        env = {"DAYDREAM_LLM_BASE_URL": server.base_url}
+        result = daydream("run", "--workers", "2", "--yes", env=env)
+        assert result.returncode == 0, result.stderr
+    drafts = list((project / "data" / "gens" / "draft").iterdir())
+    assert len(drafts) == 6
+    for directory in drafts:
+        assert (directory / "reasoning.txt").read_text() == REASONING_TEXT
+        assert REASONING_TEXT not in (directory / "raw.txt").read_text()
+        call = json.loads((directory / "call.json").read_text())
+        meta = json.loads((directory / "metadata.json").read_text())
+        for record in (call, meta):
+            assert (record["reasoning_tokens"], record["served_by"]) == (THINKING_TOKENS, "HostA")
+    judged = json.loads(next((project / "data" / "gens" / "evaluation").iterdir()).joinpath("call.json").read_text())
+    assert "reasoning_tokens" not in judged and judged["served_by"] == "HostA"
+    assert FAKE_KEY not in result.stdout + result.stderr
+
+
+def test_thinking_inside_the_content_is_moved_beside_the_answer(project):
+    with FakeEndpoint(think_tag_models=["vendor/gen-model"]) as server:
+        result = daydream("run", "--workers", "2", "--yes", env={"DAYDREAM_LLM_BASE_URL": server.base_url})
+        assert result.returncode == 0, result.stderr
+    for directory in (project / "data" / "gens" / "draft").iterdir():
+        assert (directory / "reasoning.txt").read_text() == REASONING_TEXT
+        assert not (directory / "raw.txt").read_text().startswith("<think>")
+
+
+def test_a_draft_that_spent_its_budget_thinking_says_so(project):
+    settings_file = project / "config" / "daydream.yaml"
+    settings = yaml.safe_load(settings_file.read_text())
+    settings["stages"]["draft"]["max_tokens"] = THINKING_TOKENS
+    settings_file.write_text(yaml.safe_dump(settings))
+    with FakeEndpoint(reasoning_models=["vendor/gen-model"]) as server:
+        result = daydream("run", "--workers", "2", "--yes", env={"DAYDREAM_LLM_BASE_URL": server.base_url})
+    assert result.returncode == 1
+    directory = next((project / "data" / "gens" / "draft").iterdir())
+    error = json.loads((directory / "error.json").read_text())["error"]
+    assert error == (
+        f"answer truncated at max_tokens={THINKING_TOKENS} after {THINKING_TOKENS} tokens of thinking "
+        f"(finish_reason=length): the model spent its budget reasoning; raise max_tokens in config/daydream.yaml or "
+        f"cap the thinking with reasoning_max_tokens or reasoning_effort in llm_models.csv, then "
+        f"`daydream gens rm {directory.name} --yes` and re-run"
+    )
+    assert (directory / "reasoning.txt").read_text() == REASONING_TEXT
