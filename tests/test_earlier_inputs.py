@@ -136,3 +136,34 @@ def test_the_earlier_systems_own_data_plans(project, tmp_path):
     result = CliRunner().invoke(main, ["plan"])
     assert result.exit_code == 0, result.output
     assert "generations 3150, done 0, to_call 2625" in result.output
+
+
+def test_a_model_without_a_price_is_unknown_never_zero_and_max_cost_refuses_it(project):
+    raw = project / "data" / "1_raw"
+    write_earlier_raw(raw)
+    plan = CliRunner().invoke(main, ["plan"])
+    assert plan.exit_code == 0, plan.output
+    assert plan.output.splitlines()[-1] == (
+        "total: generations 15, done 0, to_call 12, est_prompt_tokens 7200, est_completion_tokens 5700, "
+        "est_cost_usd unknown (12 call(s) of critic, writer have no known price: `daydream prices refresh`, or price "
+        "columns in llm_models.csv)"
+    )
+    assert all(line.split()[-4:-1] == ["unknown"] * 3 for line in plan.output.splitlines()[2:5])
+    refused = CliRunner().invoke(main, ["run", "--max-cost", "1"])
+    assert (refused.exit_code, refused.stderr.splitlines()[0]) == (
+        2,
+        "error: --max-cost: model 'critic' has 6 call(s) to make and no known price, so they cannot be held to "
+        "--max-cost; run `daydream prices refresh` (OpenRouter models) or give price_prompt_per_mtok and "
+        "price_completion_per_mtok in llm_models.csv",
+    )
+    # prompt and completion priced apart ($3 and $15 per million for the judge), the writer still unknown
+    models = raw / "llm_models.csv"
+    lines = models.read_text().splitlines()
+    lines = [lines[0] + ",price_prompt_per_mtok,price_completion_per_mtok", lines[1] + ",,", lines[2] + ",3,15"]
+    models.write_text("\n".join(lines) + "\n")
+    plan = CliRunner().invoke(main, ["plan"])
+    assert plan.output.splitlines()[-1] == (
+        "total: generations 15, done 0, to_call 12, est_prompt_tokens 7200, est_completion_tokens 5700, "
+        "est_prompt_cost_usd 0.0126, est_completion_cost_usd 0.027, est_cost_usd 0.0396 + unknown (6 call(s) of "
+        "writer have no known price: `daydream prices refresh`, or price columns in llm_models.csv)"
+    )

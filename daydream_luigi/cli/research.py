@@ -165,11 +165,11 @@ def _play(
                 f"reused, none is paid twice):"
             )
             _listed([f"  failed pairwise {gen_id}: {reason}" for gen_id, reason in sorted(exc.failures.items())])
-            click.echo(calls_line(tournament.accounted(paths, build.asked, run_id)[0]))
+            click.echo(calls_line(tournament.accounted(paths, build.asked, run_id, judge.model)[0]))
             click.echo(f"log: {log_path}")
             sys.exit(runner.EXIT_FAILED)
         except tournament.Interrupted as exc:
-            calls, made = tournament.accounted(paths, build.asked, run_id)
+            calls, made = tournament.accounted(paths, build.asked, run_id, judge.model)
             finished = (
                 "calls still in flight were abandoned"
                 if exc.abandoned
@@ -182,7 +182,7 @@ def _play(
             click.echo(calls_line(calls))
             click.echo(f"log: {log_path}")
             sys.exit(runner.EXIT_SIGNAL[exc.signum])
-    calls, made = tournament.accounted(paths, build.asked, run_id)
+    calls, made = tournament.accounted(paths, build.asked, run_id, judge.model)
     about = {"template_id": judge.template.template_id, "judge": judge.model.model_id, "model": judge.model.model}
 
     def judgment_id(first: str, second: str) -> str:

@@ -184,6 +184,8 @@ def run(
     cost_plan = costs.plan(paths, plan.context.catalog, members, settings, batch)
     if budget is not None:
         costs.check_budget(cost_plan, budget)
+    if max_cost is not None:
+        costs.check_priced(cost_plan, "--max-cost")
     complete = complete_sets(paths)
     pending = _pending(plan, complete)
     if dry_run:
@@ -192,10 +194,10 @@ def run(
             to_run = sum(1 for m in pending if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
         return
-    totals = costs.plan_total(cost_plan)
-    if costs.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
-        click.echo(cost_plan.to_string(index=False), err=True)
-    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
+    totals, unpriced = costs.plan_total(cost_plan), sum(costs.unpriced(cost_plan).values())
+    if costs.guard_reason(totals, settings.guard, unpriced) and not yes and sys.stdin.isatty():
+        click.echo(costs.shown_plan(cost_plan), err=True)
+    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None, unpriced)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(
         cohort_id,
@@ -247,14 +249,8 @@ def plan(cohort, backend, budget, batch):
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
     )
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
-    click.echo(frame.to_string(index=False))
-    totals = costs.plan_total(frame)
-    click.echo(
-        "total: "
-        + ", ".join(
-            f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}" for key, value in totals.items()
-        )
-    )
+    click.echo(costs.shown_plan(frame))
+    click.echo(costs.total_line(frame))
     if budget is not None:
         costs.check_budget(frame, budget)
 

@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +13,7 @@ from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.ids import id_problem
 from daydream_luigi.core.model_options import REASONING_COLUMNS, ROUTING_COLUMNS, read_options
 from daydream_luigi.core.parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
+from daydream_luigi.core.pricing import Price, cached_prices
 from daydream_luigi.core.rates import unknown_pools
 from daydream_luigi.core.render import template_problem
 from daydream_luigi.core.settings import LEVELS, Paths, Settings, load_settings
@@ -60,7 +62,7 @@ class Model:
     for_generation: bool
     for_evaluation: bool
     pool: str
-    price_per_mtok: float
+    price: Price | None  # None: unknown (no price in llm_models.csv nor in the price cache)
     for_embedding: bool = False  # an embedding model (`daydream dedup`), never a cohort's generator or judge
     vendor: str = ""  # who made the model (llm_models.csv `provider` in the vendor format), free text
     reasoning: dict = field(default_factory=dict)  # its reasoning request object (`model_options`), when set
@@ -305,8 +307,44 @@ def _options_problem(model: Model, providers: dict) -> str | None:
     return None
 
 
+def _number(row: dict, column: str, where: str, problems: list[str]) -> float | None:
+    text = row.get(column) or ""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        problems.append(f"{where}: {column} {text!r} is not a number >= 0 (USD per million tokens)")
+        return None
+    return value
+
+
+def _price(row: dict, endpoint: str, cache: dict, where: str, problems: list[str]) -> Price | None:
+    """The model's price: its own columns (prompt and completion, or one price_per_mtok for both), else the price
+    cache (OpenRouter's list), else free for a `:free` model or the offline one; else unknown (None)."""
+    prompt, completion = (_number(row, f"price_{part}_per_mtok", where, problems) for part in ("prompt", "completion"))
+    flat = _number(row, "price_per_mtok", where, problems)
+    if (prompt is None) != (completion is None):
+        problems.append(
+            f"{where}: model {row['id']!r} has only one of price_prompt_per_mtok and price_completion_per_mtok; "
+            f"give both (or neither)"
+        )
+    elif prompt is not None and completion is not None:
+        return Price(prompt, completion)
+    if flat is not None:
+        return Price.flat(flat)
+    if endpoint == DEFAULT_ENDPOINT and row["model"] in cache:
+        return cache[row["model"]]
+    if row["model"].endswith(":free") or backend_of(endpoint).starts_server:
+        return Price(0.0, 0.0)
+    return None
+
+
 def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]) -> dict:
     path = paths.raw / "llm_models.csv"
+    cache = cached_prices(paths.data_root)
     rows = _check_ids(read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
     header = set(rows[0][1]) if rows else set()
     models = {}
@@ -329,11 +367,7 @@ def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]
             problems.append(
                 f"{where}: model {row['id']!r} has an empty model string; fill in the provider's model name"
             )
-        try:
-            price = float(row.get("price_per_mtok") or 0)
-        except ValueError:
-            problems.append(f"{where}: price_per_mtok {row['price_per_mtok']!r} is not a number")
-            price = 0.0
+        price = _price(row, endpoint, cache, where, problems)
         model = Model(
             row["id"],
             row["model"],

@@ -33,7 +33,7 @@ from pathlib import Path
 from daydream_luigi.core.batch_settings import BatchSettings, is_batched
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.expansion import Member, calls_model
-from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, upper_bound_usd
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation, stages
 from daydream_luigi.execution.generation import Context, Emit, GenerationFailed
@@ -320,11 +320,10 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
             except GenerationFailed:
                 continue  # recorded in its error.json; its task reports it
             if ledger is not None:
-                tokens = gate.estimated_tokens(body["messages"][-1]["content"], body["max_tokens"])
+                limit = body.get("max_completion_tokens", body.get("max_tokens"))  # the openai dialect's name first
+                tokens = gate.estimated_tokens(body["messages"][-1]["content"], limit)
                 try:
-                    ledger.reserve(
-                        f"{gen_id}#batch", estimate_cost_usd(model.price_per_mtok, tokens, 0, BATCH_PRICE_FACTOR)
-                    )
+                    ledger.reserve(f"{gen_id}#batch", upper_bound_usd(model.price, tokens) * BATCH_PRICE_FACTOR)
                 except BudgetReached as exc:
                     record["refused"][gen_id] = str(exc)
                     continue
@@ -393,7 +392,7 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
             outcome, cost, estimated = _keep(ctx, member, run_id, result, state, batch, model, emit)
             outcomes[result.custom_id] = outcome
             if ledger is not None:
-                ledger.settle(f"{result.custom_id}#batch", cost, estimated)
+                ledger.settle(f"{result.custom_id}#batch", cost or 0.0, estimated)
     atomic_write_json(
         folder / RESULTS,
         {
@@ -428,7 +427,7 @@ def _keep(
         else:
             generation.keep_batch_answer(ctx, member, run_id, answer, batch, BATCH_PRICE_FACTOR, emit)
             cost, estimated = call_cost(
-                answer.cost, model.price_per_mtok, answer.prompt_tokens, answer.completion_tokens, BATCH_PRICE_FACTOR
+                answer.cost, model.price, answer.prompt_tokens, answer.completion_tokens, BATCH_PRICE_FACTOR
             )
             return {"outcome": ANSWERED}, cost, estimated
     never_ran = state.status in ("expired", "cancelled") and reason.startswith(_NEVER_RAN)

@@ -199,7 +199,7 @@ def run(paths, request: Request) -> Result:
                 built += 1
         seen = {gen_id: reason for gen_id, (_, reason) in monitor.failures.items()}
         scope = _scope(request, plan)
-        prices = {model_id: model.price_per_mtok for model_id, model in plan.context.catalog.models.items()}
+        prices = {model_id: model.price for model_id, model in plan.context.catalog.models.items()}
         outcome = accounting.outcome(paths, scope, complete_before, run_id, seen, prices)
         pool_of = _pool_of(plan)
         result = Result(

@@ -253,7 +253,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         provider=model.endpoint,
         url=base_url,
         pool=model.pool,
-        price_per_mtok=model.price_per_mtok,
+        price=model.price,
         call_id=member.gen_id,
         tokens=estimated_tokens(prompt, settings.max_tokens),
         max_cost_usd=gen.ctx.max_cost_usd,
