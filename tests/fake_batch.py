@@ -14,7 +14,7 @@ list, the i-th batch submitted with its i-th entry, the last one repeating):
 
 Every request is counted in ``calls`` by route (``openrouter_submit``, ``openai_poll``, ...; ``unrouted`` for the
 rest), so tests can prove a poll never re-submits. A wrong key is refused with 401 and a message that quotes it, as
-some providers do. ``GET .../models`` (what a run's preflight asks) and ``POST .../chat/completions`` (a normal call,
+some providers do. ``GET .../models`` and ``GET /api/v1/key`` (what a run's preflight asks) and ``POST .../chat/completions`` (a normal call,
 counted as ``openrouter_chat`` / ``openai_chat``) are served too, so a whole cohort can run against it. Answers are
 those of tests/fake_endpoint.py: a draft for a prompt, a judge's verdict ending ``SCORE: N`` for a prompt that asks
 for one.
@@ -40,6 +40,7 @@ REQUEST_COST = 0.00025  # usage.cost of each answered request (OpenRouter report
 
 _ROUTES = [  # (method, path pattern, handler and route name)
     ("GET", r"/api/v1/models", "openrouter_models"),
+    ("GET", r"/api/v1/key", "openrouter_key"),
     ("POST", r"/api/v1/chat/completions", "openrouter_chat"),
     ("GET", r"/v1/models", "openai_models"),
     ("POST", r"/v1/chat/completions", "openai_chat"),
@@ -181,6 +182,9 @@ class FakeBatchServer(LoopbackServer):
         return self._chat(payload, cost=False)
 
     openrouter_models = openai_models = _models
+
+    def openrouter_key(self, *_):  # what a run's preflight asks OpenRouter
+        return 200, {"data": {"label": "fake", "usage": 0, "limit": None, "is_free_tier": False}}, "application/json"
 
     def _counts(self, batch: dict, status: str) -> dict:
         ran = self._ran(batch) if status in OUTCOMES else []

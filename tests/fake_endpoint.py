@@ -37,6 +37,9 @@ Reasoning: a model string in ``reasoning_models`` answers with its thinking in `
 ``thinking_tokens`` + 10 tokens allowed it spends them all thinking and answers nothing, finish_reason ``length``);
 in ``think_tag_models`` the thinking comes inside the content as ``<think>...</think>`` (R1 distills on vLLM).
 ``served_by`` names the upstream host in the answer's ``provider`` field, as OpenRouter does.
+
+Keys: with ``require_key`` a chat request without that bearer key gets a 401, while ``GET /v1/models`` answers
+anyone, as llama.cpp's server does; refusals are counted in ``faults_served["unauthorized"]``.
 """
 
 from __future__ import annotations
@@ -274,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
             ep._record(self.path, dict(self.headers.items()), None)
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        elif self.path.rstrip("/") == "/v1/key":  # OpenRouter's key status (what its preflight asks)
+            self._send(200, {"data": {"label": "fake", "usage": 0, "limit": None, "is_free_tier": False}})
         elif self.path == "/_stats":  # the counters, for a parent process running us standalone (benchmarks)
             self._send(200, ep.stats)
         elif self.path == "/_timeline":  # (received, answered, kind) of every chat request, server clock
@@ -293,6 +298,13 @@ class _Handler(BaseHTTPRequestHandler):
         refusal, limit_headers = ep._admit(str(model) if model is not None else "", received)
         if refusal is not None:
             self._send(429, refusal, headers=limit_headers)
+            record["answered"] = time.time()
+            return
+        if ep.require_key is not None and self.headers.get("Authorization") != f"Bearer {ep.require_key}":
+            with ep._lock:
+                ep._n_requests += 1
+                ep._faults_served["unauthorized"] += 1
+            self._send(401, {"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}})
             record["answered"] = time.time()
             return
         rejected = ep._rejected_field(body)
@@ -428,6 +440,7 @@ class FakeEndpoint:
         reasoning_models: Sequence[str] = (),
         think_tag_models: Sequence[str] = (),
         served_by: str | None = None,
+        require_key: str | None = None,
     ):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
@@ -453,6 +466,7 @@ class FakeEndpoint:
         self.reasoning_models = frozenset(reasoning_models)
         self.think_tag_models = frozenset(think_tag_models)
         self.served_by = served_by
+        self.require_key = require_key  # chat requests need this bearer key; GET /v1/models does not (llama.cpp)
         self.rate_limit = rate_limit  # (requests, window seconds) accepted in any window
         self.quotas = dict(quotas or {})  # model string -> requests accepted until the quota's reset
         self.quota_reset_s = float(quota_reset_s)

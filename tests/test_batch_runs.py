@@ -113,7 +113,8 @@ def test_openai_file_batches_for_one_stage_with_errors_and_an_expired_batch(proj
     never_ran = {custom_id for custom_id, _ in expired["items"][6:]}
     assert [custom_id for custom_id, _ in batches[-1]["items"]] == [g for g in evaluations if g in never_ran]
     assert {g for g, n in sent.items() if n == 2} == never_ran and len(sent) == 24  # only what was missing, again
-    assert calls["openai_chat"] == 2  # the two that failed inside their batch, made as single calls
+    assert calls["openai_chat"] == 1 + 2  # the preflight's 1-token check of the key; the two that failed inside
+    # their batch, made as single calls
     assert calls["openrouter_chat"] == 6 + 6 and "openrouter_submit" not in calls  # drafts and essays: not batched
     assert "done 42, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
     estimated = 22 * 15 / 1e6 * 3 * 0.5 + 2 * 15 / 1e6 * 3  # OpenAI reports no cost: price_per_mtok, batch at half

@@ -49,6 +49,13 @@ def test_a_cohort_runs_through_a_strict_server_of_each_dialect(project, monkeypa
         assert "done 42, skipped (already complete) 0, failed 0, blocked 0" in result.stdout
         assert server.rejected_fields == [] and server.stats["faults_served"] == {}
         chats = [r for r in server.requests if r["path"] == "/v1/chat/completions"]
+        # the preflight: OpenRouter's GET /key proves the key; elsewhere a 1-token chat does (GET /models does not)
+        preflight = [] if dialect == "openrouter" else chats[:1]
+        assert [r["body"]["messages"][0]["content"] for r in preflight] == ["Say OK."] * len(preflight)
+        assert [r["path"] for r in server.requests if r["path"] != "/v1/chat/completions"] == [
+            "/v1/key" if dialect == "openrouter" else "/v1/models"
+        ]
+        chats = chats[len(preflight) :]
         assert len(chats) == 6 + 6 + 24
         assert {field for r in chats for field in r["body"]} == {"model", "messages", "temperature"} | sent
         assert {r["headers"]["Authorization"] for r in server.requests} == {f"Bearer {OTHER_KEY}"}
@@ -126,3 +133,45 @@ def test_a_draft_that_spent_its_budget_thinking_says_so(project):
         f"`daydream gens rm {directory.name} --yes` and re-run"
     )
     assert (directory / "reasoning.txt").read_text() == REASONING_TEXT
+
+
+def llamacpp_endpoint(project, server: FakeEndpoint) -> None:
+    """The judge's calls go to a llama.cpp-style server that checks its key on chat requests only."""
+    settings_file = project / "config" / "daydream.yaml"
+    settings = yaml.safe_load(settings_file.read_text())
+    settings["providers"]["llamacpp"] = {"base_url": server.base_url, "api_key_env": "LLAMA_KEY"}
+    settings_file.write_text(yaml.safe_dump(settings))
+    models = project / "data" / "1_raw" / "llm_models.csv"
+    models.write_text(
+        models.read_text().replace("judge-paid,vendor/judge-model,openrouter,", "judge-paid,judge,llamacpp,")
+    )
+
+
+def test_a_wrong_key_for_a_llamacpp_style_server_stops_the_run_at_preflight(project, endpoint):
+    with FakeEndpoint(require_key=OTHER_KEY, strict="openai-compatible") as server:
+        llamacpp_endpoint(project, server)
+        result = daydream("run", "--yes", env={"LLAMA_KEY": "wrong-key-0123456789"})
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"error: provider 'llamacpp' at {server.base_url}: the key in LLAMA_KEY was rejected (HTTP 401 to a "
+            f"1-token chat completion to 'judge'); check LLAMA_KEY"
+        ]
+        assert [r["path"] for r in server.requests] == ["/v1/models", "/v1/chat/completions"]
+        assert server.stats["faults_served"] == {"unauthorized": 1}
+    assert endpoint.stats["requests"] == 0 and not (project / "data" / "gens").exists()
+
+    with FakeEndpoint(require_key=OTHER_KEY, strict="openai-compatible") as server:
+        llamacpp_endpoint(project, server)
+        result = daydream("run", "--yes", env={"LLAMA_KEY": OTHER_KEY})
+        assert result.returncode == 0, result.stderr
+        preflight = server.requests[1]["body"]
+        assert preflight == {
+            "model": "judge",
+            "messages": [{"role": "user", "content": "Say OK."}],
+            "temperature": 0.0,
+            "max_tokens": 1,
+        }
+        assert server.stats["requests"] == 1 + 24 and server.stats["faults_served"] == {}
+    assert "preflight requests 1 (a 1-token chat completion proving the key of llamacpp, before the run)" in (
+        result.stdout.splitlines()
+    ), result.stdout

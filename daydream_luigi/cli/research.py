@@ -140,7 +140,7 @@ def tournament_command(cohort, template, judge, rounds, backend, yes, quiet):
     costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     runner.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE}, with_slots=True)
     if totals["to_call"] and not backend_of(judge.model.endpoint).starts_server:
-        endpoints.preflight(settings.providers[judge.model.endpoint])
+        endpoints.preflight(settings.providers[judge.model.endpoint], model=judge.model.model)
     run = Knobs(uuid.uuid4().hex[:12], plan.backend, call_slots=True)
     with runner.started(paths, run) as log_path:
         _play(paths, plan, judge, essays, rounds, totals["to_call"], run, 0 if quiet else 1, log_path)

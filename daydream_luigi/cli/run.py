@@ -55,7 +55,8 @@ def backend_servers(plan, pending):
         yield
 
 
-def print_summary(cohort_id: str, result: running.Result, reports) -> None:
+def print_summary(cohort_id: str, result: running.Result, reports, proved: list[str] = ()) -> None:
+    """`proved`: the endpoints the preflight sent a 1-token chat completion (requests the provider received too)."""
     outcome = result.outcome
     calls = outcome.calls
     click.echo(
@@ -67,6 +68,11 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
         f"requests sent {calls.requests}{batched}, answers received {calls.answers}, tokens "
         f"{calls.prompt_tokens} prompt + {calls.completion_tokens} completion, {calls.cost_text()}"
     )
+    if proved:
+        click.echo(
+            f"preflight requests {len(proved)} (a 1-token chat completion proving the key of "
+            f"{', '.join(proved)}, before the run)"
+        )
     if result.max_cost_usd is not None:
         click.echo(Spend(calls.cost, calls.estimated_cost, 0.0, result.max_cost_usd).line())
     if outcome.unscored:
@@ -211,7 +217,7 @@ def run(
         batch,
         plan.backend,
     )
-    running.preflight(paths, request, pending)
+    proved = running.preflight(paths, request, pending)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
     with backend_servers(plan, pending):
@@ -232,7 +238,7 @@ def run(
     )
     written = not (stage or gen_ids or result.interrupted_by is not None)  # as running.run decides
     reports = paths.cohorts / cohort_id / "reports" / "report.html" if written else None
-    print_summary(cohort_id, result, reports)
+    print_summary(cohort_id, result, reports, proved)
     sys.exit(result.exit_code)
 
 
