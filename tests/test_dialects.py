@@ -175,3 +175,26 @@ def test_a_wrong_key_for_a_llamacpp_style_server_stops_the_run_at_preflight(proj
     assert "preflight requests 1 (a 1-token chat completion proving the key of llamacpp, before the run)" in (
         result.stdout.splitlines()
     ), result.stdout
+
+
+def test_check_lists_a_judge_served_by_more_than_one_host(project):
+    with FakeEndpoint(served_by="HostA") as server:
+        env = {"DAYDREAM_LLM_BASE_URL": server.base_url}
+        assert daydream("run", "--stage", "evaluation", "--yes", env=env).returncode == 0
+        clean = daydream("check")
+        assert (clean.returncode, clean.stdout) == (0, "0 problem(s) found\n")
+        evaluations = sorted((project / "data" / "gens" / "evaluation").iterdir())
+        for directory in evaluations[:3]:  # as if a later run had been routed elsewhere
+            meta = json.loads((directory / "metadata.json").read_text())
+            (directory / "metadata.json").write_text(json.dumps({**meta, "served_by": "HostB"}))
+        cohort = meta["cohort_id"]
+    mixed = daydream("check")
+    assert (mixed.returncode, mixed.stdout.splitlines()) == (
+        1,
+        [
+            f"mixed_hosts       evaluation judge-paid  judge judge-paid's evaluations in cohort {cohort} were served "
+            f"by 2 hosts (HostA: 21, HostB: 3); pin one with provider_only (or provider_order and "
+            f"provider_allow_fallbacks false) in llm_models.csv",
+            "1 problem(s) found",
+        ],
+    )
