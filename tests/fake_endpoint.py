@@ -276,7 +276,8 @@ class _Handler(BaseHTTPRequestHandler):
         if ep.record_requests:
             ep._record(self.path, dict(self.headers.items()), None)
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            listed = [{"id": model, "object": "model", "pricing": p} for model, p in ep.listed_prices.items()]
+            self._send(200, {"object": "list", "data": listed or [{"id": "fake", "object": "model"}]})
         elif self.path.rstrip("/") == "/v1/key":  # OpenRouter's key status (what its preflight asks)
             self._send(200, {"data": {"label": "fake", "usage": 0, "limit": None, "is_free_tier": False}})
         elif self.path == "/_stats":  # the counters, for a parent process running us standalone (benchmarks)
@@ -441,6 +442,7 @@ class FakeEndpoint:
         think_tag_models: Sequence[str] = (),
         served_by: str | None = None,
         require_key: str | None = None,
+        listed_prices: dict[str, dict] | None = None,
     ):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
@@ -467,6 +469,7 @@ class FakeEndpoint:
         self.think_tag_models = frozenset(think_tag_models)
         self.served_by = served_by
         self.require_key = require_key  # chat requests need this bearer key; GET /v1/models does not (llama.cpp)
+        self.listed_prices = dict(listed_prices or {})  # model -> OpenRouter's `pricing` in GET /v1/models
         self.rate_limit = rate_limit  # (requests, window seconds) accepted in any window
         self.quotas = dict(quotas or {})  # model string -> requests accepted until the quota's reset
         self.quota_reset_s = float(quota_reset_s)

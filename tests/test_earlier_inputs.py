@@ -167,3 +167,39 @@ def test_a_model_without_a_price_is_unknown_never_zero_and_max_cost_refuses_it(p
         "est_prompt_cost_usd 0.0126, est_completion_cost_usd 0.027, est_cost_usd 0.0396 + unknown (6 call(s) of "
         "writer have no known price: `daydream prices refresh`, or price columns in llm_models.csv)"
     )
+
+
+def test_prices_refresh_reads_openrouters_model_list_into_the_cache_and_plan_uses_it(project, monkeypatch):
+    from fake_endpoint import FakeEndpoint
+
+    raw = project / "data" / "1_raw"
+    write_earlier_raw(raw)
+    listed = {  # as OpenRouter lists them: strings of USD per token
+        "vendor-a/writer-model": {"prompt": "0.000001", "completion": "0.000005", "request": "0", "image": "0"},
+        "vendor-b/critic-model": {"prompt": "0.000003", "completion": "0.000015", "internal_reasoning": "0.000015"},
+        "openrouter/auto": {"prompt": "-1", "completion": "-1"},  # a router's price depends on the model it picks
+    }
+    with FakeEndpoint(listed_prices=listed) as server:
+        url = server.base_url
+        monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", url)
+        refreshed = CliRunner().invoke(main, ["prices", "refresh"])
+    cache = project / "data" / "prices" / "openrouter_models.json"
+    assert (refreshed.exit_code, refreshed.output.splitlines()) == (
+        0,
+        [
+            f"prices of 2 models from {url}/models written to {cache}",
+            "3 of 3 openrouter models of llm_models.csv have a price",  # the :free one costs nothing
+        ],
+    )
+    kept = json.loads(cache.read_text())
+    assert kept["models"] == {
+        "vendor-a/writer-model": {"prompt": 1.0, "completion": 5.0, "request": 0.0},
+        "vendor-b/critic-model": {"prompt": 3.0, "completion": 15.0, "internal_reasoning": 15.0},
+    }
+    assert kept["fetched_at"].startswith("20") and kept["source"] == f"{url}/models"
+    plan = CliRunner().invoke(main, ["plan"])
+    # writer: (1200 + 1800) prompt tokens at $1, (1800 + 2100) completion at $5; critic: 4200 at $3, 1800 at $15
+    assert plan.output.splitlines()[-1] == (
+        "total: generations 15, done 0, to_call 12, est_prompt_tokens 7200, est_completion_tokens 5700, "
+        "est_prompt_cost_usd 0.0156, est_completion_cost_usd 0.0465, est_cost_usd 0.0621"
+    )

@@ -49,6 +49,7 @@ COMMANDS = (
     decide.labels,
     debug.parse,
     debug.ui,
+    debug.prices,
 )
 for command in COMMANDS:
     main.add_command(command)
