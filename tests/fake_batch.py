@@ -122,13 +122,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeBatchServer(LoopbackServer):
     def __init__(
-        self, key: str, in_progress_polls: int = 1, outcome: str | list = "completed", fail_ids=(), page_size: int = 2
+        self,
+        key: str,
+        in_progress_polls: int = 1,
+        outcome: str | list = "completed",
+        fail_ids=(),
+        page_size: int = 2,
+        line_costs: bool = True,
     ):
+        """`line_costs` False: OpenRouter's result lines carry no usage.cost, only the batch reports its cost."""
         outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
         if not outcomes or any(o not in OUTCOMES for o in outcomes):
             raise ValueError(f"outcome must be one of {OUTCOMES}, or a list of them")
         self.key, self.in_progress_polls, self.outcomes = key, in_progress_polls, outcomes
-        self.fail_ids, self.page_size = set(fail_ids), page_size
+        self.fail_ids, self.page_size, self.line_costs = set(fail_ids), page_size, line_costs
         self.lock = threading.Lock()
         self.calls: collections.Counter[str] = collections.Counter()
         self.batches: dict[str, dict] = {}
@@ -244,7 +251,11 @@ class FakeBatchServer(LoopbackServer):
                 "custom_id": custom_id,
                 "response": None
                 if custom_id in self.fail_ids
-                else {"status_code": 200, "request_id": f"req-{custom_id}", "body": answer(custom_id, body)},
+                else {
+                    "status_code": 200,
+                    "request_id": f"req-{custom_id}",
+                    "body": answer(custom_id, body, self.line_costs),
+                },
                 "error": {
                     "message": "This model's maximum context length was exceeded",
                     "type": "invalid_request_error",

@@ -214,3 +214,24 @@ def test_ctrl_c_while_batches_run_stops_polling_and_the_next_run_resumes(project
         resumed = daydream("run", "--batch", "--stage", "draft")
         assert resumed.returncode == 0 and fake.calls["openrouter_submit"] == 1
     assert "done 6, skipped (already complete) 0, failed 0" in resumed.stdout
+
+
+def test_a_batch_whose_lines_carry_no_cost_shares_the_batchs_own_cost_by_tokens(project, monkeypatch):
+    batch_settings(project, stages=["evaluation"], max_requests=12)
+    with FakeBatchServer(FAKE_KEY, line_costs=False) as fake:
+        monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", fake.openrouter_url)
+        result = daydream("run")
+        assert result.returncode == 0, result.stdout + result.stderr
+    kept = [json.loads(p.read_text()) for p in (project / "data" / "gens" / "evaluation").glob("*/call.json")]
+    assert len(kept) == 24 and [c["cost"] for c in kept] == [pytest.approx(REQUEST_COST)] * 24  # equal tokens, shares
+    assert f"cost ${MODEL_CALLS * REQUEST_COST:.4f} reported" in result.stdout  # the batches' own cost, not an estimate
+
+
+def test_shared_batch_cost():
+    from daydream_luigi.core.pricing import shared_batch_cost
+
+    assert shared_batch_cost(0.01, [(None, 100), (None, 300)]) == [pytest.approx(0.0025), pytest.approx(0.0075)]
+    assert shared_batch_cost(0.01, [(0.004, 50), (None, 10), (None, 0)]) == [0.004, pytest.approx(0.006), 0.0]
+    assert shared_batch_cost(0.01, [(None, 0), (None, 0)]) == [0.005, 0.005]  # no tokens: equal shares
+    assert shared_batch_cost(None, [(None, 100)]) == [None]  # no batch cost: the line is priced from the model
+    assert shared_batch_cost(0.01, [(0.002, 5)]) == [0.002]

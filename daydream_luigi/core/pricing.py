@@ -66,3 +66,19 @@ def cached_prices(data_root: Path) -> dict[str, Price]:
         return {model: Price(row["prompt"], row["completion"]) for model, row in data["models"].items()}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def shared_batch_cost(batch_usd: float | None, lines: list[tuple[float | None, int]]) -> list[float | None]:
+    """Each line's cost where a batch reports its own cost (OpenRouter's batch `usage.cost`) but its lines may not:
+    a line's reported cost stays; the rest of the batch's cost is shared over the lines without one by their tokens
+    (equally when none has tokens). `lines`: (reported cost or None, tokens) per answered line. Without a batch cost,
+    or when every line reports its own, nothing changes."""
+    missing = [i for i, (cost, _) in enumerate(lines) if cost is None]
+    if batch_usd is None or not missing:
+        return [cost for cost, _ in lines]
+    rest = max(0.0, batch_usd - sum(cost for cost, _ in lines if cost is not None))
+    tokens = sum(lines[i][1] for i in missing)
+    shares = [cost for cost, _ in lines]
+    for i in missing:
+        shares[i] = rest * (lines[i][1] / tokens if tokens else 1 / len(missing))
+    return shares

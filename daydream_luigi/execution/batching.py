@@ -33,7 +33,7 @@ from pathlib import Path
 from daydream_luigi.core.batch_settings import BatchSettings, is_batched
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.expansion import Member, calls_model
-from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, upper_bound_usd
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, shared_batch_cost, upper_bound_usd
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation, stages
 from daydream_luigi.execution.generation import Context, Emit, GenerationFailed
@@ -387,9 +387,10 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
     for entry in record["batches"]:
         state = states[entry["batch_id"]]
         batch = {"api": record["api"], "batch_id": entry["batch_id"]}
-        for result in batches.results(entry["batch_id"], entry["custom_ids"]):
+        results = list(batches.results(entry["batch_id"], entry["custom_ids"]))
+        for result, share in zip(results, _batch_shares(state, results), strict=True):
             member = members[result.custom_id]
-            outcome, cost, estimated = _keep(ctx, member, run_id, result, state, batch, model, emit)
+            outcome, cost, estimated = _keep(ctx, member, run_id, result, state, batch, model, emit, share)
             outcomes[result.custom_id] = outcome
             if ledger is not None:
                 ledger.settle(f"{result.custom_id}#batch", cost or 0.0, estimated)
@@ -407,6 +408,24 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
     )
 
 
+def _batch_shares(state: api.BatchState, results: list[api.RequestResult]) -> list[float | None]:
+    """Each result's cost: its own `usage.cost`, else its share by tokens of what the batch reported it cost
+    (`pricing.shared_batch_cost`); None for a line neither reports nor shares (it is priced from the model's prices)."""
+    lines = []
+    for result in results:
+        usage = (result.response or {}).get("usage") if isinstance(result.response, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        cost = usage.get("cost") if isinstance(usage.get("cost"), (int, float)) else None
+        tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")) if isinstance(v, int))
+        lines.append((None if result.response is None else cost, tokens))
+    answered = [i for i, result in enumerate(results) if result.response is not None]
+    shared = shared_batch_cost(state.cost_usd, [lines[i] for i in answered])
+    shares: list[float | None] = [None] * len(results)
+    for i, cost in zip(answered, shared, strict=True):
+        shares[i] = cost
+    return shares
+
+
 def _keep(
     ctx: Context,
     member: Member,
@@ -416,8 +435,10 @@ def _keep(
     batch: dict,
     model,
     emit: Emit,
-) -> tuple[dict, float, bool]:
-    """One request's result, kept in its generation's folder: (its outcome, its cost, whether that is an estimate)."""
+    share: float | None = None,
+) -> tuple[dict, float | None, bool]:
+    """One request's result, kept in its generation's folder: (its outcome, its cost, whether that is an estimate).
+    `share`: its cost as reported, or its share of the batch's reported cost, when it carries none."""
     reason = result.error
     if result.response is not None:
         try:
@@ -425,6 +446,8 @@ def _keep(
         except chat.LLMError as exc:
             reason = str(exc)
         else:
+            if answer.cost is None and share is not None:
+                answer.cost = share  # the batch reported what it cost, its lines did not
             generation.keep_batch_answer(ctx, member, run_id, answer, batch, BATCH_PRICE_FACTOR, emit)
             cost, estimated = call_cost(
                 answer.cost, model.price, answer.prompt_tokens, answer.completion_tokens, BATCH_PRICE_FACTOR
