@@ -203,3 +203,21 @@ def test_prices_refresh_reads_openrouters_model_list_into_the_cache_and_plan_use
         "total: generations 15, done 0, to_call 12, est_prompt_tokens 7200, est_completion_tokens 5700, "
         "est_prompt_cost_usd 0.0156, est_completion_cost_usd 0.0465, est_cost_usd 0.0621"
     )
+
+
+def test_a_plan_with_nothing_to_run_says_why_and_what_to_change(project, tmp_path):
+    write_earlier_raw(project / "data" / "1_raw")
+    plan = CliRunner().invoke(main, ["plan", "--backend", "local"])  # its models all go through OpenRouter
+    assert (plan.exit_code, plan.output.splitlines()[1:]) == (
+        0,
+        [
+            "nothing to plan: no model of llm_models.csv has for_generation true and runs on the local backend; set "
+            "for_generation true on one, or choose --backend http; no model of llm_models.csv has for_evaluation "
+            "true and runs on the local backend; set for_evaluation true on one, or choose --backend http"
+        ],
+    )
+    outside = tmp_path / "elsewhere"  # --help outside a project: no Luigi warning about a missing luigi.cfg
+    outside.mkdir()
+    env = {"DAYDREAM_CONFIG_DIR": str(outside / "config"), "DAYDREAM_DATA_ROOT": str(outside / "data")}
+    helped = daydream("--help", cwd=outside, env=env)
+    assert (helped.returncode, helped.stderr) == (0, "")

@@ -8,6 +8,7 @@ import click
 from daydream_luigi.cli.common import backend_option, cohort_option, prepare
 from daydream_luigi.core.backends import BACKENDS, backend_of
 from daydream_luigi.core.clock import now
+from daydream_luigi.core.cohort_spec import empty_reasons
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES
@@ -255,6 +256,10 @@ def plan(cohort, backend, budget, batch):
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
     )
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
+    if frame.empty:
+        reasons = empty_reasons(cohort_plan.spec, cohort_plan.backend) or ["the cohort has no generation"]
+        click.echo("nothing to plan: " + "; ".join(reasons))
+        return
     click.echo(costs.shown_plan(frame))
     click.echo(costs.total_line(frame))
     if budget is not None:
