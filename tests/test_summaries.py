@@ -4,6 +4,7 @@ where the provider reports none (and said to be estimates), a pool's lowered rat
 import json
 import re
 
+import pytest
 from conftest import daydream
 from fake_endpoint import FakeEndpoint
 from rich.console import Console
@@ -81,6 +82,19 @@ def test_an_answer_that_cannot_be_priced_is_unknown_never_zero():
         "cost $0.0010 reported, plus 1 answer(s) of unknown cost (no reported cost and no price: `daydream prices "
         "refresh`, or price columns in llm_models.csv)"
     )
+
+
+def test_the_live_cost_is_the_summarys_estimates_included():
+    from types import SimpleNamespace
+
+    members = [SimpleNamespace(stage="draft", gen_id=g, llm_model_id="gen-paid") for g in ("d1", "d2")]
+    monitor = Monitor.for_members(members, lambda m: "paid", {"draft": set()}, lambda m: Price.flat(3.0))
+    summary = Calls()
+    for gen_id, cost in (("d1", None), ("d2", 0.001)):  # one unreported (estimated), one reported
+        record = {"event": "answered", "prompt_tokens": 1000, "completion_tokens": 1000, "cost": cost}
+        monitor.apply({**record, "event": "attempt", "kind": "answered", "gen_id": gen_id})
+        summary.add(record, Price.flat(3.0))
+    assert monitor.snapshot()["cost"] == summary.cost == pytest.approx(0.006 + 0.001)
 
 
 def test_first_reasons_are_the_commonest_with_an_example():

@@ -194,7 +194,13 @@ def run(paths, request: Request) -> Result:
     generation.warm_up(plan.context)
     complete_before = accounting.complete_sets(paths)
     with started(paths, run) as log_path:
-        monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
+        models = plan.context.catalog.models
+        monitor = Monitor.for_members(
+            request.members,
+            _pool_of(plan),
+            complete_before,
+            lambda member: models[member.llm_model_id].price if member.llm_model_id in models else None,
+        )
         limiter = gate.limiter(paths, plan.context.settings)
         built_root, built = False, 0
         title = f"cohort {request.cohort_id}"

@@ -127,7 +127,9 @@ class RoundBuilder:
         pending = [j for j in judgments if not (gen_dir(self.paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
         if not pending:
             return
-        monitor = Monitor.for_members(pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()})
+        monitor = Monitor.for_members(
+            pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()}, lambda _: self.judge.model.price
+        )
         title = f"tournament round {self.rounds}"
         with Watch(self.paths, self.run, monitor, title, self.verbosity, self.limiter) as watch:
             watch.build([tasks.pairwise_task(j) for j in pending], min(self.workers, len(pending)))
