@@ -198,3 +198,37 @@ def test_check_lists_a_judge_served_by_more_than_one_host(project):
             "1 problem(s) found",
         ],
     )
+
+
+def test_pools_shows_each_pool_and_resume_lifts_a_quota_pause(project):
+    import time
+
+    from click.testing import CliRunner
+
+    from daydream_luigi.cli import main
+    from daydream_luigi.core.settings import Paths, load_settings
+    from daydream_luigi.providers.limits import gate
+    from daydream_luigi.providers.limits.ratelimit import quota_message
+
+    paths = Paths.from_env()
+    until = time.time() + 3600
+    gate.limiter(paths, load_settings(paths)).pause("free", until, "free-models-per-day")
+    shown = CliRunner().invoke(main, ["pools"])
+    when = quota_message("free", until, "free-models-per-day").split("resume after ", 1)[1]
+    assert (shown.exit_code, [line.split() for line in shown.output.splitlines()]) == (
+        0,
+        [
+            ["pool", "at_once", "rate", "sent_in_window", "sent_today", "paused"],
+            ["free", "1", "20/min", "0", "0", "until", *when.split()],
+            ["local", "1", "no", "limit", "0", "0", "-"],
+            ["paid", "5", "no", "limit", "0", "0", "-"],
+        ],
+    )
+    resumed = CliRunner().invoke(main, ["pools", "resume", "free"])
+    assert (resumed.exit_code, resumed.output) == (
+        0,
+        f"pool free: lifted the pause until {when}; its calls start at the next run\n",
+    )
+    assert gate.limiter(paths, load_settings(paths)).paused("free") is None
+    again = CliRunner().invoke(main, ["pools", "resume", "free"])
+    assert again.output == "pool free: not paused, nothing to lift\n"

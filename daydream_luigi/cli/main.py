@@ -32,6 +32,7 @@ COMMANDS = (
     run.run,
     run.plan,
     run.status,
+    run.pools,
     store.check,
     store.tasks,
     store.gens,

@@ -1,9 +1,12 @@
-"""Running a cohort: `run`, and the read-only views of what a run would do or has done: `plan`, `status`."""
+"""Running a cohort: `run`, the read-only views of what a run would do or has done: `plan`, `status`, and the pools
+its calls go through: `pools` (and `pools resume`)."""
 
 import sys
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 
 import click
+import pandas as pd
 
 from daydream_luigi.cli.common import backend_option, cohort_option, prepare
 from daydream_luigi.core.backends import BACKENDS, backend_of
@@ -11,12 +14,14 @@ from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort_spec import empty_reasons
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.expansion import calls_model
-from daydream_luigi.core.settings import STAGES
+from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limits
 from daydream_luigi.execution import cohort_run as running
 from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.progress import rate_text
 from daydream_luigi.providers import backends
+from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.budget import Spend
+from daydream_luigi.providers.limits.ratelimit import quota_message
 from daydream_luigi.store import costs, operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
 from daydream_luigi.store.membership import record_run
@@ -274,3 +279,52 @@ def status(cohort, backend):
     paths, cohort_plan = prepare(cohort, backend)
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
     click.echo(operations.status(paths, list(cohort_plan.members.values())).to_string(index=False))
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def pools(ctx):
+    """Each pool: calls at once (config/luigi.cfg), its rate (configured, and lowered after 429s), what its window and
+    day hold, and a quota pause. `daydream pools resume NAME` lifts a pause."""
+    if ctx.invoked_subcommand is not None:
+        return
+    paths = Paths.from_env()
+    settings, limits = load_settings(paths), pool_limits(paths)
+    limiter = gate.limiter(paths, settings)
+    rows = []
+    for pool in sorted(limits):
+        status = limiter.status(pool)
+        paused = status.paused
+        rows.append(
+            {
+                "pool": pool,
+                "at_once": limits[pool],
+                "rate": rate_text(status) if paused is None else rate_text(replace(status, paused=None)),
+                "sent_in_window": status.sent_in_window,
+                "sent_today": status.sent_today,
+                "paused": "-" if paused is None else f"until {_pause_text(pool, paused)}",
+            }
+        )
+    click.echo(pd.DataFrame(rows).to_string(index=False))
+
+
+@pools.command("resume")
+@click.argument("name")
+def pools_resume(name):
+    """Lift NAME's quota pause now (e.g. after buying credits): its calls start again at the next run."""
+    paths = Paths.from_env()
+    limits = pool_limits(paths)
+    if name not in limits:
+        raise InputError(f"no pool {name!r}; the pools are {', '.join(sorted(limits))} (config/luigi.cfg [resources])")
+    limiter = gate.limiter(paths, load_settings(paths))
+    paused = limiter.paused(name)
+    if paused is None:
+        click.echo(f"pool {name}: not paused, nothing to lift")
+        return
+    limiter.resume(name)
+    click.echo(f"pool {name}: lifted the pause until {_pause_text(name, paused)}; its calls start at the next run")
+
+
+def _pause_text(pool: str, paused: tuple[float, str]) -> str:
+    """`HH:MM (reason)` of a pool's quota pause, as the run's quota line says it."""
+    return quota_message(pool, *paused).split("resume after ", 1)[1]
