@@ -232,3 +232,34 @@ def test_pools_shows_each_pool_and_resume_lifts_a_quota_pause(project):
     assert gate.limiter(paths, load_settings(paths)).paused("free") is None
     again = CliRunner().invoke(main, ["pools", "resume", "free"])
     assert again.output == "pool free: not paused, nothing to lift\n"
+
+
+def test_a_stages_reasoning_setting_is_sent_and_gives_its_drafts_new_gen_ids(project, endpoint):
+    from conftest import members_of
+
+    before = {m.gen_id for m in members_of()}
+    settings_file = project / "config" / "daydream.yaml"
+    settings = yaml.safe_load(settings_file.read_text())
+    settings["stages"]["draft"]["reasoning"] = {"effort": "high", "exclude": True}
+    settings_file.write_text(yaml.safe_dump(settings))
+    after = members_of()
+    drafts = [m for m in after if m.stage == "draft"]
+    assert all(m.gen_id not in before for m in drafts)  # what the drafts are asked changed
+    assert {m.gen_id for m in after if m.stage == "evaluation"}.isdisjoint(before)  # ... and so their descendants
+    result = daydream("run", "--stage", "draft", "--yes")
+    assert result.returncode == 0, result.stderr
+    bodies = [r["body"] for r in endpoint.requests if r["path"] == "/v1/chat/completions"]
+    assert len(bodies) == 6 and all(b["reasoning"] == {"effort": "high", "exclude": True} for b in bodies)
+
+    settings["stages"]["draft"]["reasoning"] = {"effort": "huge", "max_tokens": 0}
+    settings_file.write_text(yaml.safe_dump(settings))
+    refused = daydream("plan")
+    where = project / "config" / "daydream.yaml"
+    assert (refused.returncode, refused.stderr.splitlines()) == (
+        2,
+        [
+            f"error: {where}: stages.draft.reasoning.effort must be one of minimal, low, medium, high (found 'huge')",
+            f"error: {where}: stages.draft.reasoning.max_tokens must be a whole number >= 1 (found 0)",
+            f"error: {where}: stages.draft.reasoning: set effort or max_tokens, not both (OpenRouter takes one)",
+        ],
+    )

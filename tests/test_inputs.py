@@ -93,7 +93,7 @@ def test_every_bad_setting_is_reported_at_once_with_its_key_path(project):
     assert problems_of(lambda: load_settings(paths)) == [
         f"{where}: k must be a whole number >= 1 (found 0)",
         f"{where}: unknown setting stages.draft.top_k; remove it (allowed in stages.draft: temperature, max_tokens, "
-        f"connect_timeout, read_timeout)",
+        f"connect_timeout, read_timeout, reasoning)",
         f"{where}: stages.draft.temperature must be a number from 0 to 2 (found -0.1)",
         f"{where}: stages.draft.read_timeout must be a number > 0 (found inf)",
         f"{where}: retry.backoff_max must be a number > 0 (found '60s')",

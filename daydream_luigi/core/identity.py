@@ -36,11 +36,30 @@ def call_shape(settings: Settings, stage: str, model: Model) -> dict:
         "max_tokens": config.max_tokens,
     }
     shape.update(backend_of(model.endpoint).call_shape.get(stage, {}))
-    if model.reasoning:  # only when set, so a catalog without reasoning or routing columns keeps its gen_ids
-        shape["reasoning"] = dict(model.reasoning)
+    reasoning = _stage_reasoning(settings, stage, model)
+    if {"effort", "max_tokens"} & set(model.reasoning):  # the model's own budget replaces the stage's
+        reasoning = {k: v for k, v in reasoning.items() if k not in ("effort", "max_tokens")}
+    reasoning.update(model.reasoning)
+    if reasoning:  # only when set, so a configuration without reasoning or routing settings keeps its gen_ids
+        shape["reasoning"] = reasoning
     if model.routing:
         shape["routing"] = dict(model.routing)
     return shape
+
+
+def _stage_reasoning(settings: Settings, stage: str, model: Model) -> dict:
+    """The stage's reasoning settings (stages.<stage>.reasoning) as far as the model's endpoint can send them: all of
+    them to OpenRouter, `effort` to OpenAI, none to a plain OpenAI-compatible server (or a stage without them, such
+    as a tournament's pairwise judgments)."""
+    config = settings.stages.get(stage)
+    provider = settings.providers.get(model.endpoint)
+    if config is None or provider is None or not config.reasoning:
+        return {}
+    if provider.dialect == "openrouter":
+        return dict(config.reasoning)
+    if provider.dialect == "openai" and "effort" in config.reasoning:
+        return {"effort": config.reasoning["effort"]}
+    return {}
 
 
 def _id(stage: str, replicate: int, parts: dict) -> str:
