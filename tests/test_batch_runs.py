@@ -81,7 +81,7 @@ def use_openai_for_judging(project: Path, url: str) -> None:
     """judge-paid's calls go to an OpenAI provider (file batches); drafts and essays stay with OpenRouter."""
     set_settings(
         project,
-        lambda s: s["providers"].update(
+        lambda s: s["endpoints"].update(
             openai={"base_url": url, "api_key_env": "OPENAI_API_KEY", "batch_api": "openai"}
         ),
     )

@@ -18,7 +18,7 @@ def use_endpoint(project, server: FakeEndpoint, dialect: str, model_columns: str
     """Declare the strict server as endpoint `strict` of `dialect` and route the test catalog's two models to it."""
     settings_file = project / "config" / "daydream.yaml"
     settings = yaml.safe_load(settings_file.read_text())
-    settings["providers"]["strict"] = {"base_url": server.base_url, "api_key_env": "STRICT_KEY", "dialect": dialect}
+    settings["endpoints"]["strict"] = {"base_url": server.base_url, "api_key_env": "STRICT_KEY", "dialect": dialect}
     settings_file.write_text(yaml.safe_dump(settings))
     (project / "data" / "1_raw" / "llm_models.csv").write_text(
         f"{HEADER}{model_columns}\n"
@@ -139,7 +139,7 @@ def llamacpp_endpoint(project, server: FakeEndpoint) -> None:
     """The judge's calls go to a llama.cpp-style server that checks its key on chat requests only."""
     settings_file = project / "config" / "daydream.yaml"
     settings = yaml.safe_load(settings_file.read_text())
-    settings["providers"]["llamacpp"] = {"base_url": server.base_url, "api_key_env": "LLAMA_KEY"}
+    settings["endpoints"]["llamacpp"] = {"base_url": server.base_url, "api_key_env": "LLAMA_KEY"}
     settings_file.write_text(yaml.safe_dump(settings))
     models = project / "data" / "1_raw" / "llm_models.csv"
     models.write_text(

@@ -104,11 +104,11 @@ def test_every_bad_setting_is_reported_at_once_with_its_key_path(project):
 def test_a_settings_file_from_before_the_new_sections_says_what_to_add(project):
     paths = Paths.from_env()
     settings = yaml.safe_load(paths.settings_file.read_text())
-    for key in ("limits", "allow_name_only_concepts", "guard", "providers"):
+    for key in ("limits", "allow_name_only_concepts", "guard", "endpoints"):
         del settings[key]
     paths.settings_file.write_text(yaml.safe_dump(settings))
     assert problems_of(lambda: load_settings(paths)) == [
-        f"{paths.settings_file}: missing setting(s) limits, allow_name_only_concepts, guard, providers; add them "
+        f"{paths.settings_file}: missing setting(s) limits, allow_name_only_concepts, guard, endpoints; add them "
         f"(see the README)"
     ]
 

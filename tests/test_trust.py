@@ -19,7 +19,7 @@ SECOND_KEY = "second-provider-key-0123456789"
 def add_provider(project: Path, name: str, base_url: str, key_env: str | None) -> None:
     path = project / "config" / "daydream.yaml"
     settings = yaml.safe_load(path.read_text())
-    settings["providers"][name] = {"base_url": base_url, **({"api_key_env": key_env} if key_env else {})}
+    settings["endpoints"][name] = {"base_url": base_url, **({"api_key_env": key_env} if key_env else {})}
     path.write_text(yaml.safe_dump(settings))
 
 

@@ -76,7 +76,7 @@ def prices_refresh():
     paths = Paths.from_env()
     settings = load_settings(paths)
     if DEFAULT_ENDPOINT not in settings.providers:
-        raise InputError(f"no {DEFAULT_ENDPOINT} endpoint under providers: in {paths.settings_file}; declare it")
+        raise InputError(f"no {DEFAULT_ENDPOINT} endpoint under endpoints: in {paths.settings_file}; declare it")
     url, listed = fetch_prices(settings.providers[DEFAULT_ENDPOINT])
     target = price_cache_file(paths.data_root)
     atomic_write_json(target, {"fetched_at": now(), "source": url, "models": listed})

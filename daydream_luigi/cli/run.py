@@ -36,7 +36,7 @@ batch_option = click.option(
     "--batch",
     is_flag=True,
     help="Send every eligible call through its provider's batch API "
-    "(providers.*.batch_api): about half the price, answers within 24 hours.",
+    "(endpoints.*.batch_api): about half the price, answers within 24 hours.",
 )
 
 

@@ -345,6 +345,7 @@ def _price(row: dict, endpoint: str, cache: dict, where: str, problems: list[str
 def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]) -> dict:
     path = paths.raw / "llm_models.csv"
     cache = cached_prices(paths.data_root)
+    section = next((provider.section for provider in providers.values()), "endpoints")  # as the settings file says
     rows = _check_ids(read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
     header = set(rows[0][1]) if rows else set()
     models = {}
@@ -355,7 +356,7 @@ def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]
             kind = "endpoint" if "endpoint" in header else "provider"
             problems.append(
                 f"{where}: model {row['id']!r} uses unknown {kind} {endpoint!r}; use one of "
-                f"{', '.join(sorted(providers))} or declare it under providers: in {paths.settings_file}"
+                f"{', '.join(sorted(providers))} or declare it under {section}: in {paths.settings_file}"
             )
         pool = row.get("pool") or _default_pool(row["model"], endpoint)
         if pool not in pools:

@@ -1,8 +1,9 @@
-"""Model providers, declared under `providers:` in config/daydream.yaml: where a provider's requests go, which
-environment variable holds its key, and its batch API; checked here before anything runs (`providers.endpoints`
-reaches them). A message never quotes a value that could be a key.
+"""Model endpoints, declared under `endpoints:` (earlier name: `providers:`) in config/daydream.yaml: where a
+provider's requests go, which environment variable holds its key, its batch API and its dialect; checked here before
+anything runs (`providers.endpoints` reaches them). A message never quotes a value that could be a key.
 """
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ class Provider:
     base_url_env: str | None = None  # an environment variable that, when set, replaces base_url
     batch_api: str | None = None  # its batch API (core.batch_settings.BATCH_APIS); None: no batches
     dialect: str = "openai-compatible"  # DIALECTS: which API's documented fields its requests carry
+    section: str = dataclasses.field(
+        default="providers", compare=False
+    )  # the settings key it was declared under, for messages
 
 
 def default_dialect(base_url: str | None) -> str:
@@ -72,18 +76,18 @@ def url_problem(url: str, sends_key: bool) -> str | None:
     return None
 
 
-def parse_providers(raw: Any, where: str) -> tuple[dict[str, Provider], list[str]]:
-    """The `providers:` mapping of the settings file `where`, with every problem found (messages never quote a value
-    that could be a key)."""
+def parse_providers(raw: Any, where: str, section: str = "providers") -> tuple[dict[str, Provider], list[str]]:
+    """The `endpoints:` (or, by its earlier name, `providers:`: `section`) mapping of the settings file `where`, with
+    every problem found (messages never quote a value that could be a key)."""
     if not isinstance(raw, dict) or not raw:
         return {}, [
-            f"{where}: providers must map each provider id to its base_url and api_key_env "
+            f"{where}: {section} must map each provider id to its base_url and api_key_env "
             f"(see the README, 'Providers')"
         ]
     providers: dict[str, Provider] = {}
     problems: list[str] = []
     for name, fields in raw.items():
-        key = f"providers.{name}"
+        key = f"{section}.{name}"
         problem = id_problem(name) if isinstance(name, str) else "is not text"
         if problem:
             problems.append(f"{where}: provider id {name!r} {problem}; rename it")
@@ -137,5 +141,6 @@ def parse_providers(raw: Any, where: str) -> tuple[dict[str, Provider], list[str
                 fields.get("base_url_env"),
                 fields.get("batch_api"),
                 fields.get("dialect") or default_dialect(base_url if isinstance(base_url, str) else None),
+                section,
             )
     return providers, problems

@@ -115,7 +115,8 @@ SCHEMA = {
     "limits": {"max_prompt_chars": POSITIVE_INT},
     "allow_name_only_concepts": BOOLEAN,
     "guard": {"max_calls": NON_NEGATIVE_INT, "max_cost_usd": NON_NEGATIVE_NUMBER},
-    "providers": None,
+    "endpoints": None,
+    "providers": None,  # the earlier name of endpoints, still read
     "pools": None,
     "batch": None,
 }
@@ -259,7 +260,13 @@ def load_settings(paths: Paths) -> Settings:
         raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
     raw = raw if isinstance(raw, dict) else {}
     missing, problems = schema_problems(raw, SCHEMA)
-    missing = [key for key in missing if key not in OPTIONAL_SETTINGS and not key.endswith(".reasoning")]
+    section = "providers" if "providers" in raw and "endpoints" not in raw else "endpoints"
+    missing = [
+        key
+        for key in missing
+        if key not in OPTIONAL_SETTINGS and not key.endswith(".reasoning") and key not in ("providers", "endpoints")
+    ]
+    missing += [] if section in raw else ["endpoints"]
     if missing:
         problems.insert(0, f"missing setting(s) {', '.join(missing)}; add them (see the README)")
     if "description_level" in raw and raw["description_level"] not in LEVELS:
@@ -271,8 +278,13 @@ def load_settings(paths: Paths) -> Settings:
             config["reasoning"] = stage_reasoning(config["reasoning"], f"stages.{stage}.reasoning", problems)
     problems = [f"{path}: {problem}" for problem in problems]
     providers: dict[str, Provider] = {}
-    if "providers" in raw:
-        providers, provider_problems = parse_providers(raw["providers"], str(path))
+    if "providers" in raw and "endpoints" in raw:
+        problems.append(
+            f"{path}: both endpoints: and providers: (its earlier name) are set; keep endpoints: and move every entry "
+            f"of providers: into it"
+        )
+    elif section in raw:
+        providers, provider_problems = parse_providers(raw[section], str(path), section)
         problems += provider_problems
     pools: dict[str, PoolRates] = {}
     batch = BatchSettings()

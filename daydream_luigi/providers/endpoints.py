@@ -1,4 +1,4 @@
-"""Reaching a model provider (declared under `providers:` in config/daydream.yaml, see `core.provider_settings`):
+"""Reaching a model provider (declared under `endpoints:` in config/daydream.yaml, see `core.provider_settings`):
 its base URL and key, read from the environment at call time, and a preflight check.
 
 A key is read from the environment when it is needed, goes only to its own provider's base URL, and never travels over
@@ -30,13 +30,13 @@ def resolve(provider: Provider, environ: Mapping[str, str] | None = None) -> tup
     returned only together with the URL it may be sent to."""
     environ = os.environ if environ is None else environ
     name = provider.name
-    url, origin = provider.base_url, f"providers.{name}.base_url"
+    url, origin = provider.base_url, f"{provider.section}.{name}.base_url"
     if provider.base_url_env and environ.get(provider.base_url_env, "").strip():
         url, origin = environ[provider.base_url_env].strip(), provider.base_url_env
     if not url:
         unset = f": {provider.base_url_env} is not set; set it, or" if provider.base_url_env else ";"
         raise InputError(
-            f"provider {name!r} has no base URL{unset} give providers.{name}.base_url in config/daydream.yaml"
+            f"provider {name!r} has no base URL{unset} give {provider.section}.{name}.base_url in config/daydream.yaml"
         )
     key = None
     if provider.api_key_env:
@@ -44,7 +44,7 @@ def resolve(provider: Provider, environ: Mapping[str, str] | None = None) -> tup
         if key is None:
             raise InputError(
                 f"provider {name!r} needs its key in {provider.api_key_env}, which is not set; export "
-                f"it, or remove providers.{name}.api_key_env if the server needs no key"
+                f"it, or remove {provider.section}.{name}.api_key_env if the server needs no key"
             )
         if not all(33 <= ord(char) <= 126 for char in key):
             raise InputError(
@@ -164,7 +164,7 @@ def _get(provider: Provider, environ: Mapping[str, str] | None, timeout: float) 
     if status in (401, 403):
         raise InputError(
             f"{where}: the server asks for a key (HTTP {status}); name the environment variable holding "
-            f"it in providers.{provider.name}.api_key_env"
+            f"it in {provider.section}.{provider.name}.api_key_env"
         )
     if 300 <= status < 400:
         target = shown_url(response.headers.get("Location", "?"))
