@@ -402,3 +402,26 @@ def test_a_budget_is_a_finite_number_of_at_least_zero(budget):
 
 def test_valid_budgets_pass_unchanged():
     assert [costs.checked_budget(b) for b in (None, 0.0, 2.5)] == [None, 0.0, 2.5]
+
+
+def test_a_settings_file_that_still_says_providers_is_read_and_both_sections_are_one_message(project):
+    paths = Paths.from_env()
+    text = paths.settings_file.read_text()
+    assert "\nendpoints:" in text
+    paths.settings_file.write_text(text.replace("\nendpoints:", "\nproviders:"))  # the section's earlier name
+    settings = load_settings(paths)
+    assert sorted(settings.providers) == ["embedded", "openrouter"]
+    paths.settings_file.write_text(
+        text.replace("\nendpoints:", "\nproviders:").replace(
+            "api_key_env: OPENROUTER_API_KEY", "api_key_env: 'sk-or-v1-x'"
+        )
+    )
+    assert problems_of(lambda: load_settings(paths)) == [
+        f"{paths.settings_file}: providers.openrouter.api_key_env must be the name of an environment variable "
+        f"(letters, digits and _, e.g. OPENROUTER_API_KEY), not its value"
+    ]  # its messages name the section the file uses
+    paths.settings_file.write_text(text + "providers:\n  other:\n    base_url: http://127.0.0.1:9/v1\n")
+    assert problems_of(lambda: load_settings(paths)) == [
+        f"{paths.settings_file}: both endpoints: and providers: (its earlier name) are set; keep endpoints: and move "
+        f"every entry of providers: into it"
+    ]
