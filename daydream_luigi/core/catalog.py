@@ -321,7 +321,7 @@ def _number(row: dict, column: str, where: str, problems: list[str]) -> float | 
     return value
 
 
-def _price(row: dict, endpoint: str, cache: dict, where: str, problems: list[str]) -> Price | None:
+def _price(row: dict, endpoint: str, cache: dict[str, Price], where: str, problems: list[str]) -> Price | None:
     """The model's price: its own columns (prompt and completion, or one price_per_mtok for both), else the price
     cache (OpenRouter's list), else free for a `:free` model or the offline one; else unknown (None)."""
     prompt, completion = (_number(row, f"price_{part}_per_mtok", where, problems) for part in ("prompt", "completion"))

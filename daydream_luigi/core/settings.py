@@ -271,7 +271,7 @@ def load_settings(paths: Paths) -> Settings:
         problems.insert(0, f"missing setting(s) {', '.join(missing)}; add them (see the README)")
     if "description_level" in raw and raw["description_level"] not in LEVELS:
         problems.append(f"description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
-    stages = raw.get("stages") if isinstance(raw.get("stages"), dict) else {}
+    stages = raw["stages"] if isinstance(raw.get("stages"), dict) else {}
     for stage in STAGES:
         config = stages.get(stage)
         if isinstance(config, dict) and "reasoning" in config:
