@@ -1,6 +1,7 @@
 """Every call carries only what its endpoint's API documents (strict test servers answer anything else with OpenAI's
 400); reasoning models' thinking is kept beside the answer and counted; the upstream host is recorded."""
 
+import csv
 import json
 
 import pytest
@@ -104,6 +105,15 @@ def test_a_reasoning_models_thinking_is_kept_counted_and_its_host_recorded(proje
             assert (record["reasoning_tokens"], record["served_by"]) == (THINKING_TOKENS, "HostA")
     judged = json.loads(next((project / "data" / "gens" / "evaluation").iterdir()).joinpath("call.json").read_text())
     assert "reasoning_tokens" not in judged and judged["served_by"] == "HostA"
+    reports = next((project / "data" / "cohorts").iterdir()) / "reports"
+    with (reports / "parsed_scores.csv").open() as handle:
+        assert {row["evaluation_host"] for row in csv.DictReader(handle)} == {"HostA"}
+    with (reports / "summary_statistics.csv").open() as handle:
+        by_host = [(r["grouping"], r["group"]) for r in csv.DictReader(handle) if "host" in r["grouping"]]
+    assert sorted(set(by_host)) == [
+        ("evaluation_host", "HostA"),
+        ("evaluation_model x evaluation_host", "judge-paid x HostA"),
+    ]  # the summary groups by the host that served the judge
     assert FAKE_KEY not in result.stdout + result.stderr
 
 
