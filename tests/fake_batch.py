@@ -14,7 +14,7 @@ list, the i-th batch submitted with its i-th entry, the last one repeating):
 
 Every request is counted in ``calls`` by route (``openrouter_submit``, ``openai_poll``, ...; ``unrouted`` for the
 rest), so tests can prove a poll never re-submits. A wrong key is refused with 401 and a message that quotes it, as
-some providers do. ``GET .../models`` (what a run's preflight asks) and ``POST .../chat/completions`` (a normal call,
+some providers do. ``GET .../models`` and ``GET /api/v1/key`` (what a run's preflight asks) and ``POST .../chat/completions`` (a normal call,
 counted as ``openrouter_chat`` / ``openai_chat``) are served too, so a whole cohort can run against it. Answers are
 those of tests/fake_endpoint.py: a draft for a prompt, a judge's verdict ending ``SCORE: N`` for a prompt that asks
 for one.
@@ -40,6 +40,7 @@ REQUEST_COST = 0.00025  # usage.cost of each answered request (OpenRouter report
 
 _ROUTES = [  # (method, path pattern, handler and route name)
     ("GET", r"/api/v1/models", "openrouter_models"),
+    ("GET", r"/api/v1/key", "openrouter_key"),
     ("POST", r"/api/v1/chat/completions", "openrouter_chat"),
     ("GET", r"/v1/models", "openai_models"),
     ("POST", r"/v1/chat/completions", "openai_chat"),
@@ -121,13 +122,20 @@ class _Handler(BaseHTTPRequestHandler):
 
 class FakeBatchServer(LoopbackServer):
     def __init__(
-        self, key: str, in_progress_polls: int = 1, outcome: str | list = "completed", fail_ids=(), page_size: int = 2
+        self,
+        key: str,
+        in_progress_polls: int = 1,
+        outcome: str | list = "completed",
+        fail_ids=(),
+        page_size: int = 2,
+        line_costs: bool = True,
     ):
+        """`line_costs` False: OpenRouter's result lines carry no usage.cost, only the batch reports its cost."""
         outcomes = [outcome] if isinstance(outcome, str) else list(outcome)
         if not outcomes or any(o not in OUTCOMES for o in outcomes):
             raise ValueError(f"outcome must be one of {OUTCOMES}, or a list of them")
         self.key, self.in_progress_polls, self.outcomes = key, in_progress_polls, outcomes
-        self.fail_ids, self.page_size = set(fail_ids), page_size
+        self.fail_ids, self.page_size, self.line_costs = set(fail_ids), page_size, line_costs
         self.lock = threading.Lock()
         self.calls: collections.Counter[str] = collections.Counter()
         self.batches: dict[str, dict] = {}
@@ -181,6 +189,9 @@ class FakeBatchServer(LoopbackServer):
         return self._chat(payload, cost=False)
 
     openrouter_models = openai_models = _models
+
+    def openrouter_key(self, *_):  # what a run's preflight asks OpenRouter
+        return 200, {"data": {"label": "fake", "usage": 0, "limit": None, "is_free_tier": False}}, "application/json"
 
     def _counts(self, batch: dict, status: str) -> dict:
         ran = self._ran(batch) if status in OUTCOMES else []
@@ -240,7 +251,11 @@ class FakeBatchServer(LoopbackServer):
                 "custom_id": custom_id,
                 "response": None
                 if custom_id in self.fail_ids
-                else {"status_code": 200, "request_id": f"req-{custom_id}", "body": answer(custom_id, body)},
+                else {
+                    "status_code": 200,
+                    "request_id": f"req-{custom_id}",
+                    "body": answer(custom_id, body, self.line_costs),
+                },
                 "error": {
                     "message": "This model's maximum context length was exceeded",
                     "type": "invalid_request_error",

@@ -25,6 +25,21 @@ of that model and then answers 429 "free-models-per-day" until ``quota_reset_s``
 are allowed). Both refusals carry ``X-RateLimit-Limit``, ``-Remaining`` (0) and ``-Reset`` (epoch milliseconds) as
 headers and in the body's ``error.metadata.headers``; with a ``rate_limit`` every accepted answer carries the
 headers too. Refusals are counted in ``faults_served`` as "rate_limit" and "quota".
+
+Dialects: ``strict="openai" | "openrouter" | "openai-compatible"`` answers a chat request carrying any field outside
+that API's documented set with OpenAI's 400 "Unrecognized request argument supplied: <field>" (and, as OpenAI's
+reasoning models do, ``max_tokens`` with its 400 asking for ``max_completion_tokens``); each refusal is counted in
+``faults_served["rejected_field"]`` and its field kept in ``rejected_fields``. Every answer carries ``usage.cost``
+unless ``report_cost=False`` (OpenRouter reports it without being asked).
+
+Reasoning: a model string in ``reasoning_models`` answers with its thinking in ``message.reasoning`` and
+``usage.completion_tokens_details.reasoning_tokens`` (its thinking counts against the budget: with fewer than
+``thinking_tokens`` + 10 tokens allowed it spends them all thinking and answers nothing, finish_reason ``length``);
+in ``think_tag_models`` the thinking comes inside the content as ``<think>...</think>`` (R1 distills on vLLM).
+``served_by`` names the upstream host in the answer's ``provider`` field, as OpenRouter does.
+
+Keys: with ``require_key`` a chat request without that bearer key gets a 401, while ``GET /v1/models`` answers
+anyone, as llama.cpp's server does; refusals are counted in ``faults_served["unauthorized"]``.
 """
 
 from __future__ import annotations
@@ -79,6 +94,24 @@ _HTML_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
     "<body><center><h1>502 Bad Gateway</h1></center><hr><center>fake-proxy</center></body></html>\n"
 )
+
+# The request fields each API documents (the subset a chat client could send). OpenRouter:
+# https://openrouter.ai/docs/api-reference/chat-completion; OpenAI: https://platform.openai.com/docs/api-reference/chat
+# (max_tokens deprecated and refused by reasoning models); OpenAI-compatible servers: the standard fields.
+_STANDARD_FIELDS = frozenset(
+    {"model", "messages", "temperature", "top_p", "n", "stream", "stop", "presence_penalty", "frequency_penalty"}
+    | {"logit_bias", "logprobs", "top_logprobs", "seed", "user", "response_format", "tools", "tool_choice"}
+)
+DOCUMENTED_FIELDS = {
+    "openai-compatible": _STANDARD_FIELDS | {"max_tokens"},
+    "openai": _STANDARD_FIELDS
+    | {"max_completion_tokens", "reasoning_effort", "metadata", "store", "service_tier", "parallel_tool_calls"},
+    "openrouter": _STANDARD_FIELDS
+    | {"max_tokens", "reasoning", "provider", "models", "route", "transforms", "top_k", "min_p", "top_a"}
+    | {"repetition_penalty", "plugins", "usage"},
+}
+REASONING_TEXT = "First I weigh the two concepts against each other, then I pick the stronger link."
+THINKING_TOKENS = 40  # what a fake reasoning model spends thinking
 
 _WORDS_RE = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
 _SCORE_RE = re.compile(r"\bSCORE\b")
@@ -243,7 +276,10 @@ class _Handler(BaseHTTPRequestHandler):
         if ep.record_requests:
             ep._record(self.path, dict(self.headers.items()), None)
         if self.path.rstrip("/") == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+            listed = [{"id": model, "object": "model", "pricing": p} for model, p in ep.listed_prices.items()]
+            self._send(200, {"object": "list", "data": listed or [{"id": "fake", "object": "model"}]})
+        elif self.path.rstrip("/") == "/v1/key":  # OpenRouter's key status (what its preflight asks)
+            self._send(200, {"data": {"label": "fake", "usage": 0, "limit": None, "is_free_tier": False}})
         elif self.path == "/_stats":  # the counters, for a parent process running us standalone (benchmarks)
             self._send(200, ep.stats)
         elif self.path == "/_timeline":  # (received, answered, kind) of every chat request, server clock
@@ -263,6 +299,18 @@ class _Handler(BaseHTTPRequestHandler):
         refusal, limit_headers = ep._admit(str(model) if model is not None else "", received)
         if refusal is not None:
             self._send(429, refusal, headers=limit_headers)
+            record["answered"] = time.time()
+            return
+        if ep.require_key is not None and self.headers.get("Authorization") != f"Bearer {ep.require_key}":
+            with ep._lock:
+                ep._n_requests += 1
+                ep._faults_served["unauthorized"] += 1
+            self._send(401, {"error": {"message": "Invalid API Key", "type": "authentication_error", "code": 401}})
+            record["answered"] = time.time()
+            return
+        rejected = ep._rejected_field(body)
+        if rejected is not None:
+            self._send(400, rejected)
             record["answered"] = time.time()
             return
         fault = ep._next_fault(str(model) if model is not None else "")
@@ -332,30 +380,36 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "length":
             text = _truncate_mid_sentence(text)
             finish_reason = "length"
+        model_name = str(body.get("model", "fake"))
+        thinking = model_name in ep.reasoning_models or model_name in ep.think_tag_models
+        budget = body.get("max_completion_tokens", body.get("max_tokens"))
+        if thinking and isinstance(budget, int) and budget < THINKING_TOKENS + 10:
+            text, finish_reason = "", "length"  # the whole budget went on thinking
         prompt_tokens = len(prompt.split())
-        completion_tokens = len(text.split())
+        completion_tokens = len(text.split()) + (THINKING_TOKENS if thinking else 0)
         usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
-        usage_req = body.get("usage")
-        if isinstance(usage_req, dict) and usage_req.get("include") and ep.report_cost:
+        if ep.report_cost:
             usage["cost"] = 1e-6 * (prompt_tokens + completion_tokens)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if model_name in ep.reasoning_models:
+            message["reasoning"] = REASONING_TEXT
+            usage["completion_tokens_details"] = {"reasoning_tokens": THINKING_TOKENS}
+        elif model_name in ep.think_tag_models:
+            message["content"] = f"<think>\n{REASONING_TEXT}\n</think>\n\n{text}"
         payload = {
             "id": "chatcmpl-fake-" + _digest(prompt).hex()[:12],
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": str(body.get("model", "fake")),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish_reason,
-                }
-            ],
+            "model": model_name,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": usage,
         }
+        if ep.served_by is not None:
+            payload["provider"] = ep.served_by
         if fault == "ok":  # counted before sending, so a client that has its answer sees the count
             ep._count_ok()
         self._send(200, payload, headers=limit_headers)
@@ -383,6 +437,12 @@ class FakeEndpoint:
         quotas: dict[str, int] | None = None,
         quota_reset_s: float = 3.0,
         report_cost: bool = True,
+        strict: str | None = None,
+        reasoning_models: Sequence[str] = (),
+        think_tag_models: Sequence[str] = (),
+        served_by: str | None = None,
+        require_key: str | None = None,
+        listed_prices: dict[str, dict] | None = None,
     ):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
@@ -402,6 +462,14 @@ class FakeEndpoint:
         self.host = host
         self.port = port
         self.report_cost = report_cost  # False: answers carry tokens but no usage.cost, as many servers do
+        if strict is not None and strict not in DOCUMENTED_FIELDS:
+            raise ValueError(f"unknown dialect {strict!r}; known: {list(DOCUMENTED_FIELDS)}")
+        self.strict = strict  # a dialect: any request field it does not document is answered with a 400
+        self.reasoning_models = frozenset(reasoning_models)
+        self.think_tag_models = frozenset(think_tag_models)
+        self.served_by = served_by
+        self.require_key = require_key  # chat requests need this bearer key; GET /v1/models does not (llama.cpp)
+        self.listed_prices = dict(listed_prices or {})  # model -> OpenRouter's `pricing` in GET /v1/models
         self.rate_limit = rate_limit  # (requests, window seconds) accepted in any window
         self.quotas = dict(quotas or {})  # model string -> requests accepted until the quota's reset
         self.quota_reset_s = float(quota_reset_s)
@@ -511,12 +579,36 @@ class FakeEndpoint:
         self._faults_served: collections.Counter[str] = collections.Counter()
         self._requests: collections.deque[dict] = collections.deque(maxlen=_MAX_RECORDED_REQUESTS)
         self._timeline: list[tuple[float, float, str]] = []
+        self.rejected_fields: list[str] = []
 
     def _record(self, path: str, headers: dict, body: Any) -> dict:
         record = {"path": path, "headers": headers, "body": body, "received": time.time(), "answered": None}
         with self._lock:
             self._requests.append(record)
         return record
+
+    def _rejected_field(self, body: Any) -> dict | None:
+        """OpenAI's 400 body for the first field of `body` its strict dialect does not document, counted; else None."""
+        if self.strict is None or not isinstance(body, dict):
+            return None
+        if self.strict == "openai" and "max_tokens" in body:
+            field, message = (
+                "max_tokens",
+                (
+                    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+                    "instead."
+                ),
+            )
+        else:
+            field = next((f for f in body if f not in DOCUMENTED_FIELDS[self.strict]), None)
+            if field is None:
+                return None
+            message = f"Unrecognized request argument supplied: {field}"
+        with self._lock:
+            self._n_requests += 1
+            self._faults_served["rejected_field"] += 1
+            self.rejected_fields.append(field)
+        return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
 
     def _next_fault(self, model: str) -> str:
         with self._lock:

@@ -422,7 +422,7 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
         ),
         [],
         "{root}/config/daydream.yaml: stages.essay must be a mapping of temperature, max_tokens, connect_timeout, "
-        "read_timeout (found 0.7)",
+        "read_timeout, reasoning (found 0.7)",
     ),
     (
         "guard-negative",
@@ -470,19 +470,19 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
         "{root}/config/luigi.cfg: [resources] paid must be a whole number >= 1 (found '0'); it is how many calls of "
         "pool 'paid' may run at once",
     ),
-    # providers: declared, well-formed, keys only over https or loopback, never in the file
+    # endpoints: declared, well-formed, keys only over https or loopback, never in the file
     (
         "unknown-provider",
         edit(f"{RAW}/llm_models.csv", "openrouter,Judge", "openrouterr,Judge"),
         [],
         "{root}/data/1_raw/llm_models.csv: line 3: model 'judge-paid' uses unknown provider 'openrouterr'; use one of "
-        "embedded, openrouter or declare it under providers: in {root}/config/daydream.yaml",
+        "embedded, openrouter or declare it under endpoints: in {root}/config/daydream.yaml",
     ),
     (
         "plain-http-key-url",
         edit(SETTINGS, "base_url: https://openrouter.ai/api/v1", "base_url: http://openrouter.example/api/v1"),
         [],
-        "{root}/config/daydream.yaml: providers.openrouter.base_url http://openrouter.example/api/v1 is plain http to "
+        "{root}/config/daydream.yaml: endpoints.openrouter.base_url http://openrouter.example/api/v1 is plain http to "
         "another machine, so the key would travel unencrypted; use https://, or a loopback address (127.0.0.1, ::1, "
         "localhost), e.g. through an SSH tunnel",
     ),
@@ -490,22 +490,22 @@ CASES = [  # (id, change, extra CLI args, expected message with {root} for the p
         "base-url-without-scheme",
         edit(SETTINGS, "base_url: https://openrouter.ai/api/v1", "base_url: openrouter.ai/api/v1"),
         [],
-        "{root}/config/daydream.yaml: providers.openrouter.base_url openrouter.ai/api/v1 is not a well-formed base URL "
+        "{root}/config/daydream.yaml: endpoints.openrouter.base_url openrouter.ai/api/v1 is not a well-formed base URL "
         "(it needs http:// or https:// and a host); " + URL_FORMS,
     ),
     (
         "key-value-as-key-env",
         edit(SETTINGS, "api_key_env: OPENROUTER_API_KEY", "api_key_env: fake-or-v1-0123abcd"),
         [],
-        "{root}/config/daydream.yaml: providers.openrouter.api_key_env must be the name of an environment variable "
+        "{root}/config/daydream.yaml: endpoints.openrouter.api_key_env must be the name of an environment variable "
         "(letters, digits and _, e.g. OPENROUTER_API_KEY), not its value",
     ),
     (
         "key-in-config",
         edit(SETTINGS, "    api_key_env: OPENROUTER_API_KEY", "    api_key: fake-or-v1-0123abcd"),
         [],
-        "{root}/config/daydream.yaml: providers.openrouter: unknown key 'api_key'; allowed: api_key_env, base_url, "
-        "base_url_env, batch_api (a key never goes in this file: put it in an environment variable and name that variable in "
+        "{root}/config/daydream.yaml: endpoints.openrouter: unknown key 'api_key'; allowed: api_key_env, base_url, "
+        "base_url_env, batch_api, dialect (a key never goes in this file: put it in an environment variable and name that variable in "
         "api_key_env)",
     ),
     (

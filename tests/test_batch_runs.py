@@ -81,7 +81,7 @@ def use_openai_for_judging(project: Path, url: str) -> None:
     """judge-paid's calls go to an OpenAI provider (file batches); drafts and essays stay with OpenRouter."""
     set_settings(
         project,
-        lambda s: s["providers"].update(
+        lambda s: s["endpoints"].update(
             openai={"base_url": url, "api_key_env": "OPENAI_API_KEY", "batch_api": "openai"}
         ),
     )
@@ -113,7 +113,8 @@ def test_openai_file_batches_for_one_stage_with_errors_and_an_expired_batch(proj
     never_ran = {custom_id for custom_id, _ in expired["items"][6:]}
     assert [custom_id for custom_id, _ in batches[-1]["items"]] == [g for g in evaluations if g in never_ran]
     assert {g for g, n in sent.items() if n == 2} == never_ran and len(sent) == 24  # only what was missing, again
-    assert calls["openai_chat"] == 2  # the two that failed inside their batch, made as single calls
+    assert calls["openai_chat"] == 1 + 2  # the preflight's 1-token check of the key; the two that failed inside
+    # their batch, made as single calls
     assert calls["openrouter_chat"] == 6 + 6 and "openrouter_submit" not in calls  # drafts and essays: not batched
     assert "done 42, skipped (already complete) 0, failed 0, blocked 0, not started 0" in result.stdout
     estimated = 22 * 15 / 1e6 * 3 * 0.5 + 2 * 15 / 1e6 * 3  # OpenAI reports no cost: price_per_mtok, batch at half
@@ -213,3 +214,24 @@ def test_ctrl_c_while_batches_run_stops_polling_and_the_next_run_resumes(project
         resumed = daydream("run", "--batch", "--stage", "draft")
         assert resumed.returncode == 0 and fake.calls["openrouter_submit"] == 1
     assert "done 6, skipped (already complete) 0, failed 0" in resumed.stdout
+
+
+def test_a_batch_whose_lines_carry_no_cost_shares_the_batchs_own_cost_by_tokens(project, monkeypatch):
+    batch_settings(project, stages=["evaluation"], max_requests=12)
+    with FakeBatchServer(FAKE_KEY, line_costs=False) as fake:
+        monkeypatch.setenv("DAYDREAM_LLM_BASE_URL", fake.openrouter_url)
+        result = daydream("run")
+        assert result.returncode == 0, result.stdout + result.stderr
+    kept = [json.loads(p.read_text()) for p in (project / "data" / "gens" / "evaluation").glob("*/call.json")]
+    assert len(kept) == 24 and [c["cost"] for c in kept] == [pytest.approx(REQUEST_COST)] * 24  # equal tokens, shares
+    assert f"cost ${MODEL_CALLS * REQUEST_COST:.4f} reported" in result.stdout  # the batches' own cost, not an estimate
+
+
+def test_shared_batch_cost():
+    from daydream_luigi.core.pricing import shared_batch_cost
+
+    assert shared_batch_cost(0.01, [(None, 100), (None, 300)]) == [pytest.approx(0.0025), pytest.approx(0.0075)]
+    assert shared_batch_cost(0.01, [(0.004, 50), (None, 10), (None, 0)]) == [0.004, pytest.approx(0.006), 0.0]
+    assert shared_batch_cost(0.01, [(None, 0), (None, 0)]) == [0.005, 0.005]  # no tokens: equal shares
+    assert shared_batch_cost(None, [(None, 100)]) == [None]  # no batch cost: the line is priced from the model
+    assert shared_batch_cost(0.01, [(0.002, 5)]) == [0.002]

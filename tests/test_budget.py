@@ -4,16 +4,20 @@ import multiprocessing
 
 import pytest
 
-from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, Price, call_cost, estimate_cost_usd, upper_bound_usd
 from daydream_luigi.providers.limits.budget import Budget, BudgetReached, Spend, may_start
 
 
 def test_cost_is_the_reported_one_or_an_estimate_from_the_price():
-    assert estimate_cost_usd(1.5, 1000, 600) == pytest.approx(0.0024)
-    assert estimate_cost_usd(1.5, 1000, 600, BATCH_PRICE_FACTOR) == pytest.approx(0.0012)
-    assert call_cost(0.0107, 3.0, 1000, 1000) == (0.0107, False)
-    assert call_cost(None, 3.0, 100, 100) == (pytest.approx(0.0006), True)
-    assert call_cost(None, 3.0, None, None) == (0.0, True)
+    assert estimate_cost_usd(Price.flat(1.5), 1000, 600) == pytest.approx(0.0024)
+    assert estimate_cost_usd(Price.flat(1.5), 1000, 600, BATCH_PRICE_FACTOR) == pytest.approx(0.0012)
+    assert call_cost(0.0107, Price.flat(3.0), 1000, 1000) == (0.0107, False)
+    assert call_cost(None, Price.flat(3.0), 100, 100) == (pytest.approx(0.0006), True)
+    assert call_cost(None, Price.flat(3.0), None, None) == (0.0, True)
+    # prompt and completion apart ($3 and $15 per million, as Claude Sonnet); an unknown price is unknown, not 0
+    assert estimate_cost_usd(Price(3.0, 15.0), 1000, 600) == pytest.approx(0.003 + 0.009)
+    assert call_cost(None, None, 100, 100) == (None, True)
+    assert upper_bound_usd(Price(3.0, 15.0), 1000) == pytest.approx(0.015) and upper_bound_usd(None, 1000) == 0.0
 
 
 def test_a_call_starts_only_when_everything_counted_and_its_estimate_fit():

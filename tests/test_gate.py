@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from daydream_luigi.core.pricing import Price
 from daydream_luigi.core.settings import Paths, load_settings
 from daydream_luigi.providers.chat import Reply
 from daydream_luigi.providers.limits import gate
@@ -29,7 +30,7 @@ def make_gate(paths, pool="paid", price=3.0, run_id="run-1", call_id="gen-a", ma
         provider="vllm",
         url=URL,
         pool=pool,
-        price_per_mtok=price,
+        price=Price.flat(price),
         call_id=call_id,
         tokens=1000,
         max_cost_usd=max_cost,

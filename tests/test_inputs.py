@@ -93,7 +93,7 @@ def test_every_bad_setting_is_reported_at_once_with_its_key_path(project):
     assert problems_of(lambda: load_settings(paths)) == [
         f"{where}: k must be a whole number >= 1 (found 0)",
         f"{where}: unknown setting stages.draft.top_k; remove it (allowed in stages.draft: temperature, max_tokens, "
-        f"connect_timeout, read_timeout)",
+        f"connect_timeout, read_timeout, reasoning)",
         f"{where}: stages.draft.temperature must be a number from 0 to 2 (found -0.1)",
         f"{where}: stages.draft.read_timeout must be a number > 0 (found inf)",
         f"{where}: retry.backoff_max must be a number > 0 (found '60s')",
@@ -104,11 +104,11 @@ def test_every_bad_setting_is_reported_at_once_with_its_key_path(project):
 def test_a_settings_file_from_before_the_new_sections_says_what_to_add(project):
     paths = Paths.from_env()
     settings = yaml.safe_load(paths.settings_file.read_text())
-    for key in ("limits", "allow_name_only_concepts", "guard", "providers"):
+    for key in ("limits", "allow_name_only_concepts", "guard", "endpoints"):
         del settings[key]
     paths.settings_file.write_text(yaml.safe_dump(settings))
     assert problems_of(lambda: load_settings(paths)) == [
-        f"{paths.settings_file}: missing setting(s) limits, allow_name_only_concepts, guard, providers; add them "
+        f"{paths.settings_file}: missing setting(s) limits, allow_name_only_concepts, guard, endpoints; add them "
         f"(see the README)"
     ]
 
@@ -402,3 +402,26 @@ def test_a_budget_is_a_finite_number_of_at_least_zero(budget):
 
 def test_valid_budgets_pass_unchanged():
     assert [costs.checked_budget(b) for b in (None, 0.0, 2.5)] == [None, 0.0, 2.5]
+
+
+def test_a_settings_file_that_still_says_providers_is_read_and_both_sections_are_one_message(project):
+    paths = Paths.from_env()
+    text = paths.settings_file.read_text()
+    assert "\nendpoints:" in text
+    paths.settings_file.write_text(text.replace("\nendpoints:", "\nproviders:"))  # the section's earlier name
+    settings = load_settings(paths)
+    assert sorted(settings.providers) == ["embedded", "openrouter"]
+    paths.settings_file.write_text(
+        text.replace("\nendpoints:", "\nproviders:").replace(
+            "api_key_env: OPENROUTER_API_KEY", "api_key_env: 'sk-or-v1-x'"
+        )
+    )
+    assert problems_of(lambda: load_settings(paths)) == [
+        f"{paths.settings_file}: providers.openrouter.api_key_env must be the name of an environment variable "
+        f"(letters, digits and _, e.g. OPENROUTER_API_KEY), not its value"
+    ]  # its messages name the section the file uses
+    paths.settings_file.write_text(text + "providers:\n  other:\n    base_url: http://127.0.0.1:9/v1\n")
+    assert problems_of(lambda: load_settings(paths)) == [
+        f"{paths.settings_file}: both endpoints: and providers: (its earlier name) are set; keep endpoints: and move "
+        f"every entry of providers: into it"
+    ]

@@ -119,8 +119,7 @@ def test_body_minimal_by_default(ep):
         "messages": [{"role": "user", "content": PROMPT}],
         "temperature": 0.2,
         "max_tokens": 123,
-        "usage": {"include": True},
-    }
+    }  # no `usage: {include: true}`: OpenRouter documents it as deprecated, and OpenAI refuses it
 
 
 def test_body_with_system_prompt_grammar_and_sampling(ep):

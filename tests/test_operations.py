@@ -107,6 +107,9 @@ def rows(frame):
 # ---------------------------------------------------------------------------------------------------------- plan
 
 
+PRICES = {"gen-paid": 1.5, "judge-paid": 3}  # price_per_mtok of the test catalog: prompt and completion alike
+
+
 def plan_row(stage, model, generations, done, to_call, prompt, completion, cost):
     return {
         "stage": stage,
@@ -118,6 +121,8 @@ def plan_row(stage, model, generations, done, to_call, prompt, completion, cost)
         "to_call": to_call,
         "est_prompt_tokens": prompt,
         "est_completion_tokens": completion,
+        "est_prompt_cost_usd": pytest.approx(prompt / 1e6 * PRICES[model]),
+        "est_completion_cost_usd": pytest.approx(completion / 1e6 * PRICES[model]),
         "est_cost_usd": pytest.approx(cost),
     }
 

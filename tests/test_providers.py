@@ -13,7 +13,9 @@ from daydream_luigi.providers.endpoints import preflight, resolve
 
 KEY_A = "fake-key-A-0123456789abcdef"
 KEY_B = "fake-key-B-fedcba9876543210"
-OPENROUTER = Provider("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "DAYDREAM_LLM_BASE_URL")
+OPENROUTER = Provider(
+    "openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY", "DAYDREAM_LLM_BASE_URL", dialect="openrouter"
+)  # the dialect follows from the openrouter.ai URL
 EMBEDDED = Provider("embedded", None, None, "DAYDREAM_EMBEDDED_BASE_URL")
 PLAIN_HTTP = (
     "is plain http to another machine, so the key would travel unencrypted; use https://, or a loopback "
@@ -73,7 +75,7 @@ def test_provider_declarations_are_checked_without_quoting_a_key():
         "daydream.yaml: providers.vllm.base_url http://10.0.0.5:8000/v1 " + PLAIN_HTTP,
         "daydream.yaml: providers.pasted.api_key_env must be the name of an environment variable (letters, digits "
         "and _, e.g. OPENROUTER_API_KEY), not its value",
-        "daydream.yaml: providers.inline: unknown key 'key'; allowed: api_key_env, base_url, base_url_env, batch_api (a "
+        "daydream.yaml: providers.inline: unknown key 'key'; allowed: api_key_env, base_url, base_url_env, batch_api, dialect (a "
         "key never goes in this file: put it in an environment variable and name that variable in api_key_env)",
         "daydream.yaml: providers.nourl has no base_url; add one, like https://openrouter.ai/api/v1 or "
         "http://127.0.0.1:8000/v1",

@@ -71,7 +71,7 @@ def test_api_key_reaches_the_provider_and_nothing_else(project, endpoint, monkey
     chats = [r["headers"] for r in endpoint.requests if r["path"].endswith("/chat/completions")]
     # the failed drafts' requests (401, 400, 500 twice), then the other drafts, their llm essays and evaluations
     assert len(chats) == endpoint.stats["requests"] == (1 + 1 + 2) + 3 + 3 + 12
-    [preflight] = [r["headers"] for r in endpoint.requests if r["path"] == "/v1/models"]  # one check of the key
+    [preflight] = [r["headers"] for r in endpoint.requests if r["path"] == "/v1/key"]  # one check of the key
     assert {h.get("Authorization") for h in chats + [preflight]} == {f"Bearer {KEY}"}
 
     assert assert_data_folder_clean(project) > 100

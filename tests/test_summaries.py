@@ -4,10 +4,12 @@ where the provider reports none (and said to be estimates), a pool's lowered rat
 import json
 import re
 
+import pytest
 from conftest import daydream
 from fake_endpoint import FakeEndpoint
 from rich.console import Console
 
+from daydream_luigi.core.pricing import Price
 from daydream_luigi.execution.monitor import Monitor, Row
 from daydream_luigi.execution.progress import rate_text, status_line, table
 from daydream_luigi.providers.limits.ratelimit import PoolStatus
@@ -49,19 +51,50 @@ def test_unscored_evaluations_and_estimated_costs_are_in_the_summary(project, mo
 def test_the_cost_line_says_how_much_is_an_estimate():
     calls = Calls()
     calls.add({"event": "sent"})
-    calls.add({"event": "answered", "prompt_tokens": 100, "completion_tokens": 50, "cost": 0.002}, 3.0)
+    calls.add({"event": "answered", "prompt_tokens": 100, "completion_tokens": 50, "cost": 0.002}, Price.flat(3.0))
     assert calls.cost_text() == "cost $0.0020 reported"
     calls.add({"event": "sent", "via": "batch"})
     calls.add(
-        {"event": "answered", "prompt_tokens": 1000, "completion_tokens": 1000, "cost": None, "price_factor": 0.5}, 3.0
+        {"event": "answered", "prompt_tokens": 1000, "completion_tokens": 1000, "cost": None, "price_factor": 0.5},
+        Price.flat(3.0),
     )  # a batched answer without a cost: half of $0.006
     assert (calls.requests, calls.batched, calls.answers, calls.unreported_cost) == (2, 1, 2, 1)
     assert calls.cost_text() == (
         "cost $0.0050 ($0.0030 of it estimated from price_per_mtok for 1 answer(s) without a reported cost)"
     )
     only = Calls()
-    only.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, 2.0)
+    only.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, Price.flat(2.0))
     assert only.cost_text() == "cost $0.0020 estimated from price_per_mtok (the provider reported none)"
+    split = Calls()  # prompt and completion priced apart: 500 x $1 + 500 x $5 per million
+    split.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, Price(1.0, 5.0))
+    assert split.cost_text() == "cost $0.0030 estimated from price_per_mtok (the provider reported none)"
+
+
+def test_an_answer_that_cannot_be_priced_is_unknown_never_zero():
+    unknown = Calls()
+    unknown.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, None)
+    assert unknown.cost_text() == (
+        "cost unknown: 1 answer(s) without a reported cost and without a price (`daydream prices refresh`, or price "
+        "columns in llm_models.csv)"
+    )
+    unknown.add({"event": "answered", "prompt_tokens": 10, "completion_tokens": 10, "cost": 0.001}, None)
+    assert unknown.cost_text() == (
+        "cost $0.0010 reported, plus 1 answer(s) of unknown cost (no reported cost and no price: `daydream prices "
+        "refresh`, or price columns in llm_models.csv)"
+    )
+
+
+def test_the_live_cost_is_the_summarys_estimates_included():
+    from types import SimpleNamespace
+
+    members = [SimpleNamespace(stage="draft", gen_id=g, llm_model_id="gen-paid") for g in ("d1", "d2")]
+    monitor = Monitor.for_members(members, lambda m: "paid", {"draft": set()}, lambda m: Price.flat(3.0))
+    summary = Calls()
+    for gen_id, cost in (("d1", None), ("d2", 0.001)):  # one unreported (estimated), one reported
+        record = {"event": "answered", "prompt_tokens": 1000, "completion_tokens": 1000, "cost": cost}
+        monitor.apply({**record, "event": "attempt", "kind": "answered", "gen_id": gen_id})
+        summary.add(record, Price.flat(3.0))
+    assert monitor.snapshot()["cost"] == summary.cost == pytest.approx(0.006 + 0.001)
 
 
 def test_first_reasons_are_the_commonest_with_an_example():

@@ -19,7 +19,7 @@ SECOND_KEY = "second-provider-key-0123456789"
 def add_provider(project: Path, name: str, base_url: str, key_env: str | None) -> None:
     path = project / "config" / "daydream.yaml"
     settings = yaml.safe_load(path.read_text())
-    settings["providers"][name] = {"base_url": base_url, **({"api_key_env": key_env} if key_env else {})}
+    settings["endpoints"][name] = {"base_url": base_url, **({"api_key_env": key_env} if key_env else {})}
     path.write_text(yaml.safe_dump(settings))
 
 
@@ -45,8 +45,10 @@ def test_each_key_goes_only_to_its_own_provider(project, endpoint, monkeypatch):
         first_auth = {r["headers"].get("Authorization") for r in endpoint.requests}
         second_auth = {r["headers"].get("Authorization") for r in second.requests}
         assert first_auth == {f"Bearer {FAKE_KEY}"} and second_auth == {f"Bearer {SECOND_KEY}"}
-        assert endpoint.stats["requests"] == 6 + 6 and second.stats["requests"] == 24  # the judge's calls moved
-        assert len([r for r in second.requests if r["path"] == "/v1/models"]) == 1  # its preflight
+        assert endpoint.stats["requests"] == 6 + 6 and second.stats["requests"] == 1 + 24  # the judge's calls moved
+        # its preflight: GET /models, which does not prove a key, and a 1-token chat completion, which does
+        assert len([r for r in second.requests if r["path"] == "/v1/models"]) == 1
+        assert second.requests[1]["body"]["max_tokens"] == 1
 
 
 def test_a_key_is_never_sent_over_plain_http_to_another_machine(project, endpoint):

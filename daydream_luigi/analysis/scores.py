@@ -49,6 +49,10 @@ PARSED_SCORES_COLUMNS: list[str] = [
     "draft_path",
 ]
 
+#: Columns the parsed-scores table has only when some row has a value: the upstream host that served an evaluation
+#: (OpenRouter's `provider`, recorded as served_by), so a table of a study without it stays as it was.
+OPTIONAL_SCORE_COLUMNS: list[str] = ["evaluation_host"]
+
 #: Sort order of the parsed-scores table itself.
 PARSED_SCORES_SORT: list[str] = [
     "cohort_id",
@@ -67,11 +71,11 @@ MISSING_GROUP = "(missing)"
 
 
 def prepare(scores: pd.DataFrame) -> pd.DataFrame:
-    """Validate columns and return a copy restricted to PARSED_SCORES_COLUMNS."""
+    """Validate columns and return a copy restricted to PARSED_SCORES_COLUMNS (and the optional ones it has)."""
     missing = [c for c in PARSED_SCORES_COLUMNS if c not in scores.columns]
     if missing:
         raise ValueError("parsed scores table is missing columns: " + ", ".join(missing))
-    df = scores.loc[:, PARSED_SCORES_COLUMNS].copy()
+    df = scores.loc[:, PARSED_SCORES_COLUMNS + [c for c in OPTIONAL_SCORE_COLUMNS if c in scores.columns]].copy()
     df["score"] = pd.to_numeric(df["score"], errors="coerce").astype("float64")
     df["score_max"] = pd.to_numeric(df["score_max"], errors="coerce").astype("float64")
     df = df.reset_index(drop=True)

@@ -48,6 +48,11 @@ SUMMARY_GROUPINGS: list[tuple[str, tuple[str, ...]]] = [
     ("generation_model x evaluation_model", ("generation_model", "evaluation_model")),
     ("overall", ()),
 ]
+#: Added before ``overall`` when the scores say which upstream host served each evaluation (``evaluation_host``).
+HOST_GROUPINGS: list[tuple[str, tuple[str, ...]]] = [
+    ("evaluation_host", ("evaluation_host",)),
+    ("evaluation_model x evaluation_host", ("evaluation_model", "evaluation_host")),
+]
 
 SUMMARY_COLUMNS: list[str] = [
     "evaluation_template",
@@ -166,7 +171,8 @@ def summary_statistics(scores: pd.DataFrame) -> pd.DataFrame:
     scores), and within it for each grouping of :data:`SUMMARY_GROUPINGS` in that order -
     ``generation_template``, ``generation_model``, ``evaluation_model`` (the judge), ``combo_id``,
     ``draft_template``, ``generation_template x generation_model``, ``generation_model x evaluation_model``
-    and ``overall``.  ``group`` is the group's value; for pairs the two values joined with ``" x "``;
+    and ``overall`` (with, before ``overall``, :data:`HOST_GROUPINGS` when the scores have an ``evaluation_host``
+    column with a value).  ``group`` is the group's value; for pairs the two values joined with ``" x "``;
     ``"all"`` for ``overall``; a missing value is shown as ``"(missing)"``.  Rows are sorted by template,
     grouping (in that order), then ``group``.
 
@@ -191,9 +197,12 @@ def summary_statistics(scores: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return empty_table(SUMMARY_COLUMNS)
     df = df[df["evaluation_template"].notna()]
+    groupings = SUMMARY_GROUPINGS
+    if "evaluation_host" in df.columns and df["evaluation_host"].notna().any():  # the hosts that served the judges
+        groupings = [*SUMMARY_GROUPINGS[:-1], *HOST_GROUPINGS, SUMMARY_GROUPINGS[-1]]
     # One two-stage groupby per grouping (a mask per group would cost O(groups x rows): 10,000 combos x 100,000 rows).
     parts: list[pd.DataFrame] = []
-    for order, (grouping, cols) in enumerate(SUMMARY_GROUPINGS):
+    for order, (grouping, cols) in enumerate(groupings):
         labelled = df.assign(
             _group=[" x ".join(values) for values in zip(*[[group_label(v) for v in df[c]] for c in cols])]
             if cols

@@ -55,7 +55,7 @@ def backend_servers(plan, pending):
     """Start the server of each backend that starts its own (the embedded model) when pending work needs it; they
     stop on any exit from the block."""
     catalog = plan.context.catalog
-    needed = {backend_of(catalog.models[m.llm_model_id].provider).name for m in pending if calls_model(m, catalog)}
+    needed = {backend_of(catalog.models[m.llm_model_id].endpoint).name for m in pending if calls_model(m, catalog)}
     with ExitStack() as stack:
         for name in sorted(needed):
             if BACKENDS[name].starts_server:

@@ -1,12 +1,20 @@
-"""Looking inside: `parse` one answer with one parser, and `ui`, Luigi's central scheduler with its web UI."""
+"""Looking inside: `parse` one answer with one parser, `ui`, Luigi's central scheduler with its web UI, and `prices`,
+the price cache."""
 
 import sys
 from pathlib import Path
 
 import click
 
+from daydream_luigi.core.backends import DEFAULT_ENDPOINT
+from daydream_luigi.core.catalog import load_catalog
+from daydream_luigi.core.clock import now
+from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.parsers import ParseError, parse_draft, parse_score
-from daydream_luigi.core.settings import Paths
+from daydream_luigi.core.pricing import price_cache_file
+from daydream_luigi.core.settings import Paths, load_settings, pool_limits
+from daydream_luigi.providers.prices import fetch_prices
+from daydream_luigi.store.files import atomic_write_json
 
 
 @click.group()
@@ -54,3 +62,29 @@ def ui(port, address):
         f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True
     )
     exec_luigid(Paths.from_env(), port, address)
+
+
+@click.group()
+def prices():
+    """Model prices: `prices refresh` reads OpenRouter's model list into data/prices/openrouter_models.json."""
+
+
+@prices.command("refresh")
+def prices_refresh():
+    """Read each model's prompt, completion, reasoning and request prices from the openrouter endpoint's GET /models
+    into the price cache (with its date); llm_models.csv price columns still win over it."""
+    paths = Paths.from_env()
+    settings = load_settings(paths)
+    if DEFAULT_ENDPOINT not in settings.providers:
+        raise InputError(f"no {DEFAULT_ENDPOINT} endpoint under endpoints: in {paths.settings_file}; declare it")
+    url, listed = fetch_prices(settings.providers[DEFAULT_ENDPOINT])
+    target = price_cache_file(paths.data_root)
+    atomic_write_json(target, {"fetched_at": now(), "source": url, "models": listed})
+    catalog = load_catalog(paths, pool_limits(paths), settings)
+    ours = [m for m in catalog.models.values() if m.endpoint == DEFAULT_ENDPOINT and not m.for_embedding]
+    unpriced = sorted(m.model_id for m in ours if m.price is None)
+    click.echo(f"prices of {len(listed)} models from {url} written to {target}")
+    click.echo(
+        f"{len(ours) - len(unpriced)} of {len(ours)} {DEFAULT_ENDPOINT} models of llm_models.csv have a price"
+        + (f"; none for {', '.join(unpriced)} (give price columns in llm_models.csv)" if unpriced else "")
+    )

@@ -15,6 +15,7 @@ COMMANDS = {
     "run": "run:run",
     "plan": "run:plan",
     "status": "run:status",
+    "pools": "run:pools",
     "check": "store:check",
     "tasks": "store:tasks",
     "gens": "store:gens",
@@ -33,6 +34,7 @@ COMMANDS = {
     "search": "search:search",
     "parse": "debug:parse",
     "ui": "debug:ui",
+    "prices": "debug:prices",
 }
 
 

@@ -138,8 +138,8 @@ def tournament_command(cohort, template, judge, rounds, backend, yes, quiet):
     totals = tournament.estimate(settings, judge, texts, rounds, tournament.kept_judgments(paths, judge, set(essays)))
     costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
     runner.check_worker_timeout(paths, settings, {pairwise.SAMPLED_LIKE}, with_slots=True)
-    if totals["to_call"] and not backend_of(judge.model.provider).starts_server:
-        endpoints.preflight(settings.providers[judge.model.provider])
+    if totals["to_call"] and not backend_of(judge.model.endpoint).starts_server:
+        endpoints.preflight(settings.providers[judge.model.endpoint], model=judge.model.model)
     run = Knobs(uuid.uuid4().hex[:12], plan.backend, call_slots=True)
     with runner.started(paths, run) as log_path:
         _play(paths, plan, judge, essays, rounds, totals["to_call"], run, 0 if quiet else 1, log_path)
@@ -164,11 +164,11 @@ def _play(
                 f"reused, none is paid twice):"
             )
             _listed([f"  failed pairwise {gen_id}: {reason}" for gen_id, reason in sorted(exc.failures.items())])
-            click.echo(calls_line(tournament.accounted(paths, build.asked, run_id)[0]))
+            click.echo(calls_line(tournament.accounted(paths, build.asked, run_id, judge.model)[0]))
             click.echo(f"log: {log_path}")
             sys.exit(runner.EXIT_FAILED)
         except tournament.Interrupted as exc:
-            calls, made = tournament.accounted(paths, build.asked, run_id)
+            calls, made = tournament.accounted(paths, build.asked, run_id, judge.model)
             finished = (
                 "calls still in flight were abandoned"
                 if exc.abandoned
@@ -181,7 +181,7 @@ def _play(
             click.echo(calls_line(calls))
             click.echo(f"log: {log_path}")
             sys.exit(runner.EXIT_SIGNAL[exc.signum])
-    calls, made = tournament.accounted(paths, build.asked, run_id)
+    calls, made = tournament.accounted(paths, build.asked, run_id, judge.model)
     about = {"template_id": judge.template.template_id, "judge": judge.model.model_id, "model": judge.model.model}
 
     def judgment_id(first: str, second: str) -> str:

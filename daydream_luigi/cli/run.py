@@ -1,19 +1,25 @@
-"""Running a cohort: `run`, and the read-only views of what a run would do or has done: `plan`, `status`."""
+"""Running a cohort: `run`, the read-only views of what a run would do or has done: `plan`, `status`, and the pools
+its calls go through: `pools` (and `pools resume`)."""
 
 import sys
+from dataclasses import replace
 
 import click
+import pandas as pd
 
 from daydream_luigi.cli.common import backend_option, backend_servers, cohort_option, confirm, prepare
 from daydream_luigi.cli.search import plan_search
 from daydream_luigi.core.clock import now
+from daydream_luigi.core.cohort_spec import empty_reasons
 from daydream_luigi.core.errors import InputError
-from daydream_luigi.core.settings import STAGES
+from daydream_luigi.core.settings import STAGES, Paths, load_settings, pool_limits
 from daydream_luigi.execution import cohort_run as running
 from daydream_luigi.execution.central import central_url
 from daydream_luigi.execution.neutrality import record_neutral_inputs, require_neutral_inputs
 from daydream_luigi.execution.progress import rate_text
+from daydream_luigi.providers.limits import gate
 from daydream_luigi.providers.limits.budget import Spend
+from daydream_luigi.providers.limits.ratelimit import quota_message
 from daydream_luigi.store import costs, operations
 from daydream_luigi.store.accounting import complete_sets, first_reasons
 from daydream_luigi.store.membership import record_run
@@ -28,7 +34,7 @@ batch_option = click.option(
     "--batch",
     is_flag=True,
     help="Send every eligible call through its provider's batch API "
-    "(providers.*.batch_api): about half the price, answers within 24 hours.",
+    "(endpoints.*.batch_api): about half the price, answers within 24 hours.",
 )
 
 
@@ -36,7 +42,8 @@ def _pending(plan, complete) -> list:
     return [m for m in plan.members.values() if m.gen_id not in complete[m.stage]]
 
 
-def print_summary(cohort_id: str, result: running.Result, reports) -> None:
+def print_summary(cohort_id: str, result: running.Result, reports, proved: list[str] = ()) -> None:
+    """`proved`: the endpoints the preflight sent a 1-token chat completion (requests the provider received too)."""
     outcome = result.outcome
     calls = outcome.calls
     click.echo(
@@ -48,6 +55,11 @@ def print_summary(cohort_id: str, result: running.Result, reports) -> None:
         f"requests sent {calls.requests}{batched}, answers received {calls.answers}, tokens "
         f"{calls.prompt_tokens} prompt + {calls.completion_tokens} completion, {calls.cost_text()}"
     )
+    if proved:
+        click.echo(
+            f"preflight requests {len(proved)} (a 1-token chat completion proving the key of "
+            f"{', '.join(proved)}, before the run)"
+        )
     if result.max_cost_usd is not None:
         click.echo(Spend(calls.cost, calls.estimated_cost, 0.0, result.max_cost_usd).line())
     if outcome.unscored:
@@ -168,6 +180,8 @@ def run(
     cost_plan = costs.plan(paths, plan.context.catalog, members, settings, batch)
     if budget is not None:
         costs.check_budget(cost_plan, budget)
+    if max_cost is not None:
+        costs.check_priced(cost_plan, "--max-cost")
     complete = complete_sets(paths)
     pending = _pending(plan, complete)
     if dry_run:
@@ -176,10 +190,10 @@ def run(
             to_run = sum(1 for m in pending if m.stage == name)
             click.echo(f"{name}: {total} in cohort, {to_run} to run, {total - to_run} done")
         return
-    totals = costs.plan_total(cost_plan)
-    if costs.guard_reason(totals, settings.guard) and not yes and sys.stdin.isatty():
-        click.echo(cost_plan.to_string(index=False), err=True)
-    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None)
+    totals, unpriced = costs.plan_total(cost_plan), sum(costs.unpriced(cost_plan).values())
+    if costs.guard_reason(totals, settings.guard, unpriced) and not yes and sys.stdin.isatty():
+        click.echo(costs.shown_plan(cost_plan), err=True)
+    costs.check_guard(totals, settings.guard, yes, confirm if sys.stdin.isatty() else None, unpriced)
     url = (scheduler_url or central_url()) if scheduler == "central" else None
     request = running.Request(
         cohort_id,
@@ -193,7 +207,7 @@ def run(
         batch,
         plan.backend,
     )
-    running.preflight(paths, request, pending)
+    proved = running.preflight(paths, request, pending)
     record_neutral_inputs(paths, cohort_id, neutrality)
     click.echo(f"cohort {cohort_id}: {len(members)} generations, {len(pending)} to run", err=True)
     started = now()
@@ -215,7 +229,7 @@ def run(
     )
     written = not (stage or gen_ids or result.interrupted_by is not None)  # as running.run decides
     reports = paths.cohorts / cohort_id / "reports" / "report.html" if written else None
-    print_summary(cohort_id, result, reports)
+    print_summary(cohort_id, result, reports, proved)
     sys.exit(result.exit_code)
 
 
@@ -242,14 +256,12 @@ def plan(cohort, backend, budget, batch, search_name):
         paths, cohort_plan.context.catalog, list(cohort_plan.members.values()), cohort_plan.context.settings, batch
     )
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
-    click.echo(frame.to_string(index=False))
-    totals = costs.plan_total(frame)
-    click.echo(
-        "total: "
-        + ", ".join(
-            f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}" for key, value in totals.items()
-        )
-    )
+    if frame.empty:
+        reasons = empty_reasons(cohort_plan.spec, cohort_plan.backend) or ["the cohort has no generation"]
+        click.echo("nothing to plan: " + "; ".join(reasons))
+        return
+    click.echo(costs.shown_plan(frame))
+    click.echo(costs.total_line(frame))
     if budget is not None:
         costs.check_budget(frame, budget)
 
@@ -262,3 +274,52 @@ def status(cohort, backend):
     paths, cohort_plan = prepare(cohort, backend)
     click.echo(f"cohort {cohort_plan.spec.cohort_id}")
     click.echo(operations.status(paths, list(cohort_plan.members.values())).to_string(index=False))
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def pools(ctx):
+    """Each pool: calls at once (config/luigi.cfg), its rate (configured, and lowered after 429s), what its window and
+    day hold, and a quota pause. `daydream pools resume NAME` lifts a pause."""
+    if ctx.invoked_subcommand is not None:
+        return
+    paths = Paths.from_env()
+    settings, limits = load_settings(paths), pool_limits(paths)
+    limiter = gate.limiter(paths, settings)
+    rows = []
+    for pool in sorted(limits):
+        status = limiter.status(pool)
+        paused = status.paused
+        rows.append(
+            {
+                "pool": pool,
+                "at_once": limits[pool],
+                "rate": rate_text(status) if paused is None else rate_text(replace(status, paused=None)),
+                "sent_in_window": status.sent_in_window,
+                "sent_today": status.sent_today,
+                "paused": "-" if paused is None else f"until {_pause_text(pool, paused)}",
+            }
+        )
+    click.echo(pd.DataFrame(rows).to_string(index=False))
+
+
+@pools.command("resume")
+@click.argument("name")
+def pools_resume(name):
+    """Lift NAME's quota pause now (e.g. after buying credits): its calls start again at the next run."""
+    paths = Paths.from_env()
+    limits = pool_limits(paths)
+    if name not in limits:
+        raise InputError(f"no pool {name!r}; the pools are {', '.join(sorted(limits))} (config/luigi.cfg [resources])")
+    limiter = gate.limiter(paths, load_settings(paths))
+    paused = limiter.paused(name)
+    if paused is None:
+        click.echo(f"pool {name}: not paused, nothing to lift")
+        return
+    limiter.resume(name)
+    click.echo(f"pool {name}: lifted the pause until {_pause_text(name, paused)}; its calls start at the next run")
+
+
+def _pause_text(pool: str, paused: tuple[float, str]) -> str:
+    """`HH:MM (reason)` of a pool's quota pause, as the run's quota line says it."""
+    return quota_message(pool, *paused).split("resume after ", 1)[1]

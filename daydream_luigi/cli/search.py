@@ -36,8 +36,8 @@ def plan_lines(search: SearchSpec, cube: record.Cube) -> list[str]:
     return [
         f"search {search.name} ({search.strategy}, seed {search.seed}): gate {search.gate.name}, "
         f"stop after {search.stop_after_passes or 'no'} pass(es)",
-        f"budget, worst case: {worst.calls:,} calls, ${worst.est_cost_usd:.4f}{share}",
-        f"the cube ({cube_spec(search).cohort_id}): {cube.calls:,} calls, est. ${cube.est_cost_usd:.4f}",
+        f"budget, worst case: {worst.calls:,} calls, {costs.usd_text(worst.est_cost_usd)}{share}",
+        f"the cube ({cube_spec(search).cohort_id}): {cube.calls:,} calls, est. {costs.usd_text(cube.est_cost_usd)}",
     ]
 
 

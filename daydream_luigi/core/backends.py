@@ -58,7 +58,7 @@ WRITING_SAMPLING = {"top_p": 0.9, "frequency_penalty": 0.3}
 @dataclass(frozen=True)
 class Backend:
     name: str  # as --backend and the [daydream] backend setting name it
-    provider: str | None  # the llm_models.csv provider of its models; None: every provider no other backend claims
+    endpoint: str | None  # the endpoint of its models (llm_models.csv); None: every endpoint no other backend claims
     server_url_env: str | None = None  # `run` starts its server and puts the URL here (its provider's base_url_env)
     call_shape: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # stage -> what its calls add
     seeded: bool = False  # each call carries a seed derived from its gen_id: a run is reproducible on one machine
@@ -71,7 +71,7 @@ class Backend:
 
 LOCAL = Backend(
     "local",
-    provider="embedded",
+    endpoint="embedded",
     server_url_env="DAYDREAM_EMBEDDED_BASE_URL",
     call_shape={
         "draft": WRITING_SAMPLING,
@@ -82,13 +82,14 @@ LOCAL = Backend(
     seeded=True,
     embedding_models="offline (provider embedded)",
 )
-HTTP = Backend("http", provider=None, embedding_models="provider's (not embedded)")
+HTTP = Backend("http", endpoint=None, embedding_models="provider's (not embedded)")
 BACKENDS = {backend.name: backend for backend in (LOCAL, HTTP)}
+DEFAULT_ENDPOINT = "openrouter"  # where a model's calls go when llm_models.csv names no endpoint
 
 
-def backend_of(provider: str) -> Backend:
-    """The backend that runs the models of `provider` (an llm_models.csv provider id)."""
-    return next((b for b in BACKENDS.values() if b.provider == provider), HTTP)
+def backend_of(endpoint: str) -> Backend:
+    """The backend that runs the models of `endpoint` (a declared endpoint's id)."""
+    return next((b for b in BACKENDS.values() if b.endpoint == endpoint), HTTP)
 
 
 def default_backend() -> str:

@@ -2,14 +2,18 @@
 
 import csv
 import hashlib
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from daydream_luigi.core.backends import DEFAULT_ENDPOINT, backend_of
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.ids import id_problem
+from daydream_luigi.core.model_options import REASONING_COLUMNS, ROUTING_COLUMNS, read_options
 from daydream_luigi.core.parsers import DRAFT_PARSERS, PAIRWISE_PARSERS, SCORE_PARSERS
+from daydream_luigi.core.pricing import Price, cached_prices
 from daydream_luigi.core.rates import unknown_pools
 from daydream_luigi.core.render import template_problem
 from daydream_luigi.core.settings import LEVELS, Paths, Settings, load_settings
@@ -53,13 +57,16 @@ class Template:
 class Model:
     model_id: str
     model: str
-    provider: str
+    endpoint: str  # where its calls go: an endpoint declared in config/daydream.yaml
     display_name: str
     for_generation: bool
     for_evaluation: bool
     pool: str
-    price_per_mtok: float
+    price: Price | None  # None: unknown (no price in llm_models.csv nor in the price cache)
     for_embedding: bool = False  # an embedding model (`daydream dedup`), never a cohort's generator or judge
+    vendor: str = ""  # who made the model (llm_models.csv `provider` in the vendor format), free text
+    reasoning: dict = field(default_factory=dict)  # its reasoning request object (`model_options`), when set
+    routing: dict = field(default_factory=dict)  # OpenRouter's provider preferences (`model_options`), when set
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ _TEMPLATE_CATALOGS = {
 }
 # A catalog file a project may leave out: without pairwise templates there is no tournament to run, nothing else.
 _OPTIONAL_CATALOGS = {"pairwise"}
-_MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "for_evaluation", "pool"]
+_MODEL_COLUMNS = ["id", "model", "provider", "display_name", "for_generation", "for_evaluation"]
 
 
 def read_rows(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int, dict]]:
@@ -201,6 +208,13 @@ def _load_concepts(paths: Paths, name_only: bool, problems: list[str]) -> dict:
     return concepts
 
 
+def template_folders(paths: Paths, stage: str) -> list[Path]:
+    """Where a stage's template files may be: ours (generation_templates/<stage>, or GEN_TEMPLATES_ROOT), and the
+    earlier Dagster system's later (templates/<stage>) and earlier (evaluation_templates/) folders."""
+    folders = [paths.templates_root / stage, paths.raw / "templates" / stage]
+    return folders + ([paths.raw / "evaluation_templates"] if stage == "evaluation" else [])
+
+
 def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
     filename, kind_column = _TEMPLATE_CATALOGS[stage]
     path = paths.raw / filename
@@ -221,8 +235,20 @@ def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
         if kind not in allowed:
             known = ", ".join(sorted(k for k in allowed if k)) + (" or blank" if "" in allowed else "")
             problems.append(f"{where}: unknown {kind_column} {kind!r} for template {tid!r}; use one of: {known}")
-        file = paths.templates_root / stage / f"{tid}.txt"
-        if not file.exists():
+        found = [folder / f"{tid}.txt" for folder in template_folders(paths, stage) if (folder / f"{tid}.txt").exists()]
+        if len(found) > 1:
+            problems.append(
+                f"{where}: template {tid!r} has a file in more than one folder ({', '.join(map(str, found))}); "
+                f"keep one of them"
+            )
+            continue
+        file = found[0] if found else paths.templates_root / stage / f"{tid}.txt"
+        if not found and stage == "essay" and kind == "copy":  # it calls nothing, so it needs no text
+            templates[tid] = Template(
+                stage, tid, row["template_name"], _flag(row["active"], where, "active", problems), kind, file, ""
+            )
+            continue
+        if not found:
             problems.append(
                 f"{where}: template file {file} not found for template {tid!r}; create it or remove the row"
             )
@@ -239,42 +265,127 @@ def _load_templates(paths: Paths, stage: str, problems: list[str]) -> dict:
     return templates
 
 
+def _endpoint_and_vendor(row: dict, header: set) -> tuple[str, str]:
+    """Where a model's calls go and who made it. With an `endpoint` column, `provider` is the vendor (free text) and a
+    blank endpoint means openrouter; a file with neither `endpoint` nor `pool` column (the earlier Dagster system's)
+    routes every model through openrouter; a file with `pool` and no `endpoint` is this project's earlier format, whose
+    `provider` names the endpoint."""
+    if "endpoint" in header:
+        return row["endpoint"] or DEFAULT_ENDPOINT, row["provider"]
+    if "pool" not in header:
+        return DEFAULT_ENDPOINT, row["provider"]
+    return row["provider"], ""
+
+
+def _default_pool(model: str, endpoint: str) -> str:
+    """The pool of a model whose row names none: the offline model's own, free for OpenRouter's `:free` variants."""
+    if backend_of(endpoint).starts_server:
+        return "local"
+    return "free" if model.endswith(":free") else "paid"
+
+
+def _options_problem(model: Model, providers: dict) -> str | None:
+    """Why the model's reasoning or routing columns cannot be sent to its endpoint (with the fix), else None."""
+    if model.endpoint not in providers:
+        return None
+    dialect = providers[model.endpoint].dialect
+    if model.routing and dialect != "openrouter":
+        return (
+            f"sets provider_* routing columns, which only OpenRouter takes, but endpoint {model.endpoint!r} speaks "
+            f"{dialect}; clear them"
+        )
+    if model.reasoning and dialect == "openai-compatible":
+        return (
+            f"sets reasoning_* columns, but endpoint {model.endpoint!r} speaks openai-compatible, whose chat API has "
+            f"no reasoning setting; clear them (the thinking a server returns is kept anyway)"
+        )
+    if dialect == "openai" and set(model.reasoning) - {"effort"}:
+        return (
+            f"sets reasoning_max_tokens or reasoning_exclude, which only OpenRouter takes, but endpoint "
+            f"{model.endpoint!r} speaks openai (reasoning_effort only); use reasoning_effort"
+        )
+    return None
+
+
+def _number(row: dict, column: str, where: str, problems: list[str]) -> float | None:
+    text = row.get(column) or ""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        problems.append(f"{where}: {column} {text!r} is not a number >= 0 (USD per million tokens)")
+        return None
+    return value
+
+
+def _price(row: dict, endpoint: str, cache: dict[str, Price], where: str, problems: list[str]) -> Price | None:
+    """The model's price: its own columns (prompt and completion, or one price_per_mtok for both), else the price
+    cache (OpenRouter's list), else free for a `:free` model or the offline one; else unknown (None)."""
+    prompt, completion = (_number(row, f"price_{part}_per_mtok", where, problems) for part in ("prompt", "completion"))
+    flat = _number(row, "price_per_mtok", where, problems)
+    if (prompt is None) != (completion is None):
+        problems.append(
+            f"{where}: model {row['id']!r} has only one of price_prompt_per_mtok and price_completion_per_mtok; "
+            f"give both (or neither)"
+        )
+    elif prompt is not None and completion is not None:
+        return Price(prompt, completion)
+    if flat is not None:
+        return Price.flat(flat)
+    if endpoint == DEFAULT_ENDPOINT and row["model"] in cache:
+        return cache[row["model"]]
+    if row["model"].endswith(":free") or backend_of(endpoint).starts_server:
+        return Price(0.0, 0.0)
+    return None
+
+
 def _load_models(paths: Paths, pools: dict, providers: dict, problems: list[str]) -> dict:
     path = paths.raw / "llm_models.csv"
+    cache = cached_prices(paths.data_root)
+    section = next((provider.section for provider in providers.values()), "endpoints")  # as the settings file says
     rows = _check_ids(read_rows(path, _MODEL_COLUMNS, problems), path, "id", problems)
+    header = set(rows[0][1]) if rows else set()
     models = {}
     for line, row in rows:
         where = f"{path}: line {line}"
-        if row["provider"] not in providers:
+        endpoint, vendor = _endpoint_and_vendor(row, header)
+        if endpoint not in providers:
+            kind = "endpoint" if "endpoint" in header else "provider"
             problems.append(
-                f"{where}: model {row['id']!r} uses unknown provider {row['provider']!r}; use one of "
-                f"{', '.join(sorted(providers))} or declare it under providers: in {paths.settings_file}"
+                f"{where}: model {row['id']!r} uses unknown {kind} {endpoint!r}; use one of "
+                f"{', '.join(sorted(providers))} or declare it under {section}: in {paths.settings_file}"
             )
-        if row["pool"] not in pools:
+        pool = row.get("pool") or _default_pool(row["model"], endpoint)
+        if pool not in pools:
             problems.append(
-                f"{where}: model {row['id']!r} uses unknown pool {row['pool']!r}; use one of "
+                f"{where}: model {row['id']!r} uses unknown pool {pool!r}; use one of "
                 f"{', '.join(sorted(pools))} or add it to [resources] in config/luigi.cfg"
             )
         if not row["model"]:
             problems.append(
                 f"{where}: model {row['id']!r} has an empty model string; fill in the provider's model name"
             )
-        try:
-            price = float(row.get("price_per_mtok") or 0)
-        except ValueError:
-            problems.append(f"{where}: price_per_mtok {row['price_per_mtok']!r} is not a number")
-            price = 0.0
+        price = _price(row, endpoint, cache, where, problems)
         model = Model(
             row["id"],
             row["model"],
-            row["provider"],
+            endpoint,
             row["display_name"],
             _flag(row["for_generation"], where, "for_generation", problems),
             _flag(row["for_evaluation"], where, "for_evaluation", problems),
-            row["pool"],
+            pool,
             price,
             _flag(row.get("for_embedding", ""), where, "for_embedding", problems),
+            vendor,
+            read_options(row, REASONING_COLUMNS, where, problems),
+            read_options(row, ROUTING_COLUMNS, where, problems),
         )
+        problem = _options_problem(model, providers)
+        if problem:
+            problems.append(f"{where}: model {row['id']!r} {problem}")
         if model.for_embedding and (model.for_generation or model.for_evaluation):
             problems.append(
                 f"{where}: model {row['id']!r} is for_embedding, so it cannot also be for_generation or "

@@ -74,8 +74,27 @@ def backend_models(catalog: Catalog, backend: str, role: str) -> list[str]:
     for http)."""
     flag = "for_generation" if role == "generation" else "for_evaluation"
     return sorted(
-        m.model_id for m in catalog.models.values() if getattr(m, flag) and backend_of(m.provider).name == backend
+        m.model_id for m in catalog.models.values() if getattr(m, flag) and backend_of(m.endpoint).name == backend
     )
+
+
+def empty_reasons(spec: CohortSpec, backend: str) -> list[str]:
+    """Why a cohort has nothing to make, each with what to change (a plan with no row says this, not an empty table)."""
+    other = "http" if backend == "local" else "local"
+    fixes = {
+        "combos": "no combination of concepts: fewer active concepts than k; set active true on more rows of "
+        "concepts_metadata.csv, or lower k in config/daydream.yaml",
+        "draft_templates": "no active draft template; set active true on a row of draft_templates.csv",
+        "essay_templates": "no active essay template; set active true on a row of essay_templates.csv",
+        "evaluation_templates": "no active evaluation template; set active true on a row of evaluation_templates.csv",
+        "generation_models": f"no model of llm_models.csv has for_generation true and runs on the {backend} backend; "
+        f"set for_generation true on one, or choose --backend {other}",
+        "evaluation_models": f"no model of llm_models.csv has for_evaluation true and runs on the {backend} backend; "
+        f"set for_evaluation true on one, or choose --backend {other}",
+    }
+    if spec.curated:
+        return []
+    return [fix for axis, fix in fixes.items() if not getattr(spec, axis)]
 
 
 def active_spec(catalog: Catalog, settings: Settings, backend: str) -> CohortSpec:

@@ -378,6 +378,13 @@ def parse_pairwise(parser: str, text: str) -> str:
 
 def truncation_problem(call: dict, gen_id: str) -> str | None:
     """Why an answer cannot be read when it was cut at max_tokens (its call record says so), else None."""
+    if call.get("finish_reason") == "length" and call.get("reasoning_tokens"):
+        return (
+            f"answer truncated at max_tokens={call.get('max_tokens')} after {call['reasoning_tokens']} tokens of "
+            f"thinking (finish_reason=length): the model spent its budget reasoning; raise max_tokens in "
+            f"config/daydream.yaml or cap the thinking with reasoning_max_tokens or reasoning_effort in "
+            f"llm_models.csv, then `daydream gens rm {gen_id} --yes` and re-run"
+        )
     if call.get("finish_reason") == "length":
         return (
             f"answer truncated at max_tokens={call.get('max_tokens')} (finish_reason=length); raise max_tokens "

@@ -1,8 +1,9 @@
-"""Model providers, declared under `providers:` in config/daydream.yaml: where a provider's requests go, which
-environment variable holds its key, and its batch API; checked here before anything runs (`providers.endpoints`
-reaches them). A message never quotes a value that could be a key.
+"""Model endpoints, declared under `endpoints:` (earlier name: `providers:`) in config/daydream.yaml: where a
+provider's requests go, which environment variable holds its key, its batch API and its dialect; checked here before
+anything runs (`providers.endpoints` reaches them). A message never quotes a value that could be a key.
 """
 
+import dataclasses
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from daydream_luigi.core.batch_settings import BATCH_APIS
 from daydream_luigi.core.ids import id_problem
 
 LOOPBACK_NAMES = frozenset({"localhost"})  # besides the addresses 127.0.0.0/8 and ::1
-FIELDS = ("api_key_env", "base_url", "base_url_env", "batch_api")
+FIELDS = ("api_key_env", "base_url", "base_url_env", "batch_api", "dialect")
+DIALECTS = ("openrouter", "openai", "openai-compatible")  # whose documented request fields its calls use
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL_EXAMPLES = "like https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1"
 
@@ -25,6 +27,16 @@ class Provider:
     api_key_env: str | None  # the environment variable holding the key; None for a server that needs no key
     base_url_env: str | None = None  # an environment variable that, when set, replaces base_url
     batch_api: str | None = None  # its batch API (core.batch_settings.BATCH_APIS); None: no batches
+    dialect: str = "openai-compatible"  # DIALECTS: which API's documented fields its requests carry
+    section: str = dataclasses.field(
+        default="providers", compare=False
+    )  # the settings key it was declared under, for messages
+
+
+def default_dialect(base_url: str | None) -> str:
+    """openrouter for an openrouter.ai URL, else the standard fields every OpenAI-compatible server takes."""
+    host = (urlsplit(base_url).hostname or "") if base_url else ""
+    return "openrouter" if host == "openrouter.ai" or host.endswith(".openrouter.ai") else "openai-compatible"
 
 
 def is_loopback(host: str) -> bool:
@@ -64,18 +76,18 @@ def url_problem(url: str, sends_key: bool) -> str | None:
     return None
 
 
-def parse_providers(raw: Any, where: str) -> tuple[dict[str, Provider], list[str]]:
-    """The `providers:` mapping of the settings file `where`, with every problem found (messages never quote a value
-    that could be a key)."""
+def parse_providers(raw: Any, where: str, section: str = "providers") -> tuple[dict[str, Provider], list[str]]:
+    """The `endpoints:` (or, by its earlier name, `providers:`: `section`) mapping of the settings file `where`, with
+    every problem found (messages never quote a value that could be a key)."""
     if not isinstance(raw, dict) or not raw:
         return {}, [
-            f"{where}: providers must map each provider id to its base_url and api_key_env "
+            f"{where}: {section} must map each provider id to its base_url and api_key_env "
             f"(see the README, 'Providers')"
         ]
     providers: dict[str, Provider] = {}
     problems: list[str] = []
     for name, fields in raw.items():
-        key = f"providers.{name}"
+        key = f"{section}.{name}"
         problem = id_problem(name) if isinstance(name, str) else "is not text"
         if problem:
             problems.append(f"{where}: provider id {name!r} {problem}; rename it")
@@ -106,6 +118,11 @@ def parse_providers(raw: Any, where: str) -> tuple[dict[str, Provider], list[str
                 f"{where}: {key}.batch_api must be one of {', '.join(BATCH_APIS)} (found "
                 f"{fields['batch_api']!r}), or left out when the provider has no batch API"
             )
+        if fields.get("dialect") is not None and fields["dialect"] not in DIALECTS:
+            problems.append(
+                f"{where}: {key}.dialect must be one of {', '.join(DIALECTS)} (found {fields['dialect']!r}), or left "
+                f"out (openrouter for an openrouter.ai base_url, else openai-compatible)"
+            )
         base_url = fields.get("base_url")
         if base_url is not None:
             if not isinstance(base_url, str):
@@ -118,6 +135,12 @@ def parse_providers(raw: Any, where: str) -> tuple[dict[str, Provider], list[str
             problems.append(f"{where}: {key} has no base_url; add one, {_URL_EXAMPLES}")
         if len(problems) == found:
             providers[name] = Provider(
-                name, base_url, fields.get("api_key_env"), fields.get("base_url_env"), fields.get("batch_api")
+                name,
+                base_url,
+                fields.get("api_key_env"),
+                fields.get("base_url_env"),
+                fields.get("batch_api"),
+                fields.get("dialect") or default_dialect(base_url if isinstance(base_url, str) else None),
+                section,
             )
     return providers, problems

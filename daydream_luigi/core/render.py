@@ -10,7 +10,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 STAGE_VARIABLES = {
     "draft": frozenset({"concepts"}),
-    "essay": frozenset({"draft_block"}),
+    "essay": frozenset({"draft_block", "links_block"}),  # the same parsed draft: links_block is its earlier name
     "evaluation": frozenset({"response"}),
     "pairwise": frozenset({"essay_a", "essay_b"}),  # the essay shown first (A) and second (B)
 }

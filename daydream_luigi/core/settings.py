@@ -5,7 +5,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -13,6 +13,7 @@ import yaml
 
 from daydream_luigi.core.batch_settings import BatchSettings, batch_settings
 from daydream_luigi.core.errors import InputError, raise_if
+from daydream_luigi.core.model_options import EFFORTS
 from daydream_luigi.core.provider_settings import Provider, parse_providers
 from daydream_luigi.core.rates import PoolRates, pool_rates
 
@@ -99,6 +100,7 @@ _STAGE_SETTINGS = {
     "max_tokens": POSITIVE_INT,
     "connect_timeout": POSITIVE_NUMBER,
     "read_timeout": POSITIVE_NUMBER,
+    "reasoning": None,  # optional: the reasoning settings of the stage's calls (`stage_reasoning`)
 }
 # Every key of config/daydream.yaml; None marks the two checked apart (description_level keeps its own message,
 # providers are parsed by the providers module). The order is the order of the "missing setting(s)" message.
@@ -118,7 +120,8 @@ SCHEMA = {
     "limits": {"max_prompt_chars": POSITIVE_INT},
     "allow_name_only_concepts": BOOLEAN,
     "guard": {"max_calls": NON_NEGATIVE_INT, "max_cost_usd": NON_NEGATIVE_NUMBER},
-    "providers": None,
+    "endpoints": None,
+    "providers": None,  # the earlier name of endpoints, still read
     "pools": None,
     "batch": None,
 }
@@ -177,6 +180,30 @@ class StageSettings:
     max_tokens: int
     connect_timeout: float
     read_timeout: float
+    reasoning: Mapping[str, object] = field(default_factory=dict)  # effort | max_tokens, exclude; {} when not set
+
+
+_REASONING = {
+    "effort": Rule(lambda v: v in EFFORTS, f"one of {', '.join(EFFORTS)}"),
+    "max_tokens": POSITIVE_INT,
+    "exclude": BOOLEAN,
+}
+
+
+def stage_reasoning(raw: object, where: str, problems: list[str]) -> dict:
+    """A stage's `reasoning:` mapping (OpenRouter's reasoning object: effort or max_tokens, exclude), checked."""
+    if not isinstance(raw, dict):
+        problems.append(f"{where} must be a mapping of {', '.join(_REASONING)} (found {shown(raw)})")
+        return {}
+    found = len(problems)
+    for key, value in raw.items():
+        if key not in _REASONING:
+            problems.append(f"unknown setting {where}.{key}; remove it (allowed in {where}: {', '.join(_REASONING)})")
+        elif not _REASONING[key].accepts(value):
+            problems.append(f"{where}.{key} must be {_REASONING[key].expected} (found {shown(value)})")
+    if "effort" in raw and "max_tokens" in raw:
+        problems.append(f"{where}: set effort or max_tokens, not both (OpenRouter takes one)")
+    return dict(raw) if len(problems) == found else {}
 
 
 @dataclass(frozen=True)
@@ -238,15 +265,31 @@ def load_settings(paths: Paths) -> Settings:
         raise InputError(f"{path}: file not found; restore it from git or set DAYDREAM_CONFIG_DIR") from None
     raw = raw if isinstance(raw, dict) else {}
     missing, problems = schema_problems(raw, SCHEMA)
-    missing = [key for key in missing if key not in OPTIONAL_SETTINGS]
+    section = "providers" if "providers" in raw and "endpoints" not in raw else "endpoints"
+    missing = [
+        key
+        for key in missing
+        if key not in OPTIONAL_SETTINGS and not key.endswith(".reasoning") and key not in ("providers", "endpoints")
+    ]
+    missing += [] if section in raw else ["endpoints"]
     if missing:
         problems.insert(0, f"missing setting(s) {', '.join(missing)}; add them (see the README)")
     if "description_level" in raw and raw["description_level"] not in LEVELS:
         problems.append(f"description_level {raw['description_level']!r} is not one of {', '.join(LEVELS)}")
+    stages = raw["stages"] if isinstance(raw.get("stages"), dict) else {}
+    for stage in STAGES:
+        config = stages.get(stage)
+        if isinstance(config, dict) and "reasoning" in config:
+            config["reasoning"] = stage_reasoning(config["reasoning"], f"stages.{stage}.reasoning", problems)
     problems = [f"{path}: {problem}" for problem in problems]
     providers: dict[str, Provider] = {}
-    if "providers" in raw:
-        providers, provider_problems = parse_providers(raw["providers"], str(path))
+    if "providers" in raw and "endpoints" in raw:
+        problems.append(
+            f"{path}: both endpoints: and providers: (its earlier name) are set; keep endpoints: and move every entry "
+            f"of providers: into it"
+        )
+    elif section in raw:
+        providers, provider_problems = parse_providers(raw[section], str(path), section)
         problems += provider_problems
     pools: dict[str, PoolRates] = {}
     batch = BatchSettings()

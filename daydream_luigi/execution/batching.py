@@ -33,7 +33,7 @@ from pathlib import Path
 from daydream_luigi.core.batch_settings import BatchSettings, is_batched
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.expansion import Member, calls_model
-from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, estimate_cost_usd
+from daydream_luigi.core.pricing import BATCH_PRICE_FACTOR, call_cost, shared_batch_cost, upper_bound_usd
 from daydream_luigi.core.settings import PARENT_STAGE
 from daydream_luigi.execution import generation, stages
 from daydream_luigi.execution.generation import Context, Emit, GenerationFailed
@@ -72,7 +72,7 @@ def chunk_folder(paths, cohort_id: str, stage: str, model_id: str, chunk: int) -
 
 
 def batch_api_of(ctx: Context, member: Member) -> str | None:
-    return ctx.settings.providers[ctx.catalog.models[member.llm_model_id].provider].batch_api
+    return ctx.settings.providers[ctx.catalog.models[member.llm_model_id].endpoint].batch_api
 
 
 def batched(ctx: Context, settings: BatchSettings, member: Member, every_call: bool) -> bool:
@@ -247,7 +247,7 @@ def _ready(ctx: Context, member: Member) -> bool:
 
 def client(ctx: Context, model_id: str):
     """The batch client of the model's provider, with its base URL and key (the key goes only there)."""
-    provider = ctx.settings.providers[ctx.catalog.models[model_id].provider]
+    provider = ctx.settings.providers[ctx.catalog.models[model_id].endpoint]
     base_url, key = endpoints.resolve(provider)
     return api.CLIENTS[provider.batch_api](base_url, key)
 
@@ -289,7 +289,7 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
     folder = wave.folder(ctx.paths)
     gen_ids = found.lists[(wave.stage, wave.model_id)][wave.chunk]
     model = ctx.catalog.models[wave.model_id]
-    api_name = ctx.settings.providers[model.provider].batch_api
+    api_name = ctx.settings.providers[model.endpoint].batch_api
     with _ChunkLock(folder.parent):
         path = folder / SUBMITTED
         record = _read(path) or {
@@ -320,11 +320,10 @@ def submit(ctx: Context, members: dict, found: Chunks, wave: Wave, run_id: str, 
             except GenerationFailed:
                 continue  # recorded in its error.json; its task reports it
             if ledger is not None:
-                tokens = gate.estimated_tokens(body["messages"][-1]["content"], body["max_tokens"])
+                limit = body.get("max_completion_tokens", body.get("max_tokens"))  # the openai dialect's name first
+                tokens = gate.estimated_tokens(body["messages"][-1]["content"], limit)
                 try:
-                    ledger.reserve(
-                        f"{gen_id}#batch", estimate_cost_usd(model.price_per_mtok, tokens, 0, BATCH_PRICE_FACTOR)
-                    )
+                    ledger.reserve(f"{gen_id}#batch", upper_bound_usd(model.price, tokens) * BATCH_PRICE_FACTOR)
                 except BudgetReached as exc:
                     record["refused"][gen_id] = str(exc)
                     continue
@@ -388,12 +387,13 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
     for entry in record["batches"]:
         state = states[entry["batch_id"]]
         batch = {"api": record["api"], "batch_id": entry["batch_id"]}
-        for result in batches.results(entry["batch_id"], entry["custom_ids"]):
+        results = list(batches.results(entry["batch_id"], entry["custom_ids"]))
+        for result, share in zip(results, _batch_shares(state, results), strict=True):
             member = members[result.custom_id]
-            outcome, cost, estimated = _keep(ctx, member, run_id, result, state, batch, model, emit)
+            outcome, cost, estimated = _keep(ctx, member, run_id, result, state, batch, model, emit, share)
             outcomes[result.custom_id] = outcome
             if ledger is not None:
-                ledger.settle(f"{result.custom_id}#batch", cost, estimated)
+                ledger.settle(f"{result.custom_id}#batch", cost or 0.0, estimated)
     atomic_write_json(
         folder / RESULTS,
         {
@@ -408,6 +408,24 @@ def poll(ctx: Context, members: dict, wave: Wave, run_id: str, emit: Emit) -> No
     )
 
 
+def _batch_shares(state: api.BatchState, results: list[api.RequestResult]) -> list[float | None]:
+    """Each result's cost: its own `usage.cost`, else its share by tokens of what the batch reported it cost
+    (`pricing.shared_batch_cost`); None for a line neither reports nor shares (it is priced from the model's prices)."""
+    lines = []
+    for result in results:
+        usage = (result.response or {}).get("usage") if isinstance(result.response, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        cost = usage.get("cost") if isinstance(usage.get("cost"), (int, float)) else None
+        tokens = sum(v for v in (usage.get("prompt_tokens"), usage.get("completion_tokens")) if isinstance(v, int))
+        lines.append((None if result.response is None else cost, tokens))
+    answered = [i for i, result in enumerate(results) if result.response is not None]
+    shared = shared_batch_cost(state.cost_usd, [lines[i] for i in answered])
+    shares: list[float | None] = [None] * len(results)
+    for i, cost in zip(answered, shared, strict=True):
+        shares[i] = cost
+    return shares
+
+
 def _keep(
     ctx: Context,
     member: Member,
@@ -417,8 +435,10 @@ def _keep(
     batch: dict,
     model,
     emit: Emit,
-) -> tuple[dict, float, bool]:
-    """One request's result, kept in its generation's folder: (its outcome, its cost, whether that is an estimate)."""
+    share: float | None = None,
+) -> tuple[dict, float | None, bool]:
+    """One request's result, kept in its generation's folder: (its outcome, its cost, whether that is an estimate).
+    `share`: its cost as reported, or its share of the batch's reported cost, when it carries none."""
     reason = result.error
     if result.response is not None:
         try:
@@ -426,9 +446,11 @@ def _keep(
         except chat.LLMError as exc:
             reason = str(exc)
         else:
+            if answer.cost is None and share is not None:
+                answer.cost = share  # the batch reported what it cost, its lines did not
             generation.keep_batch_answer(ctx, member, run_id, answer, batch, BATCH_PRICE_FACTOR, emit)
             cost, estimated = call_cost(
-                answer.cost, model.price_per_mtok, answer.prompt_tokens, answer.completion_tokens, BATCH_PRICE_FACTOR
+                answer.cost, model.price, answer.prompt_tokens, answer.completion_tokens, BATCH_PRICE_FACTOR
             )
             return {"outcome": ANSWERED}, cost, estimated
     never_ran = state.status in ("expired", "cancelled") and reason.startswith(_NEVER_RAN)

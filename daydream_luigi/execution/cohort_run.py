@@ -71,18 +71,29 @@ class Result:
     max_cost_usd: float | None = None
 
 
-def preflight(paths, request: Request, pending: list) -> None:
+def preflight(paths, request: Request, pending: list) -> list[str]:
     """What can be known to fail before anything starts: one message, exit 2, nothing written. Every provider the
-    pending calls use gets one cheap authenticated request (a server `run` starts itself is waited for instead)."""
+    pending calls use gets one cheap authenticated request (a server `run` starts itself is waited for instead), and
+    one whose GET does not prove its key a 1-token chat completion to the first model the run needs of it; returns
+    the endpoints sent one (the summary counts these preflight requests)."""
     if request.scheduler_url:
         check_scheduler(request.scheduler_url)
     context = plans.cohort_plan(request.cohort_id, request.backend).context
     check_worker_timeout(paths, context.settings, {m.stage for m in request.members}, request.scheduler_url is None)
     catalog = context.catalog
-    used = {catalog.models[m.llm_model_id].provider for m in pending if calls_model(m, catalog)}
+    first_model: dict[str, str] = {}  # endpoint -> the model string of the first pending call to it
+    for member in pending:
+        if calls_model(member, catalog):
+            model = catalog.models[member.llm_model_id]
+            first_model.setdefault(model.endpoint, model.model)
     raise_if(unknown_models(context.settings.batch, list(catalog.models), "config/daydream.yaml"))
-    for name in sorted(name for name in used if not backend_of(name).starts_server):
-        endpoints.preflight(context.settings.providers[name])
+    proved = []
+    for name in sorted(name for name in first_model if not backend_of(name).starts_server):
+        provider = context.settings.providers[name]
+        endpoints.preflight(provider, model=first_model[name])
+        if not endpoints.proves_key(provider, endpoints.resolve(provider)[0]):
+            proved.append(name)
+    return proved
 
 
 def workers_needed(plan: plans.CohortPlan, pending: list, batch: bool, central: bool) -> int:
@@ -182,7 +193,13 @@ def run(paths, request: Request) -> Result:
     run = Knobs(run_id, plan.backend, request.max_cost_usd, request.batch, call_slots=request.scheduler_url is None)
     complete_before = accounting.complete_sets(paths)
     with started(paths, run) as log_path:
-        monitor = Monitor.for_members(request.members, _pool_of(plan), complete_before)
+        models = plan.context.catalog.models
+        monitor = Monitor.for_members(
+            request.members,
+            _pool_of(plan),
+            complete_before,
+            lambda member: models[member.llm_model_id].price if member.llm_model_id in models else None,
+        )
         limiter = gate.limiter(paths, plan.context.settings)
         built_root, built = False, 0
         title = f"cohort {request.cohort_id}"
@@ -198,7 +215,7 @@ def run(paths, request: Request) -> Result:
                 built += 1
         seen = {gen_id: reason for gen_id, (_, reason) in monitor.failures.items()}
         scope = _scope(request, plan)
-        prices = {model_id: model.price_per_mtok for model_id, model in plan.context.catalog.models.items()}
+        prices = {model_id: model.price for model_id, model in plan.context.catalog.models.items()}
         outcome = accounting.outcome(paths, scope, complete_before, run_id, seen, prices)
         pool_of = _pool_of(plan)
         result = Result(

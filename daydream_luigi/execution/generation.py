@@ -39,6 +39,7 @@ from daydream_luigi.store.files import (
     METADATA,
     PROMPT,
     RAW,
+    REASONING,
     append_line,
     atomic_write_json,
     atomic_write_text,
@@ -90,7 +91,7 @@ def endpoint(ctx: Context, model: Model) -> tuple[str, str | None]:
     """Base URL and key of the model's provider, read from the environment at call time (the key is never stored,
     and goes only to its own provider's URL)."""
     try:
-        return endpoints.resolve(ctx.settings.providers[model.provider])
+        return endpoints.resolve(ctx.settings.providers[model.endpoint])
     except InputError as exc:
         raise GenerationFailed(str(exc), "config", False) from None
 
@@ -102,8 +103,12 @@ def call_settings(ctx: Context, member: Member, model: Model) -> chat.CallSettin
     config = ctx.settings.stage(member.stage)
     shape = identity.call_shape(ctx.settings, member.stage, model)
     options = {key: value for key, value in shape.items() if key not in ("model", "provider")}
-    options.update(connect_timeout=config.connect_timeout, read_timeout=config.read_timeout)
-    if backend_of(model.provider).seeded:
+    options.update(
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        dialect=ctx.settings.providers[model.endpoint].dialect,
+    )
+    if backend_of(model.endpoint).seeded:
         options["seed"] = int(hashlib.sha256(member.gen_id.encode()).hexdigest()[:8], 16) % 2**31
     return chat.CallSettings(**options)
 
@@ -181,10 +186,16 @@ def _kept_answer(gen: Generation) -> tuple[str, dict] | None:
 
 
 def _call_record(answer: chat.Completion, model: Model, settings: chat.CallSettings, run_id: str, **extra) -> dict:
-    """call.json: what was asked of whom and what it cost."""
+    """call.json: what was asked of whom and what it cost; the vendor, the host that served it and its reasoning tokens
+    only when known (a record of a call without them stays as it was)."""
+    known = {
+        "vendor": model.vendor or None,
+        "served_by": answer.served_by,
+        "reasoning_tokens": answer.reasoning_tokens,
+    }
     return {
         "model": answer.model,
-        "provider": model.provider,
+        "provider": model.endpoint,
         "finish_reason": answer.finish_reason,
         "prompt_tokens": answer.prompt_tokens,
         "completion_tokens": answer.completion_tokens,
@@ -196,14 +207,18 @@ def _call_record(answer: chat.Completion, model: Model, settings: chat.CallSetti
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
         "seed": settings.seed,
+        **{key: value for key, value in known.items() if value is not None},
         **extra,
     }
 
 
-def _keep(gen: Generation, text: str, call: dict) -> None:
-    """raw.txt and call.json the moment an answer arrives; an answer that cannot be stored is never asked again."""
+def _keep(gen: Generation, answer: chat.Completion, call: dict) -> None:
+    """reasoning.txt (when the model showed its thinking), raw.txt and call.json the moment an answer arrives; an
+    answer that cannot be stored is never asked again."""
     try:
-        atomic_write_text(gen.directory / RAW, text)
+        if answer.reasoning is not None:
+            atomic_write_text(gen.directory / REASONING, answer.reasoning)
+        atomic_write_text(gen.directory / RAW, answer.text)
         atomic_write_json(gen.directory / CALL, call)
     except OSError as exc:
         LOST_ANSWERS.add(gen.member.gen_id)
@@ -235,10 +250,10 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         gen.ctx.paths,
         gen.ctx.settings,
         gen.run_id,
-        provider=model.provider,
+        provider=model.endpoint,
         url=base_url,
         pool=model.pool,
-        price_per_mtok=model.price_per_mtok,
+        price=model.price,
         call_id=member.gen_id,
         tokens=estimated_tokens(prompt, settings.max_tokens),
         max_cost_usd=gen.ctx.max_cost_usd,
@@ -293,7 +308,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
             f"could not record the request before sending it ({exc}); nothing was sent", "storage", True
         ) from None
     call = _call_record(answer, model, settings, gen.run_id)
-    _keep(gen, answer.text, call)
+    _keep(gen, answer, call)
     return answer.text, call
 
 
@@ -440,4 +455,4 @@ def keep_batch_answer(
             },
             emit,
         )
-        _keep(gen, answer.text, call)
+        _keep(gen, answer, call)

@@ -24,6 +24,7 @@ import luigi
 from daydream_luigi.execution import batching, generation, knobs
 from daydream_luigi.execution.generation import ANSWER_LOST, ATTEMPT, SLOT
 from daydream_luigi.execution.tasks import STOPPED, BatchPoll, BatchSubmit, Feed, GateClosed, GenerationTask
+from daydream_luigi.store.accounting import Calls
 
 _MAX_MESSAGE = 4000  # under PIPE_BUF (4096 on Linux): one os.write is atomic
 _channel: int | None = None  # write end of the run's pipe, inherited by every task process Luigi forks
@@ -61,11 +62,8 @@ class Monitor:
     batches: dict = field(default_factory=dict)  # batch_id -> its latest status event
     batch_failures: list = field(default_factory=list)  # reasons batch tasks failed
     new_notes: list = field(default_factory=list)  # lines not yet shown (gate messages, batch statuses)
-    requests: int = 0
-    answers: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
+    calls: Calls = field(default_factory=Calls)  # what was sent and paid, counted as the summary counts it
+    price_of: dict = field(default_factory=dict)  # gen_id -> its model's Price (None: unknown), for unreported costs
     started: float = field(default_factory=time.monotonic)
     new_failures: list = field(default_factory=list)  # (stage, gen_id, reason) not yet shown
     new_finished: list = field(default_factory=list)  # (stage, pool, gen_id) done in this run, not yet shown
@@ -74,10 +72,12 @@ class Monitor:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def for_members(cls, members, pool_of, complete) -> "Monitor":
-        """`pool_of(member)` names the pool (or "-" for no call); `complete` is {stage: set of complete gen_ids}."""
+    def for_members(cls, members, pool_of, complete, price_of=lambda member: None) -> "Monitor":
+        """`pool_of(member)` names the pool (or "-" for no call); `complete` is {stage: set of complete gen_ids};
+        `price_of(member)` its model's Price, so that the live cost is the summary's (estimates included)."""
         monitor = cls()
         for member in members:
+            monitor.price_of[member.gen_id] = price_of(member)
             key = (member.stage, pool_of(member))
             row = monitor.rows.setdefault(key, Row())
             row.total += 1
@@ -155,14 +155,7 @@ class Monitor:
         self.batches[batch_id] = status
 
     def _count_attempt(self, record: dict) -> None:
-        if record["kind"] == "sent":
-            self.requests += 1
-            return
-        if record["kind"] == "answered":
-            self.answers += 1
-        self.prompt_tokens += record.get("prompt_tokens") or 0
-        self.completion_tokens += record.get("completion_tokens") or 0
-        self.cost += record.get("cost") or 0.0
+        self.calls.add({**record, "event": record["kind"]}, self.price_of.get(record.get("gen_id")))
 
     def snapshot(self) -> dict:
         """A consistent copy for the display: rows, totals, rate (generations per minute) and ETA in seconds."""
@@ -182,11 +175,11 @@ class Monitor:
                 "left": left,
                 "rate": rate,
                 "eta": left / (rate / 60) if rate > 0 else None,
-                "requests": self.requests,
-                "answers": self.answers,
-                "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "cost": self.cost,
+                "requests": self.calls.requests,
+                "answers": self.calls.answers,
+                "prompt_tokens": self.calls.prompt_tokens,
+                "completion_tokens": self.calls.completion_tokens,
+                "cost": self.calls.cost,
                 "new_failures": failures,
                 "new_notes": notes,
                 "new_finished": finished,

@@ -29,9 +29,11 @@ def _variables(gen: Generation) -> tuple[dict, dict | None]:
     if member.stage == "draft":
         combo: Combo = ctx.combos[member.combo_id]
         return {"concepts": ctx.catalog.draft_concepts(combo.concept_ids, combo.level)}, None
-    name, parent_stage = ("draft_block", "draft") if member.stage == "essay" else ("response", "essay")
-    text, meta = _read_parent(gen, parent_stage)
-    return {name: text}, meta
+    if member.stage == "essay":  # the earlier Dagster system's essay templates name the draft links_block
+        text, meta = _read_parent(gen, "draft")
+        return {"draft_block": text, "links_block": text}, meta
+    text, meta = _read_parent(gen, "essay")
+    return {"response": text}, meta
 
 
 def _read_parent(gen: Generation, parent_stage: str) -> tuple[str, dict]:
@@ -81,7 +83,8 @@ def _essay(gen: Generation) -> dict:
     template = ctx.catalog.templates["essay"][member.template_id]
     variables, draft_meta = _variables(gen)
     draft_block = variables["draft_block"]
-    prompt = generation.render_prompt(gen, template, variables)
+    # a copy template without a file renders nothing (no prompt.txt): it only hands the draft on
+    prompt = generation.render_prompt(gen, template, variables) if template.source else ""
     common = {"task_id": essay_task_id(draft_meta["task_id"], template.template_id), "mode": template.kind}
     if template.kind == "copy":
         atomic_write_text(gen.directory / RAW, draft_block)

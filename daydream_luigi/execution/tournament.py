@@ -8,6 +8,7 @@ finish and their answers are kept; a second Ctrl-C abandons them). Pairing and r
 
 from daydream_luigi.core.catalog import Catalog, Model, Template
 from daydream_luigi.core.errors import InputError
+from daydream_luigi.core.pricing import estimate_cost_usd
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.execution import pairwise, tasks
 from daydream_luigi.execution.knobs import Knobs
@@ -79,17 +80,21 @@ def estimate(settings: Settings, judge: pairwise.Judge, texts: dict[str, str], r
     essay_chars = sum(len(text) for text in texts.values()) / len(texts)
     prompt = (len(judge.template.source) + 2 * essay_chars) / gate.CHARS_PER_TOKEN
     completion = settings.stage(pairwise.SAMPLED_LIKE).max_tokens
-    return {"to_call": to_call, "est_cost_usd": to_call * (prompt + completion) / 1e6 * judge.model.price_per_mtok}
+    cost = estimate_cost_usd(judge.model.price, int(to_call * prompt), to_call * completion)
+    return {"to_call": to_call, "est_cost_usd": cost}
 
 
-def accounted(paths: Paths, judgments: list[pairwise.Judgment], run_id: str) -> tuple[accounting.Calls, int]:
-    """What this run sent for these judgments (their attempts.jsonl lines tagged with it) and how many it made."""
+def accounted(
+    paths: Paths, judgments: list[pairwise.Judgment], run_id: str, judge: Model
+) -> tuple[accounting.Calls, int]:
+    """What this run sent for these judgments (their attempts.jsonl lines tagged with it, priced at the `judge`'s
+    price where no cost was reported) and how many it made."""
     calls, made = accounting.Calls(), 0
     for gen_id in {j.gen_id for j in judgments}:
         directory = gen_dir(paths.gens, pairwise.STAGE, gen_id)
         for record in read_lines(directory / ATTEMPTS):
             if record.get("run_id") == run_id:
-                calls.add(record)
+                calls.add(record, judge.price)
         try:
             made += read_json(directory / METADATA).get("run_id") == run_id
         except (OSError, ValueError):
@@ -122,7 +127,9 @@ class RoundBuilder:
         pending = [j for j in judgments if not (gen_dir(self.paths.gens, pairwise.STAGE, j.gen_id) / METADATA).exists()]
         if not pending:
             return
-        monitor = Monitor.for_members(pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()})
+        monitor = Monitor.for_members(
+            pending, lambda _: self.judge.model.pool, {pairwise.STAGE: set()}, lambda _: self.judge.model.price
+        )
         title = f"tournament round {self.rounds}"
         with Watch(self.paths, self.run, monitor, title, self.verbosity, self.log_path, self.limiter) as watch:
             watch.build([tasks.pairwise_task(j) for j in pending], min(self.workers, len(pending)))

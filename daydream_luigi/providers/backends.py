@@ -53,7 +53,7 @@ def _local_embedder(model: Model, settings: Settings) -> Embedder:
 
 def _http_embedder(model: Model, settings: Settings) -> Embedder:
     """The provider's /embeddings endpoint, with that provider's key read now (it goes nowhere else)."""
-    base_url, key = endpoints.resolve(settings.providers[model.provider])
+    base_url, key = endpoints.resolve(settings.providers[model.endpoint])
     return functools.partial(request_embeddings, base_url, key, model.model, session=requests.Session())
 
 
@@ -73,4 +73,4 @@ def server(backend: Backend, announce: Announce) -> Iterator[None]:
 
 def embedder_for(model: Model, settings: Settings) -> Embedder:
     """How `model` (an llm_models.csv row with for_embedding true) embeds texts: as its backend does."""
-    return EMBEDDERS[backend_of(model.provider).name](model, settings)
+    return EMBEDDERS[backend_of(model.endpoint).name](model, settings)

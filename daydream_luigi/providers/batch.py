@@ -10,7 +10,7 @@ then ``POST {base}/batches`` with its ``input_file_id``, ``endpoint`` ``/v1/chat
 read from ``GET {base}/files/{id}/content``.
 
 Which calls go as batches: a provider declares its batch API (``batch_api: openrouter | openai`` under
-``providers:``), and a call of a stage or model named under ``batch:`` in config/daydream.yaml (or any call with
+``endpoints:``), and a call of a stage or model named under ``batch:`` in config/daydream.yaml (or any call with
 ``daydream run --batch``) of such a provider is batched; ``batching`` runs them as Luigi tasks.
 
 Both clients have the same three calls, so a task can record the batch id before anything else happens:

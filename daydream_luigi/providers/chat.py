@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class CallSettings:
     grammar: str | None = None  # llama.cpp GBNF; sent as body["grammar"] only when not None
     system_prompt: str | None = None  # when set, a system message precedes the user message
     seed: int | None = None  # sampling seed; sent only when set (the embedded server honours it)
+    dialect: str = "openrouter"  # which API's documented fields the request uses (`request_body`)
+    reasoning: dict | None = None  # the model's reasoning settings (core.model_options), sent only when set
+    routing: dict | None = None  # OpenRouter's provider preferences (core.model_options), sent only when set
 
 
 @dataclass
@@ -99,6 +103,9 @@ class Completion:
     cost: float | None  # provider-reported usage.cost when present
     latency_s: float  # wall time of the successful attempt
     attempts: list[dict] = field(default_factory=list)  # {"n", "outcome", "wait_s", "elapsed_s"}
+    reasoning: str | None = None  # the model's thinking, kept apart from the answer (None: it showed none)
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens, when reported
+    served_by: str | None = None  # the upstream host OpenRouter routed the call to (the answer's `provider`)
 
 
 @dataclass(frozen=True)
@@ -158,17 +165,25 @@ def _backoff(policy: RetryPolicy, failures: int) -> float:
 
 
 def request_body(model: str, prompt: str, s: CallSettings) -> dict[str, Any]:
-    """The chat-completions request body (also what a batch request carries)."""
+    """The chat-completions request body (also what a batch request carries), with only the fields its dialect's API
+    documents:
+
+    openrouter         OpenRouter's fields (https://openrouter.ai/docs/api-reference/chat-completion): max_tokens, and
+                       `reasoning` and `provider` (routing) when set; not `usage: {include: true}`, which OpenRouter
+                       documents as deprecated and without effect (usage and cost come in every answer:
+                       https://openrouter.ai/docs/use-cases/usage-accounting).
+    openai             OpenAI's (https://platform.openai.com/docs/api-reference/chat/create): max_completion_tokens
+                       (max_tokens is deprecated and refused by its reasoning models), reasoning_effort; nothing of
+                       OpenRouter's, which OpenAI answers with a 400 "Unrecognized request argument supplied".
+    openai-compatible  the standard chat fields vLLM, Ollama and llama.cpp's server take (max_tokens), plus the
+                       llama.cpp `grammar` the embedded backend adds.
+    """
     messages = []
     if s.system_prompt is not None:
         messages.append({"role": "system", "content": s.system_prompt})
     messages.append({"role": "user", "content": prompt})
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "temperature": s.temperature,
-        "max_tokens": s.max_tokens,
-    }
+    limit = "max_completion_tokens" if s.dialect == "openai" else "max_tokens"
+    body: dict[str, Any] = {"model": model, "messages": messages, "temperature": s.temperature, limit: s.max_tokens}
     if s.top_p is not None:
         body["top_p"] = s.top_p
     if s.frequency_penalty is not None:
@@ -177,7 +192,13 @@ def request_body(model: str, prompt: str, s: CallSettings) -> dict[str, Any]:
         body["grammar"] = s.grammar
     if s.seed is not None:
         body["seed"] = s.seed
-    body["usage"] = {"include": True}
+    if s.reasoning:
+        if s.dialect == "openai":
+            body["reasoning_effort"] = s.reasoning["effort"]
+        else:
+            body["reasoning"] = dict(s.reasoning)
+    if s.routing:
+        body["provider"] = dict(s.routing)
     return body
 
 
@@ -272,7 +293,10 @@ def _completion(data: Any, status: int, received: dict, model: str, started: flo
     content = message.get("content")
     if isinstance(content, list):  # content parts
         content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    text = content if isinstance(content, str) else ""
+    text, reasoning = split_thinking(content if isinstance(content, str) else "")
+    shown = message.get("reasoning") or message.get("reasoning_content")  # OpenRouter's; vLLM's and llama.cpp's
+    if isinstance(shown, str) and shown.strip():
+        reasoning = shown if reasoning is None else shown + "\n" + reasoning
     # Empty content is retried, except when the token budget ran out: that is the
     # caller's call (same as any other finish_reason == "length").
     if not text.strip() and finish_reason != "length":
@@ -286,8 +310,29 @@ def _completion(data: Any, status: int, received: dict, model: str, started: flo
         completion_tokens=usage["completion_tokens"],
         cost=usage["cost"],
         latency_s=time.perf_counter() - started,
+        reasoning=reasoning,
+        reasoning_tokens=_reasoning_tokens(data),
+        served_by=data["provider"] if isinstance(data.get("provider"), str) else None,
     )
     return completion, Reply(status, received, **usage)
+
+
+_THINKING = re.compile(r"^\s*<think>(.*?)(?:</think>\s*|\Z)", re.S)  # unclosed: cut while still thinking
+
+
+def split_thinking(content: str) -> tuple[str, str | None]:
+    """(answer, thinking) of a content that opens with `<think>...</think>` (DeepSeek R1 and its distills served by
+    vLLM or llama.cpp without a reasoning parser), else (content, None)."""
+    match = _THINKING.match(content)
+    if match is None:
+        return content, None
+    return content[match.end() :], match.group(1).strip()
+
+
+def _reasoning_tokens(data: dict) -> int | None:
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    details = usage.get("completion_tokens_details")
+    return _int_or_none(details.get("reasoning_tokens")) if isinstance(details, dict) else None
 
 
 def answer_of(data: Any, model: str) -> Completion:

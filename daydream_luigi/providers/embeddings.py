@@ -212,7 +212,7 @@ def embedding_model(catalog: Catalog, backend: str, model_id: str | None) -> Mod
                 f"{', '.join(sorted(models)) or 'none'} (a row with for_embedding true)"
             )
         return models[model_id]
-    candidates = sorted(m for m, model in models.items() if backend_of(model.provider).name == backend)
+    candidates = sorted(m for m, model in models.items() if backend_of(model.endpoint).name == backend)
     if len(candidates) != 1:
         kind = BACKENDS[backend].embedding_models
         found = f"{len(candidates)}: {', '.join(candidates)}" if candidates else "none"

@@ -1,4 +1,4 @@
-"""Reaching a model provider (declared under `providers:` in config/daydream.yaml, see `core.provider_settings`):
+"""Reaching a model provider (declared under `endpoints:` in config/daydream.yaml, see `core.provider_settings`):
 its base URL and key, read from the environment at call time, and a preflight check.
 
 A key is read from the environment when it is needed, goes only to its own provider's base URL, and never travels over
@@ -16,7 +16,8 @@ import requests
 
 from daydream_luigi.core.errors import InputError
 from daydream_luigi.core.provider_settings import Provider, shown_url, url_problem
-from daydream_luigi.providers.http_errors import exception_chain
+from daydream_luigi.providers import chat
+from daydream_luigi.providers.http_errors import exception_chain, http_failure
 
 PREFLIGHT_TIMEOUT_S = 5.0
 # Hosts that answer GET {base}/key with the key's own status; other OpenAI-compatible servers are asked
@@ -29,13 +30,13 @@ def resolve(provider: Provider, environ: Mapping[str, str] | None = None) -> tup
     returned only together with the URL it may be sent to."""
     environ = os.environ if environ is None else environ
     name = provider.name
-    url, origin = provider.base_url, f"providers.{name}.base_url"
+    url, origin = provider.base_url, f"{provider.section}.{name}.base_url"
     if provider.base_url_env and environ.get(provider.base_url_env, "").strip():
         url, origin = environ[provider.base_url_env].strip(), provider.base_url_env
     if not url:
         unset = f": {provider.base_url_env} is not set; set it, or" if provider.base_url_env else ";"
         raise InputError(
-            f"provider {name!r} has no base URL{unset} give providers.{name}.base_url in config/daydream.yaml"
+            f"provider {name!r} has no base URL{unset} give {provider.section}.{name}.base_url in config/daydream.yaml"
         )
     key = None
     if provider.api_key_env:
@@ -43,7 +44,7 @@ def resolve(provider: Provider, environ: Mapping[str, str] | None = None) -> tup
         if key is None:
             raise InputError(
                 f"provider {name!r} needs its key in {provider.api_key_env}, which is not set; export "
-                f"it, or remove providers.{name}.api_key_env if the server needs no key"
+                f"it, or remove {provider.section}.{name}.api_key_env if the server needs no key"
             )
         if not all(33 <= ord(char) <= 126 for char in key):
             raise InputError(
@@ -56,9 +57,10 @@ def resolve(provider: Provider, environ: Mapping[str, str] | None = None) -> tup
     return url.rstrip("/"), key
 
 
-def check_path(base_url: str) -> str:
-    """What a preflight asks for: OpenRouter's key status, else the OpenAI-compatible model list."""
-    return "key" if urlsplit(base_url).hostname in KEY_CHECK_HOSTS else "models"
+def check_path(base_url: str, dialect: str = "openai-compatible") -> str:
+    """What a preflight asks for: OpenRouter's key status (its host, or an endpoint of its dialect), else the
+    OpenAI-compatible model list."""
+    return "key" if dialect == "openrouter" or urlsplit(base_url).hostname in KEY_CHECK_HOSTS else "models"
 
 
 def _connection_reason(exc: BaseException) -> str:
@@ -73,13 +75,65 @@ def _connection_reason(exc: BaseException) -> str:
     return "connection failed"
 
 
+def proves_key(provider: Provider, base_url: str) -> bool:
+    """Whether the preflight's GET proves the key: OpenRouter's GET /key does; GET /models does not (llama.cpp's
+    server answers it without checking the key), so a keyed endpoint elsewhere is also sent a 1-token chat request."""
+    return provider.api_key_env is None or check_path(base_url, provider.dialect) == "key"
+
+
 def preflight(
-    provider: Provider, environ: Mapping[str, str] | None = None, timeout: float = PREFLIGHT_TIMEOUT_S
+    provider: Provider,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = PREFLIGHT_TIMEOUT_S,
+    model: str | None = None,
 ) -> None:
-    """One authenticated GET to `provider`; returns when it answers 2xx, else raises InputError with one message naming
-    the provider and URL (never the key). Redirects are not followed, so the key cannot be carried to another host."""
+    """One authenticated GET to `provider`, and, when that GET does not prove the key and `model` (the first the run
+    needs) is given, a 1-token chat completion to it; returns when they pass, else raises InputError with one message
+    naming the provider and URL (never the key). Redirects are not followed, so the key cannot be carried to another
+    host."""
+    _get(provider, environ, timeout)
     base_url, key = resolve(provider, environ)
-    path = check_path(base_url)
+    if model is not None and not proves_key(provider, base_url):
+        _one_token(provider, base_url, key, model, timeout)
+
+
+def _one_token(provider: Provider, base_url: str, key: str | None, model: str, timeout: float) -> None:
+    """A chat completion of one token to `model`, which the server must authenticate: a rejected key is one message."""
+    where = f"provider {provider.name!r} at {shown_url(base_url)}"
+    body = chat.request_body(
+        model, "Say OK.", chat.CallSettings(temperature=0.0, max_tokens=1, dialect=provider.dialect)
+    )
+    with requests.Session() as session:
+        session.trust_env = urlsplit(base_url).scheme == "https"
+        try:
+            response = session.post(
+                f"{base_url}/chat/completions",
+                json=body,
+                timeout=timeout,
+                allow_redirects=False,
+                headers={"Authorization": f"Bearer {key}"} if key else {},
+            )
+        except requests.RequestException as exc:
+            raise InputError(
+                f"{where}: the 1-token check of model {model!r} failed ({type(exc).__name__}); check that the server "
+                f"is up"
+            ) from None
+    status = response.status_code
+    if status in (401, 403):
+        raise InputError(
+            f"{where}: the key in {provider.api_key_env} was rejected (HTTP {status} to a 1-token chat completion "
+            f"to {model!r}); check {provider.api_key_env}"
+        )
+    if status in (400, 404, 422):
+        raise InputError(
+            f"{where}: a 1-token chat completion to {model!r} was refused: {http_failure(response, key)}; check the "
+            f"model string in llm_models.csv and the endpoint's dialect"
+        )
+
+
+def _get(provider: Provider, environ: Mapping[str, str] | None, timeout: float) -> None:
+    base_url, key = resolve(provider, environ)
+    path = check_path(base_url, provider.dialect)
     where = f"provider {provider.name!r} at {shown_url(base_url)}"
     with requests.Session() as session:
         # A loopback server is reached directly: HTTP_PROXY would otherwise receive the key in clear text.
@@ -110,7 +164,7 @@ def preflight(
     if status in (401, 403):
         raise InputError(
             f"{where}: the server asks for a key (HTTP {status}); name the environment variable holding "
-            f"it in providers.{provider.name}.api_key_env"
+            f"it in {provider.section}.{provider.name}.api_key_env"
         )
     if 300 <= status < 400:
         target = shown_url(response.headers.get("Location", "?"))

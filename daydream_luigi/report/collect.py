@@ -32,6 +32,7 @@ def collect_scores(paths, cohort_id: str, members=None) -> tuple[pd.DataFrame, d
     and shared by all its evaluations): ~100,000 evaluations in a few seconds and ~100 MB.
     """
     columns: dict[str, list] = {name: [] for name in PARSED_SCORES_COLUMNS}
+    hosts: list[str] = []  # served_by of each row's evaluation ("" when not recorded)
     failed, missing = {}, []
     parents: dict[str, dict | Exception] = {}  # essay/draft folder -> its metadata, or why it cannot be read
 
@@ -93,8 +94,11 @@ def collect_scores(paths, cohort_id: str, members=None) -> tuple[pd.DataFrame, d
         )
         for values, value in zip(columns.values(), row):
             values.append(value)
+        hosts.append(evaluation.get("served_by") or "")
     rows = len(columns["gen_id"])
     frame = pd.DataFrame(columns, columns=PARSED_SCORES_COLUMNS)
+    if any(hosts):  # only then: a cohort whose calls name no host keeps its table as it was
+        frame["evaluation_host"] = hosts
     frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
     counts = {
         "evaluations": rows + len(failed) + len(missing),

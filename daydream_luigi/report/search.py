@@ -34,7 +34,7 @@ from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.report.collect import collect_scores
 from daydream_luigi.store import accounting
 from daydream_luigi.store.cohorts import expand_cohort, resolve
-from daydream_luigi.store.costs import DEFAULT_PROMPT_TOKENS
+from daydream_luigi.store.costs import DEFAULT_PROMPT_TOKENS, usd_text
 from daydream_luigi.store.files import ATTEMPTS, atomic_write_json, atomic_write_text, gen_dir, read_lines
 
 ROUNDS, RESULT, PAGE = "rounds.csv", "result.json", "report.html"
@@ -58,22 +58,22 @@ def round_members(search: SearchSpec, number: int, request: RoundRequest, catalo
 @dataclass(frozen=True)
 class Cube:
     calls: int
-    est_cost_usd: float
+    est_cost_usd: float | None  # None: a model of the cube has no known price
 
 
 def estimate(catalog: Catalog, settings: Settings, members: Iterable[Member]) -> Cube:
     """Calls and estimated cost of making `members` from nothing (the plan's typical prompt sizes, every model call
     at its stage's max_tokens)."""
     calling = [m for m in members if calls_model(m, catalog)]
-    cost = sum(
+    costs = [
         estimate_cost_usd(
-            catalog.models[m.llm_model_id].price_per_mtok,
+            catalog.models[m.llm_model_id].price,
             DEFAULT_PROMPT_TOKENS[m.stage],
             int(settings.stage(m.stage).max_tokens),
         )
         for m in calling
-    )
-    return Cube(len(calling), cost)
+    ]
+    return Cube(len(calling), None if None in costs else sum(c for c in costs if c is not None))
 
 
 def cube(search: SearchSpec, catalog: Catalog, settings: Settings) -> Cube:
@@ -83,18 +83,20 @@ def cube(search: SearchSpec, catalog: Catalog, settings: Settings) -> Cube:
 def worst_case(search: SearchSpec, cube_size: Cube) -> Cube:
     """The most a search may spend: its budget; a limit it leaves out is the cube's (at the cube's mean estimated
     cost per call)."""
-    per_call = cube_size.est_cost_usd / cube_size.calls if cube_size.calls else 0.0
     calls = search.budget.max_calls if search.budget.max_calls is not None else cube_size.calls
-    cost = search.budget.max_cost_usd if search.budget.max_cost_usd is not None else calls * per_call
+    cost: float | None = search.budget.max_cost_usd
+    if cost is None and cube_size.est_cost_usd is not None:
+        cost = calls * (cube_size.est_cost_usd / cube_size.calls if cube_size.calls else 0.0)
     return Cube(calls, cost)
 
 
 def kept_cost(paths: Paths, catalog: Catalog, members: Iterable[Member]) -> float:
-    """What the kept attempts of these generations cost (reported, else estimated from price_per_mtok), in gen_id
-    order so that a live search and its replay add the same numbers in the same order."""
+    """What the kept attempts of these generations cost (reported, else estimated from the model's prices; an
+    unpriced answer adds nothing), in gen_id order so that a live search and its replay add the same numbers in the
+    same order."""
     calls = accounting.Calls()
     for member in sorted(members, key=lambda m: (m.stage, m.gen_id)):
-        price = catalog.models[member.llm_model_id].price_per_mtok if member.llm_model_id in catalog.models else 0.0
+        price = catalog.models[member.llm_model_id].price if member.llm_model_id in catalog.models else None
         for record in read_lines(gen_dir(paths.gens, member.stage, member.gen_id) / ATTEMPTS):
             calls.add(record, price)
     return calls.cost
@@ -211,7 +213,10 @@ def result_record(search: SearchSpec, outcome: strategies.Outcome, cube_size: Cu
             "cost_usd": None if budget.max_cost_usd is None else round(budget.max_cost_usd - outcome.cost_usd, 6),
         },
         "stop_reason": outcome.stop_reason,
-        "cube": {"calls": cube_size.calls, "est_cost_usd": round(cube_size.est_cost_usd, 6)},
+        "cube": {
+            "calls": cube_size.calls,
+            "est_cost_usd": None if cube_size.est_cost_usd is None else round(cube_size.est_cost_usd, 6),
+        },
     }
 
 
@@ -226,7 +231,7 @@ def one_line(search: SearchSpec, record: dict, folder: Path) -> str:
     )
     return (
         f"search {search.name}: {what} at {record['calls']:,} calls, ${record['cost_usd']:.4f} "
-        f"(the cube: {cube_size['calls']:,} calls, est. ${cube_size['est_cost_usd']:.4f}; {share}); "
+        f"(the cube: {cube_size['calls']:,} calls, est. {usd_text(cube_size['est_cost_usd'])}; {share}); "
         f"stopped: {record['stop_reason']}; {folder / RESULT}"
     )
 
@@ -268,7 +273,7 @@ def _page(search: SearchSpec, rows: pd.DataFrame, record: dict) -> str:
         f"<body><h1>Search {html.escape(search.name)} ({html.escape(search.strategy)}, seed {search.seed})</h1>"
         f"<p>Gate {html.escape(search.gate.name)}; stopped: {html.escape(record['stop_reason'])}; "
         f"{record['calls']:,} calls, ${record['cost_usd']:.4f}; the cube: {record['cube']['calls']:,} calls, "
-        f"est. ${record['cube']['est_cost_usd']:.4f}.</p><h2>Yield curve</h2>{_yield_curve(rows)}"
+        f"est. {usd_text(record['cube']['est_cost_usd'])}.</p><h2>Yield curve</h2>{_yield_curve(rows)}"
         f"<h2>Rounds</h2>{table}</body></html>\n"
     )
 

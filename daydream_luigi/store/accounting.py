@@ -3,14 +3,15 @@
 Every request is recorded in its generation's attempts.jsonl before it is sent and its outcome after, tagged with the
 run's id, so these counts are exactly what the provider received from this run, whether the generation ended
 complete, failed or interrupted, and whatever other runs share the store. No clock or file time is compared.
-Where the provider reports no cost, the cost is estimated from the model's price_per_mtok (at batch price for a
-batched answer) and counted apart, so a summary can say how much of it is an estimate.
+Where the provider reports no cost, the cost is estimated from the model's prices (at batch price for a batched
+answer) and counted apart, so a summary can say how much of it is an estimate; an answer of a model with no known
+price adds nothing and is counted as of unknown cost.
 """
 
 from dataclasses import dataclass, field
 
 from daydream_luigi.core.expansion import Member
-from daydream_luigi.core.pricing import call_cost
+from daydream_luigi.core.pricing import Price, call_cost
 from daydream_luigi.core.settings import PARENT_STAGE, STAGES, Paths
 from daydream_luigi.store.files import ATTEMPTS, ERROR, METADATA, complete_ids, gen_dir, read_json, read_lines
 
@@ -25,15 +26,16 @@ class Calls:
     cost: float = 0.0  # reported by the provider, or estimated from price_per_mtok where it reported none
     estimated_cost: float = 0.0  # the estimated part of `cost`
     unreported_cost: int = 0  # answers whose cost the provider did not report
+    unknown_cost: int = 0  # of them, answers that could not be priced either (the model has no known price)
 
-    def add(self, record: dict, price_per_mtok: float = 0.0) -> None:
+    def add(self, record: dict, price: Price | None = None) -> None:
         if record.get("event") == "sent":
             self.requests += 1
             self.batched += record.get("via") == "batch"
             return
         cost, estimated = call_cost(
             record.get("cost"),
-            price_per_mtok,
+            price,
             record.get("prompt_tokens"),
             record.get("completion_tokens"),
             record.get("price_factor", 1.0),
@@ -41,20 +43,36 @@ class Calls:
         if record.get("event") == "answered":
             self.answers += 1
             self.unreported_cost += estimated
+            self.unknown_cost += cost is None
         self.prompt_tokens += record.get("prompt_tokens") or 0
         self.completion_tokens += record.get("completion_tokens") or 0
-        self.cost += cost
-        self.estimated_cost += cost if estimated else 0.0
+        self.cost += cost or 0.0
+        self.estimated_cost += (cost or 0.0) if estimated else 0.0
 
     def cost_text(self) -> str:
-        """The cost, saying how much of it is an estimate."""
-        if not self.unreported_cost:
+        """The cost, saying how much of it is an estimate and how many answers could not be priced at all."""
+        if self.unknown_cost and self.unknown_cost == self.answers:
+            return (
+                f"cost unknown: {self.unknown_cost} answer(s) without a reported cost and without a price "
+                f"(`daydream prices refresh`, or price columns in llm_models.csv)"
+            )
+        text = self._known_cost_text()
+        if self.unknown_cost:
+            text += (
+                f", plus {self.unknown_cost} answer(s) of unknown cost (no reported cost and no price: "
+                f"`daydream prices refresh`, or price columns in llm_models.csv)"
+            )
+        return text
+
+    def _known_cost_text(self) -> str:
+        priced = self.unreported_cost - self.unknown_cost  # answers whose cost is a price estimate
+        if not priced:
             return f"cost ${self.cost:.4f} reported"
-        if self.unreported_cost == self.answers and self.estimated_cost == self.cost:
+        if priced == self.answers and self.estimated_cost == self.cost:
             return f"cost ${self.cost:.4f} estimated from price_per_mtok (the provider reported none)"
         return (
             f"cost ${self.cost:.4f} (${self.estimated_cost:.4f} of it estimated from price_per_mtok for "
-            f"{self.unreported_cost} answer(s) without a reported cost)"
+            f"{priced} answer(s) without a reported cost)"
         )
 
 
@@ -90,8 +108,8 @@ def outcome(
     """Classify every member and add up the attempts this run recorded (only generations incomplete before it can have
     any, so only their folders are read). Blocked means an ancestor failed; pending, that nothing stopped it but the
     run ended first (an interrupt, a paused pool). `seen_failures` (gen_id -> reason, from the run's events) covers a
-    failure whose error.json could not be written; `prices` (model id -> price_per_mtok) estimates unreported costs.
-    Evaluations this run made without a score are counted with their reasons."""
+    failure whose error.json could not be written; `prices` (model id -> Price, or None when unknown) estimates
+    unreported costs. Evaluations this run made without a score are counted with their reasons."""
     result = Outcome()
     complete = complete_sets(paths)
     state: dict[str, str] = {}
@@ -103,7 +121,7 @@ def outcome(
         directory = gen_dir(paths.gens, member.stage, member.gen_id)
         for record in read_lines(directory / ATTEMPTS):
             if record.get("run_id") == run_id:
-                result.calls.add(record, (prices or {}).get(member.llm_model_id, 0.0))
+                result.calls.add(record, (prices or {}).get(member.llm_model_id))
         error = (
             None
             if member.gen_id in complete[member.stage]

@@ -29,9 +29,19 @@ PLAN_COLUMNS = [
     "to_call",
     "est_prompt_tokens",
     "est_completion_tokens",
+    "est_prompt_cost_usd",
+    "est_completion_cost_usd",
     "est_cost_usd",
     "batched",
 ]
+UNKNOWN = "unknown"  # how a cost that cannot be priced is shown (never as 0)
+
+
+def usd_text(value: float | None) -> str:
+    """A cost as a line shows it: dollars to 4 decimals, or unknown (never 0) when it cannot be priced."""
+    return UNKNOWN if value is None else f"${value:.4f}"
+
+
 PLAN_COUNTS = ["generations", "done", "to_call", "est_prompt_tokens", "est_completion_tokens"]
 
 
@@ -69,10 +79,13 @@ def plan(
     batch = settings.batch
     for (stage, model_id, pool), counts in sorted(groups.items(), key=lambda kv: (STAGE_ORDER[kv[0][0]], kv[0][1:])):
         model = catalog.models[model_id]
-        batched = is_batched(batch, settings.providers[model.provider].batch_api, stage, model_id, every_call)
+        batched = is_batched(batch, settings.providers[model.endpoint].batch_api, stage, model_id, every_call)
         prompt = counts["to_call"] * DEFAULT_PROMPT_TOKENS[stage]
         completion = counts["to_call"] * int(settings.stage(stage).max_tokens)
-        cost = estimate_cost_usd(model.price_per_mtok, prompt, completion, BATCH_PRICE_FACTOR if batched else 1.0)
+        factor = BATCH_PRICE_FACTOR if batched else 1.0
+        prompt_cost = estimate_cost_usd(model.price, prompt, 0, factor) if counts["to_call"] else 0.0
+        completion_cost = estimate_cost_usd(model.price, 0, completion, factor) if counts["to_call"] else 0.0
+        cost = estimate_cost_usd(model.price, prompt, completion, factor) if counts["to_call"] else 0.0
         rows.append(
             {
                 "stage": stage,
@@ -82,21 +95,73 @@ def plan(
                 **counts,
                 "est_prompt_tokens": prompt,
                 "est_completion_tokens": completion,
+                "est_prompt_cost_usd": prompt_cost,
+                "est_completion_cost_usd": completion_cost,
                 "est_cost_usd": cost,
             }
         )
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
+def unpriced(frame: pd.DataFrame) -> dict[str, int]:
+    """Models with calls to make and no known price -> how many calls (their cost is unknown, never 0)."""
+    rows = frame[frame["est_cost_usd"].isna()]
+    return {str(model): int(calls) for model, calls in rows.groupby("llm_model_id")["to_call"].sum().items()}
+
+
 def plan_total(frame: pd.DataFrame) -> dict:
-    """The plan's totals as plain Python numbers (for printing and for the budget check)."""
+    """The plan's totals as plain Python numbers (for printing and for the budget check); the cost is that of the
+    priced calls (`unpriced` names the others)."""
     total = {column: int(frame[column].sum()) for column in PLAN_COUNTS}
-    total["est_cost_usd"] = float(frame["est_cost_usd"].sum())
+    total["est_cost_usd"] = float(frame["est_cost_usd"].sum())  # NaN (unknown) rows are skipped
     return total
 
 
+def total_line(frame: pd.DataFrame) -> str:
+    """The plan's total, the cost split into prompt and completion, with `unknown` for what cannot be priced."""
+    totals = plan_total(frame)
+    text = "total: " + ", ".join(f"{key} {value}" for key, value in totals.items() if key != "est_cost_usd")
+    missing = unpriced(frame)
+    prompt, completion = (float(frame[column].sum()) for column in ("est_prompt_cost_usd", "est_completion_cost_usd"))
+    if missing and len(missing) == frame["llm_model_id"][frame["to_call"] > 0].nunique():
+        return text + f", est_cost_usd {UNKNOWN}" + _unpriced_note(missing)
+    text += f", est_prompt_cost_usd {prompt:g}, est_completion_cost_usd {completion:g}"
+    text += f", est_cost_usd {totals['est_cost_usd']:g}"
+    return text + (f" + {UNKNOWN}" + _unpriced_note(missing) if missing else "")
+
+
+def _unpriced_note(missing: dict[str, int]) -> str:
+    return (
+        f" ({sum(missing.values())} call(s) of {', '.join(sorted(missing))} have no known price: "
+        f"`daydream prices refresh`, or price columns in llm_models.csv)"
+    )
+
+
+def shown_plan(frame: pd.DataFrame) -> str:
+    """The plan table as `plan` prints it: costs to 4 decimals, `unknown` where there is no price."""
+    shown = frame.copy()
+    for column in ("est_prompt_cost_usd", "est_completion_cost_usd", "est_cost_usd"):
+        shown[column] = [UNKNOWN if pd.isna(value) else f"{value:.4f}" for value in frame[column]]
+    return shown.to_string(index=False)
+
+
+def check_priced(frame: pd.DataFrame, option: str) -> None:
+    """Refuse `option` (--budget, --max-cost) when calls are to be made whose cost cannot be estimated."""
+    missing = unpriced(frame)
+    raise_if(
+        [
+            f"{option}: model {model!r} has {calls} call(s) to make and no known price, so they cannot be held to "
+            f"{option}; run `daydream prices refresh` (OpenRouter models) or give price_prompt_per_mtok and "
+            f"price_completion_per_mtok in llm_models.csv"
+            for model, calls in sorted(missing.items())
+        ]
+    )
+
+
 def check_budget(frame: pd.DataFrame, budget: float) -> float:
-    """Refuse a run whose estimated cost is over the budget; returns the estimate when it fits."""
+    """Refuse a run whose estimated cost is over the budget, or cannot be estimated; returns the estimate when it
+    fits."""
+    check_priced(frame, "--budget")
     cost = round(plan_total(frame)["est_cost_usd"], 9)  # float noise must not make $0.0900 "exceed" $0.09
     if cost > budget:
         raise InputError(
@@ -113,24 +178,32 @@ def checked_budget(budget: float | None, option: str = "--budget") -> float | No
     return budget
 
 
-def guard_reason(totals: dict, guard: Guard) -> str | None:
-    """Why a run of a plan with these totals (plan_total) needs a yes before it starts, or None when it is small."""
-    calls, cost = totals["to_call"], round(totals["est_cost_usd"], 9)
+def guard_reason(totals: dict, guard: Guard, unpriced_calls: int = 0) -> str | None:
+    """Why a run of a plan with these totals (plan_total) needs a yes before it starts, or None when it is small.
+    Calls that cannot be priced (`unpriced_calls`; or a cost of None) are over any cost threshold: unknown is not 0."""
+    calls, cost = totals["to_call"], totals["est_cost_usd"]
+    unknown = unpriced_calls > 0 or cost is None
+    cost = round(cost or 0.0, 9)
     over = ([f"guard.max_calls ({guard.max_calls:,})"] if calls > guard.max_calls else []) + (
-        [f"guard.max_cost_usd (${guard.max_cost_usd:,.2f})"] if cost > guard.max_cost_usd else []
+        [f"guard.max_cost_usd (${guard.max_cost_usd:,.2f})"] if cost > guard.max_cost_usd or unknown else []
     )
     if not over:
         return None
-    return (
-        f"this run makes {calls:,} model call(s) estimated at ${cost:,.2f}, over {' and '.join(over)} in "
-        f"config/daydream.yaml"
-    )
+    if cost == 0 and unknown:
+        estimate = "at an unknown cost (no known price)"
+    else:
+        estimate = f"estimated at ${cost:,.2f}" + (
+            f" plus {unpriced_calls:,} call(s) of unknown cost (no known price)" if unknown else ""
+        )
+    return f"this run makes {calls:,} model call(s) {estimate}, over {' and '.join(over)} in config/daydream.yaml"
 
 
-def check_guard(totals: dict, guard: Guard, yes: bool, ask: Callable[[str], bool] | None) -> None:
+def check_guard(
+    totals: dict, guard: Guard, yes: bool, ask: Callable[[str], bool] | None, unpriced_calls: int = 0
+) -> None:
     """Let a run start, or raise InputError. A big run starts with --yes (`yes`) or when `ask` (a terminal prompt;
     None without a terminal) gets a yes; small runs start at once."""
-    reason = guard_reason(totals, guard)
+    reason = guard_reason(totals, guard, unpriced_calls)
     if reason is None or yes:
         return
     if ask is None:

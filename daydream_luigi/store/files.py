@@ -23,6 +23,7 @@ PROMPT, RAW, CALL, PARSED, METADATA, ERROR = (
     "error.json",
 )
 ATTEMPTS = "attempts.jsonl"
+REASONING = "reasoning.txt"  # a reasoning model's thinking, beside raw.txt and never read as the answer
 LOCK = ".lock"  # held while a process works on the generation (see generation_lock)
 
 

@@ -37,6 +37,7 @@ FINDING_KINDS = (
     "template_changed",
     "unknown_template",
     "text_changed",
+    "mixed_hosts",
     "unanswered",
 )
 NOT_A_PROBLEM = "unanswered"  # a call stopped or killed before its answer: nothing kept, nothing to fix
@@ -237,6 +238,7 @@ def check(paths: Paths, catalog: Catalog) -> list[Finding]:
                     f"used {str(meta.get('template_sha256'))[:12]} ({template.path})",
                 )
             )
+    findings += mixed_hosts(entries)
     for (stage, _parent, task_id, replicate), gids in by_task.items():
         if len(gids) > 1:
             for gid in gids:
@@ -247,6 +249,30 @@ def check(paths: Paths, catalog: Catalog) -> list[Finding]:
                     )
                 )
     return sorted(findings, key=Finding.sort_key)
+
+
+def mixed_hosts(entries: dict[tuple[str, str], Entry]) -> list[Finding]:
+    """Judges whose evaluations in one cohort were served by more than one upstream host (OpenRouter's `provider` in
+    the answer, recorded as served_by): a judge that changed host mid-study may have changed the experiment."""
+    hosts: dict[tuple[str, str], dict[str, int]] = {}
+    for (stage, _gid), entry in entries.items():
+        meta = entry.meta
+        if stage == "evaluation" and meta and meta.get("served_by"):
+            key = (str(meta.get("cohort_id")), str(meta.get("llm_model_id")))
+            counts = hosts.setdefault(key, {})
+            counts[meta["served_by"]] = counts.get(meta["served_by"], 0) + 1
+    return [
+        Finding(
+            "mixed_hosts",
+            "evaluation",
+            judge,
+            f"judge {judge}'s evaluations in cohort {cohort} were served by {len(counts)} hosts ("
+            + ", ".join(f"{host}: {n}" for host, n in sorted(counts.items()))
+            + "); pin one with provider_only (or provider_order and provider_allow_fallbacks false) in llm_models.csv",
+        )
+        for (cohort, judge), counts in sorted(hosts.items())
+        if len(counts) > 1
+    ]
 
 
 # -------------------------------------------------------------------------------------------------------- status

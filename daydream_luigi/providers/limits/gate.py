@@ -14,7 +14,7 @@ generation stays pending, and a later run makes it.
 import os
 from pathlib import Path
 
-from daydream_luigi.core.pricing import call_cost, estimate_cost_usd
+from daydream_luigi.core.pricing import Price, call_cost, upper_bound_usd
 from daydream_luigi.core.settings import Paths, Settings
 from daydream_luigi.providers.chat import Reply
 from daydream_luigi.providers.limits.breaker import BreakerOpen, CircuitBreaker
@@ -92,7 +92,7 @@ class Gate:
         provider: str,
         url: str,
         pool: str,
-        price_per_mtok: float,
+        price: Price | None,
         call_id: str,
         tokens: int,
         max_cost_usd: float | None = None,
@@ -103,7 +103,7 @@ class Gate:
         self.breaker = CircuitBreaker(run_dir(paths, run_id) / "breaker")
         self.budget = budget(paths, run_id, max_cost_usd)
         self.provider, self.url, self.pool = provider, url, pool
-        self.price_per_mtok, self.call_id, self.tokens = price_per_mtok, call_id, tokens
+        self.price, self.call_id, self.tokens = price, call_id, tokens
         self.permit = None
 
     def _attempt(self, n: int) -> str:
@@ -117,7 +117,7 @@ class Gate:
             if paused is not None:
                 raise PoolPaused(self.pool, *paused)
             if self.budget is not None:
-                self.budget.reserve(self._attempt(n), estimate_cost_usd(self.price_per_mtok, self.tokens, 0))
+                self.budget.reserve(self._attempt(n), upper_bound_usd(self.price, self.tokens))
             try:
                 self.permit = self.limiter.acquire(self.pool, self.tokens)
             except PoolPaused:
@@ -146,8 +146,8 @@ class Gate:
         )
         verdict = self.limiter.record(self.permit, reply.status, reply.headers, reply.body, used)
         if self.budget is not None:
-            cost, estimated = call_cost(reply.cost, self.price_per_mtok, reply.prompt_tokens, reply.completion_tokens)
-            self.budget.settle(self._attempt(n), cost, estimated)
+            cost, estimated = call_cost(reply.cost, self.price, reply.prompt_tokens, reply.completion_tokens)
+            self.budget.settle(self._attempt(n), cost or 0.0, estimated)
         try:
             if reply.no_connection:
                 self.breaker.check(self.provider)
