@@ -133,6 +133,20 @@ def test_the_earlier_systems_own_data_plans(project, tmp_path):
         ["git", "-C", str(MIRROR), "archive", GUIDE_COMMIT, "data/1_raw"], capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
+    # Our shipped neutrality terms name the target; its pool holds a default-mode-network concept whose descriptions
+    # say "daydream", and two of its judge rubrics name them too: the preflight stops before anything is planned.
+    stopped = CliRunner().invoke(main, ["plan"])
+    assert stopped.exit_code == 2
+    flagged = {line.split(": line ")[0].removeprefix(f"error: {raw}/") for line in stopped.stderr.splitlines()}
+    assert flagged == {
+        "evaluation_templates/novelty.txt",
+        "evaluation_templates/style-coherence-v3.txt",
+        "concepts_metadata.csv",
+        "concepts/descriptions-sentence/default-mode-network.txt",
+        "concepts/descriptions-paragraph/default-mode-network.txt",
+        "concepts/descriptions-article/default-mode-network.txt",
+    }
+    (project / "config" / "neutrality.yaml").unlink()  # a project without the rules file skips the check
     result = CliRunner().invoke(main, ["plan"])
     assert result.exit_code == 0, result.output
     assert "generations 3150, done 0, to_call 2625" in result.output
