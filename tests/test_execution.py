@@ -68,6 +68,7 @@ def test_the_stock_luigi_command_runs_a_whole_cohort_with_its_pool_limits(projec
                 "--local-scheduler",
                 "--workers",
                 "4",
+                "--no-lock",  # Luigi refuses a command line that another test is running at the same time
             ],
             capture_output=True,
             text=True,

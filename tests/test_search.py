@@ -262,10 +262,13 @@ def test_a_cost_budget_is_the_spending_stop_of_the_round_that_reaches_it(project
 
 
 def search_round_command(name: str = "s") -> list[str]:
-    """The stock `luigi` command on SearchRound(name, 1), as docs/search.md shows it."""
+    """The stock `luigi` command on SearchRound(name, 1), as docs/search.md shows it; --no-lock because Luigi refuses
+    to start a command line that another test (with its own data folder) is running at the same time."""
     luigi = str(Path(sys.executable).with_name("luigi"))
     module = ["--module", "daydream_luigi.execution.tasks"]
-    return [luigi, *module, "SearchRound", "--name", name, "--round", "1", "--local-scheduler", "--workers", "4"]
+    return [luigi, *module, "SearchRound", "--name", name, "--round", "1", "--local-scheduler", "--workers", "4"] + [
+        "--no-lock"
+    ]
 
 
 def luigi_env(project: Path, **env: str) -> dict:
