@@ -137,12 +137,26 @@ def _unpriced_note(missing: dict[str, int]) -> str:
     )
 
 
+# The plan's columns as `plan` prints them: short enough for a 100-column terminal (the total line and the frame keep
+# the full names; tokens and dollars are estimates).
+SHOWN_PLAN_HEADERS = {
+    "llm_model_id": "model",
+    "generations": "gens",
+    "est_prompt_tokens": "prompt_tok",
+    "est_completion_tokens": "completion_tok",
+    "est_prompt_cost_usd": "prompt_$",
+    "est_completion_cost_usd": "completion_$",
+    "est_cost_usd": "cost_$",
+    "batched": "batch",
+}
+
+
 def shown_plan(frame: pd.DataFrame) -> str:
-    """The plan table as `plan` prints it: costs to 4 decimals, `unknown` where there is no price."""
+    """The plan table as `plan` prints it: short headers, costs to 4 decimals, `unknown` where there is no price."""
     shown = frame.copy()
     for column in ("est_prompt_cost_usd", "est_completion_cost_usd", "est_cost_usd"):
         shown[column] = [UNKNOWN if pd.isna(value) else f"{value:.4f}" for value in frame[column]]
-    return shown.to_string(index=False)
+    return shown.rename(columns=SHOWN_PLAN_HEADERS).to_string(index=False)
 
 
 def check_priced(frame: pd.DataFrame, option: str) -> None:
