@@ -246,7 +246,7 @@ def test_bad_search_specs_exit_2_with_one_line_per_problem_naming_the_file_key_a
     assert missing.returncode == 2
     assert missing.stderr == (
         f"error: {project / 'config' / 'searches' / 'nothing.yaml'}: search spec not found; write it (see "
-        f"docs/search.md) or name one of: bad, beam, s\n"
+        f"docs/search.md) or name one of: bad, beam, example, s\n"
     )
 
 
@@ -401,6 +401,28 @@ def test_search_round_on_a_spec_that_does_not_exist_fails_with_its_one_message_a
     assert "This progress looks :( because there were failed tasks" in result.stderr
     assert (
         f"daydream_luigi.core.errors.InputError: {project / 'config' / 'searches' / 'nothing.yaml'}: search spec not "
-        f"found; write it (see docs/search.md) or name one of: s\n" in result.stderr
+        f"found; write it (see docs/search.md) or name one of: example, s\n" in result.stderr
     )
     assert not (project / "data" / "searches").exists() and not fake.requests
+
+
+def test_the_shipped_example_search_plans_on_the_shipped_inputs(monkeypatch):
+    """config/searches/example.yaml, the README's step 9, is valid against the shipped data/1_raw and gate, and its
+    budget is a quarter of its cube."""
+    from click.testing import CliRunner
+    from conftest import REPO
+
+    from daydream_luigi.cli import main
+
+    monkeypatch.setenv("DAYDREAM_DATA_ROOT", str(REPO / "data"))
+    monkeypatch.setenv("DAYDREAM_CONFIG_DIR", str(REPO / "config"))
+    monkeypatch.delenv("GEN_TEMPLATES_ROOT", raising=False)
+    result = CliRunner().invoke(main, ["plan", "--search", "example", "--backend", "http"])
+    assert (result.exit_code, result.output.splitlines()) == (
+        0,
+        [
+            "search example (halving, seed 1): gate reinvention, stop after 1 pass(es)",
+            "budget, worst case: 600 calls, $5.0000 (25% of the cube's calls)",
+            "the cube (search-example-cube): 2,400 calls, est. $6.2292",
+        ],
+    )
