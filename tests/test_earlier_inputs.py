@@ -8,6 +8,7 @@ extra `specialization` column and no `pool`, every model reached through OpenRou
 machine, its own data/1_raw is copied to a temporary folder and planned too (skipped otherwise); nothing of it is kept.
 """
 
+import csv
 import json
 import shutil
 import subprocess
@@ -102,6 +103,10 @@ def test_the_earlier_systems_inputs_plan_and_run_unchanged(project, endpoint):
     for directory in (gens / "draft").iterdir():
         call = json.loads((directory / "call.json").read_text())
         assert (call["provider"], call["vendor"]) == ("openrouter", "vendor-a")  # endpoint, and who made the model
+    reports = project / "data" / "cohorts" / next(p.name for p in (project / "data" / "cohorts").iterdir()) / "reports"
+    with (reports / "parsed_scores.csv").open() as handle:  # and the report's table says who made each model
+        vendors = {(row["generation_vendor"], row["evaluation_vendor"]) for row in csv.DictReader(handle)}
+    assert vendors == {("vendor-a", "vendor-b")}  # a copy essay's model is its draft's
 
     # the later layout (templates/<stage>/) plans the same generations, all complete
     write_earlier_raw(raw, later_layout=True)

@@ -50,8 +50,9 @@ PARSED_SCORES_COLUMNS: list[str] = [
 ]
 
 #: Columns the parsed-scores table has only when some row has a value: the upstream host that served an evaluation
-#: (OpenRouter's `provider`, recorded as served_by), so a table of a study without it stays as it was.
-OPTIONAL_SCORE_COLUMNS: list[str] = ["evaluation_host"]
+#: (OpenRouter's `provider`, recorded as served_by) and the vendors of the essay's and the judge's models
+#: (llm_models.csv `provider` in the vendor format), so a table of a study without them stays as it was.
+OPTIONAL_SCORE_COLUMNS: list[str] = ["evaluation_host", "generation_vendor", "evaluation_vendor"]
 
 #: Sort order of the parsed-scores table itself.
 PARSED_SCORES_SORT: list[str] = [

@@ -33,6 +33,8 @@ def collect_scores(paths, cohort_id: str, members=None) -> tuple[pd.DataFrame, d
     """
     columns: dict[str, list] = {name: [] for name in PARSED_SCORES_COLUMNS}
     hosts: list[str] = []  # served_by of each row's evaluation ("" when not recorded)
+    # who made the essay's and the judge's models ("" when the catalog does not say)
+    vendors: dict[str, list[str]] = {"generation_vendor": [], "evaluation_vendor": []}
     failed, missing = {}, []
     parents: dict[str, dict | Exception] = {}  # essay/draft folder -> its metadata, or why it cannot be read
 
@@ -95,10 +97,15 @@ def collect_scores(paths, cohort_id: str, members=None) -> tuple[pd.DataFrame, d
         for values, value in zip(columns.values(), row):
             values.append(value)
         hosts.append(evaluation.get("served_by") or "")
+        vendors["generation_vendor"].append(essay.get("vendor") or draft.get("vendor") or "")  # copy: the draft's
+        vendors["evaluation_vendor"].append(evaluation.get("vendor") or "")
     rows = len(columns["gen_id"])
     frame = pd.DataFrame(columns, columns=PARSED_SCORES_COLUMNS)
     if any(hosts):  # only then: a cohort whose calls name no host keeps its table as it was
         frame["evaluation_host"] = hosts
+    for column, values in vendors.items():  # the same: only for a catalog that names vendors
+        if any(values):
+            frame[column] = values
     frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
     counts = {
         "evaluations": rows + len(failed) + len(missing),
