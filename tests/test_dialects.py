@@ -11,7 +11,7 @@ from fake_endpoint import REASONING_TEXT, THINKING_TOKENS, FakeEndpoint
 
 from daydream_luigi.providers.chat import CallSettings, request_body
 
-OTHER_KEY = "sk-other-TESTKEY-0123456789abcdef"
+OTHER_KEY = "test-key-of-another-endpoint-0123"
 HEADER = "id,model,provider,display_name,for_generation,for_evaluation,endpoint"
 
 
