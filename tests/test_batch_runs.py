@@ -121,7 +121,7 @@ def test_openai_file_batches_for_one_stage_with_errors_and_an_expired_batch(proj
     assert (
         f"requests sent {12 + 24 + 6 + 2} ({24 + 6} in batches), answers received {MODEL_CALLS}, tokens "
         f"{12 * 10 + 24 * 10} prompt + {12 * 5 + 24 * 5} completion, cost ${12 * REQUEST_COST + estimated:.4f} "
-        f"(${estimated:.4f} of it estimated from price_per_mtok for 24 answer(s) without a reported cost)"
+        f"(${estimated:.4f} of it estimated from the models' prices for 24 answer(s) without a reported cost)"
         in result.stdout
     )
     gens = project / "data" / "gens" / "evaluation"

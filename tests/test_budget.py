@@ -46,7 +46,7 @@ def test_the_ledger_reserves_settles_and_refuses_with_one_message(tmp_path):
         budget.reserve("essay-d#1", 0.001)
     assert budget.spend() == Spend(spent_usd=0.017, estimated_usd=0.004, in_flight_usd=0.0, limit_usd=0.05)
     assert budget.spend().line() == (
-        "spent $0.0170 ($0.0040 of it estimated from price_per_mtok), remaining $0.0330 of --max-cost $0.05"
+        "spent $0.0170 ($0.0040 of it estimated from the models' prices), remaining $0.0330 of --max-cost $0.05"
     )
     assert Budget(tmp_path / "none.json", None).spend().line() == "spent $0.0000"
     with pytest.raises(ValueError):

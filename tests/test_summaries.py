@@ -1,4 +1,4 @@
-"""Honest run summaries: unscored evaluations counted with their first reasons, costs estimated from price_per_mtok
+"""Honest run summaries: unscored evaluations counted with their first reasons, costs estimated from the models' prices
 where the provider reports none (and said to be estimates), a pool's lowered rate in the progress table."""
 
 import json
@@ -36,7 +36,7 @@ def test_unscored_evaluations_and_estimated_costs_are_in_the_summary(project, mo
     assert len(calls) == 36 and all(c["cost"] is None for c in calls) and len(model_of) == 42
     assert re.search(
         rf"^requests sent 36, answers received 36, tokens \d+ prompt \+ \d+ completion, cost "
-        rf"\${estimate:.4f} estimated from price_per_mtok \(the provider reported none\)$",
+        rf"\${estimate:.4f} estimated from the models' prices \(the provider reported none\)$",
         result.stdout,
         re.M,
     ), result.stdout
@@ -60,14 +60,14 @@ def test_the_cost_line_says_how_much_is_an_estimate():
     )  # a batched answer without a cost: half of $0.006
     assert (calls.requests, calls.batched, calls.answers, calls.unreported_cost) == (2, 1, 2, 1)
     assert calls.cost_text() == (
-        "cost $0.0050 ($0.0030 of it estimated from price_per_mtok for 1 answer(s) without a reported cost)"
+        "cost $0.0050 ($0.0030 of it estimated from the models' prices for 1 answer(s) without a reported cost)"
     )
     only = Calls()
     only.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, Price.flat(2.0))
-    assert only.cost_text() == "cost $0.0020 estimated from price_per_mtok (the provider reported none)"
+    assert only.cost_text() == "cost $0.0020 estimated from the models' prices (the provider reported none)"
     split = Calls()  # prompt and completion priced apart: 500 x $1 + 500 x $5 per million
     split.add({"event": "answered", "prompt_tokens": 500, "completion_tokens": 500, "cost": None}, Price(1.0, 5.0))
-    assert split.cost_text() == "cost $0.0030 estimated from price_per_mtok (the provider reported none)"
+    assert split.cost_text() == "cost $0.0030 estimated from the models' prices (the provider reported none)"
 
 
 def test_an_answer_that_cannot_be_priced_is_unknown_never_zero():

@@ -23,7 +23,7 @@ class Calls:
     answers: int = 0  # answers received (a usable completion)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0  # reported by the provider, or estimated from price_per_mtok where it reported none
+    cost: float = 0.0  # reported by the provider, or estimated from the models' prices where it reported none
     estimated_cost: float = 0.0  # the estimated part of `cost`
     unreported_cost: int = 0  # answers whose cost the provider did not report
     unknown_cost: int = 0  # of them, answers that could not be priced either (the model has no known price)
@@ -69,9 +69,9 @@ class Calls:
         if not priced:
             return f"cost ${self.cost:.4f} reported"
         if priced == self.answers and self.estimated_cost == self.cost:
-            return f"cost ${self.cost:.4f} estimated from price_per_mtok (the provider reported none)"
+            return f"cost ${self.cost:.4f} estimated from the models' prices (the provider reported none)"
         return (
-            f"cost ${self.cost:.4f} (${self.estimated_cost:.4f} of it estimated from price_per_mtok for "
+            f"cost ${self.cost:.4f} (${self.estimated_cost:.4f} of it estimated from the models' prices for "
             f"{priced} answer(s) without a reported cost)"
         )
 

@@ -40,7 +40,7 @@ class Spend:
         """For the run summary."""
         text = f"spent ${self.spent_usd:.4f}"
         if self.estimated_usd:
-            text += f" (${self.estimated_usd:.4f} of it estimated from price_per_mtok)"
+            text += f" (${self.estimated_usd:.4f} of it estimated from the models' prices)"
         if self.in_flight_usd:
             text += f", ${self.in_flight_usd:.4f} in flight"
         if self.limit_usd is not None:
