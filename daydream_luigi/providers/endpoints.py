@@ -97,27 +97,33 @@ def preflight(
         _one_token(provider, base_url, key, model, timeout)
 
 
+def _request(method: str, base_url: str, path: str, key: str | None, timeout: float, **kwargs) -> requests.Response:
+    """One preflight request, redirects not followed. A loopback server is reached directly: HTTP_PROXY would
+    otherwise receive the key in clear text."""
+    with requests.Session() as session:
+        session.trust_env = urlsplit(base_url).scheme == "https"
+        return session.request(
+            method,
+            f"{base_url}/{path}",
+            timeout=timeout,
+            allow_redirects=False,
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            **kwargs,
+        )
+
+
 def _one_token(provider: Provider, base_url: str, key: str | None, model: str, timeout: float) -> None:
     """A chat completion of one token to `model`, which the server must authenticate: a rejected key is one message."""
     where = f"provider {provider.name!r} at {shown_url(base_url)}"
     body = chat.request_body(
         model, "Say OK.", chat.CallSettings(temperature=0.0, max_tokens=1, dialect=provider.dialect)
     )
-    with requests.Session() as session:
-        session.trust_env = urlsplit(base_url).scheme == "https"
-        try:
-            response = session.post(
-                f"{base_url}/chat/completions",
-                json=body,
-                timeout=timeout,
-                allow_redirects=False,
-                headers={"Authorization": f"Bearer {key}"} if key else {},
-            )
-        except requests.RequestException as exc:
-            raise InputError(
-                f"{where}: the 1-token check of model {model!r} failed ({type(exc).__name__}); check that the server "
-                f"is up"
-            ) from None
+    try:
+        response = _request("POST", base_url, "chat/completions", key, timeout, json=body)
+    except requests.RequestException as exc:
+        raise InputError(
+            f"{where}: the 1-token check of model {model!r} failed ({type(exc).__name__}); check that the server is up"
+        ) from None
     status = response.status_code
     if status in (401, 403):
         raise InputError(
@@ -135,27 +141,19 @@ def _get(provider: Provider, environ: Mapping[str, str] | None, timeout: float) 
     base_url, key = resolve(provider, environ)
     path = check_path(base_url, provider.dialect)
     where = f"provider {provider.name!r} at {shown_url(base_url)}"
-    with requests.Session() as session:
-        # A loopback server is reached directly: HTTP_PROXY would otherwise receive the key in clear text.
-        session.trust_env = urlsplit(base_url).scheme == "https"
-        try:
-            response = session.get(
-                f"{base_url}/{path}",
-                timeout=timeout,
-                allow_redirects=False,
-                headers={"Authorization": f"Bearer {key}"} if key else {},
-            )
-        except requests.Timeout:
-            raise InputError(
-                f"{where}: no answer to GET /{path} within {timeout:g} s; check that the server is up "
-                f"and the base URL is right"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise InputError(
-                f"{where}: cannot connect ({_connection_reason(exc)}); start the server or correct the base URL"
-            ) from None
-        except requests.RequestException as exc:
-            raise InputError(f"{where}: GET /{path} failed ({type(exc).__name__}); check the base URL") from None
+    try:
+        response = _request("GET", base_url, path, key, timeout)
+    except requests.Timeout:
+        raise InputError(
+            f"{where}: no answer to GET /{path} within {timeout:g} s; check that the server is up "
+            f"and the base URL is right"
+        ) from None
+    except requests.ConnectionError as exc:
+        raise InputError(
+            f"{where}: cannot connect ({_connection_reason(exc)}); start the server or correct the base URL"
+        ) from None
+    except requests.RequestException as exc:
+        raise InputError(f"{where}: GET /{path} failed ({type(exc).__name__}); check the base URL") from None
     status = response.status_code
     if status in (401, 403) and provider.api_key_env:
         raise InputError(
