@@ -28,7 +28,9 @@ run: $(VENV)/.local
 	$(BIN)/daydream run $(RUN_ARGS)
 
 # Two pytest-xdist workers, handed the slowest tests first and the real-model tests last, together (tests/conftest.py).
+# Bytecode first, also where PYTHONDONTWRITEBYTECODE is set: the tests start many interpreters that import the package.
 test: $(VENV)/.local
+	$(BIN)/python -m compileall -q daydream_luigi tests >/dev/null
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 # Style, format, the package's layer rules (import-linter, pyproject.toml) and types of the pure core (mypy).

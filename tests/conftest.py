@@ -1,9 +1,14 @@
 """Shared fixtures: a throwaway project (data + config) and a real OpenAI-compatible server on 127.0.0.1."""
 
+import atexit
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -140,13 +145,66 @@ def members_of(cohort: str | None = None) -> list:
     return list(prepare(cohort, "http")[1].members.values())
 
 
-def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real `daydream` CLI in a subprocess (Luigi forks workers; a subprocess keeps tests isolated)."""
-    return subprocess.run(
-        [sys.executable, "-m", "daydream_luigi", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=600,
-    )
+class ForkServer:
+    """The client of tests/cli_forkserver.py, started on first use in each pytest process."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="daydream-forkserver-"))
+        self.socket_path = str(self.folder / "socket")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DAYDREAM_", "LUIGI_"))}
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "cli_forkserver.py"), self.socket_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        if self.process.stdout.readline() != "ready\n":
+            raise RuntimeError(f"tests/cli_forkserver.py did not start (exit {self.process.wait()})")
+        atexit.register(self.close)
+
+    def run(self, args: list[str], env: dict, cwd: Path | None, timeout: float) -> subprocess.CompletedProcess:
+        out, err = (tempfile.mkstemp(dir=self.folder)[1] for _ in range(2))
+        request = {"args": args, "env": env, "cwd": str(cwd or os.getcwd()), "stdout": out, "stderr": err}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(self.socket_path)
+            connection.sendall(json.dumps(request).encode() + b"\n")
+            connection.settimeout(timeout)
+            answers = connection.makefile()
+            pid = json.loads(answers.readline())["pid"]
+            try:
+                returncode = json.loads(answers.readline())["returncode"]
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(["daydream", *args], timeout) from None
+        try:
+            return subprocess.CompletedProcess(
+                [sys.executable, "-m", "daydream_luigi", *args],
+                returncode,
+                Path(out).read_text(),
+                Path(err).read_text(),
+            )
+        finally:
+            os.unlink(out)
+            os.unlink(err)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_fork_server: list[ForkServer] = []
+
+
+def daydream(*args: str, env: dict | None = None, cwd: Path | None = None, fresh: bool = False):
+    """Run the real `daydream` CLI in its own process (Luigi forks workers; a process keeps tests isolated): forked from
+    a server that has imported the CLI once (tests/cli_forkserver.py), or with `fresh`, a new interpreter."""
+    full_env = {**os.environ, **(env or {})}
+    if fresh:
+        command = [sys.executable, "-m", "daydream_luigi", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+    if not _fork_server:
+        _fork_server.append(ForkServer())
+    return _fork_server[0].run(list(args), full_env, cwd, timeout=600)

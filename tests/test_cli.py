@@ -1,4 +1,7 @@
-"""CLI behaviour: dry runs, one stage at a time, and redoing generations with `gens rm`."""
+"""CLI behaviour: dry runs, one stage at a time, redoing generations with `gens rm`, and what `run` loads."""
+
+import subprocess
+import sys
 
 from conftest import daydream
 
@@ -38,3 +41,13 @@ def test_gens_rm_is_a_dry_run_unless_yes_and_takes_descendants(project, endpoint
     again = daydream("run")
     assert again.returncode == 0 and "done 7, skipped (already complete) 35" in again.stdout
     assert endpoint.stats["requests"] - before == 1 + 1 + 4  # the draft, its llm essay, 4 evaluations
+
+
+def test_the_run_command_loads_neither_scipy_nor_the_report():
+    """`daydream run` starts without the statistics and report modules it never uses (`plan --search` loads them)."""
+    code = (
+        "import sys; from daydream_luigi.cli.main import main; main.get_command(None, 'run'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy' or m.startswith('daydream_luigi.report')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (loaded.returncode, loaded.stdout) == (0, "[]\n"), loaded.stderr

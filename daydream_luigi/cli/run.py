@@ -8,7 +8,6 @@ import click
 import pandas as pd
 
 from daydream_luigi.cli.common import backend_option, backend_servers, cohort_option, confirm, prepare
-from daydream_luigi.cli.search import plan_search
 from daydream_luigi.core.clock import now
 from daydream_luigi.core.cohort_spec import empty_reasons
 from daydream_luigi.core.errors import InputError
@@ -248,6 +247,8 @@ def plan(cohort, backend, budget, batch, search_name):
     """Dry run: generations per stage, model and pool; calls still to make; tokens and cost estimate (batched rows
     at batch price). Exit 2 when a fixed input is not neutral (config/neutrality.yaml)."""
     if search_name is not None:
+        from daydream_luigi.cli.search import plan_search  # here: searching imports scipy, which `run` never needs
+
         plan_search(search_name, backend)
         return
     paths, cohort_plan = prepare(cohort, backend)
