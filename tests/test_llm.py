@@ -77,6 +77,27 @@ def test_ok_parses_text_tokens_and_cost(ep):
     }
 
 
+def test_the_answer_is_handed_over_after_its_record_and_before_the_reply_bookkeeping_even_when_that_fails(ep):
+    """A caller keeps the answer before the bookkeeping of its reply (which may raise, e.g. a quota that pauses the
+    pool): a process killed or stopped there has already kept what it paid for."""
+    events = []
+
+    def bookkeeping(n, reply):
+        events.append(("reply", n))
+        raise RuntimeError("pool paused")
+
+    with pytest.raises(RuntimeError, match="pool paused"):
+        call(
+            ep,
+            prompt="one two",
+            on_attempt=lambda record: events.append((record["event"], record["n"])),
+            on_answer=lambda answer: events.append(("answer", answer.text, outcomes(answer.attempts))),
+            on_reply=bookkeeping,
+        )
+    assert events == [("sent", 1), ("answered", 1), ("answer", draft_answer("one two"), ["ok"]), ("reply", 1)]
+    assert ep.stats["requests"] == 1
+
+
 def test_judge_prompt_gets_deterministic_score(ep):
     prompt = "Rate the essay above. Finish with a line SCORE: N"
     c = call(ep, prompt=prompt)

@@ -278,6 +278,13 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
     def stopping() -> bool:
         return stop_requested(gen.ctx.paths, gen.run_id)
 
+    kept: list[dict] = []
+
+    def keep(answer: chat.Completion) -> None:
+        """The answer is stored the moment it arrives, before the gate's bookkeeping and the slot's release."""
+        kept.append(_call_record(answer, model, settings, gen.run_id))
+        _keep(gen, answer, kept[0])
+
     try:
         with slots.call_slot(
             gen.ctx.call_slots, model.pool, stopping, lambda waiting: gen.emit(SLOT, {"waiting": waiting})
@@ -291,6 +298,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
                 gen.ctx.settings.retry,
                 on_attempt=on_attempt,
                 on_reply=gate.after,
+                on_answer=keep,
             )
     except slots.StopRequested:
         raise Stopped(
@@ -307,9 +315,7 @@ def call_model(gen: Generation, model: Model, prompt: str) -> tuple[str, dict]:
         raise gen.fail(
             f"could not record the request before sending it ({exc}); nothing was sent", "storage", True
         ) from None
-    call = _call_record(answer, model, settings, gen.run_id)
-    _keep(gen, answer, call)
-    return answer.text, call
+    return answer.text, kept[0]
 
 
 def render_prompt(gen: Generation, template, variables: dict) -> str:

@@ -365,6 +365,7 @@ def chat_completion(
     session: requests.Session | None = None,
     on_attempt: Callable[[dict], None] | None = None,
     on_reply: Callable[[int, Reply], None] | None = None,
+    on_answer: Callable[[Completion], None] | None = None,
 ) -> Completion:
     """Send one chat request, retrying transient faults; raise LLMError on permanent failure.
 
@@ -373,7 +374,9 @@ def chat_completion(
     ``{"event": "sent", "n"}`` before each request (an exception from it means the request is not sent) and with
     ``{"event": "answered" | "failed", "n", "outcome", "status", "elapsed_s", tokens, cost}`` after it.
     ``on_reply(n, Reply)`` is called after that outcome; an exception from it ends the call (e.g. a quota that
-    pauses the pool) and propagates.
+    pauses the pool) and propagates. ``on_answer(Completion)`` is called with the answer right after its "answered"
+    record and before ``on_reply``, so that a caller keeps it before any bookkeeping (a process killed in between
+    would lose an answer that was paid for).
     """
     report = on_attempt or (lambda record: None)
     hear = on_reply or (lambda n, reply: None)
@@ -472,8 +475,12 @@ def chat_completion(
                     "cost": result.cost,
                 }
             )
-            hear(n, reply)
             result.attempts = attempts
+            try:
+                if on_answer is not None:
+                    on_answer(result)
+            finally:
+                hear(n, reply)
             if n > 1:
                 log.info("LLM call to %r succeeded on attempt %d", model, n)
             return result
