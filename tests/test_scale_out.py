@@ -83,6 +83,7 @@ def test_two_processes_each_make_about_half_of_the_calls_and_none_twice(project)
         assert sum(made.values()) == calls  # every generation called once across both processes
         for name in "AB":
             assert 0.4 * calls <= made[name] <= 0.6 * calls, made
+            assert f"requests sent {made[name]}, answers received {made[name]}," in outputs[name][0]  # its own calls
         assert server.stats["max_concurrent"] <= POOL
     assert (project / "data" / "cohorts" / "wide" / "reports" / "report.html").exists()
 
