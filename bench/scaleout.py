@@ -2,9 +2,10 @@
 
 The `wide` cohort of the given draft replicates (360 R calls, all in pool `paid`, limit 100), three ways:
 
-  local        one `daydream run` on Luigi's local scheduler (the default)
-  luigid, 1    one `daydream run --scheduler central` on a luigid of its own
-  luigid, 2    two `daydream run --scheduler central --shared-by 2`, started together, on one luigid
+  local            one `daydream run` on Luigi's local scheduler (the default)
+  luigid, 1        one `daydream run --scheduler central` on a luigid of its own (`daydream ui --no-history`)
+  luigid, 2        two `daydream run --scheduler central --shared-by 2`, started together, on one such luigid
+  history, 2       the same two on a luigid with its SQLite task history (`daydream ui`, as `make ui` starts it)
 
 For each: the call span at the endpoint against the floor ceil(calls / pool) x latency, the most calls in flight, the
 CPU (user + system) per generation of every process involved (each run with the build process and task processes it
@@ -45,10 +46,10 @@ def _reaped(process: subprocess.Popen) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, time.perf_counter()
 
 
-def _luigid(env: dict, root) -> tuple[subprocess.Popen, str]:
+def _luigid(env: dict, root, history: bool) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port)],
+        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port)] + ([] if history else ["--no-history"]),
         env=env,
         cwd=root,
         stdout=subprocess.DEVNULL,
@@ -66,13 +67,14 @@ def _luigid(env: dict, root) -> tuple[subprocess.Popen, str]:
     sys.exit(f"luigid did not answer at {url}")
 
 
-def measure(code: harness.Code, replicates: int, processes: int, central: bool) -> dict:
-    """One measured run of the wide cohort by `processes` run processes (on luigid when `central`)."""
+def measure(code: harness.Code, replicates: int, processes: int, central: bool, history: bool = False) -> dict:
+    """One measured run of the wide cohort by `processes` run processes (on luigid when `central`, with its task
+    history when `history`)."""
     shape = shape_for(POOL, replicates)
     root = make_project(harness.run_dir(f"scaleout-{processes}"), shape, code.root)
     with harness.Endpoint(LATENCY) as endpoint:
         env = harness.project_env(root, endpoint.base_url, code)
-        server, url = _luigid(env, root) if central else (None, "")
+        server, url = _luigid(env, root, history) if central else (None, "")
         args = [sys.executable, "-m", "daydream_luigi", "run", "--cohort", COHORT, "-q"]
         if central:
             args += ["--scheduler", "central", "--scheduler-url", url, "--shared-by", str(processes)]
@@ -122,10 +124,11 @@ def scaleout(codes: list, replicates: int, log=print) -> tuple[list[Row], dict]:
     floor = math.ceil(calls / POOL) * LATENCY
     name = f"scale-out, pool {POOL}, {LATENCY:g} s, {calls:,} calls"
     rows, out = [], {}
-    for label, processes, central in (("local", 1, False), ("luigid, 1 process", 1, True), ("luigid, 2", 2, True)):
-        run = measure(code, replicates, processes, central)
+    variants = (("local", 1, False, False), ("luigid, 1", 1, True, False), ("luigid, 2", 2, True, False))
+    for label, processes, central, history in variants + (("history, 2", 2, True, True),):
+        run = measure(code, replicates, processes, central, history)
         out[label] = run
-        span = Row(f"{name}, {label}: call span", "s", floor, floor * TARGET if processes == 2 else None)
+        span = Row(f"{name}, {label}: call span", "s", floor, floor * TARGET if label == "luigid, 2" else None)
         cpu = Row(f"{name}, {label}: CPU ms per generation", "ms", None, None)
         span.values["after"], cpu.values["after"] = run["span_s"], 1000 * run["cpu_s"] / calls
         rows += [span, cpu]

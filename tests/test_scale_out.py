@@ -13,7 +13,7 @@ from collections import Counter
 from contextlib import contextmanager
 
 import requests
-from conftest import FAKE_KEY, members_of
+from conftest import FAKE_KEY, daydream, members_of
 from fake_endpoint import FakeEndpoint
 from test_central_scheduler import free_port
 
@@ -23,11 +23,11 @@ POOL = 4
 
 
 @contextmanager
-def luigid():
+def luigid(*options: str):
     """`daydream ui` on a free port (luigid with the project's pools); yields its URL."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port)],
+        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -74,7 +74,7 @@ def wide_cohort(project) -> int:
 def test_two_processes_each_make_about_half_of_the_calls_and_none_twice(project):
     calls = wide_cohort(project)
     assert calls == 72
-    with luigid() as url, FakeEndpoint(latency=0.25) as server:
+    with luigid("--no-history") as url, FakeEndpoint(latency=0.25) as server:
         runs = {name: start_run(name, server.base_url, url) for name in "AB"}
         outputs = {name: run.communicate(timeout=120) for name, run in runs.items()}
         for name, run in runs.items():
@@ -86,6 +86,8 @@ def test_two_processes_each_make_about_half_of_the_calls_and_none_twice(project)
             assert f"requests sent {made[name]}, answers received {made[name]}," in outputs[name][0]  # its own calls
         assert server.stats["max_concurrent"] <= POOL
     assert (project / "data" / "cohorts" / "wide" / "reports" / "report.html").exists()
+    assert (project / "data" / "luigid" / "luigid.cfg").exists()
+    assert not (project / "data" / "luigid" / "history.db").exists()  # --no-history: no SQLite commit per task event
 
 
 def test_a_stopped_process_leaves_its_share_to_the_other_and_a_rerun_pays_nothing_twice(project):
@@ -106,3 +108,13 @@ def test_a_stopped_process_leaves_its_share_to_the_other_and_a_rerun_pays_nothin
         out, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, err[-3000:]
         assert sum(calls_by_process(server).values()) == calls  # nothing paid twice
+
+
+def test_shared_by_without_luigid_is_one_message_and_nothing_runs(project):
+    result = daydream("run", "--shared-by", "2")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --shared-by 2: run processes share a cohort only on luigid; add --scheduler central "
+        "(start luigid with `daydream ui`)\n"
+    )
+    assert not (project / "data" / "cohorts").exists()
