@@ -62,17 +62,17 @@ def calls_by_process(server: FakeEndpoint) -> Counter:
     return Counter(who[r["headers"]["Authorization"]] for r in server.requests if r["path"] == CHAT)
 
 
-def wide_cohort(project) -> int:
-    """A cohort of 84 generations, 72 of which call the model (the copy essays call nothing); the paid pool made
-    4 wide. Returns the number of calls the cohort needs."""
+def wide_cohort(project, replicates: int) -> int:
+    """The cohort `wide`: 42 generations per draft replicate, 36 of which call the model (the copy essays call
+    nothing); the paid pool made 4 wide. Returns the number of calls the cohort needs."""
     config = project / "config" / "luigi.cfg"
     config.write_text(config.read_text().replace("paid = 5", f"paid = {POOL}"))
-    (project / "config" / "cohorts" / "wide.yaml").write_text("replicates: {draft: 2}\n")
+    (project / "config" / "cohorts" / "wide.yaml").write_text(f"replicates: {{draft: {replicates}}}\n")
     return sum(1 for member in members_of("wide") if member.template_id != "verbatim")
 
 
 def test_two_processes_each_make_about_half_of_the_calls_and_none_twice(project):
-    calls = wide_cohort(project)
+    calls = wide_cohort(project, 2)
     assert calls == 72
     with luigid("--no-history") as url, FakeEndpoint(latency=0.25) as server:
         runs = {name: start_run(name, server.base_url, url) for name in "AB"}
@@ -91,8 +91,9 @@ def test_two_processes_each_make_about_half_of_the_calls_and_none_twice(project)
 
 
 def test_a_stopped_process_leaves_its_share_to_the_other_and_a_rerun_pays_nothing_twice(project):
-    calls = wide_cohort(project)
-    with luigid() as url, FakeEndpoint(latency=0.25) as server:
+    calls = wide_cohort(project, 1)
+    assert calls == 36
+    with luigid("--no-history") as url, FakeEndpoint(latency=0.25) as server:
         runs = {name: start_run(name, server.base_url, url) for name in "AB"}
         while calls_by_process(server)["A"] < 5:
             time.sleep(0.05)
