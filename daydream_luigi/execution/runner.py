@@ -110,7 +110,7 @@ def workers_for(paths: Paths, pools: Iterable[str], central: bool = False, share
     """Luigi workers that keep every given pool full: its limit, plus (with the local scheduler) the tasks that wait
     ahead for a call slot. With `shared_by` run processes on one luigid, each takes its share of every limit (rounded
     up): a process whose task ends asks luigid for the next one at once, while an idle one asks once per wait
-    interval, so a process with workers for the whole pool would keep the slots it holds and leave the others idle."""
+    interval, so with workers for the whole pool each would tend to keep the slots it holds."""
     limits = pool_limits(paths)
     return sum(
         -(-limits.get(pool, 1) // shared_by) + (0 if central else slots.ahead(limits.get(pool, 1)))
