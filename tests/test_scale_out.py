@@ -5,6 +5,7 @@ call; its concurrency counter says what the pool saw across both.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,9 @@ def test_two_processes_each_make_about_half_of_the_calls_and_none_twice(project)
             assert f"requests sent {made[name]}, answers received {made[name]}," in outputs[name][0]  # its own calls
         assert server.stats["max_concurrent"] <= POOL
     assert (project / "data" / "cohorts" / "wide" / "reports" / "report.html").exists()
+    logs = "".join(path.read_text() for path in (project / "data" / "logs").glob("run-*.log"))  # both runs' Luigi logs
+    for shared in ("CohortMembership", "Combinations", "Lineages", "ParseScores", "Pivot", "Report", "Cohort"):
+        assert len(re.findall(rf" running +{shared}\(cohort_id=wide[,)]", logs)) == 1, shared  # made once, by one
     assert (project / "data" / "luigid" / "luigid.cfg").exists()
     assert not (project / "data" / "luigid" / "history.db").exists()  # --no-history: no SQLite commit per task event
 
