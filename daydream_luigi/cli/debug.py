@@ -54,14 +54,19 @@ def parse_draft_cmd(parser, file):
     show_default=True,
     help="Listen address (keep loopback unless workers on other machines must reach it).",
 )
-def ui(port, address):
+@click.option(
+    "--no-history",
+    is_flag=True,
+    help="No SQLite task history: luigid commits one transaction per task event, most of its CPU with wide pools.",
+)
+def ui(port, address, no_history):
     """Start the Luigi central scheduler and its web UI (state and task history under the data folder)."""
     from daydream_luigi.execution.central import exec_luigid
 
     click.echo(
         f"Luigi scheduler UI on http://{address}:{port}/ ; run with `daydream run --scheduler central`", err=True
     )
-    exec_luigid(Paths.from_env(), port, address)
+    exec_luigid(Paths.from_env(), port, address, history=not no_history)
 
 
 @click.group()

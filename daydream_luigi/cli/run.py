@@ -122,6 +122,14 @@ def print_summary(cohort_id: str, result: running.Result, reports, proved: list[
     help="luigid URL for --scheduler central "
     "[default: http://<scheduler_host>:<scheduler_port>/ from config/luigi.cfg]",
 )
+@click.option(
+    "--shared-by",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="With --scheduler central: N run processes (or machines) share this cohort, each started with this "
+    "option; this one starts 1/N of the pools' workers, so each makes about 1/N of the calls.",
+)
 @budget_option
 @click.option(
     "--max-cost",
@@ -145,6 +153,7 @@ def run(
     backend,
     scheduler,
     scheduler_url,
+    shared_by,
     budget,
     max_cost,
     batch,
@@ -162,6 +171,11 @@ def run(
     left for a run after the resume time shown); 130 / 143 interrupted by Ctrl-C / SIGTERM (finished work is kept;
     run again to resume).
     """
+    if shared_by > 1 and scheduler != "central":
+        raise InputError(
+            f"--shared-by {shared_by}: run processes share a cohort only on luigid; add --scheduler central "
+            f"(start luigid with `daydream ui`)"
+        )
     paths, plan = prepare(cohort, backend)
     cohort_id = plan.spec.cohort_id
     neutrality = require_neutral_inputs(paths, plan.spec, plan.context.catalog, plan.context.settings)
@@ -197,7 +211,7 @@ def run(
     request = running.Request(
         cohort_id,
         members,
-        workers or running.workers_needed(plan, pending, batch, url is not None),
+        workers or running.workers_needed(plan, pending, batch, url is not None, shared_by),
         url,
         stage,
         tuple(gen_ids),

@@ -161,7 +161,9 @@ def _task(family: str, params: dict) -> luigi.Task:
 def _warm_up(cohort_id: str) -> None:
     """Once per cohort, before the first fork: its plan, its batched chunks (every task looks its own up: O(cohort)
     when not inherited) and what every task process would repeat (`generation.warm_up`) are inherited by all of them."""
-    generation.warm_up(plans.cohort_plan(cohort_id).context)
+    context = plans.cohort_plan(cohort_id).context
+    generation.warm_up(context)
+    knobs.context_for_run(context)
     plans.batch_chunks(cohort_id, knobs.current().batch)
 
 

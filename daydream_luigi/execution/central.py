@@ -18,8 +18,10 @@ def central_url() -> str:
     )
 
 
-def luigid_config(paths: Paths) -> Path:
-    """config/luigi.cfg (pool limits included) plus the state file and the SQLite task history in data/luigid/."""
+def luigid_config(paths: Paths, history: bool = True) -> Path:
+    """config/luigi.cfg (pool limits included) plus the state file and (unless `history` is False) the SQLite task
+    history in data/luigid/. The history costs luigid, whose one thread serves every worker, an SQLite commit per
+    task event: at a pool of 100 most of its CPU (BENCHMARKS.md, "Scale-out")."""
     folder = paths.data_root / "luigid"
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     config = configparser.ConfigParser()
@@ -28,7 +30,7 @@ def luigid_config(paths: Paths) -> Path:
         if not config.has_section(section):
             config.add_section(section)
     config.set("scheduler", "state_path", str(folder / "state.pickle"))
-    config.set("scheduler", "record_task_history", "true")
+    config.set("scheduler", "record_task_history", "true" if history else "false")
     config.set("task_history", "db_connection", f"sqlite:///{folder / 'history.db'}")
     path = folder / "luigid.cfg"
     with path.open("w") as handle:
@@ -36,9 +38,9 @@ def luigid_config(paths: Paths) -> Path:
     return path
 
 
-def exec_luigid(paths: Paths, port: int, address: str = "127.0.0.1") -> None:
+def exec_luigid(paths: Paths, port: int, address: str = "127.0.0.1", history: bool = True) -> None:
     """Replace this process by luigid, configured by `luigid_config`."""
-    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths))
+    os.environ["LUIGI_CONFIG_PATH"] = str(luigid_config(paths, history))
     command = luigid_command(paths, port, address)
     os.execv(command[0], command)
 

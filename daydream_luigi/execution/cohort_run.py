@@ -23,7 +23,7 @@ from daydream_luigi.core.batch_settings import unknown_models
 from daydream_luigi.core.errors import raise_if
 from daydream_luigi.core.expansion import calls_model
 from daydream_luigi.core.settings import STAGES
-from daydream_luigi.execution import plans, tasks
+from daydream_luigi.execution import knobs, plans, tasks
 from daydream_luigi.execution.knobs import Knobs
 from daydream_luigi.execution.monitor import Monitor
 from daydream_luigi.execution.runner import (
@@ -96,23 +96,27 @@ def preflight(paths, request: Request, pending: list) -> list[str]:
     return proved
 
 
-def workers_needed(plan: plans.CohortPlan, pending: list, batch: bool, central: bool) -> int:
-    """Workers for the pools the pending work uses (`runner.workers_for`), plus one per chunk of the most chunked
-    batched stage (its polls wait side by side); at least one. No worker is kept for the tasks that call nothing: a
-    spare worker would ask Luigi's scheduler for work after every task it is handed, and each request scans every
-    pending task of the graph."""
+def workers_needed(plan: plans.CohortPlan, pending: list, batch: bool, central: bool, shared_by: int = 1) -> int:
+    """Workers for the pools the pending work uses (`runner.workers_for`; a 1/`shared_by` share of them when that
+    many run processes share luigid), plus one per chunk of the most chunked batched stage (its polls wait side by
+    side); at least one. No worker is kept for the tasks that call nothing: a spare worker would ask Luigi's
+    scheduler for work after every task it is handed, and each request scans every pending task of the graph."""
     catalog = plan.context.catalog
     pools = {catalog.models[m.llm_model_id].pool for m in pending if calls_model(m, catalog)}
     chunks = plans.batch_chunks(plan.spec.cohort_id, batch, plan.backend).lists
     polls = max((sum(len(lists) for (s, _), lists in chunks.items() if s == stage) for stage in STAGES), default=0)
-    return max(1, workers_for(plan.context.paths, pools, central) + polls)
+    return max(1, workers_for(plan.context.paths, pools, central, shared_by) + polls)
 
 
 def _graphs(paths, request: Request, plan: plans.CohortPlan, fed):
     """The graphs to build, in order, each made when its turn comes: the cohort's root (or, with `--stage`, the Feeds of
     that stage), then more Feeds while parts were never fed (`_unfed_parts`). With batched generations pending, stage
     by stage: first the BatchSubmit tasks of the stage's chunks, then the stage's Feeds, and the root last.
-    `fed()` is the set of (stage, part) that Feeds of this run have brought into a graph."""
+    `fed()` is the set of (stage, part) that Feeds of this run have brought into a graph.
+
+    On luigid, which other runs may share, this run's own Feeds first and the root after them: the reports, shared by
+    every run, depend on the Feeds of the run that registered them last (`tasks.ParseScores`), so a run registers
+    them only once its own Feeds are done, and a run stopped half-way never leaves the others waiting for its Feeds."""
     cohort_id = request.cohort_id
     if request.gen_ids:
         yield [tasks.generation_task(plan.members[g], cohort_id) for g in request.gen_ids]
@@ -122,6 +126,10 @@ def _graphs(paths, request: Request, plan: plans.CohortPlan, fed):
     if not any(g not in complete[plan.members[g].stage] for g in found.where):
         if request.stage:
             yield from _unfed_parts(paths, request.cohort_id, plan, request.stage, fed)
+            return
+        if request.scheduler_url:
+            yield from _unfed_parts(paths, request.cohort_id, plan, "", fed)
+            yield [tasks.Cohort(cohort_id=cohort_id)]
             return
         yield [tasks.Cohort(cohort_id=cohort_id)]
         rebuilt = False
@@ -159,7 +167,7 @@ def _unfed_parts(paths, cohort_id: str, plan: plans.CohortPlan, stage: str, fed)
         )
         if start is None:
             return
-        yield [tasks.Feed(cohort_id=cohort_id, part=start, stage=stage, first=start)]
+        yield [tasks.Feed(cohort_id=cohort_id, part=start, stage=stage, first=start, feeder=knobs.current().run_id)]
         if (stage, start) not in fed():
             return  # not even its first Feed ran (Luigi could not schedule it): no loop
 

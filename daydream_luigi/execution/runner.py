@@ -106,11 +106,16 @@ def check_worker_timeout(paths, settings, stages, with_slots: bool = False) -> N
             )
 
 
-def workers_for(paths: Paths, pools: Iterable[str], central: bool = False) -> int:
+def workers_for(paths: Paths, pools: Iterable[str], central: bool = False, shared_by: int = 1) -> int:
     """Luigi workers that keep every given pool full: its limit, plus (with the local scheduler) the tasks that wait
-    ahead for a call slot."""
+    ahead for a call slot. With `shared_by` run processes on one luigid, each takes its share of every limit (rounded
+    up): a process whose task ends asks luigid for the next one at once, while an idle one asks once per wait
+    interval, so with workers for the whole pool each would tend to keep the slots it holds."""
     limits = pool_limits(paths)
-    return sum(limits.get(pool, 1) + (0 if central else slots.ahead(limits.get(pool, 1))) for pool in set(pools))
+    return sum(
+        -(-limits.get(pool, 1) // shared_by) + (0 if central else slots.ahead(limits.get(pool, 1)))
+        for pool in set(pools)
+    )
 
 
 def log_to_file(paths, run_id: str) -> Path:

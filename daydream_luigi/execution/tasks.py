@@ -213,12 +213,19 @@ class Feed(luigi.Task):
     """Brings part `part` into the running graph when it runs, and behind it the next part's Feed, which waits for
     this part's predecessor to be complete (see `schedule`). `first` is the part a build starts at: the Feeds of it
     and of the part after it wait for nothing. Priority 0, below every generation: a worker runs a Feed only when no
-    generation it could start is left."""
+    generation it could start is left.
+
+    `feeder` is the run whose worker brings the parts in (its run id, `knobs`): every run process has its own chain
+    of Feeds, and all of them yield the same Lineages. Only the worker that runs a Feed learns of what it yields, so
+    with one chain shared by several processes on one luigid, the others would never be handed a generation; with a
+    chain each, every process registers every generation and luigid hands each to whichever asks first (scale-out,
+    docs/operations.md)."""
 
     cohort_id = luigi.Parameter()
     part = luigi.IntParameter(default=0)
     stage = luigi.Parameter(default="")
     first = luigi.IntParameter(default=0)
+    feeder = luigi.Parameter(default="")
 
     def requires(self):
         if self.part - 2 < self.first:
@@ -232,7 +239,9 @@ class Feed(luigi.Task):
         return all_complete(plan.context.paths, schedule.part_members(later, self.stage))
 
     def run(self):
-        following = [Feed(cohort_id=self.cohort_id, part=self.part + 1, stage=self.stage, first=self.first)]
+        following = [
+            Feed(cohort_id=self.cohort_id, part=self.part + 1, stage=self.stage, first=self.first, feeder=self.feeder)
+        ]
         yield [
             Lineages(cohort_id=self.cohort_id, part=self.part, stage=self.stage),
             *(following if self.part + 1 < len(cohort_plan(self.cohort_id).parts) else []),
@@ -275,9 +284,14 @@ class ParseScores(ReportTask):
         collect.write_parsed_scores(paths, self.cohort_id)
 
     def requires(self):
-        """Every generation (through the chain of Feeds), and the membership itself (a cohort whose generations all
-        exist already, such as a curated one, still needs its membership recorded)."""
-        return [CohortMembership(cohort_id=self.cohort_id), Feed(cohort_id=self.cohort_id)]
+        """Every generation (through this run's chain of Feeds), and the membership itself (a cohort whose generations
+        all exist already, such as a curated one, still needs its membership recorded). Several runs on one luigid
+        share this task, each requiring its own Feeds: luigid keeps the dependencies the last one sent, and any chain
+        of Feeds is done only once every part of the cohort is."""
+        return [
+            CohortMembership(cohort_id=self.cohort_id),
+            Feed(cohort_id=self.cohort_id, feeder=knobs.current().run_id),
+        ]
 
 
 class Pivot(ReportTask):

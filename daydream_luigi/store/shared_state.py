@@ -16,6 +16,7 @@ part.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -50,9 +51,16 @@ def state_file(directory: Path, name: str) -> Path:
     return Path(directory) / f"{name}.json"
 
 
+@functools.lru_cache(maxsize=1024)
+def _resolved(path: str) -> str:
+    """The file's real path, worked out once per process (a state file is locked several times per call, and
+    resolving walks every folder of the path)."""
+    return str(Path(path).resolve())
+
+
 def _thread_lock(path: Path) -> threading.Lock:
     with _thread_locks_guard:
-        return _thread_locks.setdefault(str(path.resolve()), threading.Lock())
+        return _thread_locks.setdefault(_resolved(str(path)), threading.Lock())
 
 
 @contextmanager

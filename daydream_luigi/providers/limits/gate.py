@@ -113,10 +113,10 @@ class Gate:
         """Raise Stopped, or return when attempt `n` may be sent now (its estimate reserved, its permit counted)."""
         try:
             self.breaker.check(self.provider)
-            paused = self.limiter.paused(self.pool)
-            if paused is not None:
-                raise PoolPaused(self.pool, *paused)
-            if self.budget is not None:
+            if self.budget is not None:  # a paused pool reserves nothing (without a budget, acquire says it is paused)
+                paused = self.limiter.paused(self.pool)
+                if paused is not None:
+                    raise PoolPaused(self.pool, *paused)
                 self.budget.reserve(self._attempt(n), upper_bound_usd(self.price, self.tokens))
             try:
                 self.permit = self.limiter.acquire(self.pool, self.tokens)
