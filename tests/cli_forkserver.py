@@ -4,7 +4,7 @@ working directory, stdin from /dev/null, stdout and stderr to files, the interpr
 
 Why: each `daydream` subprocess spent about a second of CPU importing pandas, luigi and the CLI before doing anything,
 and the suite starts several hundred of them. Tests that signal, kill or time a process start it with
-`subprocess.Popen` as before, and so does `daydream(..., fresh=True)`.
+`subprocess.Popen` as before.
 
 Protocol (one Unix socket, one connection per command): the client sends one JSON line {args, env, cwd, stdout,
 stderr}; the server answers with a line {pid}, then, when the child has exited, a line {returncode} (negative: killed

@@ -198,13 +198,9 @@ class ForkServer:
 _fork_server: list[ForkServer] = []
 
 
-def daydream(*args: str, env: dict | None = None, cwd: Path | None = None, fresh: bool = False):
-    """Run the real `daydream` CLI in its own process (Luigi forks workers; a process keeps tests isolated): forked from
-    a server that has imported the CLI once (tests/cli_forkserver.py), or with `fresh`, a new interpreter."""
-    full_env = {**os.environ, **(env or {})}
-    if fresh:
-        command = [sys.executable, "-m", "daydream_luigi", *args]
-        return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `daydream` CLI in its own process (Luigi forks workers; a process keeps tests isolated), forked
+    from a server that has imported the CLI once (tests/cli_forkserver.py)."""
     if not _fork_server:
         _fork_server.append(ForkServer())
-    return _fork_server[0].run(list(args), full_env, cwd, timeout=600)
+    return _fork_server[0].run(list(args), {**os.environ, **(env or {})}, cwd, timeout=600)
