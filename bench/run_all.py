@@ -12,6 +12,8 @@ Each figure is printed beside its ideal, the plain baseline, the pipeline before
   scale      ~1,000 / 5,000 / 20,000 generations at zero latency: ms per generation, flatness (20k / 1k <= 1.3), the
              no-op re-run (<= 10 s), peak RSS; --part-sizes adds runs of the largest size at other part sizes
   wide       one pool of 20-200 at 1 s and 5 s (issue 22): span vs floor, max in flight, CPU per generation
+  tails      the wide cohort's 2,160 calls at lognormal latency (median 0.5 s, sigma 1, cap 30 s), pool of 20, latency
+             seeds 0-4 (issue 22): span <= 1.10 x sum of call times / 20 for each seed, first evaluation <= 5 latencies
   results    ParseScores + Pivot over ~100,000 evaluations (< 30 s, < 1 GB), and `daydream report`
   search     budgeted search over 20 seeds against a judge with a planted combination: halving finds it in >= 19
              with a median <= 30% of the cube's calls to the first pass; random at halving's budget as the baseline;
@@ -37,9 +39,10 @@ import results_bench
 import scale
 import search
 import table
+import tails
 import wide
 
-PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "wide", "results", "search")
+PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "wide", "tails", "results", "search")
 FULL = {
     "first_replicates": [1, 100],
     "first_cap_s": 60.0,
@@ -57,6 +60,7 @@ FULL = {
         (100, 5.0, 1),
         (200, 5.0, 1),
     ],
+    "tails": (6, [0, 1, 2, 3, 4]),  # (draft replicates, latency seeds): 2,160 calls a seed
 }
 QUICK = {
     "first_replicates": [1, 10],
@@ -66,6 +70,7 @@ QUICK = {
     "sizes": [300, 1000],
     "evaluations": 10_000,
     "wide": [(50, 1.0, 2), (100, 1.0, 4)],
+    "tails": (2, [0, 1]),
 }
 
 
@@ -127,6 +132,8 @@ def main(argv=None) -> int:
                 new, results[part] = scale.scale(codes, config["sizes"], part_sizes, log)
             elif part == "wide":
                 new, results[part] = wide.wide(codes, config["wide"], log)
+            elif part == "tails":
+                new, results[part] = tails.tails(codes, *config["tails"], log=log)
             elif part == "results":
                 new, results[part] = results_bench.run_results(config["evaluations"], log=log)
             else:
