@@ -3,7 +3,8 @@ plain threads (one keep-alive `requests` session each) with no Luigi, no templat
 
 Each pool gets as many threads as its limit; a thread takes the ready generation of its pool that comes first in the
 order Luigi's priorities ask for (`schedule.priorities`: earliest lineage first, a draft ranked as if it were a
-pool-full of lineages earlier), and a generation becomes ready the moment its parent's answer arrives. What it
+pool-full of lineages earlier, the tail's drafts and essays first), and a generation becomes ready the moment its
+parent's answer arrives. What it
 measures is the floor of this endpoint, this client library and this machine for the cohort's dependency graph.
 """
 
@@ -20,11 +21,19 @@ def _children(lineage: list, position: int):
     return [(child, pool) for child, (_, pool, parent) in enumerate(lineage) if parent == position]
 
 
+TAIL_POOL_FULLS = 3  # schedule.TAIL_POOL_FULLS (this process does not import the pipeline)
+
+
 def _rank(lineages: list, pools: dict, i: int, position: int) -> tuple:
     """The order of `schedule.priorities`, smallest first: lineage i's essays and evaluations at 2i, its draft just
-    below lineage i - L's (L = the limit of the draft's pool)."""
-    stage, pool, _ = lineages[i][position]
-    return (2 * (i - pools[pool]) + 1 if stage == "draft" else 2 * i, i, position)
+    below lineage i - L's (L = the limit of the draft's pool); in the tail (the last 3 L lineages, never the first
+    3 L), every draft just below the tail's first draft and every essay level with the tail's first lineage."""
+    stage, _, _ = lineages[i][position]
+    ahead = pools[lineages[i][0][1]]
+    tail = max(len(lineages) - TAIL_POOL_FULLS * ahead, TAIL_POOL_FULLS * ahead)
+    if stage == "draft":
+        return (2 * (min(i, tail) - ahead) + 1, i, position)
+    return (2 * (tail if stage == "essay" and i >= tail else i), i, position)
 
 
 def _first_ready(lineages: list, pools: dict) -> dict:
