@@ -21,16 +21,17 @@ def _children(lineage: list, position: int):
     return [(child, pool) for child, (_, pool, parent) in enumerate(lineage) if parent == position]
 
 
-TAIL_POOL_FULLS = 3  # schedule.TAIL_POOL_FULLS (this process does not import the pipeline)
+TAIL_POOL_FULLS, DEPTH_FIRST_POOL_FULLS = 8, 3  # as in `schedule` (this process does not import the pipeline)
 
 
 def _rank(lineages: list, pools: dict, i: int, position: int) -> tuple:
     """The order of `schedule.priorities`, smallest first: lineage i's essays and evaluations at 2i, its draft just
-    below lineage i - L's (L = the limit of the draft's pool); in the tail (the last 3 L lineages, never the first
-    3 L), every draft just below the tail's first draft and every essay level with the tail's first lineage."""
+    below lineage i - L's (L = the limit of the draft's pool); in the tail (the last 8 L lineages, never the first
+    3 L), every draft just below the tail's first draft and every essay level with the tail's first lineage. The
+    baseline has no parts, so its tail is not limited to the last two."""
     stage, _, _ = lineages[i][position]
     ahead = pools[lineages[i][0][1]]
-    tail = max(len(lineages) - TAIL_POOL_FULLS * ahead, TAIL_POOL_FULLS * ahead)
+    tail = max(len(lineages) - TAIL_POOL_FULLS * ahead, DEPTH_FIRST_POOL_FULLS * ahead)
     if stage == "draft":
         return (2 * (min(i, tail) - ahead) + 1, i, position)
     return (2 * (tail if stage == "essay" and i >= tail else i), i, position)
