@@ -17,7 +17,8 @@ Per seed, for the pipeline and the plain-threads baseline (`baseline.py`, the sa
 
 Targets (issue 22): span <= 1.10 x sum/20 for each seed, first evaluation within 5 latencies. The rule floor column is
 the pipeline's own order of work (`schedule.priorities`, mirrored by `baseline.simulate`) with the pipeline's
-latencies in the order it sent its calls and no overhead.
+latencies in the order it sent its calls and no overhead; the log gives it beside the floor of the rule before the
+tail (depth first with a pool-full of lookahead throughout), which no load on the machine changes.
 """
 
 import heapq
@@ -67,7 +68,14 @@ def tails(codes: list, replicates: int, seeds: list[int], log=print) -> tuple[li
             measured[label] = runs.pipeline(code, shape, MEDIAN, SIGMA, seed=seed, cap=CAP)
             log(_line(label, seed, measured[label]))
         ideal = measured["after"].busy_s / POOL
-        floor, _ = baseline.simulate(shape.lineages(), shape.pools, measured["after"].extra["latencies"])
+        sent = measured["after"].extra["latencies"]
+        floor, _ = baseline.simulate(shape.lineages(), shape.pools, sent)
+        before_tail, _ = baseline.simulate(shape.lineages(), shape.pools, sent, tail=False)
+        log(
+            f"  rule floors, seed {seed}: depth first throughout (the rule before the tail) {before_tail:.1f} s "
+            f"({before_tail / ideal:.3f}x), with the tail {floor:.1f} s ({floor / ideal:.3f}x); sequence floor "
+            f"{sequence_floor(sent, POOL):.1f} s ({sequence_floor(sent, POOL) / ideal:.3f}x)"
+        )
         name = f"heavy tails, {shape.generations:,} calls, pool {POOL}, seed {seed}"
         rows.append(
             Row(
