@@ -163,12 +163,13 @@ def main(argv=None) -> int:
 
 
 def _plain(value):
-    """JSON for the measurements: runs without their per-call latency and hand-over lists, Measured results without
-    their output."""
+    """JSON for the measurements: runs without their per-call latency, kind and hand-over lists, Measured results
+    without their output."""
     if dataclasses.is_dataclass(value):
         data = dataclasses.asdict(value)
         data.get("extra", {}).pop("latencies", None)
         data.get("extra", {}).pop("handovers", None)
+        data.get("extra", {}).pop("kinds", None)
         data.pop("stdout", None)
         data.pop("stderr", None)
         return data

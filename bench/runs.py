@@ -40,6 +40,7 @@ def _from_endpoint(label: str, endpoint: harness.Endpoint, wall_s: float, starte
     )
     run.first_call_s = min(received for received, _, _ in timeline) - started_at
     run.extra["latencies"] = [answered - received for received, answered, _ in sorted(timeline)]
+    run.extra["kinds"] = [kind for _, _, kind in sorted(timeline)]  # "judge" (an evaluation) or "text", as received
     run.extra["handovers"] = harness.handovers(timeline)
     return run
 

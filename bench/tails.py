@@ -14,6 +14,8 @@ Per seed, for the pipeline and the plain-threads baseline (`baseline.py`, the sa
   span       first request received to last answer sent (endpoint clock), and its ratio to sum/20
   first      the first evaluation answered, after the first request, in latencies (median 0.5 s)
   in flight  the most calls the endpoint held at once (the run stops if it is ever above 20)
+  after text the evaluations received after the last draft or essay: what the order of work leaves at the end (the
+             tail's drafts and essays first: many; depth first to the end: a few), whatever the load
 
 Targets (issue 22): span <= 1.10 x sum/20 for each seed, first evaluation within 5 latencies. The rule floor column is
 the pipeline's own order of work (`schedule.priorities`, mirrored by `baseline.simulate`) with the pipeline's
@@ -46,9 +48,12 @@ def _line(label: str, seed: int, run: runs.Run) -> str:
     ideal = run.busy_s / POOL
     first = "none" if run.first_judgment_s is None else f"{run.first_judgment_s / MEDIAN:.1f}"
     floor = sequence_floor(run.extra["latencies"], POOL)
+    kinds = run.extra["kinds"]
+    after_text = len(kinds) - 1 - max(i for i, kind in enumerate(kinds) if kind == "text")
     return (
         f"  {label:8} {seed:>4}  {run.calls:>5,}  {ideal:6.1f} s  {floor:6.1f} s ({floor / ideal:.3f}x)  "
-        f"{run.span_s:6.1f} s  {run.span_s / ideal:.3f}x  {first:>5}  {run.max_concurrent:>3}  (load {harness.load()})"
+        f"{run.span_s:6.1f} s  {run.span_s / ideal:.3f}x  {first:>5}  {run.max_concurrent:>3}  {after_text:>10}  "
+        f"(load {harness.load()})"
     )
 
 
@@ -58,7 +63,7 @@ def tails(codes: list, replicates: int, seeds: list[int], log=print) -> tuple[li
         f"heavy tails: {shape.generations:,} calls, pool {POOL}, lognormal median {MEDIAN} s, sigma {SIGMA}, cap "
         f"{CAP:g} s, seeds {', '.join(map(str, seeds))}"
     )
-    log("  code     seed  calls   sum/20   seq floor (/ sum)    span      ratio  first  max")
+    log("  code     seed  calls   sum/20   seq floor (/ sum)    span      ratio  first  max  after text")
     rows, out = [], {}
     for seed in seeds:
         measured = {"baseline": runs.plain(shape, MEDIAN, SIGMA, seed, CAP)}
