@@ -4,8 +4,8 @@ plain threads (one keep-alive `requests` session each) with no Luigi, no templat
 Each pool gets as many threads as its limit; a thread takes the ready generation of its pool that comes first in the
 order Luigi's priorities ask for (`schedule.priorities`: earliest lineage first, a draft ranked as if it were a
 pool-full of lineages earlier, the tail's drafts and essays first), and a generation becomes ready the moment its
-parent's answer arrives. What it
-measures is the floor of this endpoint, this client library and this machine for the cohort's dependency graph.
+parent's answer arrives. What it measures is the floor of this endpoint, this client library and this machine for the
+cohort's dependency graph.
 """
 
 import heapq
