@@ -62,8 +62,9 @@ class Endpoint:
     """`tests/fake_endpoint.py` in a child process, one per measured run (a fresh timeline, and for a lognormal
     latency the same seeded sequence of latencies, drawn in the order requests arrive)."""
 
-    def __init__(self, latency: float = 0.0, sigma: float = 0.0, seed: int = 0):
+    def __init__(self, latency: float = 0.0, sigma: float = 0.0, seed: int = 0, cap: float | None = None):
         self.args = ["--latency", str(latency), "--latency-sigma", str(sigma), "--seed", str(seed)]
+        self.args += [] if cap is None else ["--latency-cap", str(cap)]
         self.process = None
         self.base_url = ""
 

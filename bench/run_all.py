@@ -14,6 +14,8 @@ Each figure is printed beside its ideal, the plain baseline, the pipeline before
   wide       one pool of 20-200 at 1 s and 5 s (issue 22): span vs floor, max in flight, CPU per generation
   scaleout   the wide cohort at pool 100, 1 s, by one run process or two on one luigid (issue 22): span vs floor
              (two: <= 1.15x), calls per process, CPU per generation
+  tails      the wide cohort's 2,160 calls at lognormal latency (median 0.5 s, sigma 1, cap 30 s), pool of 20, latency
+             seeds 0-4 (issue 22): span <= 1.10 x sum of call times / 20 for each seed, first evaluation <= 5 latencies
   results    ParseScores + Pivot over ~100,000 evaluations (< 30 s, < 1 GB), and `daydream report`
   search     budgeted search over 20 seeds against a judge with a planted combination: halving finds it in >= 19
              with a median <= 30% of the cube's calls to the first pass; random at halving's budget as the baseline;
@@ -40,9 +42,10 @@ import scale
 import scaleout
 import search
 import table
+import tails
 import wide
 
-PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "wide", "scaleout", "results", "search")
+PARTS = ("w", "split", "first", "lognormal", "slow", "scale", "wide", "scaleout", "tails", "results", "search")
 FULL = {
     "first_replicates": [1, 100],
     "first_cap_s": 60.0,
@@ -61,6 +64,7 @@ FULL = {
         (200, 5.0, 1),
     ],
     "scaleout_replicates": 10,  # 3,600 calls
+    "tails": (6, [0, 1, 2, 3, 4]),  # (draft replicates, latency seeds): 2,160 calls a seed
 }
 QUICK = {
     "first_replicates": [1, 10],
@@ -71,6 +75,7 @@ QUICK = {
     "evaluations": 10_000,
     "wide": [(50, 1.0, 2), (100, 1.0, 4)],
     "scaleout_replicates": 4,
+    "tails": (2, [0, 1]),
 }
 
 
@@ -134,6 +139,8 @@ def main(argv=None) -> int:
                 new, results[part] = wide.wide(codes, config["wide"], log)
             elif part == "scaleout":
                 new, results[part] = scaleout.scaleout(codes, config["scaleout_replicates"], log)
+            elif part == "tails":
+                new, results[part] = tails.tails(codes, *config["tails"], log=log)
             elif part == "results":
                 new, results[part] = results_bench.run_results(config["evaluations"], log=log)
             else:
@@ -163,12 +170,13 @@ def main(argv=None) -> int:
 
 
 def _plain(value):
-    """JSON for the measurements: runs without their per-call latency and hand-over lists, Measured results without
-    their output."""
+    """JSON for the measurements: runs without their per-call latency, kind and hand-over lists, Measured results
+    without their output."""
     if dataclasses.is_dataclass(value):
         data = dataclasses.asdict(value)
         data.get("extra", {}).pop("latencies", None)
         data.get("extra", {}).pop("handovers", None)
+        data.get("extra", {}).pop("kinds", None)
         data.pop("stdout", None)
         data.pop("stderr", None)
         return data

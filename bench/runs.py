@@ -40,6 +40,7 @@ def _from_endpoint(label: str, endpoint: harness.Endpoint, wall_s: float, starte
     )
     run.first_call_s = min(received for received, _, _ in timeline) - started_at
     run.extra["latencies"] = [answered - received for received, answered, _ in sorted(timeline)]
+    run.extra["kinds"] = [kind for _, _, kind in sorted(timeline)]  # "judge" (an evaluation) or "text", as received
     run.extra["handovers"] = harness.handovers(timeline)
     return run
 
@@ -52,15 +53,18 @@ def pipeline(
     part_size: int | None = None,
     stop_after_first_judgment: float | None = None,
     rerun: bool = False,
+    seed: int = 0,
+    cap: float | None = None,
 ) -> Run:
     """`daydream run --cohort bench` of `code` on a new project of `shape`.
 
     All calls must be made exactly once (the endpoint's count) and never more at once than the pools allow;
     `stop_after_first_judgment` (seconds) stops the run (SIGTERM) as soon as the endpoint has answered an evaluation,
     or that many seconds after the start if none has been answered by then (first_judgment_s is then None); `rerun`
-    runs the same command again on the complete store and records its wall time (it must make no call)."""
+    runs the same command again on the complete store and records its wall time (it must make no call); `seed` and
+    `cap` are the endpoint's latency seed and longest lognormal latency."""
     root = make_project(harness.run_dir(f"{shape.generations}"), shape, code.root, part_size)
-    with harness.Endpoint(latency, sigma) as endpoint:
+    with harness.Endpoint(latency, sigma, seed, cap) as endpoint:
         stop = None
         if stop_after_first_judgment is not None:
             deadline = time.perf_counter() + stop_after_first_judgment
@@ -88,9 +92,9 @@ def pipeline(
     return run
 
 
-def plain(shape: Shape, latency: float = 0.0, sigma: float = 0.0) -> Run:
+def plain(shape: Shape, latency: float = 0.0, sigma: float = 0.0, seed: int = 0, cap: float | None = None) -> Run:
     """The same calls through the plain baseline (see baseline.py)."""
-    with harness.Endpoint(latency, sigma) as endpoint:
+    with harness.Endpoint(latency, sigma, seed, cap) as endpoint:
         started_at = time.time()
         wall = baseline.run(endpoint.base_url, shape.lineages(), shape.pools)
         run = _from_endpoint("baseline", endpoint, wall, started_at)

@@ -443,6 +443,7 @@ class FakeEndpoint:
         served_by: str | None = None,
         require_key: str | None = None,
         listed_prices: dict[str, dict] | None = None,
+        latency_cap: float | None = None,
     ):
         unknown = [f for f in faults if f not in ALL_FAULTS]
         if unknown:
@@ -453,6 +454,7 @@ class FakeEndpoint:
             raise ValueError("fault_rate > 0 needs at least one fault")
         self.latency = float(latency)  # seconds; with latency_sigma > 0 the median of a lognormal latency
         self.latency_sigma = float(latency_sigma)
+        self.latency_cap = latency_cap  # seconds: the most a lognormal latency may draw (None: no cap)
         self._latency_rng = random.Random(seed + 1)
         self.fault_rate = float(fault_rate)
         self.faults = tuple(faults)
@@ -674,7 +676,8 @@ class FakeEndpoint:
         if self.latency_sigma <= 0:
             return self.latency
         with self._lock:
-            return self.latency * self._latency_rng.lognormvariate(0.0, self.latency_sigma)
+            drawn = self.latency * self._latency_rng.lognormvariate(0.0, self.latency_sigma)
+        return drawn if self.latency_cap is None else min(drawn, self.latency_cap)
 
     def _answered(self, received: float, answered: float, kind: str) -> None:
         with self._lock:
@@ -723,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="> 0: lognormal latency with median --latency and this sigma (seeded)",
     )
+    p.add_argument("--latency-cap", type=float, default=None, help="the longest lognormal latency, in seconds")
     args = p.parse_args(argv)
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     ep = FakeEndpoint(
@@ -735,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         record_requests=not args.no_record,
         latency_sigma=args.latency_sigma,
+        latency_cap=args.latency_cap,
     )
 
     def _interrupt(signum: int, frame: Any) -> None:

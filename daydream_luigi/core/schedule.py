@@ -18,6 +18,16 @@ it and its evaluations outrank both: scored essays appear within a few call late
 as if they were one pool-full of lineages earlier (`draft_lookahead`, the limit of the draft's pool): without that,
 the last lineages of a graph would each start their draft, essay and evaluations one after another with slots idle,
 a round lost per pool-full of lineages at the end (cohort W: 11 rounds where 10 suffice; BENCHMARKS.md).
+
+The tail: the last TAIL_POOL_FULLS pool-fulls of lineages of the cohort run the longest remaining chain first. Their
+drafts (three calls to go: draft, essay, evaluation) all rank level with the tail's first draft and their essays level
+with the tail's first lineage, above the tail's evaluations, which keep their order. With heavy-tailed latencies a
+draft started late, a long one above all, would otherwise run its essay and evaluations with the pool nearly empty at
+the end; so every draft and essay of the tail is sent while other work still fills the pool, and the last calls are
+evaluations, the only calls nothing waits for (BENCHMARKS.md, heavy tails). The tail never holds one of the first
+DEPTH_FIRST_POOL_FULLS pool-fulls of lineages, whose order brings the first evaluations, nor a lineage before the last
+two parts, which the scheduler holds together at the end: a part before them whose evaluations waited behind the tail
+would hold back the Feed of the last part.
 """
 
 from collections.abc import Callable
@@ -63,15 +73,48 @@ def part_members(part_lineages: list[Lineage], stage: str = "") -> list[Member]:
     return [m for lineage in part_lineages for m in lineage.members if not stage or m.stage == stage]
 
 
-def priorities(all_lineages: list[Lineage], draft_lookahead: Callable[[Member], int]) -> dict[str, int]:
+TAIL_POOL_FULLS = 8  # lineages of the tail, in pool-fulls of the draft's pool (BENCHMARKS.md, heavy tails)
+DEPTH_FIRST_POOL_FULLS = 3  # the first lineages, in pool-fulls, are never in the tail
+
+
+def last_parts_start(all_parts: list[list[Lineage]]) -> int:
+    """The first lineage of the last two parts (the whole cohort when it is one or two parts)."""
+    return all_parts[-2][0].index if len(all_parts) > 1 else 0
+
+
+def tail_start(count: int, ahead: int, earliest: int = 0) -> int:
+    """The first lineage of the tail of `count` lineages whose drafts run `ahead` lineages early: the last
+    TAIL_POOL_FULLS x `ahead` lineages, but neither one of the first DEPTH_FIRST_POOL_FULLS x `ahead` nor one before
+    `earliest`; `count` (no tail) when `ahead` is 0."""
+    return max(count - TAIL_POOL_FULLS * ahead, DEPTH_FIRST_POOL_FULLS * ahead, earliest)
+
+
+def position(index: int, stage: str, ahead: int, tail: int) -> int:
+    """Where a generation of lineage `index` ranks, in lineages (the smaller the earlier): a draft `ahead` lineages
+    early (a draft of the tail, starting at lineage `tail`, level with the tail's first draft), an essay of the tail
+    level with the tail's first lineage, any other generation at its own lineage."""
+    if stage == "draft":
+        return min(index, tail) - ahead
+    if stage == "essay" and index >= tail:
+        return tail
+    return index
+
+
+def priorities(
+    all_lineages: list[Lineage], draft_lookahead: Callable[[Member], int], tail_earliest: int = 0
+) -> dict[str, int]:
     """gen_id -> Luigi priority (see the module docstring); `draft_lookahead(draft)` is how many lineages ahead its
-    draft may start. Every priority is above 0, the priority of the wrapper and report tasks, which Luigi would
+    draft may start, and its pool-full for the tail; `tail_earliest` the first lineage the tail may hold
+    (`last_parts_start`). Every priority is above 0, the priority of the wrapper and report tasks, which Luigi would
     otherwise pass down to every generation; a draft ranks just below the essays and evaluations of the lineage it
     stands in for, never level with them."""
     count = len(all_lineages)
     ranks = {}
     for lineage in all_lineages:
+        root = lineage.members[0]
+        ahead = draft_lookahead(root) if root.stage == "draft" else 0
+        tail = tail_start(count, ahead, tail_earliest)
         for m in lineage.members:
-            ahead = draft_lookahead(m) if m.stage == "draft" else 0
-            ranks[m.gen_id] = 2 * (count - lineage.index + ahead) - (1 if m.stage == "draft" else 0)
+            at = position(lineage.index, m.stage, ahead, tail)
+            ranks[m.gen_id] = 2 * (count - at) - (1 if m.stage == "draft" else 0)
     return ranks

@@ -44,14 +44,15 @@ def _plan(paths: Paths, cohort_id: str, backend: str) -> CohortPlan:
         model = catalog.models.get(draft.llm_model_id)
         return limits.get(model.pool, 1) if model else 0
 
+    parts = schedule.parts(all_lineages, settings.part_size)
     return CohortPlan(
         context,
         backend,
         spec,
         {m.gen_id: m for m in members},
         all_lineages,
-        schedule.parts(all_lineages, settings.part_size),
-        schedule.priorities(all_lineages, lookahead),
+        parts,
+        schedule.priorities(all_lineages, lookahead, schedule.last_parts_start(parts)),
     )
 
 
