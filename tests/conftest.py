@@ -9,9 +9,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from fake_endpoint import FakeEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,3 +207,33 @@ def daydream(*args: str, env: dict | None = None, cwd: Path | None = None) -> su
     if not _fork_server:
         _fork_server.append(ForkServer())
     return _fork_server[0].run(list(args), {**os.environ, **(env or {})}, cwd, timeout=600)
+
+
+def free_port() -> int:
+    """A port where nothing listens (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def luigid(*options: str):
+    """`daydream ui` on a free port (luigid with the project's pools), answering; yields its URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(url + "api/task_list", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,40 +1,19 @@
 """Two worker processes against a real luigid on loopback: the pool limit holds across processes."""
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import requests
-from conftest import daydream, members_of
+from conftest import daydream, luigid, members_of
 from fake_endpoint import FakeEndpoint
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_workers_share_luigid_and_its_pool_limit(project):
     config = project / "config" / "luigi.cfg"
     config.write_text(config.read_text().replace("paid = 5", "paid = 2"))
-    port = free_port()
-    luigid = subprocess.Popen(
-        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(100):
-            try:
-                if requests.get(url + "api/task_list", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+    with luigid() as url:
         with FakeEndpoint(latency=0.2) as slow:
             env = {"DAYDREAM_LLM_BASE_URL": slow.base_url}
             args = ["run", "--scheduler", "central", "--scheduler-url", url, "--workers", "3"]
@@ -88,6 +67,3 @@ def test_two_workers_share_luigid_and_its_pool_limit(project):
             "EvaluationTask": 24,
         }
         assert {task["status"] for task in graph.values()} == {"DONE"}
-    finally:
-        luigid.terminate()
-        luigid.wait(timeout=10)

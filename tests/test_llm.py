@@ -8,12 +8,12 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 
 import pytest
 import requests
+from conftest import free_port
 from fake_endpoint import DEFAULT_RANDOM_FAULTS, FakeEndpoint, draft_answer, judge_answer
 
 from daydream_luigi.providers import chat, http_errors
@@ -44,12 +44,6 @@ def call(ep, prompt=PROMPT, key=KEY, settings=None, retry=FAST, **kw) -> Complet
 
 def outcomes(attempts):
     return [a["outcome"] for a in attempts]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the happy path -----------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """Providers: declared in config, keys read at call time and sent only to their own provider over https or loopback,
 and a preflight that turns an unreachable server or a rejected key into one message."""
 
-import socket
-
 import pytest
+from conftest import free_port
 from fake_provider import FakeProvider
 
 from daydream_luigi.core.errors import InputError
@@ -29,13 +28,6 @@ def problem_of(call) -> str:
         call()
     assert len(caught.value.problems) == 1
     return caught.value.problems[0]
-
-
-def free_port() -> int:
-    """A port where nothing listens (bound, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------------- declaration

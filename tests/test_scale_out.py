@@ -11,39 +11,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 
-import requests
-from conftest import FAKE_KEY, daydream, members_of
+from conftest import FAKE_KEY, daydream, luigid, members_of
 from fake_endpoint import FakeEndpoint
-from test_central_scheduler import free_port
 
 CHAT = "/v1/chat/completions"
 KEYS = {name: FAKE_KEY.replace("TESTKEY", f"PROCESS{name}") for name in "AB"}
 POOL = 4
-
-
-@contextmanager
-def luigid(*options: str):
-    """`daydream ui` on a free port (luigid with the project's pools); yields its URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daydream_luigi", "ui", "--port", str(port), *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(url + "api/task_list", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def start_run(name: str, base_url: str, url: str) -> subprocess.Popen:
